@@ -1,0 +1,68 @@
+"""The small interface every runtime backend implements.
+
+A backend opens an artifact into a :class:`Session`; a session describes its tensors and runs lists of
+arrays. Validation, float I/O and batching live once in :class:`edgecv.model.Model`, not in backends.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgecv.deps import is_installed
+from edgecv.tensors import TensorInfo
+
+
+class Session(ABC):
+    """An opened artifact. ``inputs``/``outputs`` are set by the constructor."""
+
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+    raw: Any  # the runtime's own object, for expert use
+
+    @abstractmethod
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """Run on arrays already checked for count, shape and dtype; return outputs in order."""
+
+    def prepare(self, shapes: list[tuple[int, ...]]) -> None:
+        """Get ready for inputs of these shapes (runtimes that must resize do it here)."""
+
+
+class Backend(ABC):
+    """A runtime that opens artifacts of some formats."""
+
+    name: ClassVar[str]
+    extra: ClassVar[str]  # pip extra that installs it
+    modules: ClassVar[tuple[str, ...]]  # import names, any of which makes the backend available
+    formats: ClassVar[tuple[str, ...]]
+
+    def available(self) -> bool:
+        return any(is_installed(m) for m in self.modules)
+
+    @abstractmethod
+    def open(self, path: Path, *, threads: int | None) -> Session:
+        """Open ``path``. Runtime failures become :class:`edgecv.errors.ModelFileError`."""
+
+    @abstractmethod
+    def version(self) -> str | None:
+        """Version of the runtime package that would be used."""
+
+
+def default_threads(threads: int | None) -> int:
+    """``None`` means every core, the same for every backend, so results compare fairly."""
+    if threads is None:
+        return os.cpu_count() or 1
+    return max(1, int(threads))
+
+
+def first_line(exc: BaseException) -> str:
+    """A runtime's often multi-line message, cut to its first meaningful line."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line:
+            return line[:300]
+    return type(exc).__name__

@@ -1,0 +1,67 @@
+"""ONNX Runtime backend for ``.onnx`` on the CPU execution provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.backends.base import Backend, Session, default_threads, first_line
+from edgecv.deps import require, version_of
+from edgecv.errors import ModelFileError
+from edgecv.tensors import TensorInfo, normalize_shape
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(int16)": "int16",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+
+def _info(node, position: int) -> TensorInfo:
+    dtype = _ORT_TYPES.get(node.type)
+    if dtype is None:
+        raise ModelFileError(f"tensor {node.name!r} has type {node.type}, which edgecv does not feed")
+    return TensorInfo(node.name, normalize_shape(node.shape), dtype, index=position)
+
+
+class OnnxRuntimeSession(Session):
+    def __init__(self, session) -> None:
+        self.raw = session
+        self.inputs = [_info(n, i) for i, n in enumerate(session.get_inputs())]
+        self.outputs = [_info(n, i) for i, n in enumerate(session.get_outputs())]
+        self._in_names = [t.name for t in self.inputs]
+        self._out_names = [t.name for t in self.outputs]
+        self._run = session.run
+
+    def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        return self._run(self._out_names, dict(zip(self._in_names, arrays)))
+
+
+class OnnxRuntimeBackend(Backend):
+    name = "onnxruntime"
+    extra = "onnxruntime"
+    modules = ("onnxruntime",)
+    formats = ("onnx",)
+
+    def open(self, path: Path, *, threads: int | None) -> Session:
+        ort = require("onnxruntime", extra=self.extra, purpose="run .onnx files")
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = default_threads(threads)
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own exception types (Fail, InvalidProtobuf, ...)
+            raise ModelFileError(f"cannot load {path} with ONNX Runtime: {first_line(exc)}") from None
+        return OnnxRuntimeSession(session)
+
+    def version(self) -> str | None:
+        v = version_of("onnxruntime")
+        return f"onnxruntime {v}" if v else None

@@ -1,0 +1,212 @@
+"""One Model object for every artifact format and backend.
+
+Example:
+    >>> model = load("model.fp32.tflite", threads=2)            # doctest: +SKIP
+    >>> [t.describe() for t in model.inputs]                      # doctest: +SKIP
+    ['input 1x224x224x3 float32 NHWC']
+    >>> scores, = model.run(batch)                                # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from edgecv.backends import BACKENDS, Session, get_backend
+from edgecv.errors import BackendError, InputError, MissingDependencyError
+from edgecv.formats import ArtifactFormat, check_model_file
+from edgecv.manifest import Manifest, find_manifest
+from edgecv.tensors import QuantParams, TensorInfo
+
+Inputs = np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
+
+
+class Model:
+    """A loaded artifact. Create it with :func:`load`.
+
+    ``run()`` checks inputs against ``inputs`` (count, shape, dtype) and raises :class:`InputError` in
+    one line when they do not fit. With ``float_io=True``, integer-quantized inputs are fed as float and
+    quantized here, and quantized outputs come back dequantized to float32.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        *,
+        path: Path,
+        fmt: ArtifactFormat,
+        backend: str,
+        manifest: Manifest | None = None,
+        float_io: bool = False,
+        load_seconds: float = 0.0,
+    ) -> None:
+        self.path = path
+        self.format = fmt.name
+        self.backend = backend
+        self.manifest = manifest
+        self.float_io = float_io
+        self.load_seconds = load_seconds
+        self._session = session
+        self.inputs = _merge(session.inputs, manifest.inputs if manifest else [])
+        self.outputs = _merge(session.outputs, manifest.outputs if manifest else [])
+        self._by_name = {t.name: i for i, t in enumerate(self.inputs)}
+        self._shapes: list[tuple[int, ...]] | None = None
+
+    # -- description -------------------------------------------------------------------------------------
+    @property
+    def raw(self):
+        """The runtime's own object (Interpreter, InferenceSession or CompiledModel)."""
+        return self._session.raw
+
+    @property
+    def labels(self) -> list[str] | None:
+        return self.manifest.labels if self.manifest else None
+
+    @property
+    def precision(self) -> str:
+        return self.manifest.precision if self.manifest else "unknown"
+
+    def __repr__(self) -> str:
+        ins = ", ".join(t.describe() for t in self.inputs)
+        return f"Model({self.path.name!r}, format={self.format}, backend={self.backend}, inputs=[{ins}])"
+
+    # -- running -----------------------------------------------------------------------------------------
+    def run(self, inputs: Inputs) -> list[np.ndarray]:
+        """Run on one array (single-input models), a list in input order, or a dict by input name.
+
+        Returns the outputs as a list in ``outputs`` order. A model with a fixed batch of 1 given a larger
+        batch runs once per item and stacks the results.
+        """
+        arrays = self._arrange(inputs)
+        arrays = [self._check(info, a) for info, a in zip(self.inputs, arrays)]
+        n = arrays[0].shape[0] if arrays[0].ndim else 1
+        if any(info.shape and info.shape[0] == 1 for info in self.inputs) and n > 1:
+            parts = [self._invoke([a[i : i + 1] for a in arrays]) for i in range(n)]
+            outs = [np.concatenate(p, axis=0) for p in zip(*parts)]
+        else:
+            outs = self._invoke(arrays)
+        if self.float_io:
+            outs = [info.quant.dequantize(o) if info.is_quantized else o for info, o in zip(self.outputs, outs)]
+        return outs
+
+    __call__ = run
+
+    def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        shapes = [a.shape for a in arrays]
+        if shapes != self._shapes:
+            self._session.prepare(shapes)
+            self._shapes = shapes
+        try:
+            return self._session.run(arrays)
+        except (RuntimeError, ValueError) as exc:
+            from edgecv.backends.base import first_line
+
+            raise BackendError(f"{self.backend} failed to run {self.path.name}: {first_line(exc)}") from None
+
+    def _arrange(self, inputs: Inputs) -> list[np.ndarray]:
+        if isinstance(inputs, np.ndarray):
+            arrays = [inputs]
+        elif isinstance(inputs, Mapping):
+            unknown = set(inputs) - set(self._by_name)
+            if unknown:
+                raise InputError(f"unknown input name(s) {sorted(unknown)}; the model's inputs are {list(self._by_name)}")
+            missing = [n for n in self._by_name if n not in inputs]
+            if missing:
+                raise InputError(f"missing input(s) {missing}; the model's inputs are {list(self._by_name)}")
+            arrays = [inputs[t.name] for t in self.inputs]
+        elif isinstance(inputs, (list, tuple)):
+            arrays = list(inputs)
+        else:
+            raise InputError(f"inputs: expected a numpy array, a list of arrays or a dict, got {type(inputs).__name__}")
+        if len(arrays) != len(self.inputs):
+            raise InputError(f"expected {len(self.inputs)} input(s), got {len(arrays)}")
+        for info, a in zip(self.inputs, arrays):
+            if not isinstance(a, np.ndarray):
+                raise InputError(f"input {info.name!r}: expected a numpy array, got {type(a).__name__}")
+        return arrays
+
+    def _check(self, info: TensorInfo, a: np.ndarray) -> np.ndarray:
+        if a.ndim != len(info.shape) or any(e is not None and e != g for e, g in zip(info.shape[1:], a.shape[1:])):
+            want = "x".join("?" if d is None else str(d) for d in info.shape)
+            got = "x".join(str(d) for d in a.shape)
+            raise InputError(f"input {info.name!r}: expected shape {want}, got {got}")
+        if info.shape and info.shape[0] not in (None, 1) and a.shape[0] != info.shape[0]:
+            raise InputError(f"input {info.name!r}: expected batch {info.shape[0]}, got {a.shape[0]}")
+        if a.dtype.name == info.dtype:
+            return a
+        if self.float_io and info.is_quantized and np.issubdtype(a.dtype, np.floating):
+            return info.quant.quantize(a, np.dtype(info.dtype))
+        hint = " (load with float_io=True to feed float)" if info.is_quantized else ""
+        raise InputError(f"input {info.name!r}: expected dtype {info.dtype}, got {a.dtype.name}{hint}")
+
+
+def _merge(runtime: list[TensorInfo], described: list[dict]) -> list[TensorInfo]:
+    """Runtime facts win; the manifest adds layout and quantization the runtime cannot report."""
+    by_name = {d.get("name"): d for d in described}
+    merged = []
+    for i, info in enumerate(runtime):
+        d = by_name.get(info.name) or (described[i] if i < len(described) else None)
+        if d is None:
+            merged.append(info)
+            continue
+        layout = d.get("layout") or info.layout
+        quant = info.quant
+        if quant is None and d.get("quantization"):
+            quant = QuantParams.from_dict(d["quantization"])
+        merged.append(replace(info, layout=layout, quant=quant))
+    return merged
+
+
+def choose_backend(fmt: ArtifactFormat, requested: str | None) -> str:
+    """The backend to run ``fmt`` with: the one asked for, else the first installed one."""
+    if requested is not None:
+        backend = get_backend(requested)
+        if fmt.name not in backend.formats:
+            valid = ", ".join(fmt.backends)
+            raise BackendError(f"backend {requested!r} cannot run {fmt.name} files; use one of: {valid}")
+        return requested
+    for name in fmt.backends:
+        if BACKENDS[name].available():
+            return name
+    first = BACKENDS[fmt.backends[0]]
+    raise MissingDependencyError(first.name, first.extra, f"run {fmt.suffix} files")
+
+
+def load(
+    path: str | Path,
+    *,
+    backend: str | None = None,
+    threads: int | None = None,
+    float_io: bool = False,
+) -> Model:
+    """Load a ``.tflite``, ``.onnx`` or OpenVINO ``.xml`` artifact into a :class:`Model`.
+
+    ``backend`` picks the runtime (``litert``, ``onnxruntime``, ``openvino``); by default the first one
+    installed for the format. ``threads`` defaults to every core. A manifest beside the file is read.
+
+    Example:
+        >>> model = load("mnist.fp32.onnx", backend="openvino", threads=2)   # doctest: +SKIP
+    """
+    path = Path(path)
+    fmt = check_model_file(path)
+    name = choose_backend(fmt, backend)
+    manifest = find_manifest(path)
+    start = time.perf_counter()
+    session = _open(BACKENDS[name], path, threads)
+    return Model(
+        session,
+        path=path,
+        fmt=fmt,
+        backend=name,
+        manifest=manifest,
+        float_io=float_io,
+        load_seconds=time.perf_counter() - start,
+    )
+
+
+def _open(backend, path: Path, threads: int | None) -> Session:
+    return backend.open(path, threads=threads)
