@@ -25,6 +25,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except OSError as exc:
         raise OutputError(f"cannot write to {path.parent}: {exc.strerror or exc}") from None
     try:
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600; an artifact is meant to be read by others
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

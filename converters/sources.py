@@ -1,0 +1,251 @@
+"""Source models a user brings, in one table: Keras (.keras, .h5), TF SavedModel folders, ONNX and float
+TFLite. Each source describes its inputs and outputs and computes reference outputs for validation.
+
+Example:
+    >>> src = open_source("classifier.keras")      # doctest: +SKIP
+    >>> src.kind, [t.describe() for t in src.inputs]   # doctest: +SKIP
+    ('keras', ['input 1x64x64x3 float32 NHWC'])
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, ClassVar
+
+import numpy as np
+
+from edgecv.errors import ConversionError, ModelFileError, UnsupportedFormatError
+from edgecv.formats import check_model_file
+from edgecv.tensors import TensorInfo, normalize_shape
+from converters.tf_env import import_tensorflow
+
+
+class Source(ABC):
+    """A model to export. Views in other formats are made on demand in a work folder and cached."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.inputs: list[TensorInfo] = []
+        self.outputs: list[TensorInfo] = []
+        self._views: dict[str, Path] = {}
+
+    @abstractmethod
+    def reference(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """The source model's own outputs for ``arrays`` (one batch), in ``outputs`` order."""
+
+    def view(self, kind: str, work: Path) -> Path:
+        """This model as a ``saved_model`` folder, ``onnx`` or ``tflite`` file inside ``work``."""
+        if kind not in self._views:
+            maker = getattr(self, f"_make_{kind}", None)
+            if maker is None:
+                raise ConversionError(f"a {self.kind} source cannot be turned into {kind}")
+            self._views[kind] = maker(work)
+        return self._views[kind]
+
+    @property
+    def layout(self) -> str:
+        return self.inputs[0].layout if self.inputs else "other"
+
+
+def _natural_key(name: str) -> list:
+    return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
+
+
+class KerasSource(Source):
+    kind = "keras"
+
+    def __init__(self, path: Path, model=None) -> None:
+        super().__init__(path)
+        import_tensorflow()
+        import keras
+
+        if model is None:
+            try:
+                model = keras.saving.load_model(str(path), compile=False)
+            except Exception as exc:  # Keras raises many types for bad files
+                raise ModelFileError(f"cannot load Keras model {path}: {_first_line(exc)}") from None
+        self.model = model
+        self.inputs = [
+            TensorInfo(_tensor_name(t, f"input_{i}"), normalize_shape(t.shape), str(t.dtype), index=i)
+            for i, t in enumerate(model.inputs)
+        ]
+        out_names = list(getattr(model, "output_names", None) or [])
+        self.outputs = [
+            TensorInfo(out_names[i] if i < len(out_names) else f"output_{i}", normalize_shape(t.shape), str(t.dtype), index=i)
+            for i, t in enumerate(model.outputs)
+        ]
+
+    def reference(self, arrays):
+        out = self.model(arrays if len(arrays) > 1 else arrays[0], training=False)
+        out = out if isinstance(out, (list, tuple)) else [out]
+        return [np.asarray(o) for o in out]
+
+    def _make_saved_model(self, work: Path) -> Path:
+        target = work / "saved_model"
+        self.model.export(str(target), format="tf_saved_model", verbose=False)
+        return target
+
+    def _make_onnx(self, work: Path) -> Path:
+        tf = import_tensorflow()
+        import tf2onnx
+
+        target = work / "source.onnx"
+        spec = tuple(tf.TensorSpec(t.shape, t.dtype, name=t.name) for t in self.inputs)
+        tf2onnx.convert.from_keras(self.model, input_signature=spec, opset=ONNX_OPSET, output_path=str(target))
+        return target
+
+
+class SavedModelSource(Source):
+    kind = "saved_model"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        tf = import_tensorflow()
+        try:
+            loaded = tf.saved_model.load(str(path))
+        except Exception as exc:
+            raise ModelFileError(f"cannot load SavedModel {path}: {_first_line(exc)}") from None
+        if "serving_default" not in loaded.signatures:
+            raise ModelFileError(f"SavedModel {path} has no 'serving_default' signature")
+        self._loaded = loaded  # keeps the function's variables alive
+        self._fn = loaded.signatures["serving_default"]
+        specs = self._fn.structured_input_signature[1]
+        self._in_keys = sorted(specs, key=_natural_key)
+        self._out_keys = sorted(self._fn.structured_outputs, key=_natural_key)
+        self.inputs = [
+            TensorInfo(k, normalize_shape(specs[k].shape), specs[k].dtype.name, index=i) for i, k in enumerate(self._in_keys)
+        ]
+        outs = self._fn.structured_outputs
+        self.outputs = [
+            TensorInfo(k, normalize_shape(outs[k].shape), outs[k].dtype.name, index=i) for i, k in enumerate(self._out_keys)
+        ]
+
+    def reference(self, arrays):
+        result = self._fn(**dict(zip(self._in_keys, arrays)))
+        return [np.asarray(result[k]) for k in self._out_keys]
+
+    def _make_saved_model(self, work: Path) -> Path:
+        return self.path
+
+    def _make_onnx(self, work: Path) -> Path:
+        target = work / "source.onnx"
+        cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(self.path), "--output", str(target), "--opset", str(ONNX_OPSET)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_quiet_env())
+        if proc.returncode != 0 or not target.is_file():
+            tail = [ln for ln in proc.stderr.splitlines() if "Error" in ln or "error" in ln][-1:] or ["no output"]
+            raise ConversionError(f"tf2onnx could not convert {self.path}: {tail[0].strip()}")
+        return target
+
+
+class RuntimeSource(Source):
+    """A source that edgecv's own runtime can run: ONNX or float TFLite."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        from edgecv.model import load
+
+        check_model_file(path)
+        self.model = load(path)
+        self.inputs = self.model.inputs
+        self.outputs = self.model.outputs
+
+    def reference(self, arrays):
+        return self.model.run(arrays)
+
+
+class OnnxSource(RuntimeSource):
+    kind = "onnx"
+
+    def _make_onnx(self, work: Path) -> Path:
+        return self.path
+
+    def _make_tflite(self, work: Path) -> Path:
+        from converters.onnx_to_tflite import onnx_to_tflite
+
+        return onnx_to_tflite(self.path, work / "onnx2tf", precision="fp32")
+
+
+class TFLiteSource(RuntimeSource):
+    kind = "tflite"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        if any(t.dtype not in ("float32", "float16") for t in self.inputs):
+            raise ModelFileError(f"{path} has integer inputs; only float .tflite models can be a source for export")
+
+    def _make_tflite(self, work: Path) -> Path:
+        return self.path
+
+    def _make_onnx(self, work: Path) -> Path:
+        import_tensorflow()
+        import tf2onnx
+
+        target = work / "source.onnx"
+        tf2onnx.convert.from_tflite(str(self.path), opset=ONNX_OPSET, output_path=str(target))
+        return target
+
+
+ONNX_OPSET = 17
+
+
+@dataclass(frozen=True)
+class SourceKind:
+    """How to recognise and open one kind of source model."""
+
+    name: str
+    matches: Callable[[Path], bool]
+    open: Callable[[Path], Source]
+    describe: str
+
+
+SOURCES: tuple[SourceKind, ...] = (
+    SourceKind("saved_model", lambda p: p.is_dir() and (p / "saved_model.pb").is_file(), SavedModelSource, "a SavedModel folder"),
+    SourceKind("keras", lambda p: p.suffix.lower() in (".keras", ".h5", ".hdf5"), KerasSource, ".keras/.h5"),
+    SourceKind("onnx", lambda p: p.suffix.lower() == ".onnx", OnnxSource, ".onnx"),
+    SourceKind("tflite", lambda p: p.suffix.lower() == ".tflite", TFLiteSource, "float .tflite"),
+)
+
+
+def open_source(path: str | Path) -> Source:
+    """Open a source model by what ``path`` is; errors name what edgecv accepts."""
+    path = Path(path)
+    if not path.exists():
+        raise ModelFileError(f"model not found: {path}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise ModelFileError(f"model file is empty: {path}")
+    for kind in SOURCES:
+        if kind.matches(path):
+            return kind.open(path)
+    accepted = ", ".join(k.describe for k in SOURCES)
+    raise UnsupportedFormatError(f"{path}: not a model edgecv can export; it accepts {accepted}")
+
+
+def source_from_keras(model, name: str = "model") -> KerasSource:
+    """Wrap an in-memory Keras model (Python API)."""
+    return KerasSource(Path(f"{name}.keras"), model=model)
+
+
+def _tensor_name(t, default: str) -> str:
+    name = getattr(t, "name", None) or default
+    return name.split(":")[0]
+
+
+def _first_line(exc: BaseException) -> str:
+    from edgecv.backends.base import first_line
+
+    return first_line(exc)
+
+
+def _quiet_env() -> dict:
+    import os
+
+    env = dict(os.environ)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return env

@@ -1,0 +1,148 @@
+"""Check an artifact against its source: same inputs, compare outputs, decide pass or fail.
+
+Example:
+    >>> import numpy as np
+    >>> ref = [np.array([[0.1, 0.9], [0.8, 0.2]], np.float32)]
+    >>> d = compare_outputs(ref, [ref[0] + 1e-6], names=["probs"])[0]
+    >>> d.top1_agreement, d.max_abs_diff < 1e-5
+    (1.0, True)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from edgecv.errors import ConfigError
+from edgecv.manifest import Preprocess
+from edgecv.tensors import TensorInfo
+
+_TO_NHWC = (0, 2, 3, 1)
+_TO_NCHW = (0, 3, 1, 2)
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """An artifact passes when every output's ``max|diff| / max|reference|`` is at most ``rel`` and
+    top-1 agreement (for class-score outputs) is at least ``min_top1``."""
+
+    rel: float
+    min_top1: float
+
+
+@dataclass(frozen=True)
+class OutputDiff:
+    name: str
+    max_abs_diff: float
+    rel_diff: float
+    top1_agreement: float | None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def sample_inputs(
+    inputs: list[TensorInfo],
+    preprocess: Preprocess,
+    *,
+    count: int,
+    seed: int,
+    input_shape: tuple[int, ...] | None = None,
+) -> list[np.ndarray]:
+    """Deterministic image-like inputs: pixels 0..255 (half noise, half smooth blocks), normalized."""
+    rng = np.random.default_rng(seed)
+    arrays = []
+    for k, info in enumerate(inputs):
+        shape = list(input_shape) if (input_shape and k == 0) else list(info.shape)
+        if shape and shape[0] is None:
+            shape[0] = count
+        if any(d is None for d in shape):
+            raise ConfigError(f"input {info.name!r} has dynamic dimensions {info.shape}; give a concrete input shape")
+        pixels = rng.uniform(0, 255, size=shape)
+        if len(shape) == 4 and shape[0] > 1:
+            half = shape[0] // 2
+            pixels[half:] = _smooth(rng, [shape[0] - half, *shape[1:]])
+        dtype = np.dtype(info.dtype)
+        if np.issubdtype(dtype, np.integer):
+            offset = 128 if dtype == np.int8 else 0
+            arrays.append((np.rint(pixels) - offset).astype(dtype))
+            continue
+        arrays.append(_normalize(pixels, preprocess, info.layout).astype(dtype))
+    return arrays
+
+
+def _smooth(rng: np.random.Generator, shape: list[int]) -> np.ndarray:
+    """Blocky low-frequency images: a coarse random grid repeated up to full size."""
+    n, a, b, c = shape
+    coarse = rng.uniform(0, 255, size=(n, max(1, a // 8 + 1), max(1, b // 8 + 1), c))
+    full = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)
+    return full[:, :a, :b, :]
+
+
+def _normalize(pixels: np.ndarray, pre: Preprocess, layout: str) -> np.ndarray:
+    mean = np.asarray(pre.mean, dtype=np.float64)
+    std = np.asarray(pre.std, dtype=np.float64)
+    if pixels.ndim == 4 and mean.size > 1:
+        shape = (1, -1, 1, 1) if layout == "NCHW" else (1, 1, 1, -1)
+        mean, std = mean.reshape(shape), std.reshape(shape)
+    return (pixels - mean) / std
+
+
+def to_layout(array: np.ndarray, src: str, dst: str) -> np.ndarray:
+    """Transpose a 4-D array between NHWC and NCHW; other cases pass through."""
+    if array.ndim != 4 or src == dst or {src, dst} != {"NHWC", "NCHW"}:
+        return array
+    return np.ascontiguousarray(array.transpose(_TO_NHWC if dst == "NHWC" else _TO_NCHW))
+
+
+def _pair(ref: np.ndarray, got: np.ndarray) -> np.ndarray | None:
+    """``got`` arranged like ``ref``, allowing a layout transpose or a squeezed/added unit axis."""
+    if got.shape == ref.shape:
+        return got
+    if got.ndim == 4:
+        for perm in (_TO_NHWC, _TO_NCHW):
+            if got.transpose(perm).shape == ref.shape:
+                return got.transpose(perm)
+    if got.size == ref.size and np.squeeze(got).shape == np.squeeze(ref).shape:
+        return got.reshape(ref.shape)
+    return None
+
+
+def compare_outputs(reference: list[np.ndarray], got: list[np.ndarray], *, names: list[str]) -> list[OutputDiff]:
+    """Compare outputs pairwise. Outputs are matched by order, or by shape when the order differs."""
+    remaining = list(got)
+    diffs = []
+    for name, ref in zip(names, reference):
+        match = None
+        for i, g in enumerate(remaining):
+            arranged = _pair(ref, g)
+            if arranged is not None:
+                match = arranged
+                remaining.pop(i)
+                break
+        if match is None:
+            diffs.append(OutputDiff(name, float("inf"), float("inf"), None))
+            continue
+        r = ref.astype(np.float64)
+        m = match.astype(np.float64)
+        max_abs = float(np.max(np.abs(r - m))) if r.size else 0.0
+        scale = float(np.max(np.abs(r))) if r.size else 0.0
+        rel = max_abs / scale if scale > 0 else max_abs
+        top1 = None
+        if r.ndim == 2 and r.shape[1] > 1:
+            top1 = float(np.mean(np.argmax(r, axis=1) == np.argmax(m, axis=1)))
+        diffs.append(OutputDiff(name, max_abs, rel, top1))
+    return diffs
+
+
+def judge(diffs: list[OutputDiff], tol: Tolerance) -> str | None:
+    """None when the artifact passes, else the reason it fails."""
+    for d in diffs:
+        if not np.isfinite(d.rel_diff):
+            return f"output {d.name!r} has no counterpart of the same shape in the artifact"
+        if d.rel_diff > tol.rel:
+            return f"output {d.name!r} differs by {d.rel_diff:.2e} relative (max {tol.rel:.0e})"
+        if d.top1_agreement is not None and d.top1_agreement < tol.min_top1:
+            return f"output {d.name!r} top-1 agreement {d.top1_agreement:.1%} (min {tol.min_top1:.0%})"
+    return None
