@@ -44,6 +44,10 @@ class Backend(ABC):
         return any(is_installed(m) for m in self.modules)
 
     @abstractmethod
+    def import_runtime(self) -> Any:
+        """Import the runtime module (or raise the missing-dependency error); returns it."""
+
+    @abstractmethod
     def open(self, path: Path, *, threads: int | None) -> Session:
         """Open ``path``. Runtime failures become :class:`edgecv.errors.ModelFileError`."""
 

@@ -86,6 +86,9 @@ class LiteRTBackend(Backend):
     modules = ("ai_edge_litert", "tflite_runtime", "tensorflow")
     formats = ("tflite",)
 
+    def import_runtime(self):
+        return _interpreter_class()
+
     def open(self, path: Path, *, threads: int | None) -> Session:
         interpreter_cls = _interpreter_class()
         try:

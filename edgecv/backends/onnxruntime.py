@@ -50,8 +50,11 @@ class OnnxRuntimeBackend(Backend):
     modules = ("onnxruntime",)
     formats = ("onnx",)
 
+    def import_runtime(self):
+        return require("onnxruntime", extra=self.extra, purpose="run .onnx files")
+
     def open(self, path: Path, *, threads: int | None) -> Session:
-        ort = require("onnxruntime", extra=self.extra, purpose="run .onnx files")
+        ort = self.import_runtime()
         options = ort.SessionOptions()
         options.intra_op_num_threads = default_threads(threads)
         options.inter_op_num_threads = 1

@@ -40,8 +40,11 @@ class OpenVINOBackend(Backend):
     modules = ("openvino",)
     formats = ("openvino", "onnx")
 
+    def import_runtime(self):
+        return require("openvino", extra=self.extra, purpose="run OpenVINO IR files")
+
     def open(self, path: Path, *, threads: int | None) -> Session:
-        ov = require("openvino", extra=self.extra, purpose="run OpenVINO IR files")
+        ov = self.import_runtime()
         config = {
             "INFERENCE_NUM_THREADS": default_threads(threads),
             "PERFORMANCE_HINT": "LATENCY",

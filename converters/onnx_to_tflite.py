@@ -1,0 +1,107 @@
+"""ONNX -> TFLite through onnx2tf, run in a child process.
+
+onnx2tf is the maintained ONNX-to-TFLite converter, but it must be handled with care:
+- it can end the process with ``sys.exit`` and print hundreds of lines on failure, so it runs in a child;
+- it rewrites its input file, so it is given a copy;
+- old-opset graphs (mnist-8) need constants folded first, done here with ONNX Runtime's basic optimizer;
+- for RGB models it downloads a sample image at run time, which edgecv replaces with local data.
+
+One run writes both the fp32 and fp16 TFLite files; they are cached in the work folder.
+
+Example:
+    >>> onnx_to_tflite(Path("mnist-8.onnx"), Path("work/onnx2tf"), precision="fp16")   # doctest: +SKIP
+    PosixPath('work/onnx2tf/tf/model_float16.tflite')
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from edgecv.errors import ConversionError
+
+_FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite"}
+
+
+def onnx_to_tflite(onnx_path: Path, work: Path, *, precision: str) -> Path:
+    """Convert (once per work folder) and return the TFLite file of ``precision``."""
+    out_dir = work / "tf"
+    target = out_dir / _FILES[precision]
+    if not target.is_file():
+        work.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+        proc = subprocess.run(
+            [sys.executable, "-m", "converters.onnx_to_tflite", json.dumps({"onnx": str(onnx_path), "work": str(work)})],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        if proc.returncode != 0 or not target.is_file():
+            lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.startswith("edgecv-error:")]
+            why = lines[-1].removeprefix("edgecv-error:").strip() if lines else f"onnx2tf exited with code {proc.returncode}"
+            raise ConversionError(f"onnx2tf could not convert {onnx_path.name}: {why}")
+    return target
+
+
+def _fold_constants(src: Path, dst: Path) -> None:
+    import onnx
+    import onnxruntime as ort
+
+    model = onnx.load(str(src))
+    initializers = {i.name for i in model.graph.initializer}
+    # Old IR versions list initializers as graph inputs; onnx2tf would treat them as real inputs.
+    inputs = [i for i in model.graph.input if i.name not in initializers]
+    del model.graph.input[:]
+    model.graph.input.extend(inputs)
+    staged = dst.with_suffix(".in.onnx")
+    onnx.save(model, str(staged))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+    options.optimized_model_filepath = str(dst)
+    ort.InferenceSession(str(staged), options, providers=["CPUExecutionProvider"])
+    staged.unlink()
+
+
+def _child(onnx_path: Path, work: Path) -> None:
+    import numpy as np
+
+    from edgecv.deps import require
+    from edgecv.tensors import guess_layout, normalize_shape
+
+    onnx2tf = require("onnx2tf", extra="convert", purpose="convert ONNX to TFLite")
+    # onnx2tf fetches sample images from the internet for RGB models; give it local data instead.
+    sys.modules["onnx2tf.onnx2tf"].download_test_image_data = lambda: np.random.default_rng(0).random(
+        (20, 128, 128, 3), dtype=np.float32
+    )
+    prepared = work / "model.onnx"
+    _fold_constants(onnx_path, prepared)
+
+    import onnx
+
+    graph = onnx.load(str(prepared)).graph
+    nhwc = []
+    for inp in graph.input:
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]
+        if guess_layout(normalize_shape(dims)) == "NHWC":
+            nhwc.append(inp.name)
+    kwargs = {"keep_nwc_or_nhwc_or_ndhwc_input_names": nhwc} if nhwc else {}
+    onnx2tf.convert(
+        input_onnx_file_path=str(prepared),
+        output_folder_path=str(work / "tf"),
+        non_verbose=True,
+        not_use_onnxsim=True,
+        **kwargs,
+    )
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1])
+    try:
+        _child(Path(args["onnx"]), Path(args["work"]))
+    except BaseException as exc:  # noqa: BLE001 - onnx2tf may sys.exit; report one line to the parent
+        msg = str(exc).strip().splitlines()
+        print(f"edgecv-error: {type(exc).__name__}: {msg[0][:300] if msg else ''}", file=sys.stderr)
+        sys.exit(1)

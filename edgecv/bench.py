@@ -1,0 +1,177 @@
+"""Benchmark artifacts: load time, latency percentiles, throughput, peak memory, file size.
+
+Each artifact is measured in a fresh Python process by default, so its load time and peak memory are its
+own and a runtime crash cannot take the caller down.
+
+Example:
+    >>> r = benchmark("model.fp32.onnx", runs=50)      # doctest: +SKIP
+    >>> f"{r.p50_ms:.2f} ms"                              # doctest: +SKIP
+    '0.41 ms'
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.errors import BackendError, ConfigError, EdgeCVError
+from edgecv.fileio import file_size
+from edgecv.formats import check_model_file
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    artifact: str
+    format: str
+    backend: str
+    precision: str
+    threads: int
+    batch: int
+    runs: int
+    warmup: int
+    import_ms: float
+    load_ms: float
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    mean_ms: float
+    min_ms: float
+    throughput: float  # inferences (images) per second at the mean latency
+    baseline_rss_mb: float | None  # after importing the runtime, before loading the model
+    peak_rss_mb: float | None  # peak resident memory of the process
+    size_bytes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def benchmark(
+    path: str | Path,
+    *,
+    backend: str | None = None,
+    threads: int | None = None,
+    runs: int = 100,
+    warmup: int = 10,
+    batch: int = 1,
+    isolate: bool = True,
+) -> BenchResult:
+    """Measure one artifact. ``isolate=False`` runs in this process (peak memory is then the process's)."""
+    if runs < 1 or warmup < 0 or batch < 1:
+        raise ConfigError(f"runs must be >= 1, warmup >= 0 and batch >= 1; got runs={runs}, warmup={warmup}, batch={batch}")
+    path = Path(path)
+    check_model_file(path)
+    args = {"path": str(path), "backend": backend, "threads": threads, "runs": runs, "warmup": warmup, "batch": batch}
+    if not isolate:
+        return BenchResult(**_measure(**args))
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgecv.bench", json.dumps(args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode == 0 and lines:
+        return BenchResult(**json.loads(lines[-1]))
+    if proc.returncode == 3 and proc.stderr.strip():
+        raise BackendError(proc.stderr.strip().splitlines()[-1])
+    how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+    raise BackendError(f"benchmark of {path.name} crashed ({how})")
+
+
+def _rss_mb() -> tuple[float | None, float | None]:
+    """(current, peak) resident memory in MB, from /proc where there is one."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
+        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    except (OSError, KeyError, ValueError):
+        try:
+            import resource
+
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+            return None, peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
+        except ImportError:
+            return None, None
+
+
+def _bench_inputs(model, batch: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    arrays = []
+    for info in model.inputs:
+        shape = [batch if i == 0 else d for i, d in enumerate(info.shape)]
+        if any(d is None for d in shape):
+            raise ConfigError(f"input {info.name!r} has dynamic dimensions {info.shape}; benchmark needs a fixed shape")
+        dtype = np.dtype(info.dtype)
+        if np.issubdtype(dtype, np.integer):
+            lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.itemsize == 1 else (0, 1)
+            arrays.append(rng.integers(lo, hi, size=shape, endpoint=True).astype(dtype))
+        else:
+            arrays.append(rng.standard_normal(size=shape).astype(dtype))
+    return arrays
+
+
+def _measure(path: str, backend: str | None, threads: int | None, runs: int, warmup: int, batch: int) -> dict:
+    from edgecv.backends import BACKENDS
+    from edgecv.backends.base import default_threads
+    from edgecv.formats import format_for_path
+    from edgecv.model import choose_backend, load
+
+    name = choose_backend(format_for_path(path), backend)
+    start = time.perf_counter()
+    BACKENDS[name].import_runtime()
+    import_ms = (time.perf_counter() - start) * 1e3
+    baseline, _ = _rss_mb()
+    model = load(path, backend=name, threads=threads)
+    arrays = _bench_inputs(model, batch)
+    for _ in range(warmup):
+        model.run(arrays)
+    times = np.empty(runs)
+    clock = time.perf_counter
+    for i in range(runs):
+        t0 = clock()
+        model.run(arrays)
+        times[i] = clock() - t0
+    times *= 1e3
+    _, peak = _rss_mb()
+    p50, p90, p99 = np.percentile(times, [50, 90, 99])
+    mean = float(times.mean())
+    return {
+        "artifact": str(path),
+        "format": model.format,
+        "backend": name,
+        "precision": model.precision,
+        "threads": default_threads(threads),
+        "batch": batch,
+        "runs": runs,
+        "warmup": warmup,
+        "import_ms": round(import_ms, 3),
+        "load_ms": round(model.load_seconds * 1e3, 3),
+        "p50_ms": float(p50),
+        "p90_ms": float(p90),
+        "p99_ms": float(p99),
+        "mean_ms": mean,
+        "min_ms": float(times.min()),
+        "throughput": batch * 1e3 / mean,
+        "baseline_rss_mb": baseline,
+        "peak_rss_mb": peak,
+        "size_bytes": file_size(path),
+    }
+
+
+def _worker(argv: list[str]) -> int:
+    try:
+        print(json.dumps(_measure(**json.loads(argv[0]))))
+    except EdgeCVError as exc:
+        print(str(exc), file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_worker(sys.argv[1:]))
