@@ -18,7 +18,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -113,6 +113,7 @@ def export(
     preprocess: Preprocess | None = None,
     labels: list[str] | None = None,
     input_shape: tuple[int, ...] | None = None,
+    layout: str | None = None,
     options: ExportOptions = ExportOptions(),
     progress: bool = False,
 ) -> ExportReport:
@@ -120,13 +121,17 @@ def export(
 
     Returns an :class:`ExportReport`; ``report.ok`` is False when any artifact failed to convert or to
     match the source. Bad arguments raise :class:`edgecv.errors.EdgeCVError` before any work starts.
+    ``layout`` (``NHWC``/``NCHW``) overrides the guessed layout of the source's 4-D inputs.
     """
     targets = parse_targets(to)
     precision_list = parse_precisions(precisions)
     out = ensure_writable_dir(out)
     source = model if isinstance(model, Source) else (open_source(model) if isinstance(model, (str, Path)) else source_from_keras(model))
     stem = name or _stem(source)
-    preprocess = preprocess or Preprocess(layout=source.layout if source.layout in ("NHWC", "NCHW") else "NHWC")
+    if layout is not None:
+        source.inputs = [replace(t, layout=layout) if len(t.shape) == 4 else t for t in source.inputs]
+    source_layout = source.layout if source.layout in ("NHWC", "NCHW") else "NHWC"
+    preprocess = replace(preprocess or Preprocess(), layout=source_layout)
     inputs = sample_inputs(source.inputs, preprocess, count=options.samples, seed=options.seed, input_shape=input_shape)
     reference = source.reference(inputs)
     source_info = {"path": str(source.path), "kind": source.kind, "sha256": _source_hash(source)}

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgecv.errors import ConfigError
 from edgecv.manifest import Preprocess
+from edgecv.preprocess import normalize
 from edgecv.tensors import TensorInfo
 
 _TO_NHWC = (0, 2, 3, 1)
@@ -55,8 +56,8 @@ def sample_inputs(
     arrays = []
     for k, info in enumerate(inputs):
         shape = list(input_shape) if (input_shape and k == 0) else list(info.shape)
-        if shape and shape[0] is None:
-            shape[0] = count
+        if shape and shape[0] in (None, 1):
+            shape[0] = count  # a fixed batch of 1 is run once per sample by edgecv's Model
         if any(d is None for d in shape):
             raise ConfigError(f"input {info.name!r} has dynamic dimensions {info.shape}; give a concrete input shape")
         pixels = rng.uniform(0, 255, size=shape)
@@ -68,7 +69,7 @@ def sample_inputs(
             offset = 128 if dtype == np.int8 else 0
             arrays.append((np.rint(pixels) - offset).astype(dtype))
             continue
-        arrays.append(_normalize(pixels, preprocess, info.layout).astype(dtype))
+        arrays.append(normalize(pixels, preprocess, channels_last=info.layout != "NCHW").astype(dtype))
     return arrays
 
 
@@ -78,15 +79,6 @@ def _smooth(rng: np.random.Generator, shape: list[int]) -> np.ndarray:
     coarse = rng.uniform(0, 255, size=(n, max(1, a // 8 + 1), max(1, b // 8 + 1), c))
     full = np.repeat(np.repeat(coarse, 8, axis=1), 8, axis=2)
     return full[:, :a, :b, :]
-
-
-def _normalize(pixels: np.ndarray, pre: Preprocess, layout: str) -> np.ndarray:
-    mean = np.asarray(pre.mean, dtype=np.float64)
-    std = np.asarray(pre.std, dtype=np.float64)
-    if pixels.ndim == 4 and mean.size > 1:
-        shape = (1, -1, 1, 1) if layout == "NCHW" else (1, 1, 1, -1)
-        mean, std = mean.reshape(shape), std.reshape(shape)
-    return (pixels - mean) / std
 
 
 def to_layout(array: np.ndarray, src: str, dst: str) -> np.ndarray:

@@ -1,0 +1,91 @@
+"""The main job on the built-in default: train the shapes classifier, export it to every format, check
+each artifact's accuracy on held-out images, and benchmark them side by side.
+
+Example:
+    >>> report = run_demo(out="runs/demo", runs=50)     # doctest: +SKIP
+    >>> report.ok                                         # doctest: +SKIP
+    True
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgecv.fileio import atomic_write_text, ensure_writable_dir
+
+MODEL_FILE = "edgecv_shapes.keras"
+
+
+@dataclass
+class DemoReport:
+    out: Path
+    keras_top1: float
+    export: object  # converters.export.ExportReport
+    accuracy: dict[str, float] = field(default_factory=dict)  # artifact path -> top-1 on held-out images
+    bench: list = field(default_factory=list)  # edgecv.bench.BenchResult
+
+    @property
+    def ok(self) -> bool:
+        return self.export.ok
+
+    def to_dict(self) -> dict:
+        return {
+            "out": str(self.out),
+            "ok": self.ok,
+            "keras_top1": self.keras_top1,
+            "export": self.export.to_dict(),
+            "accuracy": self.accuracy,
+            "bench": [b.to_dict() for b in self.bench],
+        }
+
+
+def run_demo(
+    *,
+    out: str | Path = "runs/demo",
+    runs: int = 50,
+    threads: int | None = None,
+    retrain: bool = False,
+    progress: bool = False,
+) -> DemoReport:
+    """Train (or reuse) the default model in ``out``, export, evaluate and benchmark every artifact."""
+    from converters.builtin import IMAGE_SIZE, LABELS, PREPROCESS, build_default_classifier
+    from converters.export import export
+    from edgecv.bench import benchmark
+    from edgecv.model import load
+    from edgecv.preprocess import to_model_input
+    from edgecv.synthetic import shape_images
+
+    out = ensure_writable_dir(out)
+    model_path = out / MODEL_FILE
+    if retrain or not model_path.is_file():
+        model = build_default_classifier()
+        tmp = model_path.with_name(f".{model_path.stem}.tmp.keras")
+        model.save(tmp)
+        os.replace(tmp, model_path)
+
+    report = export(model_path, out=out, preprocess=PREPROCESS, labels=LABELS, progress=progress)
+
+    images, labels = shape_images(400, size=IMAGE_SIZE, seed=1)
+    from converters.sources import open_source
+
+    source = open_source(model_path)
+    keras_top1 = _top1(source.reference([to_model_input(images, PREPROCESS)])[0], labels)
+    demo = DemoReport(out=out, keras_top1=keras_top1, export=report)
+    passed = [a for a in report.artifacts if a.status == "passed"]
+    for a in passed:
+        model = load(a.path, threads=threads)
+        x = to_model_input(images, model.manifest.preprocess if model.manifest else PREPROCESS)
+        demo.accuracy[str(a.path)] = _top1(model.run(x)[0], labels)
+    for a in passed:
+        demo.bench.append(benchmark(a.path, threads=threads, runs=runs))
+    atomic_write_text(out / "report.json", json.dumps(demo.to_dict(), indent=2, default=str) + "\n")
+    return demo
+
+
+def _top1(probs: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(np.argmax(probs, axis=1) == labels))

@@ -1,0 +1,5 @@
+import sys
+
+from edgecv.cli.main import main
+
+sys.exit(main())

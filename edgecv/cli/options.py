@@ -1,0 +1,52 @@
+"""Option parsers shared by several commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from edgecv.errors import ConfigError
+from edgecv.manifest import COLOR_ORDERS, Preprocess
+
+
+def floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def shape(text: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in text.lower().replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a shape like 1,224,224,3, got {text!r}") from None
+    if any(d <= 0 for d in dims):
+        raise argparse.ArgumentTypeError(f"shape dimensions must be positive, got {text!r}")
+    return dims
+
+
+def add_preprocess_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("preprocessing (recorded in each manifest)")
+    g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed from the model)")
+    g.add_argument("--color", choices=COLOR_ORDERS, default="RGB", help="colour order the model expects (default RGB)")
+    g.add_argument("--mean", type=floats, default=(0.0,), help="input = (pixel - mean) / std; per channel or one value (default 0)")
+    g.add_argument("--std", type=floats, default=(255.0,), help="default 255, i.e. inputs in [0, 1]")
+    g.add_argument("--labels", type=Path, help="text file with one class name per line")
+
+
+def preprocess_from(args, layout_default: str) -> Preprocess:
+    return Preprocess(layout=args.layout or layout_default, color=args.color, mean=args.mean, std=args.std)
+
+
+def read_labels(path: Path | None) -> list[str] | None:
+    if path is None:
+        return None
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
+    labels = [ln.strip() for ln in lines if ln.strip()]
+    if not labels:
+        raise ConfigError(f"labels file {path} is empty")
+    return labels
