@@ -1,0 +1,128 @@
+"""Shared fixtures: tiny models built in-process, and the real models in ../shared/data."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real test data not found at {SHARED_DATA} (it sits beside the checkout on dev machines and CI)")
+    return SHARED_DATA
+
+
+# --- a tiny hand-weighted ONNX CNN, with its exact numpy reference ------------------------------------------
+
+
+def tiny_cnn_weights(seed: int = 0) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "w1": rng.normal(0, 0.3, size=(4, 3, 3, 3)).astype(np.float32),  # OIHW
+        "b1": rng.normal(0, 0.1, size=(4,)).astype(np.float32),
+        "w2": rng.normal(0, 0.3, size=(4, 5)).astype(np.float32),
+        "b2": rng.normal(0, 0.1, size=(5,)).astype(np.float32),
+    }
+
+
+def tiny_cnn_reference(x: np.ndarray, w: dict[str, np.ndarray]) -> np.ndarray:
+    """NCHW float input [N,3,8,8] -> conv3x3 (same) -> relu -> global average pool -> dense(5)."""
+    n, c, h, wd = x.shape
+    pad = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)))
+    out = np.zeros((n, 4, h, wd), np.float64)
+    for i in range(3):
+        for j in range(3):
+            patch = pad[:, :, i : i + h, j : j + wd]
+            out += np.einsum("nchw,oc->nohw", patch, w["w1"][:, :, i, j])
+    out = np.maximum(out + w["b1"][None, :, None, None], 0)
+    pooled = out.mean(axis=(2, 3))
+    return (pooled @ w["w2"] + w["b2"]).astype(np.float32)
+
+
+def make_tiny_onnx(path: Path, *, batch: int | str = "N", seed: int = 0) -> Path:
+    """Write the tiny CNN as ONNX (opset 17). ``batch`` is a fixed int or a symbolic name."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    w = tiny_cnn_weights(seed)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c"], pads=[1, 1, 1, 1]),
+        helper.make_node("Relu", ["c"], ["r"]),
+        helper.make_node("GlobalAveragePool", ["r"], ["p"]),
+        helper.make_node("Flatten", ["p"], ["f"]),
+        helper.make_node("Gemm", ["f", "w2", "b2"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_cnn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, 3, 8, 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, [batch, 5])],
+        [numpy_helper.from_array(v, k) for k, v in w.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory) -> Path:
+    return make_tiny_onnx(tmp_path_factory.mktemp("onnx") / "tiny.onnx")
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx_batch1(tmp_path_factory) -> Path:
+    return make_tiny_onnx(tmp_path_factory.mktemp("onnx1") / "tiny_b1.onnx", batch=1)
+
+
+# --- a tiny trained Keras model with the layers that break converters -------------------------------------
+
+
+def build_tiny_keras(seed: int = 0):
+    """A small CNN with BN, depthwise conv, a residual add and a concat, briefly trained on shapes."""
+    import keras
+
+    from edgecv.synthetic import shape_images
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((16, 16, 3), name="image")
+    x = keras.layers.Conv2D(8, 3, padding="same", use_bias=False)(inp)
+    x = keras.layers.BatchNormalization(momentum=0.9)(x)
+    x = keras.layers.ReLU()(x)
+    y = keras.layers.DepthwiseConv2D(3, padding="same")(x)
+    x = keras.layers.Add()([x, y])
+    z = keras.layers.Conv2D(4, 1, activation="relu")(x)
+    x = keras.layers.Concatenate()([x, z])
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.GlobalMaxPooling2D()(x)
+    out = keras.layers.Dense(4, activation="softmax", name="probs")(x)
+    model = keras.Model(inp, out, name="tiny")
+    images, labels = shape_images(256, size=16, seed=seed)
+    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+    model.fit(images.astype(np.float32) / 255.0, labels, epochs=1, batch_size=32, verbose=0)
+    return model
+
+
+@pytest.fixture(scope="session")
+def tiny_keras_path(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("keras") / "tiny.keras"
+    build_tiny_keras().save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def exported(tiny_keras_path, tmp_path_factory):
+    """The tiny Keras model exported to every format and precision (done once per test session)."""
+    from converters.export import export
+
+    out = tmp_path_factory.mktemp("exported")
+    report = export(tiny_keras_path, out=out, labels=["circle", "square", "triangle", "cross"])
+    return report
