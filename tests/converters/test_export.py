@@ -1,0 +1,175 @@
+"""Float export to TFLite, ONNX and OpenVINO from every source kind, checked against the source."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgecv
+from converters.export import FAILED_DIR, export
+from converters.targets import TARGETS
+from edgecv.errors import ConfigError, ModelFileError, OutputError
+from edgecv.fileio import sha256_of
+from tests.conftest import build_tiny_keras, tiny_cnn_reference, tiny_cnn_weights
+
+BASELINES = json.loads((Path(__file__).parents[1] / "baselines.json").read_text())
+
+
+def test_keras_exports_to_all_formats_and_precisions(exported, tiny_keras_path):
+    assert exported.ok
+    got = {(a.format, a.precision) for a in exported.artifacts}
+    assert got == {(f, p) for f in ("tflite", "onnx", "openvino") for p in ("fp32", "fp16")}
+    for a in exported.artifacts:
+        assert a.path.is_file() and a.path.parent == exported.out
+        assert (a.max_abs_diff < 1e-5) if a.precision == "fp32" else (a.max_abs_diff < 1e-2)
+        assert a.top1_agreement == 1.0
+    assert not list(exported.out.glob(".edgecv-*")), "work folders left behind"
+
+
+def test_every_artifact_has_a_complete_manifest(exported, tiny_keras_path):
+    for a in exported.artifacts:
+        m = json.loads(Path(f"{a.path}.json").read_text())
+        assert m["format"] == a.format and m["precision"] == a.precision and m["artifact"] == a.path.name
+        assert m["inputs"][0]["shape"] == [None, 16, 16, 3] and m["inputs"][0]["layout"] == "NHWC"
+        assert m["preprocess"] == {"layout": "NHWC", "color": "RGB", "mean": [0.0], "std": [255.0]}
+        assert m["labels"] == ["circle", "square", "triangle", "cross"]
+        assert m["source"]["sha256"] == sha256_of(tiny_keras_path) and m["source"]["kind"] == "keras"
+        assert {"edgecv", "tensorflow", "onnx", "openvino"} <= set(m["toolchain"])
+        v = m["validation"]
+        assert v["status"] == "passed" and v["samples"] == 8 and v["outputs"][0]["max_abs_diff"] >= 0
+
+
+def test_onnx_source_to_tflite_goes_nhwc_and_matches_numpy(tiny_onnx, tmp_path):
+    report = export(tiny_onnx, to="tflite,openvino", precisions="fp32", out=tmp_path)
+    assert report.ok, [a.reason for a in report.artifacts]
+    tfl = edgecv.load(tmp_path / "tiny.fp32.tflite")
+    assert tfl.inputs[0].shape[1:] == (8, 8, 3) and tfl.inputs[0].layout == "NHWC"
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(
+        tfl.run(x.transpose(0, 2, 3, 1).copy())[0], tiny_cnn_reference(x, tiny_cnn_weights()), rtol=1e-4, atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("kind", ["saved_model", "h5"])
+def test_saved_model_and_h5_sources(tmp_path, kind):
+    model = build_tiny_keras(seed=1)
+    if kind == "saved_model":
+        src = tmp_path / "sm"
+        model.export(str(src), format="tf_saved_model", verbose=False)
+    else:
+        src = tmp_path / "tiny.h5"
+        model.save(src)
+    report = export(src, to="onnx,tflite,openvino", precisions="fp32", out=tmp_path / "out")
+    assert report.ok, [a.reason for a in report.artifacts]
+
+
+def test_float_tflite_source_exports_to_onnx_and_openvino(exported, tmp_path):
+    src = next(a.path for a in exported.artifacts if (a.format, a.precision) == ("tflite", "fp32"))
+    report = export(src, to="onnx,openvino", out=tmp_path)
+    assert report.ok and len(report.artifacts) == 4
+
+
+def test_tflite_source_to_tflite_is_a_failed_row_not_a_crash(exported, tmp_path):
+    src = next(a.path for a in exported.artifacts if (a.format, a.precision) == ("tflite", "fp32"))
+    report = export(src, to="tflite", precisions="fp32", out=tmp_path)
+    assert not report.ok and "export it to onnx or openvino" in report.artifacts[0].reason
+    assert not list(tmp_path.glob("*.tflite"))
+
+
+def test_in_memory_keras_model_is_not_changed_by_export(tmp_path):
+    model = build_tiny_keras(seed=2)
+    before = [w.copy() for w in model.get_weights()]
+    report = export(model, to="onnx", precisions="fp32", out=tmp_path, name="mem")
+    assert report.ok and (tmp_path / "mem.fp32.onnx").is_file()
+    for a, b in zip(before, model.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_mismatching_artifact_goes_to_failed_and_never_replaces_a_good_one(tiny_onnx, tmp_path, monkeypatch):
+    good = tmp_path / "tiny.fp32.onnx"
+    shutil.copy(tiny_onnx, good)
+    good_bytes = good.read_bytes()
+
+    from tests.conftest import make_tiny_onnx
+
+    def wrong_weights(source, precision, out_file, work):
+        make_tiny_onnx(out_file, seed=99)  # a different model: validation must catch it
+
+    monkeypatch.setitem(TARGETS, "onnx", TARGETS["onnx"].__class__("onnx", ".onnx", ("fp32", "fp16"), wrong_weights))
+    report = export(tiny_onnx, to="onnx", precisions="fp32", out=tmp_path)
+    (result,) = report.artifacts
+    assert not report.ok and result.status == "failed" and "differs by" in result.reason
+    assert good.read_bytes() == good_bytes
+    assert result.path == tmp_path / FAILED_DIR / "tiny.fp32.onnx"
+    assert json.loads(Path(f"{result.path}.json").read_text())["validation"]["status"] == "failed"
+
+
+def test_a_converter_crash_leaves_nothing_behind(tiny_onnx, tmp_path, monkeypatch):
+    def explode(source, precision, out_file, work):
+        out_file.write_bytes(b"half")
+        raise RuntimeError("converter blew up\nwith a long trace")
+
+    monkeypatch.setitem(TARGETS, "openvino", TARGETS["openvino"].__class__("openvino", ".xml", ("fp32",), explode))
+    report = export(tiny_onnx, to="openvino", precisions="fp32", out=tmp_path)
+    assert report.artifacts[0].reason == "RuntimeError: converter blew up"
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        ({"to": "tflite,coreml"}, ConfigError, "unknown export format 'coreml'; choose from: tflite, onnx, openvino"),
+        ({"to": ""}, ConfigError, "no export format given"),
+        ({"precisions": "int4"}, ConfigError, "unknown precision 'int4'; choose from: fp32, fp16"),
+    ],
+)
+def test_bad_arguments_fail_before_any_work(tiny_onnx, tmp_path, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        export(tiny_onnx, out=tmp_path / "never", **kwargs)
+    assert not (tmp_path / "never").exists()
+
+
+def test_an_output_path_that_cannot_be_written(tiny_onnx, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="output path is a file"):
+        export(tiny_onnx, out=blocker)
+    with pytest.raises(OutputError, match="cannot write to output directory"):
+        export(tiny_onnx, out=blocker / "sub")
+
+
+@pytest.mark.parametrize(
+    "name, content, error, message",
+    [
+        ("missing.keras", None, ModelFileError, "model not found"),
+        ("empty.keras", b"", ModelFileError, "model file is empty"),
+        ("broken.keras", b"not a zip", ModelFileError, "cannot load Keras model"),
+        ("model.pt", b"x", Exception, "not a model edgecv can export; it accepts a SavedModel folder"),
+    ],
+)
+def test_bad_sources(tmp_path, name, content, error, message):
+    path = tmp_path / name
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(error, match=message):
+        export(path, out=tmp_path / "out")
+
+
+def test_mnist8_artifacts_keep_the_accuracy_baseline(shared_data, tmp_path):
+    from tests.edgecv.test_real_models import load_mnist
+    from edgecv.manifest import Preprocess
+
+    report = export(shared_data / "models" / "mnist-8.onnx", out=tmp_path, name="mnist", preprocess=Preprocess(mean=(0,), std=(1,)))
+    assert report.ok, [a.reason for a in report.artifacts]
+    size = {(a.format, a.precision): a.size_bytes for a in report.artifacts}
+    for fmt in ("tflite", "onnx", "openvino"):
+        assert size[(fmt, "fp16")] < 0.8 * size[(fmt, "fp32")], fmt  # weights dominate: fp16 halves them
+    images, labels = load_mnist(shared_data)
+    for a in report.artifacts:
+        model = edgecv.load(a.path)
+        x = images[8000:].astype(np.float32)
+        x = x[:, None] if model.inputs[0].layout == "NCHW" else x[..., None]
+        top1 = float(np.mean(model.run(x)[0].argmax(1) == labels[8000:]))
+        assert top1 >= BASELINES["mnist8_top1_images_8000_9999"] - 0.001, (a.path.name, top1)
