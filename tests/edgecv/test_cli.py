@@ -1,0 +1,79 @@
+"""The CLI: help with examples, one-line errors with non-zero exits, JSON for scripts, the main job."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+
+def edgecv(*args, timeout=600):
+    return subprocess.run([sys.executable, "-m", "edgecv", *map(str, args)], capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("command", ["", "demo", "export", "bench", "info"])
+def test_help_shows_examples(command):
+    proc = edgecv(*([command] if command else []), "--help")
+    assert proc.returncode == 0 and "examples:" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args, code, message",
+    [
+        (["info", "missing.onnx"], 2, "edgecv: error: model file not found: missing.onnx"),
+        (["info", "model.pt"], 2, "unknown model extension '.pt'"),
+        (["bench", "missing.tflite"], 2, "model file not found"),
+        (["export", "missing.keras"], 2, "model not found: missing.keras"),
+        (["bench", "{tiny}", "--backend", "litert"], 2, "backend 'litert' cannot run onnx files"),
+        (["bench", "{tiny}", "--runs", "0"], 2, "runs must be >= 1"),
+        (["export", "{tiny}", "--to", "coreml"], 2, "unknown export format 'coreml'"),
+        (["export", "{tiny}", "--samples", "0"], 2, "--samples must be at least 1"),
+        ([], 2, "usage: edgecv"),
+    ],
+)
+def test_user_mistakes_print_one_line_and_exit_non_zero(tiny_onnx, args, code, message):
+    proc = edgecv(*[a.replace("{tiny}", str(tiny_onnx)) for a in args])
+    assert proc.returncode == code
+    assert message in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_info_json(tiny_onnx):
+    proc = edgecv("info", tiny_onnx, "--backend", "openvino", "--json")
+    info = json.loads(proc.stdout)
+    assert proc.returncode == 0 and info["backend"] == "openvino"
+    assert info["inputs"][0]["shape"] == [None, 3, 8, 8]
+
+
+def test_bench_folder_side_by_side_and_json(tiny_onnx, tmp_path):
+    import shutil
+
+    shutil.copy(tiny_onnx, tmp_path / "a.onnx")
+    shutil.copy(tiny_onnx, tmp_path / "b.onnx")
+    (tmp_path / "notes.txt").write_text("ignored")
+    table = edgecv("bench", tmp_path, "--runs", "5", "--warmup", "1", "--threads", "1")
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[0].split()[:3] == ["artifact", "backend", "precision"] and "p99 ms" in lines[0]
+    assert [ln.split()[0] for ln in lines[2:4]] == ["a.onnx", "b.onnx"]
+    results = json.loads(edgecv("bench", tmp_path / "a.onnx", "--runs", "5", "--json", "--backend", "openvino").stdout)
+    assert results[0]["backend"] == "openvino" and results[0]["runs"] == 5
+
+
+def test_export_json_and_exit_code(tiny_onnx, tmp_path):
+    proc = edgecv("export", tiny_onnx, "--to", "onnx,openvino", "--precision", "fp32", "--out", tmp_path, "--json")
+    report = json.loads(proc.stdout)
+    assert proc.returncode == 0 and report["ok"]
+    assert sorted(a["format"] for a in report["artifacts"]) == ["onnx", "openvino"]
+
+
+def test_demo_runs_the_main_job_end_to_end(tmp_path):
+    proc = edgecv("demo", "--out", tmp_path, "--runs", "3", "--json", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert report["ok"] and len(report["bench"]) == 6
+    baseline = json.loads((__import__("pathlib").Path(__file__).parents[1] / "baselines.json").read_text())
+    assert report["keras_top1"] >= baseline["builtin_shapes_top1_heldout_400"] - 0.03
+    for path, top1 in report["accuracy"].items():
+        assert abs(top1 - report["keras_top1"]) <= 0.01, path  # float artifacts lose nothing measurable
+    assert (tmp_path / "report.json").is_file()
