@@ -55,6 +55,13 @@ class Model:
         self.outputs = _merge(session.outputs, manifest.outputs if manifest else [])
         self._by_name = {t.name: i for i, t in enumerate(self.inputs)}
         self._shapes: list[tuple[int, ...]] | None = None
+        # Precomputed so that run() costs one dtype and one shape comparison per input when all is well.
+        self._n_in = len(self.inputs)
+        self._dtypes = [np.dtype(t.dtype) for t in self.inputs]
+        self._fast = [_fast_shape(t.shape) for t in self.inputs]
+        self._batch1 = any(t.shape and t.shape[0] == 1 for t in self.inputs)
+        self._resizes = session.resizes
+        self._dequant = [i for i, t in enumerate(self.outputs) if t.is_quantized] if float_io else []
 
     # -- description -------------------------------------------------------------------------------------
     @property
@@ -81,25 +88,29 @@ class Model:
         Returns the outputs as a list in ``outputs`` order. A model with a fixed batch of 1 given a larger
         batch runs once per item and stacks the results.
         """
-        arrays = self._arrange(inputs)
-        arrays = [self._check(info, a) for info, a in zip(self.inputs, arrays)]
-        n = arrays[0].shape[0] if arrays[0].ndim else 1
-        if any(info.shape and info.shape[0] == 1 for info in self.inputs) and n > 1:
+        arrays = [inputs] if (type(inputs) is np.ndarray and self._n_in == 1) else self._arrange(inputs)
+        for i, a in enumerate(arrays):
+            start, shape = self._fast[i]
+            if a.dtype != self._dtypes[i] or a.shape[start:] != shape:
+                arrays[i] = self._check(self.inputs[i], a)  # full check: quantizes, or explains the mismatch
+        if self._batch1 and arrays[0].ndim and arrays[0].shape[0] > 1:
+            n = arrays[0].shape[0]
             parts = [self._invoke([a[i : i + 1] for a in arrays]) for i in range(n)]
             outs = [np.concatenate(p, axis=0) for p in zip(*parts)]
         else:
             outs = self._invoke(arrays)
-        if self.float_io:
-            outs = [info.quant.dequantize(o) if info.is_quantized else o for info, o in zip(self.outputs, outs)]
+        for i in self._dequant:
+            outs[i] = self.outputs[i].quant.dequantize(outs[i])
         return outs
 
     __call__ = run
 
     def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        shapes = [a.shape for a in arrays]
-        if shapes != self._shapes:
-            self._session.prepare(shapes)
-            self._shapes = shapes
+        if self._resizes:
+            shapes = [a.shape for a in arrays]
+            if shapes != self._shapes:
+                self._session.prepare(shapes)
+                self._shapes = shapes
         try:
             return self._session.run(arrays)
         except (RuntimeError, ValueError) as exc:
@@ -119,7 +130,7 @@ class Model:
                 raise InputError(f"missing input(s) {missing}; the model's inputs are {list(self._by_name)}")
             arrays = [inputs[t.name] for t in self.inputs]
         elif isinstance(inputs, (list, tuple)):
-            arrays = list(inputs)
+            arrays = list(inputs)  # a copy: run() never changes the caller's list
         else:
             raise InputError(f"inputs: expected a numpy array, a list of arrays or a dict, got {type(inputs).__name__}")
         if len(arrays) != len(self.inputs):
@@ -142,6 +153,13 @@ class Model:
             return info.quant.quantize(a, np.dtype(info.dtype))
         hint = " (load with float_io=True to feed float)" if info.is_quantized else ""
         raise InputError(f"input {info.name!r}: expected dtype {info.dtype}, got {a.dtype.name}{hint}")
+
+
+def _fast_shape(shape: tuple[int | None, ...]) -> tuple[int, tuple | None]:
+    """(first axis, dims) that a well-formed input's ``shape[first:]`` equals; None dims force the full check."""
+    start = 0 if (shape and shape[0] not in (None, 1)) else 1
+    dims = tuple(shape[start:])
+    return (start, None) if None in dims else (start, dims)
 
 
 def _merge(runtime: list[TensorInfo], described: list[dict]) -> list[TensorInfo]:

@@ -23,6 +23,7 @@ class Session(ABC):
     inputs: list[TensorInfo]
     outputs: list[TensorInfo]
     raw: Any  # the runtime's own object, for expert use
+    resizes: bool = False  # True when prepare() must see every new input shape
 
     @abstractmethod
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:

@@ -51,6 +51,8 @@ def _info(detail: dict, position: int) -> TensorInfo:
 
 
 class LiteRTSession(Session):
+    resizes = True
+
     def __init__(self, interpreter) -> None:
         self.raw = interpreter
         interpreter.allocate_tensors()
