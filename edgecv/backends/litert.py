@@ -12,23 +12,25 @@ from edgecv.deps import is_installed, version_of
 from edgecv.errors import MissingDependencyError, ModelFileError
 from edgecv.tensors import QuantParams, TensorInfo, normalize_shape
 
-# (module holding Interpreter, distribution name), in order of preference. tflite-runtime 2.14 does
-# not load with NumPy 2, so it is only a fallback for older boards that have nothing else.
+# (module, attribute path to Interpreter, distribution), in order of preference. tflite-runtime 2.14
+# does not load with NumPy 2, so it and TensorFlow are fallbacks for older boards that have nothing else.
 _PROVIDERS = (
-    ("ai_edge_litert.interpreter", "ai-edge-litert"),
-    ("tflite_runtime.interpreter", "tflite-runtime"),
-    ("tensorflow.lite", "tensorflow"),
+    ("ai_edge_litert.interpreter", "Interpreter", "ai-edge-litert"),
+    ("tflite_runtime.interpreter", "Interpreter", "tflite-runtime"),
+    ("tensorflow", "lite.Interpreter", "tensorflow"),  # the public tf.lite API, not the tensorflow.lite package
 )
 
 
 def _interpreter_class():
-    for module, _ in _PROVIDERS:
+    for module, attr, _ in _PROVIDERS:
         if is_installed(module.split(".")[0]):
             try:
-                mod = importlib.import_module(module)
+                obj = importlib.import_module(module)
             except ImportError:
                 continue
-            return mod.Interpreter
+            for part in attr.split("."):
+                obj = getattr(obj, part)
+            return obj
     raise MissingDependencyError("ai-edge-litert", "litert", "run .tflite files")
 
 
@@ -100,7 +102,7 @@ class LiteRTBackend(Backend):
             raise ModelFileError(f"cannot load {path} with LiteRT: {first_line(exc)}") from None
 
     def version(self) -> str | None:
-        for module, dist in _PROVIDERS:
+        for module, _, dist in _PROVIDERS:
             if is_installed(module.split(".")[0]):
                 return f"{dist} {version_of(dist)}"
         return None

@@ -124,3 +124,19 @@ def test_exported_artifacts_round_trip_on_every_backend(exported):
     for key, out in outputs.items():
         tol = 1e-5 if ".fp32." in key[0] else 2e-2
         np.testing.assert_allclose(out, reference, atol=tol, err_msg=str(key))
+
+
+def test_litert_falls_back_to_tf_lite_when_it_is_all_there_is(exported, monkeypatch):
+    """Older boards may have only tflite-runtime or TensorFlow; .tflite files must still run."""
+    import warnings
+
+    from edgecv.backends import litert
+
+    path = next(a.path for a in exported.artifacts if (a.format, a.precision) == ("tflite", "fp32"))
+    x = np.random.default_rng(5).uniform(0, 1, size=(1, 16, 16, 3)).astype(np.float32)
+    expected = edgecv.load(path).run(x)[0]
+    monkeypatch.setattr(litert, "is_installed", lambda name: name == "tensorflow")
+    assert litert._interpreter_class().__module__.startswith("tensorflow")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter announces its own deprecation
+        np.testing.assert_allclose(edgecv.load(path).run(x)[0], expected, rtol=1e-6, atol=1e-7)
