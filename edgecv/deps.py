@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from importlib import metadata
 from types import ModuleType
 
 from edgecv.errors import MissingDependencyError
@@ -33,6 +32,8 @@ def is_installed(module: str) -> bool:
 
 def version_of(distribution: str) -> str | None:
     """The installed version of a distribution, or None."""
+    from importlib import metadata  # ~20 ms to import; only needed for manifests and reports
+
     try:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
