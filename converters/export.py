@@ -33,6 +33,7 @@ from edgecv.fileio import ensure_writable_dir, file_size, sha256_of
 from edgecv.formats import FORMATS
 from edgecv.manifest import Manifest, Preprocess, manifest_path
 from edgecv.backends.base import first_line
+from edgecv.model import load
 
 log = logging.getLogger(__name__)
 
@@ -140,34 +141,49 @@ def export(
     jobs = [(t, p) for t in targets for p in precision_list if p in t.precisions]
     results = []
     work = Path(tempfile.mkdtemp(prefix=".edgecv-work-", dir=out))
+    ctx = _Context(source, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options)
     try:
         bar = _progress(jobs, progress)
         for target, precision in bar:
             if hasattr(bar, "set_description"):
                 bar.set_description(f"{target.name} {precision}")
-            results.append(
-                _export_one(source, target, precision, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options)
-            )
+            results.append(_export_one(ctx, target, precision))
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return ExportReport(str(source.path), out, results)
 
 
-def _export_one(source, target: Target, precision, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options) -> ArtifactResult:
+@dataclass(frozen=True)
+class _Context:
+    """What every artifact of one export shares: the source, its sample inputs and reference outputs."""
+
+    source: Source
+    stem: str
+    out: Path
+    work: Path
+    inputs: list[np.ndarray]
+    reference: list[np.ndarray]
+    preprocess: Preprocess
+    labels: list[str] | None
+    source_info: dict[str, Any]
+    toolchain: dict[str, str]
+    options: ExportOptions
+
+
+def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult:
+    source, inputs, options = ctx.source, ctx.inputs, ctx.options
     result = ArtifactResult(target.name, precision)
-    filename = artifact_name(stem, target, precision)
-    staging = work / f"{target.name}-{precision}"
+    filename = artifact_name(ctx.stem, target, precision)
+    staging = ctx.work / f"{target.name}-{precision}"
     staging.mkdir()
     tmp_file = staging / filename
     start = time.perf_counter()
     try:
-        target.convert(source, precision, tmp_file, work)
-        from edgecv.model import load
-
+        target.convert(source, precision, tmp_file, ctx.work)
         model = load(tmp_file)
         fed = [to_layout(a, i.layout, m.layout) for a, i, m in zip(inputs, source.inputs, model.inputs)]
         got = model.run(fed)
-        result.diffs = compare_outputs(reference, got, names=[t.name for t in source.outputs])
+        result.diffs = compare_outputs(ctx.reference, got, names=[t.name for t in source.outputs])
         reason = judge(result.diffs, options.tolerance(precision))
         result.status = "passed" if reason is None else "failed"
         result.reason = reason or ""
@@ -186,14 +202,14 @@ def _export_one(source, target: Target, precision, stem, out, work, inputs, refe
         inputs=[t.to_dict() for t in model.inputs],
         outputs=[t.to_dict() for t in model.outputs],
         preprocess=Preprocess(
-            layout=model.inputs[0].layout if model.inputs[0].layout in ("NHWC", "NCHW") else preprocess.layout,
-            color=preprocess.color,
-            mean=preprocess.mean,
-            std=preprocess.std,
+            layout=model.inputs[0].layout if model.inputs[0].layout in ("NHWC", "NCHW") else ctx.preprocess.layout,
+            color=ctx.preprocess.color,
+            mean=ctx.preprocess.mean,
+            std=ctx.preprocess.std,
         ),
-        labels=labels,
-        source=source_info,
-        toolchain=toolchain,
+        labels=ctx.labels,
+        source=ctx.source_info,
+        toolchain=ctx.toolchain,
         validation={
             "status": result.status,
             "reason": result.reason,
@@ -204,7 +220,7 @@ def _export_one(source, target: Target, precision, stem, out, work, inputs, refe
             "outputs": [d.to_dict() for d in result.diffs],
         },
     )
-    dest_dir = out if result.status == "passed" else out / FAILED_DIR
+    dest_dir = ctx.out if result.status == "passed" else ctx.out / FAILED_DIR
     dest_dir.mkdir(exist_ok=True)
     result.path = _place(tmp_file, dest_dir, manifest)
     return result

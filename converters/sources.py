@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -21,6 +22,7 @@ import numpy as np
 
 from edgecv.errors import ConversionError, ModelFileError, UnsupportedFormatError
 from edgecv.formats import check_model_file
+from edgecv.model import load
 from edgecv.tensors import TensorInfo, normalize_shape
 from converters.tf_env import import_tensorflow
 
@@ -149,8 +151,6 @@ class RuntimeSource(Source):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        from edgecv.model import load
-
         check_model_file(path)
         self.model = load(path)
         self.inputs = self.model.inputs
@@ -244,8 +244,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _quiet_env() -> dict:
-    import os
-
     env = dict(os.environ)
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     return env

@@ -214,7 +214,7 @@ def load(
     name = choose_backend(fmt, backend)
     manifest = find_manifest(path)
     start = time.perf_counter()
-    session = _open(BACKENDS[name], path, threads)
+    session = BACKENDS[name].open(path, threads=threads)
     return Model(
         session,
         path=path,
@@ -224,7 +224,3 @@ def load(
         float_io=float_io,
         load_seconds=time.perf_counter() - start,
     )
-
-
-def _open(backend, path: Path, threads: int | None) -> Session:
-    return backend.open(path, threads=threads)

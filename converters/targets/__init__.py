@@ -37,35 +37,30 @@ TARGETS: dict[str, Target] = {
 PRECISIONS = ("fp32", "fp16")
 
 
-def parse_targets(names) -> list[Target]:
-    """``"tflite,onnx"`` or a list of names -> targets, with an error listing the valid names."""
+def _parse_names(names, valid, what: str) -> list[str]:
+    """``"a,b"`` or a list -> unique lower-case names in order, each checked against ``valid``."""
     if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
-    out = []
-    for n in names:
-        n = n.strip().lower()
-        if n not in TARGETS:
-            raise ConfigError(f"unknown export format {n!r}; choose from: {', '.join(TARGETS)}")
-        if TARGETS[n] not in out:
-            out.append(TARGETS[n])
-    if not out:
-        raise ConfigError(f"no export format given; choose from: {', '.join(TARGETS)}")
-    return out
-
-
-def parse_precisions(names) -> list[str]:
-    if isinstance(names, str):
-        names = [n for n in names.split(",") if n.strip()]
-    out = []
-    for n in names:
-        n = n.strip().lower()
-        if n not in PRECISIONS:
-            raise ConfigError(f"unknown precision {n!r}; choose from: {', '.join(PRECISIONS)}")
+        names = names.split(",")
+    out: list[str] = []
+    for n in (n.strip().lower() for n in names):
+        if not n:
+            continue
+        if n not in valid:
+            raise ConfigError(f"unknown {what} {n!r}; choose from: {', '.join(valid)}")
         if n not in out:
             out.append(n)
     if not out:
-        raise ConfigError(f"no precision given; choose from: {', '.join(PRECISIONS)}")
+        raise ConfigError(f"no {what} given; choose from: {', '.join(valid)}")
     return out
+
+
+def parse_targets(names) -> list[Target]:
+    """``"tflite,onnx"`` or a list of names -> targets, with an error listing the valid names."""
+    return [TARGETS[n] for n in _parse_names(names, list(TARGETS), "export format")]
+
+
+def parse_precisions(names) -> list[str]:
+    return _parse_names(names, list(PRECISIONS), "precision")
 
 
 def artifact_name(stem: str, target: Target, precision: str) -> str:
