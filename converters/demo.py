@@ -55,6 +55,7 @@ def run_demo(
     """Train (or reuse) the default model in ``out``, export, evaluate and benchmark every artifact."""
     from converters.builtin import IMAGE_SIZE, LABELS, PREPROCESS, build_default_classifier
     from converters.export import export
+    from converters.sources import open_source
     from edgecv.bench import benchmark
     from edgecv.model import load
     from edgecv.preprocess import to_model_input
@@ -68,12 +69,10 @@ def run_demo(
         model.save(tmp)
         os.replace(tmp, model_path)
 
-    report = export(model_path, out=out, preprocess=PREPROCESS, labels=LABELS, progress=progress)
+    source = open_source(model_path)  # opened once: export and the accuracy check share it
+    report = export(source, out=out, preprocess=PREPROCESS, labels=LABELS, progress=progress)
 
     images, labels = shape_images(400, size=IMAGE_SIZE, seed=1)
-    from converters.sources import open_source
-
-    source = open_source(model_path)
     keras_top1 = _top1(source.reference([to_model_input(images, PREPROCESS)])[0], labels)
     demo = DemoReport(out=out, keras_top1=keras_top1, export=report)
     passed = [a for a in report.artifacts if a.status == "passed"]
