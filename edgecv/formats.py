@@ -24,6 +24,8 @@ class ArtifactFormat:
     backends: tuple[str, ...]
     check: Callable[[Path], None]
     companion: str | None = None  # a second file that belongs to the artifact, e.g. OpenVINO's .bin
+    # Load in a child process first: its runtime can crash on corrupted files that pass the cheap check.
+    isolate: bool = False
 
     def files(self, path: Path) -> list[Path]:
         """Every file that makes up the artifact at ``path``."""
@@ -65,7 +67,7 @@ def _check_openvino(path: Path) -> None:
 FORMATS: dict[str, ArtifactFormat] = {
     f.name: f
     for f in (
-        ArtifactFormat("tflite", ".tflite", ("litert",), _check_tflite),
+        ArtifactFormat("tflite", ".tflite", ("litert",), _check_tflite, isolate=True),
         ArtifactFormat("onnx", ".onnx", ("onnxruntime", "openvino"), _check_onnx),
         ArtifactFormat("openvino", ".xml", ("openvino",), _check_openvino, companion=".bin"),
     )

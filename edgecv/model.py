@@ -200,11 +200,14 @@ def load(
     backend: str | None = None,
     threads: int | None = None,
     float_io: bool = False,
+    isolate: bool = True,
 ) -> Model:
     """Load a ``.tflite``, ``.onnx`` or OpenVINO ``.xml`` artifact into a :class:`Model`.
 
     ``backend`` picks the runtime (``litert``, ``onnxruntime``, ``openvino``); by default the first one
     installed for the format. ``threads`` defaults to every core. A manifest beside the file is read.
+    With ``isolate`` (the default), a format whose runtime can crash on corrupted files (``.tflite``) is
+    first loaded and run once in a child process; the result is cached per file content.
 
     Example:
         >>> model = load("mnist.fp32.onnx", backend="openvino", threads=2)   # doctest: +SKIP
@@ -213,6 +216,10 @@ def load(
     fmt = check_model_file(path)
     name = choose_backend(fmt, backend)
     manifest = find_manifest(path)
+    if isolate and fmt.isolate:
+        from edgecv.probe import check_in_child
+
+        check_in_child(path, backend=name)
     start = time.perf_counter()
     session = BACKENDS[name].open(path, threads=threads)
     return Model(

@@ -68,6 +68,7 @@ def first_line(exc: BaseException) -> str:
     """A runtime's often multi-line message, cut to its first meaningful line."""
     for line in str(exc).splitlines():
         line = line.strip()
-        if line:
+        # OpenVINO starts with "Exception from src/...cpp:84:", which says where, not what.
+        if line and not (line.startswith("Exception from ") and line.endswith(":")):
             return line[:300]
     return type(exc).__name__

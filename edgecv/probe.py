@@ -1,0 +1,85 @@
+"""Load untrusted artifacts in a child process first, so a runtime crash cannot take the caller down.
+
+LiteRT segfaults on some corrupted ``.tflite`` files that are still valid flatbuffers (an operator with a
+missing input, an inflated output shape), at construction, ``allocate_tensors()`` or ``invoke()``. The
+structural check in :mod:`edgecv.flatbuffer` catches gross damage with a clear message; this catches the
+rest. The child loads the file, allocates and runs it once on zeros. A file that passes is remembered by
+its content hash (in memory, and in ``$EDGECV_CACHE_DIR`` or ``~/.cache/edgecv``), so the ~0.1 s check is
+paid once per file, not once per load.
+
+Example:
+    >>> check_in_child(Path("model.tflite"), backend="litert")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from edgecv.errors import ModelFileError
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 120
+_passed: set[tuple] = set()
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("EDGECV_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecv"
+    return Path(root) / "probed"
+
+
+def check_in_child(path: Path, *, backend: str) -> None:
+    """Raise :class:`ModelFileError` if loading and running ``path`` crashes or hangs a child process."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, backend)
+    if key in _passed:
+        return
+    from edgecv.fileio import sha256_of
+
+    marker = cache_dir() / f"{sha256_of(path)}.{backend}"
+    if marker.is_file():
+        _passed.add(key)
+        return
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "edgecv.probe", json.dumps({"path": str(path), "backend": backend})],
+            capture_output=True,
+            text=True,
+            timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise ModelFileError(f"{path} hung the {backend} runtime for {PROBE_TIMEOUT_S} s while loading; it is corrupted") from None
+    if proc.returncode < 0:
+        name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else str(-proc.returncode)
+        raise ModelFileError(f"{path} is corrupted: it crashed the {backend} runtime ({name}) in a check process, so it was not loaded")
+    # Exit 0, or a clean Python error that loading in this process will raise again: either way, no crash.
+    _passed.add(key)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError as exc:  # an unwritable cache only means the check runs again next time
+        log.debug("cannot record probe result in %s: %s", marker, exc)
+
+
+def _child(path: str, backend: str) -> None:
+    import numpy as np
+
+    from edgecv.model import load
+
+    model = load(path, backend=backend, threads=1, isolate=False)
+    model.run([np.zeros([d or 1 for d in t.shape], t.dtype) for t in model.inputs])
+
+
+if __name__ == "__main__":
+    args = json.loads(sys.argv[1])
+    try:
+        _child(args["path"], args["backend"])
+    except Exception as exc:  # noqa: BLE001 - a clean failure is reported by the parent's own load
+        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
+        sys.exit(3)
