@@ -21,7 +21,6 @@ from typing import Callable, ClassVar
 import numpy as np
 
 from edgecv.errors import ConversionError, ModelFileError, UnsupportedFormatError
-from edgecv.formats import check_model_file
 from edgecv.model import load
 from edgecv.tensors import TensorInfo, normalize_shape
 from converters.tf_env import import_tensorflow
@@ -151,8 +150,7 @@ class RuntimeSource(Source):
 
     def __init__(self, path: Path) -> None:
         super().__init__(path)
-        check_model_file(path)
-        self.model = load(path)
+        self.model = load(path)  # checks the file first
         self.inputs = self.model.inputs
         self.outputs = self.model.outputs
 

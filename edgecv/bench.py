@@ -69,7 +69,7 @@ def benchmark(
     check_model_file(path)
     args = {"path": str(path), "backend": backend, "threads": threads, "runs": runs, "warmup": warmup, "batch": batch}
     if not isolate:
-        return BenchResult(**_measure(**args, isolate=True))
+        return BenchResult(**_measure(**args, probe=True))
     proc = subprocess.run(
         [sys.executable, "-m", "edgecv.bench", json.dumps(args)],
         capture_output=True,
@@ -116,7 +116,7 @@ def _bench_inputs(model, batch: int) -> list[np.ndarray]:
     return arrays
 
 
-def _measure(path: str, backend: str | None, threads: int | None, runs: int, warmup: int, batch: int, isolate: bool = False) -> dict:
+def _measure(path: str, backend: str | None, threads: int | None, runs: int, warmup: int, batch: int, probe: bool = False) -> dict:
     from edgecv.backends import BACKENDS
     from edgecv.backends.base import default_threads
     from edgecv.formats import format_for_path
@@ -127,7 +127,8 @@ def _measure(path: str, backend: str | None, threads: int | None, runs: int, war
     BACKENDS[name].import_runtime()
     import_ms = (time.perf_counter() - start) * 1e3
     baseline, _ = _rss_mb()
-    model = load(path, backend=name, threads=threads, isolate=isolate)
+    # The worker is already a child process; in-process runs keep load()'s crash check (probe=True).
+    model = load(path, backend=name, threads=threads, isolate=probe)
     arrays = _bench_inputs(model, batch)
     for _ in range(warmup):
         model.run(arrays)
