@@ -17,5 +17,7 @@ def convert(source, precision: str, out_file: Path, work: Path) -> None:
     onnx = require("onnx", extra="convert", purpose="write fp16 ONNX")
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
-    model = convert_float_to_float16(onnx.load(str(fp32)), keep_io_types=True)
+    from converters.onnx_graph import load_without_initializer_inputs
+
+    model = convert_float_to_float16(load_without_initializer_inputs(fp32), keep_io_types=True)
     onnx.save(model, str(out_file))
