@@ -59,7 +59,7 @@ def main() -> None:
     args = p.parse_args()
     src = args.model or shared_model("mnist-8.onnx")
     out = Path(tempfile.mkdtemp(prefix="edgecv-overhead-"))
-    report = export(src, out=out, name="m", precisions="fp32", preprocess=Preprocess(mean=(0,), std=(1,)))
+    report = export(src, out=out, name="m", quant="fp32", preprocess=Preprocess(mean=(0,), std=(1,)))
     rows = []
     for path, backend in [(out / "m.fp32.tflite", "litert"), (out / "m.fp32.onnx", "onnxruntime"), (out / "m.fp32.xml", "openvino")]:
         model = edgecv.load(path, backend=backend, threads=args.threads)

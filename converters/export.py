@@ -1,14 +1,21 @@
-"""Float export of a source model to TFLite, ONNX and OpenVINO, each artifact checked against the source.
+"""Export a source model to TFLite, ONNX and OpenVINO, float or quantized, each artifact checked against
+the source on the user's data.
 
 Example:
-    >>> report = export("classifier.keras", to=["tflite", "onnx"], out="artifacts")   # doctest: +SKIP
+    >>> report = export("classifier.keras", to=["tflite", "onnx"], quant="int8", calib="photos/",
+    ...                 eval_data="labelled/", max_drop=1.0, out="artifacts")          # doctest: +SKIP
     >>> report.ok                                                                      # doctest: +SKIP
     True
 
-Each artifact is converted in a private work folder, loaded with edgecv's runtime, run on the same
-sample inputs as the source, and compared. Only then is it moved into ``out`` (by rename, so readers
-never see half a file), with its manifest beside it. An artifact that does not match goes to
-``out/_failed/`` instead and never replaces a good one.
+Each artifact is converted in a private work folder, loaded with edgecv's runtime and run on the same
+inputs as the source:
+- float artifacts (fp32, fp16) must match the source's outputs within a tolerance on sample inputs;
+- quantized ones (dynamic, int8, int16x8) pass an accuracy gate on the eval set: top-1 drop against
+  labels, else top-1 agreement with the source, else output SQNR. An int8 artifact that fails is rebuilt
+  with the layers that cause the loss kept in float (:mod:`converters.fallback`).
+Every artifact is scored on the eval set (or the calibration set) for the report. Only then is it moved
+into ``out`` (by rename, so readers never see half a file), with its manifest beside it. An artifact that
+fails goes to ``out/_failed/`` instead and never replaces a good one.
 """
 
 from __future__ import annotations
@@ -24,11 +31,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from converters.metrics import Reference, Scores, Verdict, judge_quantized
+from converters.quant import PRECISIONS, QuantJob, QuantOptions, parse_precisions
 from converters.sources import Source, open_source, source_from_keras
-from converters.targets import Target, artifact_name, parse_precisions, parse_targets
+from converters.targets import TARGETS, Target, artifact_name, parse_targets
 from converters.toolchain import toolchain_versions
 from converters.validate import Tolerance, compare_outputs, judge, sample_inputs, to_layout
-from edgecv.errors import EdgeCVError
+from edgecv.errors import ConfigError, EdgeCVError, InputError
 from edgecv.fileio import ensure_writable_dir, file_size, sha256_of
 from edgecv.formats import FORMATS
 from edgecv.manifest import Manifest, Preprocess, manifest_path
@@ -48,6 +57,8 @@ class ExportOptions:
     seed: int = 0
     fp32: Tolerance = Tolerance(rel=1e-3, min_top1=1.0)
     fp16: Tolerance = Tolerance(rel=2e-2, min_top1=0.875)
+    quant: QuantOptions = QuantOptions()
+    bench_runs: int = 50  # latency p50 of each artifact for the report; 0 skips it
 
     def tolerance(self, precision: str) -> Tolerance:
         return getattr(self, precision)
@@ -65,6 +76,10 @@ class ArtifactResult:
     size_bytes: int = 0
     seconds: float = 0.0
     diffs: list = field(default_factory=list)
+    scores: Scores | None = None
+    drop: float | None = None  # top-1 points lost against the source (labels, else agreement)
+    p50_ms: float | None = None
+    fallback: dict | None = None  # layers kept in float and what they cost
 
     @property
     def max_abs_diff(self) -> float | None:
@@ -86,6 +101,10 @@ class ArtifactResult:
             "seconds": round(self.seconds, 3),
             "max_abs_diff": self.max_abs_diff,
             "top1_agreement": self.top1_agreement,
+            "scores": self.scores.to_dict() if self.scores else None,
+            "drop_points": None if self.drop is None else round(self.drop, 4),
+            "p50_ms": self.p50_ms,
+            "fallback": self.fallback,
             "outputs": [d.to_dict() for d in self.diffs],
         }
 
@@ -95,20 +114,36 @@ class ExportReport:
     source: str
     out: Path
     artifacts: list[ArtifactResult]
+    source_scores: Scores | None = None
+    source_size: int = 0
+    eval_description: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
         return all(a.status == "passed" for a in self.artifacts)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "out": str(self.out), "ok": self.ok, "artifacts": [a.to_dict() for a in self.artifacts]}
+        return {
+            "source": self.source,
+            "out": str(self.out),
+            "ok": self.ok,
+            "eval": self.eval_description,
+            "source_scores": self.source_scores.to_dict() if self.source_scores else None,
+            "source_size_bytes": self.source_size,
+            "settings": self.settings,
+            "artifacts": [a.to_dict() for a in self.artifacts],
+        }
 
 
 def export(
     model,
     *,
     to: Sequence[str] | str = ("tflite", "onnx", "openvino"),
-    precisions: Sequence[str] | str = ("fp32", "fp16"),
+    quant: Sequence[str] | str = ("fp32", "fp16"),
+    calib=None,
+    eval_data=None,
+    max_drop: float | None = None,
     out: str | Path = "export",
     name: str | None = None,
     preprocess: Preprocess | None = None,
@@ -118,15 +153,20 @@ def export(
     options: ExportOptions = ExportOptions(),
     progress: bool = False,
 ) -> ExportReport:
-    """Export ``model`` (a path, or an in-memory Keras model) to every format in ``to``.
+    """Export ``model`` (a path, or an in-memory Keras model) to every format in ``to``, in every
+    precision of ``quant`` (``none``/``fp32``, ``fp16``, ``dynamic``, ``int8``, ``int16x8``).
 
-    Returns an :class:`ExportReport`; ``report.ok`` is False when any artifact failed to convert or to
-    match the source. Bad arguments raise :class:`edgecv.errors.EdgeCVError` before any work starts.
-    ``layout`` (``NHWC``/``NCHW``) overrides the guessed layout of the source's 4-D inputs.
+    ``calib`` (needed by int8) and ``eval_data`` are a folder of images, a video, a ``.npy``/``.npz`` or
+    an iterable of arrays; ``eval_data`` with labels (class subfolders, or ``y`` in a ``.npz``) gives
+    top-1. ``max_drop`` is the accuracy budget in top-1 points (default ``options.quant.max_drop``).
+    Returns an :class:`ExportReport`; ``report.ok`` is False when any artifact failed. Bad arguments and
+    bad data raise :class:`edgecv.errors.EdgeCVError` before anything is written.
     """
     targets = parse_targets(to)
-    precision_list = parse_precisions(precisions)
-    out = ensure_writable_dir(out)
+    precision_list = parse_precisions(quant)
+    qopts = options.quant if max_drop is None else replace(options.quant, max_drop=max_drop)
+    options = replace(options, quant=qopts)
+    _check_precisions(targets, precision_list, calib)
     source = model if isinstance(model, Source) else (open_source(model) if isinstance(model, (str, Path)) else source_from_keras(model))
     stem = name or _stem(source)
     if layout is not None:
@@ -134,6 +174,9 @@ def export(
     source_layout = source.layout if source.layout in ("NHWC", "NCHW") else "NHWC"
     preprocess = replace(preprocess or Preprocess(), layout=source_layout)
     inputs = sample_inputs(source.inputs, preprocess, count=options.samples, seed=options.seed, input_shape=input_shape)
+    calib_set = _open_data(calib, source, preprocess, input_shape, labels, qopts.calib_samples, options.seed, "calibration")
+    eval_set = _open_data(eval_data, source, preprocess, input_shape, labels, qopts.eval_samples, options.seed, "eval")
+    out = ensure_writable_dir(out)
     reference = source.reference(inputs)
     source_info = {"path": str(source.path), "kind": source.kind, "sha256": _source_hash(source)}
     toolchain = toolchain_versions()
@@ -141,8 +184,12 @@ def export(
     jobs = [(t, p) for t in targets for p in precision_list if p in t.precisions]
     results = []
     work = Path(tempfile.mkdtemp(prefix=".edgecv-work-", dir=out))
-    ctx = _Context(source, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options)
     try:
+        scoring, description = _scoring_set(eval_set, calib_set, inputs)
+        ref = Reference(scoring, source.reference, work)
+        _check_labels(ref, labels)
+        quant_job = QuantJob(calib_set, qopts)
+        ctx = _Context(source, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options, ref, quant_job)
         bar = _progress(jobs, progress)
         for target, precision in bar:
             if hasattr(bar, "set_description"):
@@ -150,7 +197,77 @@ def export(
             results.append(_export_one(ctx, target, precision))
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return ExportReport(str(source.path), out, results)
+    settings = {"max_drop": qopts.max_drop, "min_sqnr": qopts.min_sqnr, "calibration": qopts.calibration,
+                "calib": calib_set.description if calib_set is not None else None}
+    return ExportReport(str(source.path), out, results, ref.source, _source_size(source), description, settings)
+
+
+def _check_precisions(targets: list[Target], precisions: list[str], calib) -> None:
+    for p in precisions:
+        if not any(p in t.precisions for t in targets):
+            offered = ", ".join(t.name for t in TARGETS.values() if p in t.precisions)
+            raise ConfigError(f"precision {p} is not written for {', '.join(t.name for t in targets)}; it is for: {offered}")
+        if PRECISIONS[p].needs_calibration and calib is None:
+            raise ConfigError(f"{p} needs calibration data: pass --calib DATA (a folder of images, a video, or a .npy/.npz)")
+
+
+def _open_data(data, source: Source, preprocess: Preprocess, input_shape, labels, limit: int, seed: int, what: str):
+    """Open and read through a calibration or eval set once, so bad data fails before any work."""
+    if data is None:
+        return None
+    from converters.data import InputSpec, open_dataset
+
+    if len(source.inputs) != 1:
+        raise ConfigError(f"{what} data is supported for models with one image input; this one has {len(source.inputs)}")
+    info = source.inputs[0]
+    if input_shape is not None:
+        info = replace(info, shape=tuple(input_shape))
+    dataset = open_dataset(data, spec=InputSpec.from_tensor(info, preprocess), limit=limit, seed=seed, labels=labels, what=what)
+    for _ in dataset:  # decodes every selected sample: unreadable files, NaN, wrong shapes fail here
+        pass
+    return dataset
+
+
+def _scoring_set(eval_set, calib_set, inputs: list[np.ndarray]):
+    """What every artifact is scored on: the eval set, else the calibration set, else the sample inputs."""
+    from converters.metrics import CHUNK
+
+    if eval_set is not None:
+        dataset, description = eval_set, f"eval set: {eval_set.description}"
+    elif calib_set is not None:
+        dataset, description = calib_set, f"calibration set (no --eval given): {calib_set.description}"
+    else:
+        samples = inputs[0]
+
+        def chunks():
+            yield samples, None
+
+        return chunks, f"{len(samples)} synthetic sample inputs (no --calib or --eval given)"
+
+    def chunks():
+        xs, ys = [], []
+        for x, y in dataset:
+            xs.append(x)
+            ys.append(-1 if y is None else y)
+            if len(xs) == CHUNK:
+                yield np.concatenate(xs), (np.asarray(ys) if dataset.has_labels else None)
+                xs, ys = [], []
+        if xs:
+            yield np.concatenate(xs), (np.asarray(ys) if dataset.has_labels else None)
+
+    return chunks, description
+
+
+def _check_labels(ref: Reference, labels: list[str] | None) -> None:
+    if ref.labels is None:
+        return
+    if ref.class_index is None:
+        raise InputError("the eval set has labels but the model has no class-score output ([N, classes]) to check them against")
+    classes = ref.class_count
+    if labels is not None and len(labels) != classes:
+        raise InputError(f"{len(labels)} labels were given but the model has {classes} classes")
+    if ref.labels.min() < 0 or ref.labels.max() >= classes:
+        raise InputError(f"eval labels go from {ref.labels.min()} to {ref.labels.max()} but the model has {classes} classes (0..{classes - 1})")
 
 
 @dataclass(frozen=True)
@@ -168,37 +285,71 @@ class _Context:
     source_info: dict[str, Any]
     toolchain: dict[str, str]
     options: ExportOptions
+    scoring: Reference
+    quant: QuantJob
+
+
+@dataclass
+class _Built:
+    """One converted file with its figures, before it is placed."""
+
+    path: Path
+    model: Any
+    scores: Scores
+    verdict: Verdict
+
+
+def _build(ctx: _Context, target: Target, precision: str, staging: Path, keep_float: tuple[str, ...] = ()) -> _Built:
+    staging.mkdir(parents=True, exist_ok=True)
+    tmp_file = staging / artifact_name(ctx.stem, target, precision)
+    job = ctx.quant.with_float(keep_float)
+    target.convert(ctx.source, precision, tmp_file, ctx.work, job if PRECISIONS[precision].quantized else None)
+    model = load(tmp_file, float_io=True)
+    src_inputs = ctx.source.inputs
+
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        return model.run([to_layout(x, src_inputs[0].layout, model.inputs[0].layout)])
+
+    scores = ctx.scoring.score(run)
+    q = ctx.options.quant
+    verdict = judge_quantized(ctx.scoring, scores, max_drop=q.max_drop, min_sqnr=q.min_sqnr) if PRECISIONS[precision].quantized else Verdict(True, None)
+    return _Built(tmp_file, model, scores, verdict)
 
 
 def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult:
     source, inputs, options = ctx.source, ctx.inputs, ctx.options
     result = ArtifactResult(target.name, precision)
-    filename = artifact_name(ctx.stem, target, precision)
-    staging = ctx.work / f"{target.name}-{precision}"
-    staging.mkdir()
-    tmp_file = staging / filename
     start = time.perf_counter()
     try:
-        target.convert(source, precision, tmp_file, ctx.work)
-        model = load(tmp_file)
-        fed = [to_layout(a, i.layout, m.layout) for a, i, m in zip(inputs, source.inputs, model.inputs)]
-        got = model.run(fed)
-        result.diffs = compare_outputs(ctx.reference, got, names=[t.name for t in source.outputs])
-        reason = judge(result.diffs, options.tolerance(precision))
+        built = _build(ctx, target, precision, ctx.work / f"{target.name}-{precision}")
+        if not built.verdict.passed and precision in ("int8", "int16x8") and options.quant.fallback and target.layer_errors:
+            from converters.fallback import keep_layers_in_float
+
+            built, result.fallback = keep_layers_in_float(ctx, target, precision, built)
+        if PRECISIONS[precision].quantized:
+            reason = None if built.verdict.passed else built.verdict.reason
+        else:
+            fed = [to_layout(a, i.layout, m.layout) for a, i, m in zip(inputs, source.inputs, built.model.inputs)]
+            result.diffs = compare_outputs(ctx.reference, built.model.run(fed), names=[t.name for t in source.outputs])
+            reason = judge(result.diffs, options.tolerance(precision))
+        result.scores, result.drop = built.scores, _drop(ctx.scoring, built.scores, built.verdict)
         result.status = "passed" if reason is None else "failed"
         result.reason = reason or ""
+        result.p50_ms = _p50(built.path, options.bench_runs)
     except Exception as exc:  # any converter failure becomes this artifact's failed row, never a crash
         log.debug("export of %s %s failed", target.name, precision, exc_info=True)
         result.reason = first_line(exc) if isinstance(exc, EdgeCVError) else f"{type(exc).__name__}: {first_line(exc)}"
         result.seconds = time.perf_counter() - start
         return result
     result.seconds = time.perf_counter() - start
+    tmp_file, model = built.path, built.model
     result.size_bytes = file_size(tmp_file)
 
     manifest = Manifest(
         format=target.name,
         precision=precision,
-        artifact=filename,
+        artifact=tmp_file.name,
+        quantization=_quantization_info(ctx, precision, model, result),
         inputs=[t.to_dict() for t in model.inputs],
         outputs=[t.to_dict() for t in model.outputs],
         preprocess=Preprocess(
@@ -216,14 +367,61 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
             "backend": model.backend,
             "samples": int(inputs[0].shape[0]) if inputs and inputs[0].ndim else 1,
             "seed": options.seed,
-            "tolerance": {"rel": options.tolerance(precision).rel, "min_top1": options.tolerance(precision).min_top1},
+            "tolerance": {"rel": options.fp32.rel, "min_top1": options.fp32.min_top1} if precision == "fp32" else (
+                {"rel": options.fp16.rel, "min_top1": options.fp16.min_top1} if precision == "fp16" else
+                {"max_drop": options.quant.max_drop, "min_sqnr": options.quant.min_sqnr}),
             "outputs": [d.to_dict() for d in result.diffs],
+            "eval": {"scores": result.scores.to_dict() if result.scores else None, "source": ctx.scoring.source.to_dict(),
+                     "drop_points": result.drop},
         },
     )
     dest_dir = ctx.out if result.status == "passed" else ctx.out / FAILED_DIR
     dest_dir.mkdir(exist_ok=True)
     result.path = _place(tmp_file, dest_dir, manifest)
     return result
+
+
+def _drop(ref: Reference, scores: Scores, verdict: Verdict) -> float | None:
+    if verdict.drop is not None:
+        return verdict.drop
+    if scores.top1 is not None and ref.source.top1 is not None:
+        return 100.0 * (ref.source.top1 - scores.top1)
+    if scores.agreement is not None:
+        return 100.0 * (1.0 - scores.agreement)
+    return None
+
+
+def _quantization_info(ctx: _Context, precision: str, model, result: ArtifactResult) -> dict[str, Any] | None:
+    if precision in ("fp32",):
+        return None
+    info: dict[str, Any] = {"precision": precision, "description": PRECISIONS[precision].description}
+    q = ctx.options.quant
+    if PRECISIONS[precision].needs_calibration:
+        info.update({"calibration_set": ctx.quant.calib.description, "calibration_samples": len(ctx.quant.calib),
+                     "method": q.calibration if result.format == "onnx" else ("nncf" if result.format == "openvino" else "tflite-converter"),
+                     "per_channel": q.per_channel})
+        if result.format == "onnx":
+            info["activation_type"], info["weight_type"] = q.onnx_activation_type, q.onnx_weight_type
+        if result.format == "openvino":
+            info["bias_correction"] = "full" if q.bias_correction else "fast"
+    info["float_layers"] = (result.fallback or {}).get("kept", [])
+    info["io"] = [t.dtype for t in model.inputs]
+    return info
+
+
+def _p50(path: Path, runs: int) -> float | None:
+    if runs <= 0:
+        return None
+    from edgecv.bench import benchmark
+
+    return benchmark(path, runs=runs, warmup=5, isolate=False).p50_ms
+
+
+def _source_size(source: Source) -> int:
+    try:
+        return file_size(source.path) if source.path.is_file() else 0
+    except OSError:
+        return 0
 
 
 def _place(tmp_file: Path, dest_dir: Path, manifest: Manifest) -> Path:

@@ -169,6 +169,10 @@ class OnnxSource(RuntimeSource):
 
         return onnx_to_tflite(self.path, work / "onnx2tf", precision="fp32")
 
+    def _make_saved_model(self, work: Path) -> Path:
+        # onnx2tf writes a SavedModel (with NHWC inputs) beside its TFLite files; quantizing TFLite starts there.
+        return self.view("tflite", work).parent
+
 
 class TFLiteSource(RuntimeSource):
     kind = "tflite"

@@ -22,19 +22,19 @@ class Target:
     name: str
     suffix: str
     precisions: tuple[str, ...]
-    convert: Callable  # (source, precision, out_file: Path, work: Path) -> None
+    convert: Callable  # (source, precision, out_file: Path, work: Path, quant: QuantJob | None) -> None
+    # (source, precision, artifact: Path, work: Path, quant: QuantJob) -> list[LayerError], worst first
+    layer_errors: Callable | None = None
 
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("tflite", ".tflite", ("fp32", "fp16"), tflite.convert),
-        Target("onnx", ".onnx", ("fp32", "fp16"), onnx.convert),
-        Target("openvino", ".xml", ("fp32", "fp16"), openvino.convert),
+        Target("tflite", ".tflite", ("fp32", "fp16", "dynamic", "int8", "int16x8"), tflite.convert, tflite.layer_errors),
+        Target("onnx", ".onnx", ("fp32", "fp16", "dynamic", "int8"), onnx.convert, onnx.layer_errors),
+        Target("openvino", ".xml", ("fp32", "fp16", "dynamic", "int8"), openvino.convert, openvino.layer_errors),
     )
 }
-
-PRECISIONS = ("fp32", "fp16")
 
 
 def _parse_names(names, valid, what: str) -> list[str]:
@@ -59,12 +59,20 @@ def parse_targets(names) -> list[Target]:
     return [TARGETS[n] for n in _parse_names(names, list(TARGETS), "export format")]
 
 
-def parse_precisions(names) -> list[str]:
-    return _parse_names(names, list(PRECISIONS), "precision")
-
-
 def artifact_name(stem: str, target: Target, precision: str) -> str:
     return f"{stem}.{precision}{target.suffix}"
 
 
-__all__ = ["TARGETS", "PRECISIONS", "Target", "parse_targets", "parse_precisions", "artifact_name", "Path"]
+@dataclass(frozen=True)
+class LayerError:
+    """How much quantizing one layer hurts: ``sqnr_db`` of its output against float (lower is worse)."""
+
+    name: str
+    op_type: str
+    sqnr_db: float
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "op_type": self.op_type, "sqnr_db": round(self.sqnr_db, 2)}
+
+
+__all__ = ["TARGETS", "Target", "LayerError", "parse_targets", "artifact_name", "Path"]

@@ -1,23 +1,139 @@
-"""Write OpenVINO IR (.xml + .bin) with ``openvino.convert_model`` from ONNX, TFLite or a SavedModel."""
+"""Write OpenVINO IR (.xml + .bin) with ``openvino.convert_model`` from ONNX, TFLite or a SavedModel.
+
+- ``fp16``: weights compressed to float16;
+- ``dynamic``: int8 weights with float activations (NNCF weight compression);
+- ``int8``: NNCF post-training quantization with bias correction; layers kept in float (the accuracy
+  fallback) go in NNCF's ignored scope.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import logging
 from pathlib import Path
+
+import numpy as np
 
 from edgecv.deps import require
 from edgecv.errors import ConversionError
 
+log = logging.getLogger(__name__)
 
-def convert(source, precision: str, out_file: Path, work: Path) -> None:
+# Ops whose output NNCF's FakeQuantize nodes feed (the layers quantization can be turned off for).
+_QUANTIZABLE = {"Convolution", "GroupConvolution", "MatMul", "Add", "Multiply", "Concat", "ConvolutionBackpropData",
+                "AvgPool", "MaxPool", "Subtract", "Interpolate", "ReduceMean"}
+
+
+def convert(source, precision: str, out_file: Path, work: Path, quant=None) -> None:
     ov = require("openvino", extra="convert", purpose="write OpenVINO IR")
+    model = _float_model(ov, source, work)
+    if precision in ("dynamic", "int8"):
+        model = _quantized(model, precision, quant)
+    # save_model compresses weights to fp16 unless told not to.
+    ov.save_model(model, str(out_file), compress_to_fp16=(precision == "fp16"))
+
+
+def _float_model(ov, source, work: Path):
     # OpenVINO reads ONNX and TFLite directly; Keras goes through its SavedModel (passing the Keras object
     # itself breaks once tfmot is imported).
     origin = source.path if source.kind in ("onnx", "tflite") else source.view("saved_model", work)
     try:
-        model = ov.convert_model(str(origin))
+        return ov.convert_model(str(origin))
     except Exception as exc:
         from edgecv.backends.base import first_line
 
         raise ConversionError(f"OpenVINO could not convert {origin.name}: {first_line(exc)}") from None
-    # save_model compresses weights to fp16 unless told not to.
-    ov.save_model(model, str(out_file), compress_to_fp16=(precision == "fp16"))
+
+
+def _quantized(model, precision: str, quant):
+    nncf = require("nncf", extra="convert", purpose="quantize OpenVINO models")
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):  # NNCF draws progress bars on stdout
+            if precision == "dynamic":
+                return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+            if len(model.inputs) != 1:
+                raise ConversionError(f"int8 calibration supports models with one image input; this one has {len(model.inputs)}")
+            shape = [d.get_length() if d.is_static else None for d in model.inputs[0].get_partial_shape()]
+            samples = list(quant.samples(shape))  # NNCF iterates several times; calibration is capped
+            ignored = nncf.IgnoredScope(names=list(quant.keep_float), validate=False) if quant.keep_float else None
+            return nncf.quantize(
+                model,
+                nncf.Dataset(samples),
+                subset_size=len(samples),
+                fast_bias_correction=not quant.options.bias_correction,
+                **({"ignored_scope": ignored} if ignored else {}),
+            )
+    except ConversionError:
+        raise
+    except Exception as exc:
+        from edgecv.backends.base import first_line
+
+        raise ConversionError(f"NNCF could not quantize the model: {type(exc).__name__}: {first_line(exc)}") from None
+    finally:
+        if buffer.getvalue().strip():
+            log.debug("nncf: %s", buffer.getvalue().strip()[-2000:])
+
+
+def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> list:
+    """Per-layer error of the int8 IR against float, by running both with every quantized layer's output
+    exposed. The error is accumulated along the graph, so each layer is ranked by how much SQNR it loses
+    relative to the layers feeding it. Names are the op names NNCF's ignored scope takes."""
+    from converters.metrics import sqnr_db
+    from converters.targets import LayerError
+
+    ov = require("openvino", extra="convert", purpose="inspect OpenVINO models")
+    core = ov.Core()
+    quantized = core.read_model(str(artifact))
+    floating = _float_model(ov, source, work)
+    by_name = {op.get_friendly_name(): op for op in floating.get_ordered_ops()}
+    candidates = [
+        op
+        for op in quantized.get_ordered_ops()
+        if op.get_type_name() in _QUANTIZABLE
+        and op.get_friendly_name() in by_name
+        and any(v.get_node().get_type_name() == "FakeQuantize" for v in op.input_values())
+    ]
+    if not candidates:
+        return []
+    names = [op.get_friendly_name() for op in candidates]
+    q_first, f_first = len(quantized.outputs), len(floating.outputs)  # added outputs come after the model's own
+    quantized.add_outputs([op.output(0) for op in candidates])
+    floating.add_outputs([by_name[n].output(0) for n in names])
+    config = {"INFERENCE_PRECISION_HINT": "f32"}
+    q_compiled, f_compiled = core.compile_model(quantized, "CPU", config), core.compile_model(floating, "CPU", config)
+    shape = [d.get_length() if d.is_static else None for d in floating.inputs[0].get_partial_shape()]
+    refs: dict[str, list] = {n: [] for n in names}
+    gots: dict[str, list] = {n: [] for n in names}
+    for _, x in zip(range(16), quant.samples(shape)):
+        q_res, f_res = q_compiled(x), f_compiled(x)
+        for k, n in enumerate(names):
+            gots[n].append(q_res[q_first + k])
+            refs[n].append(f_res[f_first + k])
+    sqnr = {n: sqnr_db(np.concatenate(refs[n]).ravel(), np.concatenate(gots[n]).ravel()) for n in names}
+    rows = []
+    for op in candidates:
+        upstream = _upstream_sqnr(op, sqnr)
+        loss = (upstream if upstream is not None else 100.0) - sqnr[op.get_friendly_name()]
+        # Stored as the SQNR this layer alone would leave: lower is worse, like the other formats.
+        rows.append(LayerError(op.get_friendly_name(), op.get_type_name(), 100.0 - max(loss, 0.0)))
+    return sorted(rows, key=lambda e: e.sqnr_db)
+
+
+def _upstream_sqnr(op, sqnr: dict[str, float]) -> float | None:
+    """The lowest SQNR among the nearest measured layers feeding ``op`` (None at the graph input)."""
+    found: list[float] = []
+    stack = [v.get_node() for v in op.input_values()]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        name = node.get_friendly_name()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in sqnr:
+            found.append(sqnr[name])
+            continue
+        stack.extend(v.get_node() for v in node.input_values())
+    return min(found) if found else None

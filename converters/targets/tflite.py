@@ -1,31 +1,165 @@
-"""Write TFLite artifacts: from a SavedModel with the TFLite converter, or from ONNX through onnx2tf."""
+"""Write TFLite artifacts with the TFLite converter from a SavedModel (Keras and SavedModel sources, and
+ONNX sources through the SavedModel onnx2tf writes); float ONNX sources go through onnx2tf directly.
+
+Quantized precisions:
+- ``dynamic``: int8 weights, float activations;
+- ``int8``: full integer with a representative dataset, inputs/outputs float, int8 or uint8;
+- ``int16x8``: int16 activations with int8 weights.
+Layers kept in float (the accuracy fallback) are denylisted by their output tensor names, the way the
+converter's quantization debugger does it.
+"""
 
 from __future__ import annotations
 
+import csv
+import io
 import shutil
 from pathlib import Path
+
+import numpy as np
 
 from converters.tf_env import import_tensorflow
 from edgecv.errors import ConversionError
 
+_IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
 
-def convert(source, precision: str, out_file: Path, work: Path) -> None:
+
+def convert(source, precision: str, out_file: Path, work: Path, quant=None) -> None:
     if source.kind == "tflite":
         raise ConversionError("a .tflite source is already TFLite; export it to onnx or openvino")
-    if source.kind == "onnx":
+    if source.kind == "onnx" and precision in ("fp32", "fp16"):
         from converters.onnx_to_tflite import onnx_to_tflite
 
         shutil.copyfile(onnx_to_tflite(source.path, work / "onnx2tf", precision=precision), out_file)
         return
     tf = import_tensorflow()
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(source.view("saved_model", work)))
-    if precision == "fp16":
-        converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.target_spec.supported_types = [tf.float16]
-    try:
-        data = converter.convert()
-    except Exception as exc:  # the converter raises ConverterError and others
-        from edgecv.backends.base import first_line
-
-        raise ConversionError(f"TFLite converter failed: {first_line(exc)}") from None
+    saved_model = source.view("saved_model", work)
+    converter = _converter(tf, saved_model, precision, quant)
+    if quant is not None and quant.keep_float and precision in ("int8", "int16x8"):
+        data = _convert_with_float_layers(tf, converter, precision, quant)
+    else:
+        data = _run(converter)
     out_file.write_bytes(data)
+
+
+def _converter(tf, saved_model: Path, precision: str, quant):
+    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+    if precision == "fp32":
+        return converter
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if precision == "fp16":
+        converter.target_spec.supported_types = [tf.float16]
+        return converter
+    if precision == "dynamic":
+        return converter
+    shape = _input_shape(tf, saved_model)
+    converter.representative_dataset = lambda: ([x] for x in quant.samples(shape))
+    if precision == "int16x8":
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        return converter
+    if not quant.options.per_channel:
+        converter._experimental_disable_per_channel = True  # the converter has no public switch
+    # Full integer: an op without an int8 kernel is an error here, not a silent float fallback.
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    io_dtype = getattr(tf, _IO_DTYPES[quant.options.io_type])
+    converter.inference_input_type = io_dtype
+    converter.inference_output_type = io_dtype
+    return converter
+
+
+def _run(converter) -> bytes:
+    try:
+        return converter.convert()
+    except Exception as exc:  # the converter raises ConverterError and others
+        raise ConversionError(f"TFLite converter failed: {_why(exc)}") from None
+
+
+def _why(exc: BaseException) -> str:
+    from edgecv.backends.base import first_line
+
+    text = str(exc)
+    # The converter's message for an op with no int8 kernel is long; keep the op's name.
+    for line in text.splitlines():
+        if "quantized" in line.lower() and ("op" in line.lower() or "kernel" in line.lower()):
+            return line.strip()[:300]
+    return first_line(exc)
+
+
+def _calibrated(tf, converter) -> bytes:
+    """The float model with calibration statistics, which the quantizer then turns into int8."""
+    converter.experimental_mlir_quantizer = True
+    converter._experimental_calibrate_only = True  # as tf.lite.experimental.QuantizationDebugger does
+    try:
+        return converter.convert()
+    except Exception as exc:
+        raise ConversionError(f"TFLite calibration failed: {_why(exc)}") from None
+
+
+def _convert_with_float_layers(tf, converter, precision: str, quant) -> bytes:
+    from tensorflow.lite.python import convert as tfl_convert  # the quantizer the debugger uses
+
+    io_type = quant.options.io_type
+    activation = tf.int16 if precision == "int16x8" else tf.int8
+    io_dtype = tf.float32 if io_type == "float" else getattr(tf, _IO_DTYPES[io_type])
+    try:
+        return tfl_convert.mlir_quantize(
+            _calibrated(tf, converter),
+            disable_per_channel=not quant.options.per_channel,
+            fully_quantize=io_type != "float",
+            inference_type=tfl_convert._types_pb2.QUANTIZED_INT16 if activation == tf.int16 else tfl_convert._types_pb2.QUANTIZED_INT8,
+            input_data_type=io_dtype,
+            output_data_type=io_dtype,
+            denylisted_nodes=list(quant.keep_float),
+        )
+    except Exception as exc:
+        raise ConversionError(f"TFLite quantizer failed with layers kept in float: {_why(exc)}") from None
+
+
+def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> list:
+    """Per-layer SQNR of int8 against float, each layer fed the same quantized input (isolated error).
+
+    Uses the converter's quantization debugger, so the names are the ones ``denylisted_nodes`` takes.
+    """
+    from converters.targets import LayerError
+
+    tf = import_tensorflow()
+    saved_model = source.view("saved_model", work)
+    converter = _converter(tf, saved_model, "int8", quant)
+    shape = _input_shape(tf, saved_model)
+    samples = [x for _, x in zip(range(32), quant.samples(shape))]
+    options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"sqnr": _sqnr_metric})
+    try:
+        debugger = tf.lite.experimental.QuantizationDebugger(
+            converter=converter, debug_dataset=lambda: ([x] for x in samples), debug_options=options
+        )
+        debugger.run()
+    except Exception as exc:
+        raise ConversionError(f"TFLite quantization debugger failed: {_why(exc)}") from None
+    table = io.StringIO()
+    debugger.layer_statistics_dump(table)
+    table.seek(0)
+    rows = [LayerError(r["tensor_name"], r["op_name"], float(r["sqnr"])) for r in csv.DictReader(table)]
+    return sorted(rows, key=lambda e: e.sqnr_db)
+
+
+def _sqnr_metric(float_tensors, quant_tensors, scale: float, zero_point: int) -> float:
+    from converters.metrics import sqnr_db
+
+    ref = np.asarray(float_tensors, np.float64)
+    got = (np.asarray(quant_tensors, np.float64) - zero_point) * scale
+    return sqnr_db(ref, got)
+
+
+_SHAPES: dict[str, list] = {}
+
+
+def _input_shape(tf, saved_model: Path) -> list:
+    """The serving signature's single input shape (None for unknown dims)."""
+    key = str(saved_model)
+    if key not in _SHAPES:
+        fn = tf.saved_model.load(key).signatures["serving_default"]
+        specs = fn.structured_input_signature[1]
+        if len(specs) != 1:
+            raise ConversionError(f"int8 calibration supports models with one image input; this one has {len(specs)}")
+        _SHAPES[key] = list(next(iter(specs.values())).shape)
+    return _SHAPES[key]

@@ -42,7 +42,7 @@ def test_every_artifact_has_a_complete_manifest(exported, tiny_keras_path):
 
 
 def test_onnx_source_to_tflite_goes_nhwc_and_matches_numpy(tiny_onnx, tmp_path):
-    report = export(tiny_onnx, to="tflite,openvino", precisions="fp32", out=tmp_path)
+    report = export(tiny_onnx, to="tflite,openvino", quant="fp32", out=tmp_path)
     assert report.ok, [a.reason for a in report.artifacts]
     tfl = edgecv.load(tmp_path / "tiny.fp32.tflite")
     assert tfl.inputs[0].shape[1:] == (8, 8, 3) and tfl.inputs[0].layout == "NHWC"
@@ -61,7 +61,7 @@ def test_saved_model_and_h5_sources(tmp_path, kind):
     else:
         src = tmp_path / "tiny.h5"
         model.save(src)
-    report = export(src, to="onnx,tflite,openvino", precisions="fp32", out=tmp_path / "out")
+    report = export(src, to="onnx,tflite,openvino", quant="fp32", out=tmp_path / "out")
     assert report.ok, [a.reason for a in report.artifacts]
 
 
@@ -73,7 +73,7 @@ def test_float_tflite_source_exports_to_onnx_and_openvino(exported, tmp_path):
 
 def test_tflite_source_to_tflite_is_a_failed_row_not_a_crash(exported, tmp_path):
     src = next(a.path for a in exported.artifacts if (a.format, a.precision) == ("tflite", "fp32"))
-    report = export(src, to="tflite", precisions="fp32", out=tmp_path)
+    report = export(src, to="tflite", quant="fp32", out=tmp_path)
     assert not report.ok and "export it to onnx or openvino" in report.artifacts[0].reason
     assert not list(tmp_path.glob("*.tflite"))
 
@@ -81,7 +81,7 @@ def test_tflite_source_to_tflite_is_a_failed_row_not_a_crash(exported, tmp_path)
 def test_in_memory_keras_model_is_not_changed_by_export(tmp_path):
     model = build_tiny_keras(seed=2)
     before = [w.copy() for w in model.get_weights()]
-    report = export(model, to="onnx", precisions="fp32", out=tmp_path, name="mem")
+    report = export(model, to="onnx", quant="fp32", out=tmp_path, name="mem")
     assert report.ok and (tmp_path / "mem.fp32.onnx").is_file()
     for a, b in zip(before, model.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -98,7 +98,7 @@ def test_a_mismatching_artifact_goes_to_failed_and_never_replaces_a_good_one(tin
         make_tiny_onnx(out_file, seed=99)  # a different model: validation must catch it
 
     monkeypatch.setitem(TARGETS, "onnx", TARGETS["onnx"].__class__("onnx", ".onnx", ("fp32", "fp16"), wrong_weights))
-    report = export(tiny_onnx, to="onnx", precisions="fp32", out=tmp_path)
+    report = export(tiny_onnx, to="onnx", quant="fp32", out=tmp_path)
     (result,) = report.artifacts
     assert not report.ok and result.status == "failed" and "differs by" in result.reason
     assert good.read_bytes() == good_bytes
@@ -112,7 +112,7 @@ def test_a_converter_crash_leaves_nothing_behind(tiny_onnx, tmp_path, monkeypatc
         raise RuntimeError("converter blew up\nwith a long trace")
 
     monkeypatch.setitem(TARGETS, "openvino", TARGETS["openvino"].__class__("openvino", ".xml", ("fp32",), explode))
-    report = export(tiny_onnx, to="openvino", precisions="fp32", out=tmp_path)
+    report = export(tiny_onnx, to="openvino", quant="fp32", out=tmp_path)
     assert report.artifacts[0].reason == "RuntimeError: converter blew up"
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 

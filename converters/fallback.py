@@ -1,0 +1,134 @@
+"""Automatic float fallback: when an int8 artifact fails the accuracy gate, find the layers whose
+quantization causes the loss and rebuild with as few of them as possible kept in float.
+
+1. Rank the quantized layers, in the target format's own naming, by one of:
+   - ``error``: each layer's output SQNR against float, from the format's own debugging tools;
+   - ``leave-one-out``: the gain in accuracy (or output SQNR) when only that layer is kept in float,
+     over the worst-ranked layers by ``error``.
+2. Grow a prefix of the ranking (1, 2, 4, 8 ... layers) until the artifact passes, narrow it by
+   bisection, then drop any kept layer the artifact passes without.
+3. Measure what each kept layer costs: size and latency p50 of each prefix against plain int8.
+
+Example:
+    >>> _goodness(Verdict(True, 0.4), Scores(samples=10, sqnr_db=30.0))
+    -0.4
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from converters.metrics import Scores, Verdict
+from edgecv.fileio import file_size
+
+log = logging.getLogger(__name__)
+
+LEAVE_ONE_OUT_CANDIDATES = 12
+
+
+def keep_layers_in_float(ctx, target, precision: str, plain) -> tuple[Any, dict]:
+    """Search for the fewest float layers that make the artifact pass. Returns the best build and a
+    report dict (ranking, layers kept, attempts, costs). When nothing within the cap passes, the best
+    attempt is returned with its failing verdict."""
+    from converters.export import _build
+
+    options = ctx.options.quant
+    start = time.perf_counter()
+    errors = target.layer_errors(ctx.source, precision, plain.path, ctx.work, ctx.quant)
+    attempts: dict[tuple[str, ...], Any] = {(): plain}
+    counter = iter(range(1, 10_000))
+
+    def attempt(names: tuple[str, ...]):
+        if names not in attempts:
+            staging = ctx.work / f"{target.name}-{precision}-fallback-{next(counter)}"
+            attempts[names] = _build(ctx, target, precision, staging, keep_float=names)
+            log.info("%s %s with %d float layers: %s", target.name, precision, len(names), attempts[names].verdict.reason or "passes")
+        return attempts[names]
+
+    ranking = [e.name for e in errors]
+    if options.fallback_ranking == "leave-one-out":
+        candidates = ranking[:LEAVE_ONE_OUT_CANDIDATES]
+        gain = {n: _goodness(attempt((n,)).verdict, attempt((n,)).scores) for n in candidates}
+        ranking = sorted(candidates, key=lambda n: -gain[n]) + ranking[LEAVE_ONE_OUT_CANDIDATES:]
+    ranking = ranking[: options.max_float_layers]
+
+    kept = _smallest_passing_prefix(ranking, attempt)
+    if kept is None:
+        best = max(attempts.values(), key=lambda b: _goodness(b.verdict, b.scores))
+        kept = next(k for k, b in attempts.items() if b is best)
+    else:
+        kept = _prune(kept, attempt)
+    final = attempts[kept]
+    info = {
+        "ranking_method": options.fallback_ranking,
+        "ranking": [e.to_dict() for e in errors[:20]],
+        "kept": list(kept),
+        "passed": final.verdict.passed,
+        "attempts": [{"float_layers": len(k), "passed": b.verdict.passed, "drop": b.verdict.drop, "sqnr_db": b.scores.sqnr_db}
+                     for k, b in attempts.items()],
+        "costs": _costs(ctx, plain, kept, attempt),
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    return final, info
+
+
+def _goodness(verdict: Verdict, scores: Scores) -> float:
+    """Higher is better: minus the top-1 drop for classifiers, else the output SQNR."""
+    if verdict.drop is not None:
+        return -verdict.drop
+    return scores.sqnr_db if scores.sqnr_db is not None else float("-inf")
+
+
+def _smallest_passing_prefix(ranking: list[str], attempt) -> tuple[str, ...] | None:
+    failing, passing = 0, None
+    k = 1
+    while k <= len(ranking):
+        if attempt(tuple(ranking[:k])).verdict.passed:
+            passing = k
+            break
+        failing = k
+        k = len(ranking) if k * 2 > len(ranking) and k < len(ranking) else k * 2
+    if passing is None:
+        return None
+    while passing - failing > 1:  # bisection, assuming more float layers never hurt
+        mid = (passing + failing) // 2
+        if attempt(tuple(ranking[:mid])).verdict.passed:
+            passing = mid
+        else:
+            failing = mid
+    return tuple(ranking[:passing])
+
+
+def _prune(kept: tuple[str, ...], attempt) -> tuple[str, ...]:
+    """Drop kept layers the artifact passes without, least-suspect first (small sets only)."""
+    if len(kept) > 8:
+        return kept
+    for name in reversed(kept):
+        trial = tuple(n for n in kept if n != name)
+        if trial and attempt(trial).verdict.passed:
+            kept = trial
+    return kept
+
+
+def _costs(ctx, plain, kept: tuple[str, ...], attempt) -> list[dict]:
+    """Size and latency of each prefix of ``kept`` against plain int8: what each float layer adds."""
+    from converters.export import _p50
+
+    runs = ctx.options.bench_runs
+    rows = []
+    prev_size, prev_p50 = file_size(plain.path), _p50(plain.path, runs)
+    base_size, base_p50 = prev_size, prev_p50
+    for i, name in enumerate(kept if len(kept) <= 8 else ()):
+        built = attempt(tuple(kept[: i + 1]))
+        size, p50 = file_size(built.path), _p50(built.path, runs)
+        rows.append({"layer": name, "added_bytes": size - prev_size,
+                     "added_p50_ms": None if p50 is None or prev_p50 is None else round(p50 - prev_p50, 4)})
+        prev_size, prev_p50 = size, p50
+    if kept:
+        built = attempt(kept)
+        size, p50 = file_size(built.path), _p50(built.path, runs)
+        rows.append({"layer": "(all kept layers)", "added_bytes": size - base_size,
+                     "added_p50_ms": None if p50 is None or base_p50 is None else round(p50 - base_p50, 4)})
+    return rows

@@ -1,0 +1,167 @@
+"""How close an artifact is to its source on the user's data: top-1 against labels, and label-free
+fidelity (top-1 agreement, output SQNR, cosine similarity) against the float model.
+
+The source's outputs on the eval set are computed once and kept on disk, so each artifact is compared
+chunk by chunk and memory stays bounded however large the set is.
+
+Example:
+    >>> import numpy as np
+    >>> ref = np.array([1.0, -2.0, 3.0])
+    >>> round(sqnr_db(ref, ref + 0.01), 1)
+    46.7
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+
+from edgecv.errors import InputError
+
+CHUNK = 64  # samples per batch when scoring
+
+def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
+    """Signal-to-quantization-noise ratio in dB: ``10 log10(sum ref^2 / sum (ref - got)^2)``; 100 if equal."""
+    ref = np.asarray(ref, np.float64)
+    noise = float(np.sum((ref - np.asarray(got, np.float64)) ** 2))
+    if noise == 0:
+        return 100.0
+    return float(10.0 * np.log10(max(float(np.sum(ref**2)), 1e-30) / noise))
+
+
+@dataclass(frozen=True)
+class Scores:
+    """One model's figures on the eval set. ``top1`` needs labels; the rest compare with the float source."""
+
+    samples: int
+    top1: float | None = None
+    agreement: float | None = None
+    sqnr_db: float | None = None
+    cosine: float | None = None
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def class_output(shapes: list[tuple[int, ...]]) -> int | None:
+    """Index of the first output that looks like class scores (``[N, C]``, C > 1), else None."""
+    for i, shape in enumerate(shapes):
+        if len(shape) == 2 and shape[1] > 1:
+            return i
+    return None
+
+
+class Reference:
+    """The source model's outputs on an eval set, to score artifacts against.
+
+    ``chunks`` yields ``(inputs, labels)`` batches in the source's layout, the same ones on every call; it
+    is called once here and once per scored artifact. Labels are an int array, or None when the set has
+    none. The source's outputs are kept on disk in ``work``, one file per chunk and output.
+    """
+
+    def __init__(self, chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray | None]]], run_source, work: Path) -> None:
+        self._chunks = chunks
+        self._work = work
+        self._files: list[list[Path]] = []
+        labels: list[np.ndarray] = []
+        shapes: list[tuple[int, ...]] = []
+        self.samples = 0
+        for k, (x, y) in enumerate(chunks()):
+            outs = [np.asarray(o, np.float32) for o in run_source(x)]
+            shapes = [o.shape for o in outs]
+            files = [work / f"reference-{k}-{i}.npy" for i in range(len(outs))]
+            for f, o in zip(files, outs):
+                np.save(f, o)
+            self._files.append(files)
+            if y is not None:
+                labels.append(np.asarray(y))
+            self.samples += len(x)
+        if self.samples == 0:
+            raise InputError("the eval set is empty")
+        self.labels = np.concatenate(labels) if labels and sum(len(lb) for lb in labels) == self.samples else None
+        self.class_index = class_output(shapes)
+        self.class_count = shapes[self.class_index][1] if self.class_index is not None else 0
+        self.source = self._score(self._stored())
+
+    def _stored(self) -> Iterator[list[np.ndarray]]:
+        for files in self._files:
+            yield [np.load(f) for f in files]
+
+    def score(self, run: Callable[[np.ndarray], list[np.ndarray]]) -> Scores:
+        """Run ``run`` (an artifact) on the same chunks and compare its outputs with the source's."""
+        return self._score(run(x) for x, _ in self._chunks())
+
+    def _score(self, outputs: Iterator[list[np.ndarray]]) -> Scores:
+        signal = noise = cos_sum = None
+        correct = agree = start = 0
+        for got, ref in zip(outputs, self._stored()):
+            got = [_arrange(g, r.shape[1:]) for g, r in zip(got, ref)]
+            size = len(ref[0])
+            if signal is None:
+                signal, noise, cos_sum = (np.zeros(len(ref)) for _ in range(3))
+            for i, (g, r) in enumerate(zip(got, ref)):
+                r = r.astype(np.float64).reshape(size, -1)
+                q = np.asarray(g, np.float64).reshape(size, -1)
+                signal[i] += np.sum(r**2)
+                noise[i] += np.sum((r - q) ** 2)
+                norms = np.linalg.norm(r, axis=1) * np.linalg.norm(q, axis=1)
+                cos_sum[i] += float(np.sum(np.where(norms > 0, np.sum(r * q, axis=1) / np.maximum(norms, 1e-30), 1.0)))
+            if self.class_index is not None:
+                pred = np.argmax(got[self.class_index].reshape(size, -1), axis=1)
+                agree += int(np.sum(pred == np.argmax(ref[self.class_index].reshape(size, -1), axis=1)))
+                if self.labels is not None:
+                    correct += int(np.sum(pred == self.labels[start : start + size]))
+            start += size
+        n = self.samples
+        sqnr = [100.0 if nz == 0 else float(10 * np.log10(max(s, 1e-30) / nz)) for s, nz in zip(signal, noise)]
+        has_classes = self.class_index is not None
+        return Scores(
+            samples=n,
+            top1=correct / n if has_classes and self.labels is not None else None,
+            agreement=agree / n if has_classes else None,
+            sqnr_db=min(sqnr),
+            cosine=float(np.min(cos_sum / n)),
+        )
+
+
+def _arrange(got: np.ndarray, tail: tuple[int, ...]) -> np.ndarray:
+    """An artifact output arranged like the source's (NCHW<->NHWC, or a squeezed unit axis)."""
+    got = np.asarray(got)
+    if got.shape[1:] == tail:
+        return got
+    if got.ndim == 4:
+        for perm in ((0, 2, 3, 1), (0, 3, 1, 2)):
+            if tuple(got.shape[i] for i in perm[1:]) == tail:
+                return got.transpose(perm)
+    if int(np.prod(got.shape[1:])) == int(np.prod(tail)):
+        return got.reshape((got.shape[0], *tail))
+    raise InputError(f"artifact output of shape {list(got.shape)} does not match the source's {[None, *tail]}")
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The accuracy gate's decision for one artifact. ``drop`` is in points of top-1 (None if not a classifier)."""
+
+    passed: bool
+    drop: float | None
+    reason: str = ""
+
+
+def judge_quantized(reference: Reference, scores: Scores, *, max_drop: float, min_sqnr: float) -> Verdict:
+    """Against labels when there are some; else top-1 agreement with the float model; else output SQNR."""
+    if scores.top1 is not None and reference.source.top1 is not None:
+        drop = 100.0 * (reference.source.top1 - scores.top1)
+        if drop > max_drop:
+            return Verdict(False, drop, f"top-1 {100 * scores.top1:.2f}% is {drop:.2f} points below the source (max {max_drop:g})")
+        return Verdict(True, drop)
+    if scores.agreement is not None:
+        drop = 100.0 * (1.0 - scores.agreement)
+        if drop > max_drop:
+            return Verdict(False, drop, f"top-1 agrees with the source on {100 * scores.agreement:.2f}% of samples (max drop {max_drop:g} points)")
+        return Verdict(True, drop)
+    if scores.sqnr_db is not None and scores.sqnr_db < min_sqnr:
+        return Verdict(False, None, f"output SQNR {scores.sqnr_db:.1f} dB is below {min_sqnr:g} dB")
+    return Verdict(True, None)

@@ -1,0 +1,131 @@
+"""Precisions edgecv writes, and the settings and data a quantizing converter needs.
+
+Example:
+    >>> parse_precisions("none,int8")
+    ['fp32', 'int8']
+    >>> PRECISIONS["int8"].needs_calibration
+    True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+
+from edgecv.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Precision:
+    """One precision an artifact can have."""
+
+    name: str
+    description: str
+    needs_calibration: bool = False
+    quantized: bool = False  # judged by the accuracy gate, not by a float tolerance
+
+
+PRECISIONS: dict[str, Precision] = {
+    p.name: p
+    for p in (
+        Precision("fp32", "float32, as the source"),
+        Precision("fp16", "float16 weights"),
+        Precision("dynamic", "int8 weights, float activations (dynamic range)", quantized=True),
+        Precision("int8", "int8 weights and activations, calibrated", needs_calibration=True, quantized=True),
+        Precision("int16x8", "int16 activations, int8 weights (TFLite)", needs_calibration=True, quantized=True),
+    )
+}
+ALIASES = {"none": "fp32", "float32": "fp32", "float16": "fp16", "dynamic-range": "dynamic"}
+
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+IO_TYPES = ("float", "int8", "uint8")
+FALLBACK_RANKINGS = ("error", "leave-one-out")
+
+
+def parse_precisions(names) -> list[str]:
+    """``"none,int8"`` or a list -> precision names in order; ``none`` means fp32."""
+    from converters.targets import _parse_names
+
+    if isinstance(names, str):
+        names = names.split(",")
+    return _parse_names([ALIASES.get(n.strip().lower(), n) for n in names], list(PRECISIONS), "precision (--quant)")
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """Expert settings for quantization and its accuracy gate.
+
+    ``max_drop`` is in points of top-1 (against labels when the eval set has them, else against the float
+    model's own top-1). ``min_sqnr`` (dB) gates models whose outputs are not class scores.
+    """
+
+    calib_samples: int = 300
+    eval_samples: int = 2000
+    calibration: str = "minmax"  # ONNX Runtime: minmax | entropy | percentile
+    percentile: float = 99.999
+    per_channel: bool = True
+    # ONNX activations/weights: u8s8 measured faster than s8s8 on x86-64 AVX2 (benchmarks/ptq_onnx_types.py).
+    onnx_activation_type: str = "uint8"
+    onnx_weight_type: str = "int8"
+    io_type: str = "float"  # TFLite int8 model inputs/outputs: float | int8 | uint8
+    bias_correction: bool = True  # OpenVINO: NNCF's full bias correction rather than the fast one
+    max_drop: float = 1.0
+    min_sqnr: float = 20.0
+    fallback: bool = True
+    fallback_ranking: str = "error"  # error | leave-one-out
+    max_float_layers: int = 16
+
+    def __post_init__(self) -> None:
+        choices = {
+            "calibration": CALIBRATION_METHODS,
+            "io_type": IO_TYPES,
+            "fallback_ranking": FALLBACK_RANKINGS,
+            "onnx_activation_type": ("uint8", "int8"),
+            "onnx_weight_type": ("uint8", "int8"),
+        }
+        for key, valid in choices.items():
+            if getattr(self, key) not in valid:
+                raise ConfigError(f"{key}: expected one of {', '.join(valid)}, got {getattr(self, key)!r}")
+        if self.calib_samples < 1 or self.eval_samples < 1:
+            raise ConfigError("calib_samples and eval_samples must be at least 1")
+        if self.max_drop < 0:
+            raise ConfigError(f"max_drop must be at least 0 points, got {self.max_drop}")
+
+
+@dataclass(frozen=True)
+class QuantJob:
+    """What a converter needs to quantize: calibration samples, settings, and layers to keep in float.
+
+    ``calib`` yields single samples (batch 1) in the source model's input layout; ``keep_float`` holds
+    layer names in the target format's own naming.
+    """
+
+    calib: object  # converters.data.Dataset, or None for precisions without calibration
+    options: QuantOptions = QuantOptions()
+    keep_float: tuple[str, ...] = ()
+
+    def samples(self, shape: tuple | list | None = None) -> Iterator[np.ndarray]:
+        """Calibration samples, transposed NCHW<->NHWC when the converter's graph wants the other layout."""
+        if self.calib is None:
+            raise ConfigError("this precision needs calibration data; pass --calib DATA")
+        for x in self.calib.inputs():
+            yield fit_layout(x, shape)
+
+    def with_float(self, names) -> QuantJob:
+        return QuantJob(self.calib, self.options, tuple(names))
+
+
+def fit_layout(x: np.ndarray, shape) -> np.ndarray:
+    """``x`` as is when it fits ``shape`` (None dims match anything), else its NCHW<->NHWC transpose."""
+    if shape is None or x.ndim != 4 or _fits(x.shape, shape):
+        return x
+    for perm in ((0, 2, 3, 1), (0, 3, 1, 2)):
+        if _fits(tuple(x.shape[i] for i in perm), shape):
+            return np.ascontiguousarray(x.transpose(perm))
+    raise ConfigError(f"calibration sample shape {list(x.shape)} does not fit the model input {list(shape)}")
+
+
+def _fits(got, want) -> bool:
+    return len(got) == len(want) and all(w in (None, -1, 0) or w == g or isinstance(w, str) for g, w in zip(got, want))
