@@ -101,8 +101,8 @@ class InputSpec:
 class Dataset:
     """A re-iterable, deterministic stream of ``(x, label)``: ``x`` is one model input with batch 1.
 
-    Samples are read lazily on every iteration (files, frames, memory-mapped rows), so a dataset never holds
-    all of its samples; only the chosen indices are kept. ``label`` is an int or None.
+    Samples are read lazily on every iteration (image files, video frames, memory-mapped .npy rows); only the
+    chosen indices are kept. (.npz members and Python data are in memory anyway.) ``label`` is an int or None.
     """
 
     def __init__(self, reader: _Reader, indices: np.ndarray, spec: InputSpec, description: str) -> None:
@@ -161,7 +161,8 @@ def open_dataset(
     indices = _choose(reader.size, limit, seed, evenly=reader.evenly)
     reader.check(indices)
     if require_labels and (missing := reader.unlabeled(indices)):
-        raise InputError(f"{what} set {reader.name}: {missing} of {len(indices)} samples have no label{reader.label_hint}")
+        count = f"{missing} of {len(indices)} samples"
+        raise InputError(f"{what} set {reader.name}: {count} have no label{reader.label_hint}")
     of = f"{len(indices)} of {reader.size}" if len(indices) < reader.size else f"{reader.size}"
     return Dataset(reader, indices, spec, f"{of} {reader.unit} {reader.where}")
 
@@ -545,11 +546,9 @@ class _IterableReader(_Reader):
     def _with_batch(self, array: np.ndarray) -> np.ndarray:
         """Add the batch axis when ``array`` is exactly one sample without it."""
         spec = self.ctx.spec
-        one = [spec.shape[1:]]
-        if array.dtype == np.uint8:
-            one = [(spec.height, spec.width, spec.channels)] + ([(spec.height, spec.width)] if spec.channels == 1 else [])
-        elif spec.channels == 1:
-            one.append((spec.height, spec.width))
+        one = [(spec.height, spec.width, spec.channels)] if array.dtype == np.uint8 else [spec.shape[1:]]
+        if spec.channels == 1:
+            one.append((spec.height, spec.width))  # the channel axis may be left out too
         if any(len(array.shape) == len(s) and _fits(array.shape, s) for s in one):
             return array[None]
         return array

@@ -110,7 +110,8 @@ def test_class_folders_give_labels(tmp_path):
         write_png(tmp_path / "digits" / digit / "a.png", noise((28, 28, 3)))
     assert [y for _, y in open_dataset(tmp_path / "digits", spec=DIGIT, require_labels=True)] == [3, 7]
 
-    with pytest.raises(InputError, match=r"eval set .*pets/: class folders cat are not among the model's classes \(dog, bird\)"):
+    unknown = r"eval set .*pets/: class folders cat are not among the model's classes \(dog, bird\)"
+    with pytest.raises(InputError, match=unknown):
         open_dataset(tmp_path / "pets", spec=NHWC8, labels=["dog", "bird"], what="eval")
     with pytest.raises(InputError, match="cat, dog are not class numbers; pass the model's labels"):
         open_dataset(tmp_path / "pets", spec=NHWC8, require_labels=True)
@@ -156,7 +157,8 @@ def test_video_frames_are_sampled_evenly_and_deterministically(tmp_path):
     assert all(label is None for _, label in first)
     for (a, _), (b, _) in zip(first, ds):
         np.testing.assert_array_equal(a, b)
-    assert [frame_index(x) for x in open_dataset(video, spec=InputSpec((1, 16, 16, 3), "NHWC", "uint8"), limit=None).inputs()] == list(range(40))
+    every = open_dataset(video, spec=InputSpec((1, 16, 16, 3), "NHWC", "uint8"), limit=None)
+    assert [frame_index(x) for x in every.inputs()] == list(range(40))
 
 
 def test_video_without_a_frame_count_is_counted(tmp_path, monkeypatch):
@@ -185,7 +187,8 @@ def test_video_needs_labels_for_eval(tmp_path):
 
 
 def test_real_video_frames_fit_a_blazeface_input(shared_data):
-    ds = open_dataset(shared_data / "video" / "vtest.avi", spec=InputSpec((1, 128, 128, 3), "NHWC", preprocess=SYM), limit=5)
+    spec = InputSpec((1, 128, 128, 3), "NHWC", preprocess=SYM)  # BlazeFace's input
+    ds = open_dataset(shared_data / "video" / "vtest.avi", spec=spec, limit=5)
     assert len(ds) == 5 and ds.description == "5 of 795 frames of vtest.avi"
     x = ds.batch()
     assert x.shape == (5, 128, 128, 3) and x.dtype == np.float32
@@ -215,7 +218,8 @@ def test_uint8_npy_is_normalized_and_float_npy_is_used_as_is(tmp_path):
 def test_npz_with_labels_and_an_iterable_of_pairs(tmp_path):
     images, y = noise((5, 28, 28, 1), 6), np.array([0, 3, 9, 3, 1])
     np.savez(tmp_path / "eval.npz", images=images, labels=y)
-    ds = open_dataset(tmp_path / "eval.npz", spec=DIGIT, labels=[str(d) for d in range(10)], require_labels=True, what="eval")
+    digits = [str(d) for d in range(10)]
+    ds = open_dataset(tmp_path / "eval.npz", spec=DIGIT, labels=digits, require_labels=True, what="eval")
     samples = list(ds)
     assert [label for _, label in samples] == y.tolist() and ds.has_labels
     np.testing.assert_array_equal(samples[2][0][0], images[2].astype(np.float32))
@@ -323,7 +327,8 @@ BAD_INPUTS = [
     ("empty list", lambda tmp: ([], {}), InputError, r"^calibration set <list> is empty$"),
     ("float for a uint8 model", _npy(np.zeros((2, 28, 28, 1), np.float32), spec=InputSpec((1, 28, 28, 1), "NHWC", "uint8")),
      InputError, r"x\.npy is float32 but the model takes uint8; give uint8 pixels"),
-    ("labels out of range", _npz(x=noise((3, 28, 28)), y=np.array([0, 11, 2])), InputError, r"^eval labels go up to 11 but the model has 10 classes$"),
+    ("labels out of range", _npz(x=noise((3, 28, 28)), y=np.array([0, 11, 2])), InputError,
+     r"^eval labels go up to 11 but the model has 10 classes$"),
     ("negative label", _npz(x=noise((3, 28, 28)), y=np.array([0, -1, 2])), InputError, r"eval labels include -1"),
     ("label count", _npz(x=noise((3, 28, 28)), y=np.array([0, 1])), InputError, r"eval set .*e\.npz has 3 samples but 2 labels"),
     ("float labels", _npz(x=noise((3, 28, 28)), y=np.array([0.0, 1.0, 2.0])), InputError, r"expected one integer class index"),
