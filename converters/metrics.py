@@ -107,8 +107,10 @@ class Reference:
                 q = np.asarray(g, np.float64).reshape(size, -1)
                 signal[i] += np.sum(r**2)
                 noise[i] += np.sum((r - q) ** 2)
-                norms = np.linalg.norm(r, axis=1) * np.linalg.norm(q, axis=1)
-                cos_sum[i] += float(np.sum(np.where(norms > 0, np.sum(r * q, axis=1) / np.maximum(norms, 1e-30), 1.0)))
+                nr, nq = np.linalg.norm(r, axis=1), np.linalg.norm(q, axis=1)
+                both_zero = (nr == 0) & (nq == 0)  # all-zero on both sides agrees; zero on one side does not
+                cos = np.sum(r * q, axis=1) / np.maximum(nr * nq, 1e-30)
+                cos_sum[i] += float(np.sum(np.where(both_zero, 1.0, cos)))
             if self.class_index is not None:
                 pred = np.argmax(got[self.class_index].reshape(size, -1), axis=1)
                 agree += int(np.sum(pred == np.argmax(ref[self.class_index].reshape(size, -1), axis=1)))

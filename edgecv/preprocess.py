@@ -33,7 +33,9 @@ def to_model_input(images: np.ndarray, pre: Preprocess, *, dtype: str = "float32
         images = images[..., ::-1]
     elif pre.color == "GRAY" and images.shape[-1] == 3:
         images = (images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32))[..., None]
-    if np.issubdtype(np.dtype(dtype), np.integer):
+    if np.dtype(dtype) == np.int8:
+        x = (images.astype(np.int16) - 128).astype(np.int8)  # int8 models take pixels shifted by 128
+    elif np.issubdtype(np.dtype(dtype), np.integer):
         x = images.astype(dtype)
     else:
         x = normalize(images, pre).astype(dtype)

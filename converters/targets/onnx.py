@@ -67,7 +67,7 @@ def convert(source, precision: str, out_file: Path, work: Path, quant=None) -> N
         weight_type=types[o.onnx_weight_type],
         calibrate_method=methods[o.calibration],
         nodes_to_exclude=list(quant.keep_float),
-        extra_options={"CalibPercentile": o.percentile, "CalibMaxIntermediateOutputs": 64},
+        extra_options={"CalibPercentile": o.percentile},
     )
 
 
@@ -168,6 +168,9 @@ class _Reader:
 
     def rewind(self) -> None:  # part of ONNX Runtime's reader interface; not needed for one pass
         pass
+
+    def __iter__(self):  # the QDQ debugging tools iterate the reader
+        return iter(self.get_next, None)
 
 
 def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> list:

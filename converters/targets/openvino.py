@@ -35,15 +35,23 @@ def convert(source, precision: str, out_file: Path, work: Path, quant=None) -> N
 
 
 def _float_model(ov, source, work: Path):
-    # OpenVINO reads ONNX and TFLite directly; Keras goes through its SavedModel (passing the Keras object
-    # itself breaks once tfmot is imported).
-    origin = source.path if source.kind in ("onnx", "tflite") else source.view("saved_model", work)
-    try:
-        return ov.convert_model(str(origin))
-    except Exception as exc:
-        from edgecv.backends.base import first_line
+    """The float model, converted once per work folder and read back from IR: convert_model names
+    unnamed ops from a process-wide counter, so a second conversion would name layers differently from
+    the ones the fallback ranked."""
+    cached = work / "openvino-float" / "model.xml"
+    if not cached.is_file():
+        # OpenVINO reads ONNX and TFLite directly; Keras goes through its SavedModel (passing the Keras
+        # object itself breaks once tfmot is imported).
+        origin = source.path if source.kind in ("onnx", "tflite") else source.view("saved_model", work)
+        try:
+            model = ov.convert_model(str(origin))
+        except Exception as exc:
+            from edgecv.backends.base import first_line
 
-        raise ConversionError(f"OpenVINO could not convert {origin.name}: {first_line(exc)}") from None
+            raise ConversionError(f"OpenVINO could not convert {origin.name}: {first_line(exc)}") from None
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        ov.save_model(model, str(cached), compress_to_fp16=False)
+    return ov.Core().read_model(str(cached))
 
 
 def _quantized(model, precision: str, quant):
@@ -94,6 +102,8 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
         if op.get_type_name() in _QUANTIZABLE
         and op.get_friendly_name() in by_name
         and any(v.get_node().get_type_name() == "FakeQuantize" for v in op.input_values())
+        # an op that already feeds a model output gets no second Result, which would shift the indices
+        and not any(t.get_node().get_type_name() == "Result" for t in op.output(0).get_target_inputs())
     ]
     if not candidates:
         return []

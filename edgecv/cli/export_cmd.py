@@ -7,83 +7,96 @@ import json
 from pathlib import Path
 
 from edgecv.cli.options import add_preprocess_options, preprocess_from, read_labels, shape
-from edgecv.cli.table import fmt_float, human_bytes, render
 
 EXAMPLES = """\
 examples:
   edgecv export classifier.keras --out artifacts/
-  edgecv export model.onnx --to tflite,openvino --precision fp32 --mean 0 --std 1
-  edgecv export face.tflite --to onnx,openvino --mean 127.5 --std 127.5 --json
+  edgecv export classifier.keras --quant int8 --calib photos/ --eval labelled/ --max-drop 0.5
+  edgecv export model.onnx --to onnx,openvino --quant int8,dynamic --calib frames.npy --mean 0 --std 1
+  edgecv export face.tflite --to onnx,openvino --quant int8 --calib street.mp4 --mean 127.5 --std 127.5 --json
+
+--calib and --eval take a folder of images, a video (sampled evenly) or a .npy/.npz array. An --eval
+folder of class subfolders (or an .npz with 'x' and 'y') gives top-1; without labels each artifact is
+compared with the float model (top-1 agreement, output SQNR, cosine). An int8 artifact that loses more
+than --max-drop points (or, for outputs that are not class scores, falls below --min-sqnr) is rebuilt
+with the layers that cause the loss kept in float. OUT/report.{json,md,png} describe the run.
 """
 
 
 def add_parser(sub) -> None:
+    from converters.quant import CALIBRATION_METHODS, FALLBACK_RANKINGS, IO_TYPES, PRECISIONS
+
+    precision_choices = ", ".join(["none", *[name for name in PRECISIONS if name != "fp32"]])
     p = sub.add_parser(
         "export",
-        help="convert a model to edge artifacts, each checked against the source",
+        help="convert a model to edge artifacts, float or quantized, each checked against the source",
         description="Convert a Keras (.keras/.h5/SavedModel), ONNX or float TFLite model to TFLite, ONNX and "
-        "OpenVINO IR. Every artifact is run on the same sample inputs as the source and compared; one that "
-        "does not match is put in OUT/_failed/ and the command exits 1.",
+        "OpenVINO IR, in float or quantized precisions. Every artifact is run on the same inputs as the source "
+        "and scored; one that fails goes to OUT/_failed/ and the command exits 1.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", type=Path, help="source model: .keras, .h5, SavedModel folder, .onnx or float .tflite")
     p.add_argument("--to", default="tflite,onnx,openvino", help="comma-separated formats (default: all three)")
-    p.add_argument("--precision", default="fp32,fp16", help="comma-separated precisions (default: fp32,fp16)")
+    p.add_argument("--quant", "--precision", dest="quant", default="none,fp16",
+                   help=f"comma-separated precisions: {precision_choices} (default: none,fp16)")
+    p.add_argument("--calib", type=Path, help="calibration data for int8: image folder, video, .npy or .npz")
+    p.add_argument("--eval", type=Path, dest="eval_data", help="evaluation data; class subfolders or .npz labels give top-1")
+    p.add_argument("--max-drop", type=float, help="accuracy budget in top-1 points for quantized artifacts (default 1.0)")
+    p.add_argument("--min-sqnr", type=float, help="output SQNR floor in dB for models without class scores (default 20)")
     p.add_argument("--out", type=Path, default=Path("export"), help="output folder (default: ./export)")
     p.add_argument("--name", help="artifact file stem (default: the model's file name)")
-    p.add_argument("--input-shape", type=shape, help="fix dynamic input dims for validation, e.g. 1,224,224,3")
-    p.add_argument("--samples", type=int, default=8, help="sample inputs used to check each artifact (default 8)")
+    p.add_argument("--input-shape", type=shape, help="fix dynamic input dims, e.g. 1,224,224,3")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    q = p.add_argument_group("quantization (expert)")
+    q.add_argument("--calib-samples", type=int, default=300, help="calibration samples, chosen deterministically (default 300)")
+    q.add_argument("--eval-samples", type=int, default=2000, help="eval samples (default 2000)")
+    q.add_argument("--calibration", choices=CALIBRATION_METHODS, default="minmax", help="ONNX activation calibration (default minmax)")
+    q.add_argument("--io-type", choices=IO_TYPES, default="float", help="TFLite int8 model inputs/outputs (default float)")
+    q.add_argument("--no-fallback", action="store_true", help="do not keep failing layers in float")
+    q.add_argument("--fallback-ranking", choices=FALLBACK_RANKINGS, default="error", help="how culprit layers are found (default error)")
+    q.add_argument("--samples", type=int, default=8, help="sample inputs used to check float artifacts (default 8)")
     add_preprocess_options(p)
     p.set_defaults(run=run)
 
 
 def run(args) -> int:
     from converters.export import ExportOptions, export
+    from converters.quant import QuantOptions
+    from converters.report import format_text, write_report
     from edgecv.errors import ConfigError
 
     if args.samples < 1:
         raise ConfigError(f"--samples must be at least 1, got {args.samples}")
+    quant = QuantOptions(
+        calib_samples=args.calib_samples,
+        eval_samples=args.eval_samples,
+        calibration=args.calibration,
+        io_type=args.io_type,
+        fallback=not args.no_fallback,
+        fallback_ranking=args.fallback_ranking,
+        **({"min_sqnr": args.min_sqnr} if args.min_sqnr is not None else {}),
+    )
     report = export(
         args.model,
         to=args.to,
-        precisions=args.precision,
+        quant=args.quant,
+        calib=args.calib,
+        eval_data=args.eval_data,
+        max_drop=args.max_drop,
         out=args.out,
         name=args.name,
         preprocess=preprocess_from(args, "NHWC"),
         labels=read_labels(args.labels),
         input_shape=args.input_shape,
         layout=args.layout,
-        options=ExportOptions(samples=args.samples),
+        options=ExportOptions(samples=args.samples, quant=quant),
         progress=not args.json,
     )
+    written = write_report(report, report.out)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps(report.to_dict(), indent=2, default=str))
     else:
-        print(format_report(report))
+        print(format_text(report))
+        print("\nreport: " + ", ".join(str(w) for w in written))
     return 0 if report.ok else 1
-
-
-def format_report(report) -> str:
-    rows = []
-    for a in report.artifacts:
-        rows.append(
-            [
-                a.format,
-                a.precision,
-                "ok" if a.status == "passed" else "FAILED",
-                human_bytes(a.size_bytes) if a.size_bytes else "-",
-                fmt_float(a.max_abs_diff, ".2e"),
-                fmt_float(None if a.top1_agreement is None else 100 * a.top1_agreement, ".1f"),
-                f"{a.seconds:.1f}",
-                str(a.path) if a.path else "-",
-            ]
-        )
-    text = render(
-        ["format", "precision", "check", "size", "max|diff|", "top-1 %", "time s", "artifact"], rows, align="llrrrrrl"
-    )
-    failures = [f"  {a.format} {a.precision}: {a.reason}" for a in report.artifacts if a.status != "passed"]
-    if failures:
-        text += "\n\nfailed:\n" + "\n".join(failures)
-    return text

@@ -1,0 +1,144 @@
+"""The export report: one table (terminal and Markdown), the JSON, and a PNG of accuracy against latency
+and size.
+
+Example:
+    >>> write_report(report, Path("artifacts"))      # doctest: +SKIP
+    [PosixPath('artifacts/report.json'), PosixPath('artifacts/report.md'), PosixPath('artifacts/report.png')]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from edgecv.cli.table import fmt_float, human_bytes, render
+from edgecv.fileio import atomic_write_bytes, atomic_write_text
+
+HEADERS = ["format", "precision", "check", "size", "x size", "metric", "drop pts", "SQNR dB", "cosine", "p50 ms", "float layers"]
+ALIGN = "lllrrrrrrrr"
+
+
+def metric_name(report) -> str:
+    s = report.source_scores
+    if s is not None and s.top1 is not None:
+        return "top-1 %"
+    if s is not None and s.agreement is not None:
+        return "agree %"
+    return "metric"
+
+
+def _metric(scores) -> float | None:
+    if scores is None:
+        return None
+    if scores.top1 is not None:
+        return 100 * scores.top1
+    if scores.agreement is not None:
+        return 100 * scores.agreement
+    return None
+
+
+def rows(report) -> list[list[str]]:
+    """One row for the source, then one per artifact."""
+    src = report.source_scores
+    out = [["source", "-", "", human_bytes(report.source_size) if report.source_size else "-", "1.00" if report.source_size else "-",
+            fmt_float(_metric(src), ".2f"), "", "", "", "", ""]]
+    for a in report.artifacts:
+        s = a.scores
+        ratio = a.size_bytes / report.source_size if report.source_size and a.size_bytes else None
+        kept = (a.fallback or {}).get("kept")
+        out.append([
+            a.format,
+            a.precision,
+            "ok" if a.status == "passed" else "FAILED",
+            human_bytes(a.size_bytes) if a.size_bytes else "-",
+            fmt_float(ratio, ".2f"),
+            fmt_float(_metric(s), ".2f"),
+            fmt_float(a.drop, "+.2f"),
+            fmt_float(None if s is None else s.sqnr_db, ".1f"),
+            fmt_float(None if s is None else s.cosine, ".4f"),
+            fmt_float(a.p50_ms, ".3f"),
+            str(len(kept)) if kept else ("0" if a.precision in ("int8", "int16x8") and s is not None else ""),
+        ])
+    return out
+
+
+def headers(report) -> list[str]:
+    return [metric_name(report) if h == "metric" else h for h in HEADERS]
+
+
+def format_text(report) -> str:
+    text = f"scored on {report.eval_description}\n\n" if report.eval_description else ""
+    text += render(headers(report), rows(report), align=ALIGN)
+    for a in report.artifacts:
+        if a.fallback and a.fallback.get("kept"):
+            text += f"\n\n{a.format} {a.precision}: kept in float to meet the budget: " + ", ".join(a.fallback["kept"])
+    failures = [f"  {a.format} {a.precision}: {a.reason}" for a in report.artifacts if a.status != "passed"]
+    if failures:
+        text += "\n\nfailed:\n" + "\n".join(failures)
+    return text
+
+
+def format_markdown(report) -> str:
+    head = headers(report)
+    lines = [f"# Export report: {Path(report.source).name}", "", f"Scored on {report.eval_description}.", "",
+             "| " + " | ".join(head) + " |", "|" + "|".join("---" if a == "l" else "---:" for a in ALIGN) + "|"]
+    lines += ["| " + " | ".join(c or " " for c in r) + " |" for r in rows(report)]
+    for a in report.artifacts:
+        fb = a.fallback
+        if not fb:
+            continue
+        lines += ["", f"## {a.format} {a.precision}: float fallback", "",
+                  f"Ranking by `{fb['ranking_method']}`; {'passed' if fb['passed'] else 'no set within the cap passed'} "
+                  f"with {len(fb['kept'])} layer(s) in float, after {len(fb['attempts'])} builds ({fb['seconds']} s).", ""]
+        if fb["costs"]:
+            lines += ["| layer kept in float | adds bytes | adds p50 ms |", "|---|---:|---:|"]
+            lines += [f"| `{c['layer']}` | {c['added_bytes']} | {fmt_float(c['added_p50_ms'], '+.4f')} |" for c in fb["costs"]]
+    failures = [f"- {a.format} {a.precision}: {a.reason}" for a in report.artifacts if a.status != "passed"]
+    if failures:
+        lines += ["", "## Failed", ""] + failures
+    return "\n".join(lines) + "\n"
+
+
+def plot_png(report) -> bytes | None:
+    """Accuracy (or agreement, or SQNR) against latency p50 and against size; None without figures."""
+    points = [a for a in report.artifacts if a.scores is not None and a.p50_ms is not None]
+    if not points:
+        return None
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display on a device or in CI
+    import matplotlib.pyplot as plt
+
+    use_sqnr = _metric(points[0].scores) is None
+    ylabel = "output SQNR (dB)" if use_sqnr else metric_name(report)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    markers = {"tflite": "o", "onnx": "s", "openvino": "^"}
+    for ax, xkey, xlabel in ((axes[0], "p50_ms", "latency p50 (ms)"), (axes[1], "size_bytes", "size (KB)")):
+        for a in points:
+            x = a.p50_ms if xkey == "p50_ms" else a.size_bytes / 1024
+            y = a.scores.sqnr_db if use_sqnr else _metric(a.scores)
+            ax.scatter([x], [y], marker=markers.get(a.format, "x"), color="tab:red" if a.status != "passed" else "tab:blue")
+            ax.annotate(f"{a.format} {a.precision}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{Path(report.source).name}: accuracy against latency and size (red: failed)")
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def write_report(report, out: Path, *, plot: bool = True) -> list[Path]:
+    """Write ``report.json``, ``report.md`` and (when there are figures) ``report.png`` into ``out``."""
+    written = [out / "report.json", out / "report.md"]
+    atomic_write_text(written[0], json.dumps(report.to_dict(), indent=2, default=str) + "\n")
+    atomic_write_text(written[1], format_markdown(report))
+    png = plot_png(report) if plot else None
+    if png is not None:
+        written.append(out / "report.png")
+        atomic_write_bytes(written[-1], png)
+    return written
