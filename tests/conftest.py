@@ -86,6 +86,35 @@ def tiny_onnx_batch1(tmp_path_factory) -> Path:
     return make_tiny_onnx(tmp_path_factory.mktemp("onnx1") / "tiny_b1.onnx", batch=1)
 
 
+def make_outlier_onnx(path: Path, seed: int = 0) -> Path:
+    """A model that plain int8 breaks: a 1x1 conv whose channel 0 is the input times 1e4 (an outlier) while
+    channels 1..4 carry small features; the class scores read channels 1..4 only. One activation scale
+    for the conv output (ONNX) or its consumer (OpenVINO) crushes the small channels to nothing."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    rng = np.random.default_rng(seed)
+    w = np.zeros((5, 3, 1, 1), np.float32)
+    w[0, :, 0, 0] = 1e4
+    w[1:, :, 0, 0] = rng.normal(0, 1.0, (4, 3))
+    consts = {"w": w, "starts": np.array([1]), "ends": np.array([5]), "axes": np.array([1])}
+    nodes = [
+        helper.make_node("Conv", ["x", "w"], ["c"], name="conv"),
+        helper.make_node("Slice", ["c", "starts", "ends", "axes"], ["s"], name="slice"),
+        helper.make_node("ReduceMean", ["s"], ["scores"], name="pool", axes=[2, 3], keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "outlier",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", 4])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(path))
+    return path
+
+
 # --- a tiny trained Keras model with the layers that break converters -------------------------------------
 
 

@@ -1,0 +1,186 @@
+"""Post-training quantization through export(): every format and precision, the accuracy gate, the float
+fallback, and bad input that must stop before anything is written."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from converters.export import ExportOptions, export
+from converters.quant import QuantOptions, fit_layout, parse_precisions
+from edgecv.errors import ConfigError, InputError
+from edgecv.manifest import Preprocess
+from edgecv.model import load
+from tests.conftest import make_outlier_onnx
+
+FAST = ExportOptions(bench_runs=0)
+CENTERED = Preprocess(mean=(127.5,), std=(127.5,))
+
+
+@pytest.fixture(scope="module")
+def pixels(tmp_path_factory):
+    """64 random 8x8 RGB images, saved as a calibration array."""
+    path = tmp_path_factory.mktemp("calib") / "pixels.npy"
+    np.save(path, np.random.default_rng(0).integers(0, 256, (64, 8, 8, 3), dtype=np.uint8))
+    return path
+
+
+@pytest.mark.parametrize(
+    "names, expected, error",
+    [
+        ("none,int8", ["fp32", "int8"], None),
+        (["FP16", "dynamic", "fp16"], ["fp16", "dynamic"], None),
+        ("int4", None, "unknown precision.*int4.*choose from: fp32, fp16, dynamic, int8, int16x8"),
+        ("", None, "no precision"),
+    ],
+)
+def test_parse_precisions(names, expected, error):
+    if error:
+        with pytest.raises(ConfigError, match=error):
+            parse_precisions(names)
+    else:
+        assert parse_precisions(names) == expected
+
+
+@pytest.mark.parametrize(
+    "kwargs, error",
+    [
+        ({"calibration": "kl"}, "calibration: expected one of minmax, entropy, percentile"),
+        ({"io_type": "int4"}, "io_type"),
+        ({"max_drop": -1}, "max_drop must be at least 0"),
+        ({"calib_samples": 0}, "at least 1"),
+    ],
+)
+def test_quant_options_are_checked(kwargs, error):
+    with pytest.raises(ConfigError, match=error):
+        QuantOptions(**kwargs)
+
+
+def test_fit_layout_transposes_only_when_needed():
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    assert fit_layout(x, [None, 3, 8, 8]) is x
+    assert fit_layout(x, [1, 8, 8, 3]).shape == (1, 8, 8, 3)
+    with pytest.raises(ConfigError, match="does not fit"):
+        fit_layout(x, [1, 16, 16, 3])
+
+
+def test_onnx_source_int8_and_dynamic_in_onnx_and_openvino(tiny_onnx, pixels, tmp_path):
+    # Random pixels on a random CNN put some class scores near a tie: a 5-point budget, agreement >= 95%.
+    report = export(tiny_onnx, to="onnx,openvino", quant="int8,dynamic", calib=pixels, out=tmp_path, preprocess=CENTERED,
+                    max_drop=5.0, options=FAST)
+    assert report.ok, [(a.format, a.precision, a.reason) for a in report.artifacts]
+    got = {(a.format, a.precision): a for a in report.artifacts}
+    assert set(got) == {("onnx", "int8"), ("onnx", "dynamic"), ("openvino", "int8"), ("openvino", "dynamic")}
+    # Real quantization happened: QDQ nodes in ONNX, FakeQuantize in the IR.
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(got["onnx", "int8"].path)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops
+    assert "FakeQuantize" in got["openvino", "int8"].path.read_text()
+    for a in got.values():
+        # Scored against the float source on the calibration set: no labels, so agreement and SQNR.
+        assert a.scores.samples == 64 and a.scores.top1 is None
+        assert a.scores.agreement >= 0.95 and a.scores.sqnr_db > 8 and a.scores.cosine > 0.95
+        manifest = json.loads(a.path.with_name(a.path.name + ".json").read_text())
+        assert manifest["precision"] == a.precision and manifest["validation"]["status"] == "passed"
+        assert manifest["quantization"]["precision"] == a.precision
+    q = json.loads(got["onnx", "int8"].path.with_name(got["onnx", "int8"].path.name + ".json").read_text())["quantization"]
+    assert q["calibration_samples"] == 64 and q["activation_type"] == "uint8" and q["float_layers"] == []
+    assert "64" in report.eval_description
+
+
+def test_keras_int8_tflite_with_int8_io_and_int16x8(tiny_keras_path, tmp_path):
+    from edgecv.synthetic import shape_images
+
+    images, labels = shape_images(96, size=16, seed=3)
+    options = ExportOptions(bench_runs=0, quant=QuantOptions(io_type="int8", max_drop=100))
+    report = export(tiny_keras_path, to="tflite", quant="int8,int16x8,dynamic", calib=list(images[:64]),
+                    eval_data=[(im, int(lb)) for im, lb in zip(images, labels)], out=tmp_path, options=options)
+    assert report.ok, [(a.precision, a.reason) for a in report.artifacts]
+    got = {a.precision: a for a in report.artifacts}
+    model = load(got["int8"].path)
+    assert model.inputs[0].dtype == "int8" and model.inputs[0].quant is not None
+    assert model.outputs[0].dtype == "int8"
+    assert load(got["int16x8"].path).inputs[0].dtype == "float32"
+    # Labels give top-1 for the source and every artifact; the drop is their difference in points.
+    src = report.source_scores.top1
+    for a in got.values():
+        assert a.scores.top1 is not None
+        assert a.drop == pytest.approx(100 * (src - a.scores.top1))
+    assert got["int16x8"].scores.sqnr_db > got["int8"].scores.sqnr_db  # 16-bit activations are closer to float
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_fallback_keeps_the_culprit_layer_in_float(fmt, pixels, tmp_path):
+    src = make_outlier_onnx(tmp_path / "outlier.onnx")
+    plain = export(src, to=fmt, quant="int8", calib=pixels, out=tmp_path / "plain", preprocess=CENTERED,
+                   options=ExportOptions(bench_runs=0, quant=QuantOptions(fallback=False)))
+    assert not plain.ok and "agrees with the source" in plain.artifacts[0].reason
+    assert plain.artifacts[0].path.parent.name == "_failed"
+
+    report = export(src, to=fmt, quant="int8", calib=pixels, out=tmp_path / "fixed", preprocess=CENTERED, options=FAST)
+    a = report.artifacts[0]
+    assert a.status == "passed", a.reason
+    assert a.fallback["kept"] == ["conv"]  # the one layer whose output range the outlier owns
+    assert a.scores.agreement == 1.0
+    manifest = json.loads(a.path.with_name(a.path.name + ".json").read_text())
+    assert manifest["quantization"]["float_layers"] == ["conv"]
+
+
+def test_without_calibration_int8_is_refused(tiny_onnx, tmp_path):
+    with pytest.raises(ConfigError, match="int8 needs calibration data"):
+        export(tiny_onnx, to="onnx", quant="int8", out=tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_precision_no_chosen_format_writes_is_refused(tiny_onnx, pixels, tmp_path):
+    with pytest.raises(ConfigError, match="int16x8 is not written for onnx; it is for: tflite"):
+        export(tiny_onnx, to="onnx", quant="int16x8", calib=pixels, out=tmp_path)
+
+
+def _nan_array(tmp_path):
+    x = np.zeros((4, 3, 8, 8), np.float32)
+    x[2, 0, 0, 0] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    return tmp_path / "nan.npy"
+
+
+def _empty_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    return tmp_path / "empty"
+
+
+def _wrong_size(tmp_path):
+    np.save(tmp_path / "big.npy", np.zeros((4, 32, 32, 3), np.uint8))
+    return tmp_path / "big.npy"
+
+
+def _wrong_channels(tmp_path):
+    np.save(tmp_path / "gray.npy", np.zeros((4, 8, 8, 1), np.uint8))
+    return tmp_path / "gray.npy"
+
+
+@pytest.mark.parametrize(
+    "make, error",
+    [
+        (_nan_array, "NaN"),
+        (_empty_folder, "empty"),
+        (_wrong_size, "32x32"),
+        (_wrong_channels, "8x8x1"),
+        (lambda p: p / "missing.npy", "missing.npy"),
+    ],
+)
+def test_bad_calibration_data_stops_before_anything_is_written(tiny_onnx, tmp_path, make, error):
+    with pytest.raises(InputError, match=error):
+        export(tiny_onnx, to="onnx", quant="int8", calib=make(tmp_path), out=tmp_path / "out", preprocess=CENTERED)
+    assert not (tmp_path / "out").exists()
+
+
+def test_eval_labels_must_fit_the_models_classes(tiny_onnx, pixels, tmp_path):
+    images = np.load(pixels)[:8]
+    np.savez(tmp_path / "eval.npz", x=images, y=np.array([0, 1, 2, 3, 4, 5, 6, 7]))
+    with pytest.raises(InputError, match="eval labels go from 0 to 7 but the model has 5 classes"):
+        export(tiny_onnx, to="onnx", quant="int8", calib=pixels, eval_data=tmp_path / "eval.npz", out=tmp_path / "out", preprocess=CENTERED)
+    assert not any((tmp_path / "out").glob("*.onnx"))
