@@ -1,5 +1,6 @@
-"""The main job on the built-in default: train the shapes classifier, export it to every format, check
-each artifact's accuracy on held-out images, and benchmark them side by side.
+"""The main job on the built-in default: train the shapes classifier, export it to every format in fp32,
+fp16 and int8 (calibrated on synthetic images), check each artifact's top-1 on held-out labelled images,
+and benchmark them side by side.
 
 Example:
     >>> report = run_demo(out="runs/demo", runs=50)     # doctest: +SKIP
@@ -14,11 +15,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-
 from edgecv.fileio import atomic_write_text, ensure_writable_dir
 
 MODEL_FILE = "edgecv_shapes.keras"
+CALIB_IMAGES = 200
+EVAL_IMAGES = 400
 
 
 @dataclass
@@ -55,10 +56,9 @@ def run_demo(
     """Train (or reuse) the default model in ``out``, export, evaluate and benchmark every artifact."""
     from converters.builtin import IMAGE_SIZE, LABELS, PREPROCESS, build_default_classifier
     from converters.export import export
+    from converters.report import write_report
     from converters.sources import open_source
     from edgecv.bench import benchmark
-    from edgecv.model import load
-    from edgecv.preprocess import to_model_input
     from edgecv.synthetic import shape_images
 
     out = ensure_writable_dir(out)
@@ -69,22 +69,24 @@ def run_demo(
         model.save(tmp)
         os.replace(tmp, model_path)
 
-    source = open_source(model_path)  # opened once: export and the accuracy check share it
-    report = export(source, out=out, preprocess=PREPROCESS, labels=LABELS, progress=progress)
-
-    images, labels = shape_images(400, size=IMAGE_SIZE, seed=1)
-    keras_top1 = _top1(source.reference([to_model_input(images, PREPROCESS)])[0], labels)
-    demo = DemoReport(out=out, keras_top1=keras_top1, export=report)
+    source = open_source(model_path)
+    calib, _ = shape_images(CALIB_IMAGES, size=IMAGE_SIZE, seed=7)
+    images, labels = shape_images(EVAL_IMAGES, size=IMAGE_SIZE, seed=1)
+    report = export(
+        source,
+        out=out,
+        quant=("fp32", "fp16", "int8"),
+        calib=list(calib),
+        eval_data=list(zip(images, labels.tolist())),
+        preprocess=PREPROCESS,
+        labels=LABELS,
+        progress=progress,
+    )
+    write_report(report, out)
+    demo = DemoReport(out=out, keras_top1=report.source_scores.top1, export=report)
     passed = [a for a in report.artifacts if a.status == "passed"]
-    for a in passed:
-        model = load(a.path, threads=threads)
-        x = to_model_input(images, model.manifest.preprocess if model.manifest else PREPROCESS)
-        demo.accuracy[str(a.path)] = _top1(model.run(x)[0], labels)
+    demo.accuracy = {str(a.path): a.scores.top1 for a in passed}
     for a in passed:
         demo.bench.append(benchmark(a.path, threads=threads, runs=runs))
-    atomic_write_text(out / "report.json", json.dumps(demo.to_dict(), indent=2, default=str) + "\n")
+    atomic_write_text(out / "demo.json", json.dumps(demo.to_dict(), indent=2, default=str) + "\n")
     return demo
-
-
-def _top1(probs: np.ndarray, labels: np.ndarray) -> float:
-    return float(np.mean(np.argmax(probs, axis=1) == labels))

@@ -186,7 +186,7 @@ def export(
     work = Path(tempfile.mkdtemp(prefix=".edgecv-work-", dir=out))
     try:
         scoring, description = _scoring_set(eval_set, calib_set, inputs)
-        ref = Reference(scoring, source.reference, work)
+        ref = Reference(scoring, lambda x: source.reference([x]), work)
         _check_labels(ref, labels)
         quant_job = QuantJob(calib_set, qopts)
         ctx = _Context(source, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options, ref, quant_job)

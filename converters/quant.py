@@ -69,6 +69,9 @@ class QuantOptions:
     # ONNX activations/weights: u8s8 measured faster than s8s8 on x86-64 AVX2 (benchmarks/ptq_onnx_types.py).
     onnx_activation_type: str = "uint8"
     onnx_weight_type: str = "int8"
+    # 7-bit weights: uint8 x int8 kernels on CPUs without VNNI (AVX2) saturate their 16-bit sums; on
+    # BlazeFace this took score SQNR from +9 to -17 dB. (A device profile can turn it off on VNNI CPUs.)
+    onnx_reduce_range: bool = True
     io_type: str = "float"  # TFLite int8 model inputs/outputs: float | int8 | uint8
     bias_correction: bool = True  # OpenVINO: NNCF's full bias correction rather than the fast one
     max_drop: float = 1.0

@@ -66,6 +66,7 @@ def convert(source, precision: str, out_file: Path, work: Path, quant=None) -> N
         activation_type=types[o.onnx_activation_type],
         weight_type=types[o.onnx_weight_type],
         calibrate_method=methods[o.calibration],
+        reduce_range=o.onnx_reduce_range,
         nodes_to_exclude=list(quant.keep_float),
         extra_options={"CalibPercentile": o.percentile},
     )

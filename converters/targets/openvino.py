@@ -20,7 +20,7 @@ from edgecv.errors import ConversionError
 
 log = logging.getLogger(__name__)
 
-# Ops whose output NNCF's FakeQuantize nodes feed (the layers quantization can be turned off for).
+# Op types NNCF quantizes (their inputs get FakeQuantize), which its ignored scope can keep in float.
 _QUANTIZABLE = {"Convolution", "GroupConvolution", "MatMul", "Add", "Multiply", "Concat", "ConvolutionBackpropData",
                 "AvgPool", "MaxPool", "Subtract", "Interpolate", "ReduceMean"}
 
@@ -101,7 +101,6 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
         for op in quantized.get_ordered_ops()
         if op.get_type_name() in _QUANTIZABLE
         and op.get_friendly_name() in by_name
-        and any(v.get_node().get_type_name() == "FakeQuantize" for v in op.input_values())
         # an op that already feeds a model output gets no second Result, which would shift the indices
         and not any(t.get_node().get_type_name() == "Result" for t in op.output(0).get_target_inputs())
     ]

@@ -12,10 +12,11 @@ from edgecv.cli.table import human_bytes, render
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="export and benchmark the built-in model to all three formats",
+        help="export, quantize and benchmark the built-in model in all three formats",
         description="Train the built-in shapes classifier (seconds, nothing downloaded), export it to TFLite, "
-        "ONNX and OpenVINO in fp32 and fp16, check every artifact against the Keras model and on held-out "
-        "images, and benchmark them side by side. Writes OUT/report.json.",
+        "ONNX and OpenVINO in fp32, fp16 and int8 (calibrated on synthetic images), score every artifact "
+        "against the Keras model on held-out labelled images, and benchmark them side by side. Writes "
+        "OUT/report.{json,md,png} (the export) and OUT/demo.json (everything).",
         epilog="examples:\n  edgecv demo\n  edgecv demo --out runs/demo --runs 200 --threads 1\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -34,9 +35,9 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return 0 if report.ok else 1
-    from edgecv.cli.export_cmd import format_report
+    from converters.report import format_text
 
-    print(format_report(report.export))
+    print(format_text(report.export))
     bench = {b.artifact: b for b in report.bench}
     rows = []
     for a in report.export.artifacts:
@@ -55,7 +56,7 @@ def run(args) -> int:
                 f"{b.peak_rss_mb:.0f}" if b and b.peak_rss_mb else "-",
             ]
         )
-    print(f"\nKeras source: top-1 {100 * report.keras_top1:.1f}% on 400 held-out synthetic images\n")
+    print(f"\nKeras source: top-1 {100 * report.keras_top1:.1f}% on {report.export.eval_description}\n")
     print(render(["artifact", "backend", "top-1 %", "size", "p50 ms", "p99 ms", "img/s", "load ms", "peak MB"], rows, align="llrrrrrrr"))
-    print(f"\nreport: {report.out / 'report.json'}")
+    print(f"\nreport: {report.out / 'report.md'}, {report.out / 'demo.json'}")
     return 0 if report.ok else 1

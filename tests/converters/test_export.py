@@ -94,7 +94,7 @@ def test_a_mismatching_artifact_goes_to_failed_and_never_replaces_a_good_one(tin
 
     from tests.conftest import make_tiny_onnx
 
-    def wrong_weights(source, precision, out_file, work):
+    def wrong_weights(source, precision, out_file, work, quant=None):
         make_tiny_onnx(out_file, seed=99)  # a different model: validation must catch it
 
     monkeypatch.setitem(TARGETS, "onnx", TARGETS["onnx"].__class__("onnx", ".onnx", ("fp32", "fp16"), wrong_weights))
@@ -107,7 +107,7 @@ def test_a_mismatching_artifact_goes_to_failed_and_never_replaces_a_good_one(tin
 
 
 def test_a_converter_crash_leaves_nothing_behind(tiny_onnx, tmp_path, monkeypatch):
-    def explode(source, precision, out_file, work):
+    def explode(source, precision, out_file, work, quant=None):
         out_file.write_bytes(b"half")
         raise RuntimeError("converter blew up\nwith a long trace")
 
@@ -122,7 +122,7 @@ def test_a_converter_crash_leaves_nothing_behind(tiny_onnx, tmp_path, monkeypatc
     [
         ({"to": "tflite,coreml"}, ConfigError, "unknown export format 'coreml'; choose from: tflite, onnx, openvino"),
         ({"to": ""}, ConfigError, "no export format given"),
-        ({"precisions": "int4"}, ConfigError, "unknown precision 'int4'; choose from: fp32, fp16"),
+        ({"quant": "int4"}, ConfigError, r"unknown precision \(--quant\) 'int4'; choose from: fp32, fp16, dynamic, int8, int16x8"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(tiny_onnx, tmp_path, kwargs, error, message):
