@@ -57,6 +57,11 @@ def _float_model(ov, source, work: Path):
 def _quantized(model, precision: str, quant):
     nncf = require("nncf", extra="convert", purpose="quantize OpenVINO models")
     buffer = io.StringIO()
+    # NNCF's logger writes INFO lines to the stdout it saw at import, which would corrupt --json output;
+    # its notes go to edgecv's debug log instead, and the level is restored after.
+    nncf_log = logging.getLogger("nncf")
+    level = nncf_log.level
+    nncf_log.setLevel(logging.WARNING)
     try:
         with contextlib.redirect_stdout(buffer):  # NNCF draws progress bars on stdout
             if precision == "dynamic":
@@ -80,6 +85,7 @@ def _quantized(model, precision: str, quant):
 
         raise ConversionError(f"NNCF could not quantize the model: {type(exc).__name__}: {first_line(exc)}") from None
     finally:
+        nncf_log.setLevel(level)
         if buffer.getvalue().strip():
             log.debug("nncf: %s", buffer.getvalue().strip()[-2000:])
 
