@@ -25,13 +25,13 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from converters.metrics import Reference, Scores, Verdict, judge_quantized
+from converters.metrics import Reference, Scores, Verdict, drop_points, judge_quantized
 from converters.quant import PRECISIONS, QuantJob, QuantOptions, parse_precisions
 from converters.sources import Source, open_source, source_from_keras
 from converters.targets import TARGETS, Target, artifact_name, parse_targets
@@ -332,7 +332,7 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
             fed = [to_layout(a, i.layout, m.layout) for a, i, m in zip(inputs, source.inputs, built.model.inputs)]
             result.diffs = compare_outputs(ctx.reference, built.model.run(fed), names=[t.name for t in source.outputs])
             reason = judge(result.diffs, options.tolerance(precision))
-        result.scores, result.drop = built.scores, _drop(ctx.scoring, built.scores, built.verdict)
+        result.scores, result.drop = built.scores, drop_points(ctx.scoring, built.scores)
         result.status = "passed" if reason is None else "failed"
         result.reason = reason or ""
         result.p50_ms = _p50(built.path, options.bench_runs)
@@ -367,9 +367,9 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
             "backend": model.backend,
             "samples": int(inputs[0].shape[0]) if inputs and inputs[0].ndim else 1,
             "seed": options.seed,
-            "tolerance": {"rel": options.fp32.rel, "min_top1": options.fp32.min_top1} if precision == "fp32" else (
-                {"rel": options.fp16.rel, "min_top1": options.fp16.min_top1} if precision == "fp16" else
-                {"max_drop": options.quant.max_drop, "min_sqnr": options.quant.min_sqnr}),
+            "tolerance": {"max_drop": options.quant.max_drop, "min_sqnr": options.quant.min_sqnr}
+            if PRECISIONS[precision].quantized
+            else asdict(options.tolerance(precision)),
             "outputs": [d.to_dict() for d in result.diffs],
             "eval": {"scores": result.scores.to_dict() if result.scores else None, "source": ctx.scoring.source.to_dict(),
                      "drop_points": result.drop},
@@ -381,18 +381,8 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
     return result
 
 
-def _drop(ref: Reference, scores: Scores, verdict: Verdict) -> float | None:
-    if verdict.drop is not None:
-        return verdict.drop
-    if scores.top1 is not None and ref.source.top1 is not None:
-        return 100.0 * (ref.source.top1 - scores.top1)
-    if scores.agreement is not None:
-        return 100.0 * (1.0 - scores.agreement)
-    return None
-
-
 def _quantization_info(ctx: _Context, precision: str, model, result: ArtifactResult) -> dict[str, Any] | None:
-    if precision in ("fp32",):
+    if precision == "fp32":
         return None
     info: dict[str, Any] = {"precision": precision, "description": PRECISIONS[precision].description}
     q = ctx.options.quant

@@ -152,18 +152,25 @@ class Verdict:
     reason: str = ""
 
 
+def drop_points(reference: Reference, scores: Scores) -> float | None:
+    """Top-1 points lost against the source: against labels when there are some, else the share of
+    samples whose top-1 differs from the source's; None when the outputs are not class scores."""
+    if scores.top1 is not None and reference.source.top1 is not None:
+        return 100.0 * (reference.source.top1 - scores.top1)
+    if scores.agreement is not None:
+        return 100.0 * (1.0 - scores.agreement)
+    return None
+
+
 def judge_quantized(reference: Reference, scores: Scores, *, max_drop: float, min_sqnr: float) -> Verdict:
     """Against labels when there are some; else top-1 agreement with the float model; else output SQNR."""
+    drop = drop_points(reference, scores)
+    if drop is None:
+        if scores.sqnr_db is not None and scores.sqnr_db < min_sqnr:
+            return Verdict(False, None, f"output SQNR {scores.sqnr_db:.1f} dB is below {min_sqnr:g} dB")
+        return Verdict(True, None)
+    if drop <= max_drop:
+        return Verdict(True, drop)
     if scores.top1 is not None and reference.source.top1 is not None:
-        drop = 100.0 * (reference.source.top1 - scores.top1)
-        if drop > max_drop:
-            return Verdict(False, drop, f"top-1 {100 * scores.top1:.2f}% is {drop:.2f} points below the source (max {max_drop:g})")
-        return Verdict(True, drop)
-    if scores.agreement is not None:
-        drop = 100.0 * (1.0 - scores.agreement)
-        if drop > max_drop:
-            return Verdict(False, drop, f"top-1 agrees with the source on {100 * scores.agreement:.2f}% of samples (max drop {max_drop:g} points)")
-        return Verdict(True, drop)
-    if scores.sqnr_db is not None and scores.sqnr_db < min_sqnr:
-        return Verdict(False, None, f"output SQNR {scores.sqnr_db:.1f} dB is below {min_sqnr:g} dB")
-    return Verdict(True, None)
+        return Verdict(False, drop, f"top-1 {100 * scores.top1:.2f}% is {drop:.2f} points below the source (max {max_drop:g})")
+    return Verdict(False, drop, f"top-1 agrees with the source on {100 * scores.agreement:.2f}% of samples (max drop {max_drop:g} points)")

@@ -50,12 +50,10 @@ def _fold_constants(src: Path, dst: Path) -> None:
     import onnx
     import onnxruntime as ort
 
-    model = onnx.load(str(src))
-    initializers = {i.name for i in model.graph.initializer}
+    from converters.onnx_graph import load_without_initializer_inputs
+
     # Old IR versions list initializers as graph inputs; onnx2tf would treat them as real inputs.
-    inputs = [i for i in model.graph.input if i.name not in initializers]
-    del model.graph.input[:]
-    model.graph.input.extend(inputs)
+    model = load_without_initializer_inputs(src)
     staged = dst.with_suffix(".in.onnx")
     onnx.save(model, str(staged))
     options = ort.SessionOptions()

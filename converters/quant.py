@@ -109,11 +109,14 @@ class QuantJob:
     options: QuantOptions = QuantOptions()
     keep_float: tuple[str, ...] = ()
 
-    def samples(self, shape: tuple | list | None = None) -> Iterator[np.ndarray]:
-        """Calibration samples, transposed NCHW<->NHWC when the converter's graph wants the other layout."""
+    def samples(self, shape: tuple | list | None = None, *, limit: int | None = None) -> Iterator[np.ndarray]:
+        """Calibration samples (the first ``limit`` when given), transposed NCHW<->NHWC when the
+        converter's graph wants the other layout."""
         if self.calib is None:
             raise ConfigError("this precision needs calibration data; pass --calib DATA")
-        for x in self.calib.inputs():
+        for i, x in enumerate(self.calib.inputs()):
+            if limit is not None and i >= limit:
+                return
             yield fit_layout(x, shape)
 
     def with_float(self, names) -> QuantJob:

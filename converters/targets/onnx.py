@@ -151,7 +151,7 @@ def _unique(name: str, used: set[str]) -> str:
 class _Reader:
     """ONNX Runtime calibration reader over edgecv's calibration samples."""
 
-    def __init__(self, model_path: Path, quant) -> None:
+    def __init__(self, model_path: Path, quant, *, limit: int | None = None) -> None:
         import onnx
 
         graph = onnx.load(str(model_path), load_external_data=False).graph
@@ -161,7 +161,7 @@ class _Reader:
             raise ConversionError(f"int8 calibration supports models with one image input; this one has {len(inputs)}")
         self._name = inputs[0].name
         shape = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-        self._samples = quant.samples(shape)
+        self._samples = quant.samples(shape, limit=limit)
 
     def get_next(self):
         x = next(self._samples, None)
@@ -186,7 +186,6 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
         modify_model_output_intermediate_tensors,
     )
 
-    from converters.quant import QuantJob
     from converters.targets import LayerError
 
     prepared = _prepared(source.view("onnx", work), work)
@@ -195,10 +194,9 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     float_aug, qdq_aug = debug / "float.onnx", debug / "qdq.onnx"
     _quietly(modify_model_output_intermediate_tensors, prepared, float_aug)
     _quietly(modify_model_output_intermediate_tensors, artifact, qdq_aug)
-    subset = QuantJob(_FirstN(quant.calib, 16), quant.options)
     with contextlib.redirect_stdout(io.StringIO()):
-        float_acts = collect_activations(str(float_aug), _Reader(prepared, subset))
-        qdq_acts = collect_activations(str(qdq_aug), _Reader(prepared, subset))
+        float_acts = collect_activations(str(float_aug), _Reader(prepared, quant, limit=16))
+        qdq_acts = collect_activations(str(qdq_aug), _Reader(prepared, quant, limit=16))
         errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
     producers = {out: node for node in onnx.load(str(prepared)).graph.node for out in node.output}
     rows = []
@@ -208,14 +206,3 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
             continue
         rows.append(LayerError(node.name, node.op_type, float(err["qdq_err"])))
     return sorted(rows, key=lambda e: e.sqnr_db)
-
-
-class _FirstN:
-    """The first ``n`` samples of a dataset (layer statistics need only a few)."""
-
-    def __init__(self, dataset, n: int) -> None:
-        self._dataset, self._n = dataset, n
-
-    def inputs(self):
-        for _, x in zip(range(self._n), self._dataset.inputs()):
-            yield x

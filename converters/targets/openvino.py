@@ -121,7 +121,7 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     shape = [d.get_length() if d.is_static else None for d in floating.inputs[0].get_partial_shape()]
     refs: dict[str, list] = {n: [] for n in names}
     gots: dict[str, list] = {n: [] for n in names}
-    for _, x in zip(range(16), quant.samples(shape)):
+    for x in quant.samples(shape, limit=16):
         q_res, f_res = q_compiled(x), f_compiled(x)
         for k, n in enumerate(names):
             gots[n].append(q_res[q_first + k])

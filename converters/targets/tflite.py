@@ -126,7 +126,7 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     saved_model = source.view("saved_model", work)
     converter = _converter(tf, saved_model, "int8", quant)
     shape = _input_shape(tf, saved_model)
-    samples = [x for _, x in zip(range(32), quant.samples(shape))]
+    samples = list(quant.samples(shape, limit=32))
     options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"sqnr": _sqnr_metric})
     try:
         debugger = tf.lite.experimental.QuantizationDebugger(

@@ -36,7 +36,7 @@ def test_reference_scores_top1_agreement_sqnr_and_cosine(tmp_path):
     assert ref.class_index == 0 and ref.class_count == 5
 
     noise = rng.normal(scale=0.3, size=x.shape).astype(np.float32)
-    got = ref.score(lambda b: [_classifier(b)[0] + noise[: len(b)] * 0])  # identical outputs
+    got = ref.score(_classifier)  # identical outputs
     assert got.agreement == 1.0 and got.cosine == pytest.approx(1.0)
 
     offsets = iter(range(0, 100, 16))
