@@ -155,6 +155,8 @@ def open_dataset(
         raise ConfigError(f"{what} limit: expected a positive number of samples or None, got {limit}")
     ctx = _Context(spec, what, labels, require_labels, limit)
     kind = _kind_of(data, what)
+    if isinstance(data, str):
+        data = Path(data)
     reader = _READERS[kind](data, ctx)
     if reader.size == 0:
         raise InputError(f"{what} set {reader.name} is empty")

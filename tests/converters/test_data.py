@@ -181,6 +181,24 @@ def test_video_without_a_frame_count_is_counted(tmp_path, monkeypatch):
     assert [frame_index(x) for x in ds.inputs()] == [0, 6, 11]  # linspace(0, 11, 3) = 0, 5.5, 11
 
 
+@pytest.mark.parametrize("kind", ["video", "folder", "npy"])
+def test_paths_may_be_given_as_strings(tmp_path, kind):
+    if kind == "video":
+        path = write_video(tmp_path / "clip.avi", frames=4)
+    elif kind == "folder":
+        for i in range(4):
+            (tmp_path / "imgs").mkdir(exist_ok=True)
+            write_png(tmp_path / "imgs" / f"{i}.png", np.full((16, 16, 3), 40 * i, np.uint8))
+        path = tmp_path / "imgs"
+    else:
+        path = tmp_path / "x.npy"
+        np.save(path, np.zeros((4, 8, 8, 3), np.uint8))
+    by_str = open_dataset(str(path), spec=NHWC8, limit=None)
+    by_path = open_dataset(path, spec=NHWC8, limit=None)
+    assert len(by_str) == 4 and by_str.description == by_path.description
+    np.testing.assert_array_equal(by_str.batch(), by_path.batch())
+
+
 def test_video_needs_labels_for_eval(tmp_path):
     with pytest.raises(InputError, match="video frames have no labels"):
         open_dataset(write_video(tmp_path / "clip.avi", frames=3), spec=NHWC8, require_labels=True, what="eval")
