@@ -150,6 +150,7 @@ def export(
     labels: list[str] | None = None,
     input_shape: tuple[int, ...] | None = None,
     layout: str | None = None,
+    detector=None,
     options: ExportOptions = ExportOptions(),
     progress: bool = False,
 ) -> ExportReport:
@@ -159,6 +160,9 @@ def export(
     ``calib`` (needed by int8) and ``eval_data`` are a folder of images, a video, a ``.npy``/``.npz`` or
     an iterable of arrays; ``eval_data`` with labels (class subfolders, or ``y`` in a ``.npz``) gives
     top-1. ``max_drop`` is the accuracy budget in top-1 points (default ``options.quant.max_drop``).
+    ``detector`` (a built-in spec name, a YAML path, or a :class:`edgecv.detection.DetectorSpec`) marks a
+    detector: quantized artifacts are then judged on detection F1 against the float model's detections
+    on the eval set (``max_drop`` in points of F1), and the spec goes into every manifest.
     Returns an :class:`ExportReport`; ``report.ok`` is False when any artifact failed. Bad arguments and
     bad data raise :class:`edgecv.errors.EdgeCVError` before anything is written.
     """
@@ -167,6 +171,7 @@ def export(
     qopts = options.quant if max_drop is None else replace(options.quant, max_drop=max_drop)
     options = replace(options, quant=qopts)
     _check_precisions(targets, precision_list, calib)
+    spec = _detector_spec(detector)
     source = model if isinstance(model, Source) else (open_source(model) if isinstance(model, (str, Path)) else source_from_keras(model))
     stem = name or _stem(source)
     if layout is not None:
@@ -186,10 +191,10 @@ def export(
     work = Path(tempfile.mkdtemp(prefix=".edgecv-work-", dir=out))
     try:
         scoring, description = _scoring_set(eval_set, calib_set, inputs)
-        ref = Reference(scoring, lambda x: source.reference([x]), work)
+        ref = Reference(scoring, lambda x: source.reference([x]), work, detect=_detect_fn(spec, source))
         _check_labels(ref, labels)
-        quant_job = QuantJob(calib_set, qopts)
-        ctx = _Context(source, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options, ref, quant_job)
+        quant_job = QuantJob(calib_set, qopts, probe=eval_set)
+        ctx = _Context(source, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options, ref, quant_job, spec)
         bar = _progress(jobs, progress)
         for target, precision in bar:
             if hasattr(bar, "set_description"):
@@ -198,8 +203,27 @@ def export(
     finally:
         shutil.rmtree(work, ignore_errors=True)
     settings = {"max_drop": qopts.max_drop, "min_sqnr": qopts.min_sqnr, "calibration": qopts.calibration,
-                "calib": calib_set.description if calib_set is not None else None}
+                "calib": calib_set.description if calib_set is not None else None,
+                "detector": spec.name if spec is not None else None, "source_detections": ref.source_detections}
     return ExportReport(str(source.path), out, results, ref.source, _source_size(source), description, settings)
+
+
+def _detector_spec(detector):
+    if detector is None:
+        return None
+    from edgecv.detection import DetectorSpec, load_spec
+
+    return detector if isinstance(detector, DetectorSpec) else load_spec(detector)
+
+
+def _detect_fn(spec, source: Source):
+    """One sample's outputs -> its detections, in the source model's input pixels."""
+    if spec is None:
+        return None
+    info = source.inputs[0]
+    h_axis, w_axis = (2, 3) if source.layout == "NCHW" else (1, 2)
+    size = (int(info.shape[h_axis]), int(info.shape[w_axis]))
+    return lambda outputs: spec.detect(outputs, input_size=size)
 
 
 def _check_precisions(targets: list[Target], precisions: list[str], calib) -> None:
@@ -287,6 +311,7 @@ class _Context:
     options: ExportOptions
     scoring: Reference
     quant: QuantJob
+    detector: Any = None  # edgecv.detection.DetectorSpec
 
 
 @dataclass
@@ -374,6 +399,7 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
             "eval": {"scores": result.scores.to_dict() if result.scores else None, "source": ctx.scoring.source.to_dict(),
                      "drop_points": result.drop},
         },
+        extra={"detector": ctx.detector.to_dict()} if ctx.detector is not None else {},
     )
     dest_dir = ctx.out if result.status == "passed" else ctx.out / FAILED_DIR
     dest_dir.mkdir(exist_ok=True)

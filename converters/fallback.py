@@ -2,9 +2,14 @@
 quantization causes the loss and rebuild with as few of them as possible kept in float.
 
 1. Rank the quantized layers, in the target format's own naming, by one of:
-   - ``error``: each layer's output SQNR against float, from the format's own debugging tools;
+   - ``error``: each layer's output SQNR against float on eval samples, from the format's own tools;
+   - ``clipping``: first the layers whose float activations on the eval set reach well past their range
+     on the calibration set (clip ratio >= 1.5, largest first): calibrated on data unlike the eval set,
+     their quantizers clip exactly the values that matter (a face's activations, when the calibration
+     frames had no faces). Then the rest by ``error``. It needs an eval set apart from the calibration set;
+   - ``auto`` (the default): ``clipping`` when there is such an eval set, else ``error``;
    - ``leave-one-out``: the gain in accuracy (or output SQNR) when only that layer is kept in float,
-     over the worst-ranked layers by ``error``.
+     over the first layers of the ``auto`` ranking.
 2. Grow a prefix of the ranking (1, 2, 4, 8 ... layers) until the artifact passes, narrow it by
    bisection, then drop any kept layer the artifact passes without.
 3. Measure what each kept layer costs: size and latency p50 of each prefix against plain int8.
@@ -47,8 +52,9 @@ def keep_layers_in_float(ctx, target, precision: str, plain) -> tuple[Any, dict]
             log.info("%s %s with %d float layers: %s", target.name, precision, len(names), attempts[names].verdict.reason or "passes")
         return attempts[names]
 
-    ranking = [e.name for e in errors]
-    if options.fallback_ranking == "leave-one-out":
+    method = options.fallback_ranking
+    ranking = rank(errors, method)
+    if method == "leave-one-out":
         candidates = ranking[:LEAVE_ONE_OUT_CANDIDATES]
         gain = {n: _goodness(attempt((n,)).verdict, attempt((n,)).scores) for n in candidates}
         ranking = sorted(candidates, key=lambda n: -gain[n]) + ranking[LEAVE_ONE_OUT_CANDIDATES:]
@@ -61,10 +67,12 @@ def keep_layers_in_float(ctx, target, precision: str, plain) -> tuple[Any, dict]
     else:
         kept = _prune(kept, attempt)
     final = attempts[kept]
+    by_name = {e.name: e for e in errors}
     info = {
-        "ranking_method": options.fallback_ranking,
-        "ranking": [e.to_dict() for e in errors[:20]],
+        "ranking_method": method,
+        "ranking": [by_name[n].to_dict() for n in ranking[:20]],
         "kept": list(kept),
+        "why": [by_name[n].to_dict() for n in kept if n in by_name],
         "passed": final.verdict.passed,
         "attempts": [{"float_layers": len(k), "passed": b.verdict.passed, "drop": b.verdict.drop, "sqnr_db": b.scores.sqnr_db}
                      for k, b in attempts.items()],
@@ -72,6 +80,27 @@ def keep_layers_in_float(ctx, target, precision: str, plain) -> tuple[Any, dict]
         "seconds": round(time.perf_counter() - start, 1),
     }
     return final, info
+
+
+CLIP_SUSPECT = 1.5  # a clip ratio from which a layer is ranked by clipping rather than by error
+
+
+def rank(errors: list, method: str) -> list[str]:
+    """Layer names, most suspect first. ``errors`` are :class:`LayerError` rows (``clip_ratio`` is None
+    when there was no eval set apart from the calibration set).
+
+    Example:
+        >>> from converters.targets import LayerError
+        >>> rows = [LayerError("a", "Conv", 12.0, 1.0), LayerError("b", "Conv", 30.0, 6.7), LayerError("c", "Conv", 20.0, 1.2)]
+        >>> rank(rows, "error"), rank(rows, "clipping")
+        (['a', 'c', 'b'], ['b', 'a', 'c'])
+    """
+    by_error = [e.name for e in sorted(errors, key=lambda e: e.sqnr_db)]
+    if method == "error" or not any(e.clip_ratio is not None for e in errors):
+        return by_error
+    clipped = sorted((e for e in errors if (e.clip_ratio or 0) >= CLIP_SUSPECT), key=lambda e: -e.clip_ratio)
+    first = [e.name for e in clipped]
+    return first + [n for n in by_error if n not in first]
 
 
 def _goodness(verdict: Verdict, scores: Scores) -> float:

@@ -1,5 +1,6 @@
 """How close an artifact is to its source on the user's data: top-1 against labels, and label-free
-fidelity (top-1 agreement, output SQNR, cosine similarity) against the float model.
+fidelity (top-1 agreement, output SQNR, cosine similarity) against the float model. For a detector (given
+a detector spec), detection agreement: the F1 of the artifact's detections matched to the float model's.
 
 The source's outputs on the eval set are computed once and kept on disk, so each artifact is compared
 chunk by chunk and memory stays bounded however large the set is.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -41,6 +42,9 @@ class Scores:
     agreement: float | None = None
     sqnr_db: float | None = None
     cosine: float | None = None
+    # Detectors: F1 of this model's detections against the float source's (IoU >= 0.5, same class).
+    detection_f1: float | None = None
+    detections: int | None = None  # how many this model found on the eval set
 
     def to_dict(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
@@ -60,11 +64,17 @@ class Reference:
     ``chunks`` yields ``(inputs, labels)`` batches in the source's layout, the same ones on every call; it
     is called once here and once per scored artifact. Labels are an int array, or None when the set has
     none. The source's outputs are kept on disk in ``work``, one file per chunk and output.
+
+    ``detect`` (for detectors) turns one sample's outputs (batch 1) into :class:`edgecv.detection.Detections`;
+    artifacts are then also scored on how well their detections match the source's.
     """
 
-    def __init__(self, chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray | None]]], run_source, work: Path) -> None:
+    def __init__(self, chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray | None]]], run_source, work: Path,
+                 *, detect: Callable[[list[np.ndarray]], Any] | None = None) -> None:
         self._chunks = chunks
         self._work = work
+        self._detect = detect
+        self._detections: list = []  # the source's, one Detections per sample
         self._files: list[list[Path]] = []
         labels: list[np.ndarray] = []
         shapes: list[tuple[int, ...]] = []
@@ -75,6 +85,8 @@ class Reference:
             files = [work / f"reference-{k}-{i}.npy" for i in range(len(outs))]
             for f, o in zip(files, outs):
                 np.save(f, o)
+            if detect is not None:
+                self._detections.extend(_per_sample(detect, outs))
             self._files.append(files)
             if y is not None:
                 labels.append(np.asarray(y))
@@ -94,12 +106,24 @@ class Reference:
         """Run ``run`` (an artifact) on the same chunks and compare its outputs with the source's."""
         return self._score(run(x) for x, _ in self._chunks())
 
+    @property
+    def source_detections(self) -> int | None:
+        """How many detections the source makes on the eval set (None when not a detector)."""
+        return sum(len(d) for d in self._detections) if self._detect is not None else None
+
     def _score(self, outputs: Iterator[list[np.ndarray]]) -> Scores:
         signal = noise = cos_sum = None
         correct = agree = start = 0
+        tp = fp = fn = found = 0
         for got, ref in zip(outputs, self._stored()):
             got = [_arrange(g, r.shape[1:]) for g, r in zip(got, ref)]
             size = len(ref[0])
+            if self._detect is not None:
+                from edgecv.detection import match_detections
+
+                for k, dets in enumerate(_per_sample(self._detect, got)):
+                    m = match_detections(dets, self._detections[start + k], iou_threshold=DETECTION_IOU)
+                    tp, fp, fn, found = tp + m.tp, fp + m.fp, fn + m.fn, found + len(dets)
             if signal is None:
                 signal, noise, cos_sum = (np.zeros(len(ref)) for _ in range(3))
             for i, (g, r) in enumerate(zip(got, ref)):
@@ -126,7 +150,17 @@ class Reference:
             agreement=agree / n if has_classes else None,
             sqnr_db=min(sqnr),
             cosine=float(np.min(cos_sum / n)),
+            detection_f1=(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0) if self._detect is not None else None,
+            detections=found if self._detect is not None else None,
         )
+
+
+DETECTION_IOU = 0.5  # a detection agrees with the source's when IoU >= this and the classes are equal
+
+
+def _per_sample(detect: Callable, outputs: list[np.ndarray]) -> list:
+    """``detect`` applied to each sample of batched outputs."""
+    return [detect([o[i : i + 1] for o in outputs]) for i in range(len(outputs[0]))]
 
 
 def _arrange(got: np.ndarray, tail: tuple[int, ...]) -> np.ndarray:
@@ -145,7 +179,8 @@ def _arrange(got: np.ndarray, tail: tuple[int, ...]) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Verdict:
-    """The accuracy gate's decision for one artifact. ``drop`` is in points of top-1 (None if not a classifier)."""
+    """The accuracy gate's decision for one artifact. ``drop`` is in points of top-1, or of detection F1
+    for detectors (None when neither applies)."""
 
     passed: bool
     drop: float | None
@@ -153,8 +188,11 @@ class Verdict:
 
 
 def drop_points(reference: Reference, scores: Scores) -> float | None:
-    """Top-1 points lost against the source: against labels when there are some, else the share of
-    samples whose top-1 differs from the source's; None when the outputs are not class scores."""
+    """Points lost against the source. Detectors: 100 x (1 - detection F1 against the source's
+    detections), when the source detects anything on the eval set. Classifiers: top-1 against labels
+    when there are some, else the share of samples whose top-1 differs from the source's. None otherwise."""
+    if scores.detection_f1 is not None and reference.source_detections:
+        return 100.0 * (1.0 - scores.detection_f1)
     if scores.top1 is not None and reference.source.top1 is not None:
         return 100.0 * (reference.source.top1 - scores.top1)
     if scores.agreement is not None:
@@ -166,11 +204,17 @@ def judge_quantized(reference: Reference, scores: Scores, *, max_drop: float, mi
     """Against labels when there are some; else top-1 agreement with the float model; else output SQNR."""
     drop = drop_points(reference, scores)
     if drop is None:
+        if scores.detection_f1 is not None:
+            return Verdict(False, None, "the float model detects nothing on the eval set, so detection agreement cannot be judged: "
+                                        "give --eval images that contain the objects")
         if scores.sqnr_db is not None and scores.sqnr_db < min_sqnr:
             return Verdict(False, None, f"output SQNR {scores.sqnr_db:.1f} dB is below {min_sqnr:g} dB")
         return Verdict(True, None)
     if drop <= max_drop:
         return Verdict(True, drop)
+    if scores.detection_f1 is not None:
+        return Verdict(False, drop, f"detection F1 against the float model is {100 * scores.detection_f1:.1f}% "
+                                    f"({scores.detections} detections against {reference.source_detections}; max drop {max_drop:g} points)")
     if scores.top1 is not None and reference.source.top1 is not None:
         return Verdict(False, drop, f"top-1 {100 * scores.top1:.2f}% is {drop:.2f} points below the source (max {max_drop:g})")
     return Verdict(False, drop, f"top-1 agrees with the source on {100 * scores.agreement:.2f}% of samples (max drop {max_drop:g} points)")

@@ -9,7 +9,7 @@ Example:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator
 
 import numpy as np
@@ -41,7 +41,7 @@ ALIASES = {"none": "fp32", "float32": "fp32", "float16": "fp16", "dynamic-range"
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 IO_TYPES = ("float", "int8", "uint8")
-FALLBACK_RANKINGS = ("error", "leave-one-out")
+FALLBACK_RANKINGS = ("auto", "clipping", "error", "leave-one-out")
 
 
 def parse_precisions(names) -> list[str]:
@@ -77,7 +77,8 @@ class QuantOptions:
     max_drop: float = 1.0
     min_sqnr: float = 20.0
     fallback: bool = True
-    fallback_ranking: str = "error"  # error | leave-one-out
+    # How the fallback finds culprit layers (converters/fallback.py): auto | clipping | error | leave-one-out
+    fallback_ranking: str = "auto"
     max_float_layers: int = 16
 
     def __post_init__(self) -> None:
@@ -108,6 +109,9 @@ class QuantJob:
     calib: object  # converters.data.Dataset, or None for precisions without calibration
     options: QuantOptions = QuantOptions()
     keep_float: tuple[str, ...] = ()
+    # The eval set, when it is not the calibration set: where the fallback looks for layers whose
+    # activations leave their calibrated range, and measures per-layer error.
+    probe: object = None
 
     def samples(self, shape: tuple | list | None = None, *, limit: int | None = None) -> Iterator[np.ndarray]:
         """Calibration samples (the first ``limit`` when given), transposed NCHW<->NHWC when the
@@ -119,8 +123,18 @@ class QuantJob:
                 return
             yield fit_layout(x, shape)
 
+    def probe_samples(self, shape: tuple | list | None = None, *, limit: int | None = None) -> Iterator[np.ndarray]:
+        """Samples to diagnose an artifact on: the eval set's when there is one, else calibration samples."""
+        if self.probe is None:
+            yield from self.samples(shape, limit=limit)
+            return
+        for i, x in enumerate(self.probe.inputs()):
+            if limit is not None and i >= limit:
+                return
+            yield fit_layout(x, shape)
+
     def with_float(self, names) -> QuantJob:
-        return QuantJob(self.calib, self.options, tuple(names))
+        return replace(self, keep_float=tuple(names))
 
 
 def fit_layout(x: np.ndarray, shape) -> np.ndarray:

@@ -20,6 +20,8 @@ ALIGN = "lllrrrrrrrr"
 
 def metric_name(report) -> str:
     s = report.source_scores
+    if s is not None and s.detection_f1 is not None:
+        return "det F1 %"
     if s is not None and s.top1 is not None:
         return "top-1 %"
     if s is not None and s.agreement is not None:
@@ -30,6 +32,8 @@ def metric_name(report) -> str:
 def _metric(scores) -> float | None:
     if scores is None:
         return None
+    if scores.detection_f1 is not None:
+        return 100 * scores.detection_f1
     if scores.top1 is not None:
         return 100 * scores.top1
     if scores.agreement is not None:
@@ -62,16 +66,36 @@ def rows(report) -> list[list[str]]:
     return out
 
 
+def _fallback_summary(fallback: dict) -> str:
+    tries = len(fallback.get("attempts", []))
+    return f"layers ranked by {fallback.get('ranking_method')}, {tries} builds tried, {fallback.get('seconds')} s"
+
+
+def _why(row: dict) -> str:
+    """``conv2d_16 (Conv): eval activations reach 6.7x their calibrated range; 15.6 dB alone``"""
+    parts = []
+    if row.get("clip_ratio") is not None and row["clip_ratio"] > 1.0:
+        parts.append(f"eval activations reach {row['clip_ratio']:.1f}x their calibrated range")
+    if row.get("sqnr_db") is not None and row["sqnr_db"] < 100:
+        parts.append(f"{row['sqnr_db']:.1f} dB SQNR quantized alone")
+    return f"{row['name']} ({row['op_type']}): " + ("; ".join(parts) or "found by the search")
+
+
 def headers(report) -> list[str]:
     return [metric_name(report) if h == "metric" else h for h in HEADERS]
 
 
 def format_text(report) -> str:
-    text = f"scored on {report.eval_description}\n\n" if report.eval_description else ""
+    text = f"scored on {report.eval_description}\n" if report.eval_description else ""
+    found = report.settings.get("source_detections")
+    if found is not None:
+        text += f"detections of the float model on it: {found} (det F1: each artifact's detections matched to these)\n"
+    text += "\n" if text else ""
     text += render(headers(report), rows(report), align=ALIGN)
     for a in report.artifacts:
         if a.fallback and a.fallback.get("kept"):
-            text += f"\n\n{a.format} {a.precision}: kept in float to meet the budget: " + ", ".join(a.fallback["kept"])
+            text += f"\n\n{a.format} {a.precision}: kept in float to meet the budget ({_fallback_summary(a.fallback)}):"
+            text += "".join(f"\n  {_why(w)}" for w in a.fallback.get("why", []))
     failures = [f"  {a.format} {a.precision}: {a.reason}" for a in report.artifacts if a.status != "passed"]
     if failures:
         text += "\n\nfailed:\n" + "\n".join(failures)

@@ -115,6 +115,28 @@ def make_outlier_onnx(path: Path, seed: int = 0) -> Path:
     return path
 
 
+def build_outlier_keras(seed: int = 0):
+    """The Keras twin of :func:`make_outlier_onnx`, for TFLite: conv ``outlier`` has an input-times-1e4
+    channel 0 and four small channels; conv ``select`` (fixed weights) drops channel 0, so the scores
+    depend on the small channels only, which one int8 scale for ``outlier``'s output crushes."""
+    import keras
+
+    rng = np.random.default_rng(seed)
+    w = np.zeros((1, 1, 3, 5), np.float32)
+    w[0, 0, :, 0] = 1e4
+    w[0, 0, :, 1:] = rng.normal(0, 1.0, (3, 4))
+    pick = np.zeros((1, 1, 5, 4), np.float32)
+    pick[0, 0, 1:, :] = np.eye(4)
+    inp = keras.Input((8, 8, 3), name="image")
+    x = keras.layers.Conv2D(5, 1, use_bias=False, name="outlier")(inp)
+    x = keras.layers.Conv2D(4, 1, use_bias=False, name="select")(x)
+    out = keras.layers.GlobalAveragePooling2D(name="scores")(x)
+    model = keras.Model(inp, out, name="outlier")
+    model.get_layer("outlier").set_weights([w])
+    model.get_layer("select").set_weights([pick])
+    return model
+
+
 # --- a tiny trained Keras model with the layers that break converters -------------------------------------
 
 

@@ -65,14 +65,39 @@ def artifact_name(stem: str, target: Target, precision: str) -> str:
 
 @dataclass(frozen=True)
 class LayerError:
-    """How much quantizing one layer hurts: ``sqnr_db`` of its output against float (lower is worse)."""
+    """How much quantizing one layer hurts: ``sqnr_db`` of its output against float (lower is worse).
+
+    ``clip_ratio`` is how far the layer's float activations on the eval set reach past their range on
+    the calibration set (1.0: within it; 3.0: three times as far from zero): a quantizer calibrated on
+    that range clips them. None where the format's tools do not give it.
+    """
 
     name: str
     op_type: str
     sqnr_db: float
+    clip_ratio: float | None = None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "op_type": self.op_type, "sqnr_db": round(self.sqnr_db, 2)}
+        d = {"name": self.name, "op_type": self.op_type, "sqnr_db": round(self.sqnr_db, 2)}
+        if self.clip_ratio is not None:
+            d["clip_ratio"] = round(self.clip_ratio, 2)
+        return d
 
 
-__all__ = ["TARGETS", "Target", "LayerError", "parse_targets", "artifact_name", "Path"]
+def clip_ratio(calib: tuple[float, float], probe: tuple[float, float]) -> float:
+    """How far ``probe`` (min, max) reaches past ``calib`` (min, max), as a ratio of the calibrated
+    extent on that side (1.0 when inside). A side the calibration never reached (a logit that was
+    always negative and now is positive) is measured against a twentieth of the calibrated width.
+
+    Example:
+        >>> clip_ratio((-10.0, 10.0), (-5.0, 30.0)), clip_ratio((-41.0, -1.0), (-30.0, 3.0))
+        (3.0, 3.0)
+    """
+    lo, hi = calib
+    floor = max((hi - lo) / 20.0, 1e-12)
+    over_hi = max(probe[1] - hi, 0.0) / max(hi, floor)
+    over_lo = max(lo - probe[0], 0.0) / max(-lo, floor)
+    return 1.0 + max(over_hi, over_lo)
+
+
+__all__ = ["TARGETS", "Target", "LayerError", "clip_ratio", "parse_targets", "artifact_name", "Path"]

@@ -151,7 +151,7 @@ def _unique(name: str, used: set[str]) -> str:
 class _Reader:
     """ONNX Runtime calibration reader over edgecv's calibration samples."""
 
-    def __init__(self, model_path: Path, quant, *, limit: int | None = None) -> None:
+    def __init__(self, model_path: Path, quant, *, limit: int | None = None, probe: bool = False) -> None:
         import onnx
 
         graph = onnx.load(str(model_path), load_external_data=False).graph
@@ -161,7 +161,7 @@ class _Reader:
             raise ConversionError(f"int8 calibration supports models with one image input; this one has {len(inputs)}")
         self._name = inputs[0].name
         shape = [d.dim_value if d.HasField("dim_value") else None for d in inputs[0].type.tensor_type.shape.dim]
-        self._samples = quant.samples(shape, limit=limit)
+        self._samples = (quant.probe_samples if probe else quant.samples)(shape, limit=limit)
 
     def get_next(self):
         x = next(self._samples, None)
@@ -176,8 +176,9 @@ class _Reader:
 
 def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> list:
     """Per-tensor SQNR between each QDQ'd activation and its float value in the same graph (isolated
-    quantization error), with ONNX Runtime's QDQ debugging tools. Names are node names for
-    ``nodes_to_exclude``."""
+    quantization error), with ONNX Runtime's QDQ debugging tools, on eval samples. A node's clip ratio is
+    the worst of its activation inputs and outputs: a tensor keeps its QDQ while its producer or any
+    consumer is quantized. Names are node names for ``nodes_to_exclude``."""
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import (
         collect_activations,
@@ -186,7 +187,7 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
         modify_model_output_intermediate_tensors,
     )
 
-    from converters.targets import LayerError
+    from converters.targets import LayerError, clip_ratio
 
     prepared = _prepared(source.view("onnx", work), work)
     debug = work / "onnx-quant" / "debug"
@@ -195,14 +196,54 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     _quietly(modify_model_output_intermediate_tensors, prepared, float_aug)
     _quietly(modify_model_output_intermediate_tensors, artifact, qdq_aug)
     with contextlib.redirect_stdout(io.StringIO()):
-        float_acts = collect_activations(str(float_aug), _Reader(prepared, quant, limit=16))
-        qdq_acts = collect_activations(str(qdq_aug), _Reader(prepared, quant, limit=16))
+        float_acts = collect_activations(str(float_aug), _Reader(prepared, quant, limit=PROBE_SAMPLES, probe=True))
+        qdq_acts = collect_activations(str(qdq_aug), _Reader(prepared, quant, limit=PROBE_SAMPLES, probe=True))
         errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
-    producers = {out: node for node in onnx.load(str(prepared)).graph.node for out in node.output}
+    graph = onnx.load(str(prepared)).graph
+    producers = {out: node for node in graph.node for out in node.output}
+    ratios: dict[str, float] = {}
+    if quant.probe is not None:
+        probe = {t: (float(min(np.min(a) for a in arrays)), float(max(np.max(a) for a in arrays))) for t, arrays in float_acts.items()}
+        calib = _tensor_ranges(float_aug, _Reader(prepared, quant))
+        weights = {i.name for i in graph.initializer}
+        for node in graph.node:
+            tensors = [t for t in (*node.input, *node.output) if t and t not in weights and t in probe and t in calib]
+            if tensors:
+                ratios[node.name] = max(clip_ratio(calib[t], probe[t]) for t in tensors)
     rows = []
     for tensor, err in errors.items():
         node = producers.get(tensor)
         if node is None or "qdq_err" not in err or not np.isfinite(err["qdq_err"]):
             continue
-        rows.append(LayerError(node.name, node.op_type, float(err["qdq_err"])))
+        rows.append(LayerError(node.name, node.op_type, float(err["qdq_err"]), ratios.get(node.name)))
+    listed = {r.name for r in rows}
+    # Consumers of a clipped tensor that measured no error of their own (a Concat, a graph output's
+    # producer chain) are candidates too: excluding them is what removes the tensor's QDQ.
+    op_types = {node.name: node.op_type for node in graph.node}
+    rows += [LayerError(n, op_types[n], 100.0, r) for n, r in ratios.items() if n not in listed]
     return sorted(rows, key=lambda e: e.sqnr_db)
+
+
+PROBE_SAMPLES = 16  # eval samples the per-layer comparison runs on
+
+
+def _tensor_ranges(model_path: Path, reader) -> dict[str, tuple[float, float]]:
+    """(min, max) of every output of ``model_path`` (a graph with its intermediate tensors exposed) over
+    the reader's samples, kept as running values so memory stays flat."""
+    import onnxruntime as ort
+    from onnxruntime.quantization.qdq_loss_debug import _TENSOR_SAVE_POSTFIX as saved  # the debug tools' naming
+
+    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    names = [o.name for o in session.get_outputs()]
+    tensor = {n: n[: -len(saved)] if n.endswith(saved) else n for n in names}
+    lo: dict[str, float] = {}
+    hi: dict[str, float] = {}
+    for feed in reader:
+        for name, value in zip(names, session.run(names, feed)):
+            value = np.asarray(value)
+            if value.size == 0 or not np.issubdtype(value.dtype, np.floating):
+                continue
+            t = tensor[name]
+            lo[t] = min(lo.get(t, np.inf), float(value.min()))
+            hi[t] = max(hi.get(t, -np.inf), float(value.max()))
+    return {n: (lo[n], hi[n]) for n in lo}

@@ -93,47 +93,103 @@ def _quantized(model, precision: str, quant):
 def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> list:
     """Per-layer error of the int8 IR against float, by running both with every quantized layer's output
     exposed. The error is accumulated along the graph, so each layer is ranked by how much SQNR it loses
-    relative to the layers feeding it. Names are the op names NNCF's ignored scope takes."""
+    relative to the layers feeding it. Each layer's clip ratio is that of its activation inputs, where
+    NNCF puts its quantizers. Names are the op names NNCF's ignored scope takes."""
     from converters.metrics import sqnr_db
-    from converters.targets import LayerError
+    from converters.targets import LayerError, clip_ratio
 
     ov = require("openvino", extra="convert", purpose="inspect OpenVINO models")
     core = ov.Core()
     quantized = core.read_model(str(artifact))
     floating = _float_model(ov, source, work)
     by_name = {op.get_friendly_name(): op for op in floating.get_ordered_ops()}
-    candidates = [
-        op
-        for op in quantized.get_ordered_ops()
-        if op.get_type_name() in _QUANTIZABLE
-        and op.get_friendly_name() in by_name
-        # an op that already feeds a model output gets no second Result, which would shift the indices
-        and not any(t.get_node().get_type_name() == "Result" for t in op.output(0).get_target_inputs())
-    ]
+    candidates = [op for op in quantized.get_ordered_ops() if op.get_type_name() in _QUANTIZABLE and op.get_friendly_name() in by_name]
     if not candidates:
         return []
     names = [op.get_friendly_name() for op in candidates]
-    q_first, f_first = len(quantized.outputs), len(floating.outputs)  # added outputs come after the model's own
-    quantized.add_outputs([op.output(0) for op in candidates])
-    floating.add_outputs([by_name[n].output(0) for n in names])
+    # The activation inputs of each candidate (not weights), in the float model: NNCF quantizes these.
+    feeds = {n: [v for v in by_name[n].input_values() if not _is_constant(v.get_node())] for n in names}
+    feed_keys = list(dict.fromkeys(_key(v) for n in names for v in feeds[n]))
+    feed_outputs = {_key(v): v for n in names for v in feeds[n]}
+    q_at = _expose(quantized, [(n, 0) for n in names])
+    f_at = _expose(floating, [(n, 0) for n in names])
+    feed_at = _expose(floating, feed_keys, [feed_outputs[k] for k in feed_keys])
     config = {"INFERENCE_PRECISION_HINT": "f32"}
     q_compiled, f_compiled = core.compile_model(quantized, "CPU", config), core.compile_model(floating, "CPU", config)
     shape = [d.get_length() if d.is_static else None for d in floating.inputs[0].get_partial_shape()]
     refs: dict[str, list] = {n: [] for n in names}
     gots: dict[str, list] = {n: [] for n in names}
-    for x in quant.samples(shape, limit=16):
+    probe_range = _Ranges(len(feed_keys))
+    for x in quant.probe_samples(shape, limit=PROBE_SAMPLES):
         q_res, f_res = q_compiled(x), f_compiled(x)
-        for k, n in enumerate(names):
-            gots[n].append(q_res[q_first + k])
-            refs[n].append(f_res[f_first + k])
+        for n, qi, fi in zip(names, q_at, f_at):
+            gots[n].append(q_res[qi])
+            refs[n].append(f_res[fi])
+        probe_range.add(f_res[i] for i in feed_at)
+    calib_range = _Ranges(len(feed_keys))
+    if quant.probe is not None:
+        for x in quant.samples(shape):
+            f_res = f_compiled(x)
+            calib_range.add(f_res[i] for i in feed_at)
     sqnr = {n: sqnr_db(np.concatenate(refs[n]).ravel(), np.concatenate(gots[n]).ravel()) for n in names}
     rows = []
     for op in candidates:
+        n = op.get_friendly_name()
         upstream = _upstream_sqnr(op, sqnr)
-        loss = (upstream if upstream is not None else 100.0) - sqnr[op.get_friendly_name()]
+        loss = (upstream if upstream is not None else 100.0) - sqnr[n]
+        ratio = None
+        if quant.probe is not None and feeds[n]:
+            idx = [feed_keys.index(_key(v)) for v in feeds[n]]
+            ratio = max(clip_ratio(calib_range.get(i), probe_range.get(i)) for i in idx)
         # Stored as the SQNR this layer alone would leave: lower is worse, like the other formats.
-        rows.append(LayerError(op.get_friendly_name(), op.get_type_name(), 100.0 - max(loss, 0.0)))
+        rows.append(LayerError(n, op.get_type_name(), 100.0 - max(loss, 0.0), ratio))
     return sorted(rows, key=lambda e: e.sqnr_db)
+
+
+PROBE_SAMPLES = 16  # eval samples the per-layer comparison runs on
+
+
+class _Ranges:
+    """Running (min, max) of several tensors."""
+
+    def __init__(self, count: int) -> None:
+        self.lo = np.full(count, np.inf)
+        self.hi = np.full(count, -np.inf)
+
+    def add(self, arrays) -> None:
+        for i, a in enumerate(arrays):
+            self.lo[i] = min(self.lo[i], float(np.min(a)))
+            self.hi[i] = max(self.hi[i], float(np.max(a)))
+
+    def get(self, i: int) -> tuple[float, float]:
+        return float(self.lo[i]), float(self.hi[i])
+
+
+def _expose(model, keys: list[tuple[str, int]], values=None) -> list[int]:
+    """Make each (op name, port) a model output, unless it already is one; returns their output indices."""
+    if values is None:
+        ops = {op.get_friendly_name(): op for op in model.get_ordered_ops()}
+        values = [ops[name].output(port) for name, port in keys]
+    def fed() -> dict[tuple[str, int], int]:  # model.outputs are Results: key them by what feeds them
+        return {_key(o.get_node().input_value(0)): i for i, o in enumerate(model.outputs)}
+
+    have = fed()
+    missing = [v for k, v in zip(keys, values) if k not in have]
+    if missing:
+        model.add_outputs(missing)
+        have = fed()
+    return [have[k] for k in keys]
+
+
+def _key(value) -> tuple[str, int]:
+    return value.get_node().get_friendly_name(), value.get_index()
+
+
+def _is_constant(node) -> bool:
+    """A weight: a Constant, possibly behind Convert/Reshape/Transpose (decompression, layout)."""
+    while node.get_type_name() in ("Convert", "Reshape", "Transpose", "Unsqueeze", "Squeeze"):
+        node = node.input_value(0).get_node()
+    return node.get_type_name() == "Constant"
 
 
 def _upstream_sqnr(op, sqnr: dict[str, float]) -> float | None:

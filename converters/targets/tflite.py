@@ -39,7 +39,31 @@ def convert(source, precision: str, out_file: Path, work: Path, quant=None) -> N
         data = _convert_with_float_layers(tf, converter, precision, quant)
     else:
         data = _run(converter)
+        if precision == "int8":
+            _refuse_float_ops(data)
     out_file.write_bytes(data)
+
+
+# Ops that only move or reinterpret data; one on a float tensor is not a missing int8 kernel.
+_DATA_MOVEMENT = {"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE", "SHAPE", "CAST"}
+
+
+def _refuse_float_ops(data: bytes) -> None:
+    """The converter quietly leaves an op without an int8 kernel in float, between a dequantize and a
+    quantize, even when asked for full integer: an "int8" model that is not, which an int8-only
+    accelerator rejects. That is an error here, naming the op."""
+    from edgecv.deps import require
+
+    litert = require("ai_edge_litert.interpreter", extra="litert", purpose="inspect TFLite models")
+    interpreter = litert.Interpreter(model_content=data)
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    for op in interpreter._get_ops_details():  # noqa: SLF001 - the interpreter's only op listing
+        if op["op_name"] in _DATA_MOVEMENT:
+            continue
+        if any(i >= 0 and tensors[i]["dtype"] == np.float32 for i in op["inputs"]):
+            out = tensors[op["outputs"][0]]["name"] if len(op["outputs"]) else "?"
+            raise ConversionError(f"op {op['op_name']} (output {out!r}) has no int8 kernel in TFLite and would run in float "
+                                  "inside the int8 model; export fp16 or dynamic, or replace the op")
 
 
 def _converter(tf, saved_model: Path, precision: str, quant):
@@ -119,6 +143,7 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     """Per-layer SQNR of int8 against float, each layer fed the same quantized input (isolated error).
 
     Uses the converter's quantization debugger, so the names are the ones ``denylisted_nodes`` takes.
+    It gives no clip ratio: the debugger reports errors, not the float ranges on the eval set.
     """
     from converters.targets import LayerError
 
@@ -126,7 +151,7 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     saved_model = source.view("saved_model", work)
     converter = _converter(tf, saved_model, "int8", quant)
     shape = _input_shape(tf, saved_model)
-    samples = list(quant.samples(shape, limit=32))
+    samples = list(quant.probe_samples(shape, limit=32))
     options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"sqnr": _sqnr_metric})
     try:
         debugger = tf.lite.experimental.QuantizationDebugger(

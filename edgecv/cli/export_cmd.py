@@ -14,12 +14,16 @@ examples:
   edgecv export classifier.keras --quant int8 --calib photos/ --eval labelled/ --max-drop 0.5
   edgecv export model.onnx --to onnx,openvino --quant int8,dynamic --calib frames.npy --mean 0 --std 1
   edgecv export face.tflite --to onnx,openvino --quant int8 --calib street.mp4 --mean 127.5 --std 127.5 --json
+  edgecv export face.tflite --to onnx,openvino --quant int8 --calib street.mp4 --eval faces/ \
+      --spec blazeface-short-range --max-drop 5 --mean 127.5 --std 127.5
 
 --calib and --eval take a folder of images, a video (sampled evenly) or a .npy/.npz array. An --eval
 folder of class subfolders (or an .npz with 'x' and 'y') gives top-1; without labels each artifact is
 compared with the float model (top-1 agreement, output SQNR, cosine). An int8 artifact that loses more
 than --max-drop points (or, for outputs that are not class scores, falls below --min-sqnr) is rebuilt
-with the layers that cause the loss kept in float. OUT/report.{json,md,png} describe the run.
+with the layers that cause the loss kept in float. For a detector, --spec (a built-in name or a YAML
+detector spec) makes the gate compare detections: --max-drop is then in points of detection F1 against
+the float model on the --eval images. OUT/report.{json,md,png} describe the run.
 """
 
 
@@ -42,8 +46,9 @@ def add_parser(sub) -> None:
                    help=f"comma-separated precisions: {precision_choices} (default: none,fp16)")
     p.add_argument("--calib", type=Path, help="calibration data for int8: image folder, video, .npy or .npz")
     p.add_argument("--eval", type=Path, dest="eval_data", help="evaluation data; class subfolders or .npz labels give top-1")
-    p.add_argument("--max-drop", type=float, help="accuracy budget in top-1 points for quantized artifacts (default 1.0)")
+    p.add_argument("--max-drop", type=float, help="accuracy budget for quantized artifacts, in points of top-1 (or of detection F1 with --spec; default 1.0)")
     p.add_argument("--min-sqnr", type=float, help="output SQNR floor in dB for models without class scores (default 20)")
+    p.add_argument("--spec", help="detector spec (built-in name or YAML file): judge quantized artifacts on their detections")
     p.add_argument("--out", type=Path, default=Path("export"), help="output folder (default: ./export)")
     p.add_argument("--name", help="artifact file stem (default: the model's file name)")
     p.add_argument("--input-shape", type=shape, help="fix dynamic input dims, e.g. 1,224,224,3")
@@ -54,7 +59,8 @@ def add_parser(sub) -> None:
     q.add_argument("--calibration", choices=CALIBRATION_METHODS, default="minmax", help="ONNX activation calibration (default minmax)")
     q.add_argument("--io-type", choices=IO_TYPES, default="float", help="TFLite int8 model inputs/outputs (default float)")
     q.add_argument("--no-fallback", action="store_true", help="do not keep failing layers in float")
-    q.add_argument("--fallback-ranking", choices=FALLBACK_RANKINGS, default="error", help="how culprit layers are found (default error)")
+    q.add_argument("--fallback-ranking", choices=FALLBACK_RANKINGS, default="auto",
+                   help="how culprit layers are found: clipping against the eval set, per-layer error, or leave-one-out (default auto)")
     q.add_argument("--samples", type=int, default=8, help="sample inputs used to check float artifacts (default 8)")
     add_preprocess_options(p)
     p.set_defaults(run=run)
@@ -90,6 +96,7 @@ def run(args) -> int:
         labels=read_labels(args.labels),
         input_shape=args.input_shape,
         layout=args.layout,
+        detector=args.spec,
         options=ExportOptions(samples=args.samples, quant=quant),
         progress=not args.json,
     )

@@ -13,7 +13,7 @@ from converters.quant import QuantOptions, fit_layout, parse_precisions
 from edgecv.errors import ConfigError, InputError
 from edgecv.manifest import Preprocess
 from edgecv.model import load
-from tests.conftest import make_outlier_onnx
+from tests.conftest import build_outlier_keras, make_outlier_onnx
 
 FAST = ExportOptions(bench_runs=0)
 CENTERED = Preprocess(mean=(127.5,), std=(127.5,))
@@ -127,6 +127,65 @@ def test_fallback_keeps_the_culprit_layer_in_float(fmt, pixels, tmp_path):
     assert a.scores.agreement == 1.0
     manifest = json.loads(a.path.with_name(a.path.name + ".json").read_text())
     assert manifest["quantization"]["float_layers"] == ["conv"]
+
+
+def test_tflite_fallback_denylists_the_culprit_layer(pixels, tmp_path):
+    model = build_outlier_keras()
+    plain = export(model, to="tflite", quant="int8", calib=pixels, out=tmp_path / "plain", preprocess=CENTERED,
+                   options=ExportOptions(bench_runs=0, quant=QuantOptions(fallback=False)))
+    assert not plain.ok and "agrees with the source" in plain.artifacts[0].reason
+
+    report = export(model, to="tflite", quant="int8", calib=pixels, out=tmp_path / "fixed", preprocess=CENTERED, options=FAST)
+    a = report.artifacts[0]
+    assert a.status == "passed", a.reason
+    kept = a.fallback["kept"]
+    assert "outlier" in kept[0]  # the culprit conv's output tensor ranks first
+    assert a.scores.agreement == 1.0
+    # Only the kept layers run in float: every other op of the artifact is still int8.
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(str(a.path))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+    float_ops = [op["op_name"] for op in interpreter._get_ops_details()
+                 if op["op_name"] not in ("QUANTIZE", "DEQUANTIZE") and any(tensors[i]["dtype"] == np.float32 for i in op["inputs"] if i >= 0)]
+    assert len(float_ops) == len(kept) and float_ops[0] == "CONV_2D", (float_ops, kept)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "openvino"])
+def test_clipping_ranks_first_the_layer_whose_eval_activations_leave_the_calibrated_range(fmt, tmp_path):
+    """Calibrated on dark images and judged on bright ones, activations run far past their calibrated
+    ranges; the auto ranking measures that and ranks by it."""
+    from converters.report import format_text
+
+    rng = np.random.default_rng(1)
+    dark = np.broadcast_to(rng.integers(0, 40, (32, 1, 1, 3), dtype=np.uint8), (32, 8, 8, 3))
+    bright = np.broadcast_to(rng.integers(100, 256, (48, 1, 1, 3), dtype=np.uint8), (48, 8, 8, 3))
+    src = make_outlier_onnx(tmp_path / "outlier.onnx")
+    report = export(src, to=fmt, quant="int8", calib=dark, eval_data=bright, out=tmp_path / "out",
+                    preprocess=Preprocess(mean=(0,), std=(255,)), options=FAST)
+    a = report.artifacts[0]
+    assert a.status == "passed", a.reason
+    assert a.fallback["ranking_method"] == "auto"
+    ratios = [row["clip_ratio"] for row in a.fallback["ranking"]]
+    assert ratios[0] > 3.0  # pixels up to 255 against a calibrated 39: about 6.5x
+    clipped = [r for r in ratios if r >= 1.5]  # ranked by clip ratio first, the rest by error after
+    assert ratios[: len(clipped)] == sorted(clipped, reverse=True)
+    assert "eval activations reach" in format_text(report)
+
+
+def test_an_op_without_an_int8_kernel_is_refused_with_its_name(pixels, tmp_path):
+    import keras
+
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 1)(inp)
+    x = keras.layers.Lambda(lambda t: keras.ops.sin(t), name="wave")(x)
+    model = keras.Model(inp, keras.layers.GlobalAveragePooling2D()(x))
+    report = export(model, to="tflite", quant="int8", calib=pixels, out=tmp_path / "out", options=FAST)
+    a = report.artifacts[0]
+    assert a.status == "failed" and a.path is None
+    assert a.reason.startswith("op SIN (output ") and "wave" in a.reason and "no int8 kernel" in a.reason
+    assert "\n" not in a.reason
+    assert not list((tmp_path / "out").rglob("*.tflite"))
 
 
 def test_without_calibration_int8_is_refused(tiny_onnx, tmp_path):
