@@ -66,7 +66,7 @@ class QuantOptions:
     calibration: str = "minmax"  # ONNX Runtime: minmax | entropy | percentile
     percentile: float = 99.999
     per_channel: bool = True
-    # ONNX activations/weights: u8s8 measured faster than s8s8 on x86-64 AVX2 (benchmarks/ptq_onnx_types.py).
+    # ONNX activations/weights: u8s8 measured faster than s8s8 on x86-64 AVX2 (benchmarks/ptq_mnist.py, part 4).
     onnx_activation_type: str = "uint8"
     onnx_weight_type: str = "int8"
     # 7-bit weights: uint8 x int8 kernels on CPUs without VNNI (AVX2) saturate their 16-bit sums; on
