@@ -1,0 +1,145 @@
+"""Anchor-based SSD heads decoded as MediaPipe's ``TensorsToDetectionsCalculator`` does (BlazeFace ...).
+
+Outputs: boxes ``[1, A, num_coords]`` (box, then keypoints) and scores ``[1, A, C]`` (or ``[1, A]``), told
+apart by their last dimension. Per anchor (cx, cy, w, h) the box coder gives
+``x = raw_x / x_scale * w + cx``, ``w = raw_w / w_scale * w`` (or ``exp(raw_w / w_scale) * w``).
+
+Example:
+    >>> from edgecv.detection.anchors import SsdAnchorOptions
+    >>> anchors = SsdAnchorOptions(input_size_height=8, input_size_width=8, min_scale=0.5, max_scale=0.5,
+    ...     num_layers=1, strides=(8,), interpolated_scale_aspect_ratio=0.0, fixed_anchor_size=True)
+    >>> dec = SsdAnchorsDecoder(anchors=anchors, reverse_output_order=True, x_scale=8, y_scale=8,
+    ...     w_scale=8, h_scale=8, sigmoid_score=True)
+    >>> det = dec.decode([np.array([[[0, 0, 4, 4]]], np.float32), np.zeros((1, 1, 1), np.float32)],
+    ...     input_size=(8, 8))
+    >>> det.xyxy.tolist(), det.confidence.tolist()
+    ([[2.0, 2.0, 6.0, 6.0]], [0.5])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Sequence
+
+import numpy as np
+
+from edgecv.detection._config import check, from_mapping, to_plain
+from edgecv.detection.anchors import SsdAnchorOptions, generate_anchors
+from edgecv.detection.decoders.base import check_input_size, check_outputs, describe
+from edgecv.detection.detections import Detections
+from edgecv.errors import InputError
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """A logistic function that does not overflow for large negative logits."""
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+@dataclass(frozen=True)
+class SsdAnchorsDecoder:
+    """Options named as in MediaPipe's ``TensorsToDetectionsCalculatorOptions``.
+
+    ``num_coords`` defaults to what the box and keypoints need. ``reverse_output_order`` means boxes are
+    (x, y, w, h) and keypoints (x, y); otherwise (y, x, h, w) and (y, x). Scores go through a sigmoid when
+    ``sigmoid_score``, after clipping to +-``score_clipping_thresh`` when set.
+    """
+
+    name: ClassVar[str] = "ssd_anchors"
+
+    anchors: SsdAnchorOptions
+    num_coords: int | None = None
+    box_coord_offset: int = 0
+    keypoint_coord_offset: int = 4
+    num_keypoints: int = 0
+    num_values_per_keypoint: int = 2
+    reverse_output_order: bool = False
+    x_scale: float = 1.0
+    y_scale: float = 1.0
+    w_scale: float = 1.0
+    h_scale: float = 1.0
+    apply_exponential_on_box_size: bool = False
+    sigmoid_score: bool = False
+    score_clipping_thresh: float | None = None
+    min_score_thresh: float | None = None
+    _anchors: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        w = self.name
+        for s in ("x_scale", "y_scale", "w_scale", "h_scale"):
+            check(getattr(self, s) > 0, f"{w}.{s}", "a positive number", getattr(self, s))
+        check(self.num_keypoints >= 0, f"{w}.num_keypoints", "0 or more", self.num_keypoints)
+        check(self.num_values_per_keypoint >= 2, f"{w}.num_values_per_keypoint", "2 or more",
+              self.num_values_per_keypoint)
+        check(self.box_coord_offset >= 0, f"{w}.box_coord_offset", "0 or more", self.box_coord_offset)
+        need = self.box_coord_offset + 4
+        if self.num_keypoints:
+            need = max(need, self.keypoint_coord_offset + self.num_keypoints * self.num_values_per_keypoint)
+        if self.num_coords is None:
+            object.__setattr__(self, "num_coords", need)
+        check(self.num_coords >= need, f"{w}.num_coords", f"at least {need} (box and keypoints)", self.num_coords)
+        if self.score_clipping_thresh is not None:
+            check(self.score_clipping_thresh > 0, f"{w}.score_clipping_thresh", "a positive number or null",
+                  self.score_clipping_thresh)
+        object.__setattr__(self, "_anchors", generate_anchors(self.anchors))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any] | None) -> SsdAnchorsDecoder:
+        return from_mapping(cls, data, cls.name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+    @property
+    def num_anchors(self) -> int:
+        return len(self._anchors)
+
+    def _find(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        a, c = self.num_anchors, self.num_coords
+        boxes = [o for o in outputs if o.ndim == 3 and o.shape[1] == a and o.shape[2] == c]
+        scores = [o for o in outputs if o.ndim in (2, 3) and o.shape[1] == a and not any(o is b for b in boxes)]
+        if len(boxes) != 1 or len(scores) != 1:
+            raise InputError(f"{self.name}: expected outputs [1,{a},{c}] (boxes) and [1,{a},C] (scores), "
+                             f"got {describe(outputs)}")
+        return boxes[0], scores[0]
+
+    def decode(self, outputs: Sequence[np.ndarray], *, input_size: tuple[int, int]) -> Detections:
+        """Detections in input pixels for one image; keypoints ``[N, K, 2]`` (x, y) in ``data["keypoints"]``."""
+        height, width = check_input_size(self.name, input_size)
+        raw_boxes, raw_scores = self._find(check_outputs(self.name, outputs))
+        raw = raw_boxes[0].astype(np.float64)
+        anchors = self._anchors.astype(np.float64)
+        ax, ay, aw, ah = anchors.T
+        o = self.box_coord_offset
+        if self.reverse_output_order:
+            x, y, w, h = raw[:, o], raw[:, o + 1], raw[:, o + 2], raw[:, o + 3]
+        else:
+            y, x, h, w = raw[:, o], raw[:, o + 1], raw[:, o + 2], raw[:, o + 3]
+        cx = x / self.x_scale * aw + ax
+        cy = y / self.y_scale * ah + ay
+        if self.apply_exponential_on_box_size:
+            w, h = np.exp(w / self.w_scale) * aw, np.exp(h / self.h_scale) * ah
+        else:
+            w, h = w / self.w_scale * aw, h / self.h_scale * ah
+        xyxy = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
+
+        scores = raw_scores[0].reshape(self.num_anchors, -1).astype(np.float64)
+        if self.score_clipping_thresh is not None:
+            scores = np.clip(scores, -self.score_clipping_thresh, self.score_clipping_thresh)
+        if self.sigmoid_score:
+            scores = sigmoid(scores)
+        class_id = scores.argmax(axis=1)
+        confidence = scores[np.arange(self.num_anchors), class_id]
+
+        data = {}
+        if self.num_keypoints:
+            k, v, ko = self.num_keypoints, self.num_values_per_keypoint, self.keypoint_coord_offset
+            kp = raw[:, ko : ko + k * v].reshape(-1, k, v)
+            kx, ky = (kp[..., 0], kp[..., 1]) if self.reverse_output_order else (kp[..., 1], kp[..., 0])
+            kx = (kx / self.x_scale * aw[:, None] + ax[:, None]) * width
+            ky = (ky / self.y_scale * ah[:, None] + ay[:, None]) * height
+            data["keypoints"] = np.stack([kx, ky], axis=-1).astype(np.float32)
+        det = Detections(xyxy=xyxy, confidence=confidence, class_id=class_id.astype(np.int64), data=data)
+        if self.min_score_thresh is not None:
+            det = det[det.confidence >= self.min_score_thresh]
+        return det

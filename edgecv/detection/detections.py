@@ -1,0 +1,222 @@
+"""The one detection type: boxes, scores, classes, optional track ids and per-detection extras.
+
+Example:
+    >>> import numpy as np
+    >>> det = Detections(xyxy=np.array([[0, 0, 10, 10], [5, 5, 20, 20]]), confidence=[0.9, 0.4], class_id=[1, 2])
+    >>> len(det), det[det.confidence > 0.5].class_id.tolist()
+    (2, [1])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+from edgecv.detection.boxes import xywh_to_xyxy, xyxy_to_xywh
+from edgecv.errors import InputError
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(str(d) for d in shape) + "]"
+
+
+def _real(name: str, value: Any, dtype: type, shape_tail: tuple[int, ...]) -> np.ndarray:
+    a = np.asarray(value)
+    if a.size == 0 and a.ndim <= 1 + len(shape_tail):
+        a = a.reshape((0,) + shape_tail)  # [] and np.zeros(0) are both fine for an empty set
+    if a.dtype.kind not in "iuf":
+        raise InputError(f"Detections.{name}: expected a real-number array, got dtype {a.dtype}")
+    if a.ndim != 1 + len(shape_tail) or a.shape[1:] != shape_tail:
+        want = _shape(("N",) + shape_tail)  # type: ignore[arg-type]
+        raise InputError(f"Detections.{name}: expected shape {want}, got {_shape(a.shape)}")
+    if a.dtype.kind == "f" and not np.isfinite(a).all():
+        raise InputError(f"Detections.{name}: expected finite values, got NaN or inf")
+    return a.astype(dtype, copy=False)
+
+
+def _integer(name: str, value: Any, n: int) -> np.ndarray:
+    a = np.asarray(value)
+    if a.size == 0 and a.ndim <= 1:
+        a = a.reshape(0).astype(np.int64)
+    if a.dtype.kind not in "iu":
+        raise InputError(f"Detections.{name}: expected an integer array, got dtype {a.dtype}")
+    if a.shape != (n,):
+        raise InputError(f"Detections.{name}: expected shape [{n}], got {_shape(a.shape)}")
+    return a.astype(np.int64, copy=False)
+
+
+@dataclass(frozen=True, eq=False)
+class Detections:
+    """Detections in one image, in pixels.
+
+    ``xyxy`` float32 ``[N, 4]``, ``confidence`` float32 ``[N]``, ``class_id`` int64 ``[N]``, ``tracker_id``
+    int64 ``[N]`` or None, and ``data``: extra per-detection arrays whose first dimension is N (for example
+    ``keypoints [N, K, 2]``). Arrays are checked and converted on construction; nothing in edgecv changes
+    them afterwards: every operation returns a new object.
+    """
+
+    xyxy: np.ndarray
+    confidence: np.ndarray
+    class_id: np.ndarray
+    tracker_id: np.ndarray | None = None
+    data: Mapping[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        xyxy = _real("xyxy", self.xyxy, np.float32, (4,))
+        n = len(xyxy)
+        confidence = _real("confidence", self.confidence, np.float32, ())
+        if len(confidence) != n:
+            raise InputError(f"Detections.confidence: expected shape [{n}] (one per box), got [{len(confidence)}]")
+        class_id = _integer("class_id", self.class_id, n)
+        tracker_id = None if self.tracker_id is None else _integer("tracker_id", self.tracker_id, n)
+        if not isinstance(self.data, Mapping):
+            raise InputError(f"Detections.data: expected a dict of arrays, got {type(self.data).__name__}")
+        data = {}
+        for key, value in self.data.items():
+            a = np.asarray(value)
+            if not isinstance(key, str):
+                raise InputError(f"Detections.data: expected string keys, got {key!r}")
+            if a.ndim == 0 or len(a) != n:
+                raise InputError(f"Detections.data[{key!r}]: expected first dimension {n}, got shape {_shape(a.shape)}")
+            data[key] = a
+        object.__setattr__(self, "xyxy", xyxy)
+        object.__setattr__(self, "confidence", confidence)
+        object.__setattr__(self, "class_id", class_id)
+        object.__setattr__(self, "tracker_id", tracker_id)
+        object.__setattr__(self, "data", data)
+
+    @classmethod
+    def empty(cls) -> Detections:
+        """No detections.
+
+        Example:
+            >>> len(Detections.empty())
+            0
+        """
+        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, np.int64))
+
+    def __len__(self) -> int:
+        return len(self.xyxy)
+
+    def __repr__(self) -> str:
+        extra = f", data={sorted(self.data)}" if self.data else ""
+        tracked = ", tracked" if self.tracker_id is not None else ""
+        return f"Detections(n={len(self)}{tracked}{extra})"
+
+    def __getitem__(self, index: Any) -> Detections:
+        """A new Detections from a boolean mask ``[N]``, an integer array, a slice or one integer."""
+        n = len(self)
+        if isinstance(index, slice):
+            index = np.arange(n)[index]
+        idx = np.asarray(index)
+        if idx.ndim == 0:
+            idx = idx.reshape(1)
+        if idx.dtype == bool:
+            if idx.shape != (n,):
+                raise InputError(f"Detections mask: expected shape [{n}], got {_shape(idx.shape)}")
+        elif idx.size == 0:
+            idx = idx.astype(np.int64)
+        elif idx.dtype.kind in "iu" and idx.ndim == 1:
+            if idx.max() >= n or idx.min() < -n:
+                raise InputError(f"Detections index: expected indices in [-{n}, {n}), got {idx.min()}..{idx.max()}")
+        else:
+            got = f"{idx.dtype} {_shape(idx.shape)}"
+            raise InputError(f"Detections index: expected a boolean mask, integer array or slice, got {got}")
+        # Fancy indexing copies, so the result never shares memory with this object.
+        return Detections(
+            xyxy=self.xyxy[idx],
+            confidence=self.confidence[idx],
+            class_id=self.class_id[idx],
+            tracker_id=None if self.tracker_id is None else self.tracker_id[idx],
+            data={k: v[idx] for k, v in self.data.items()},
+        )
+
+    @staticmethod
+    def merge(items: Iterable[Detections]) -> Detections:
+        """Concatenate several Detections. Non-empty ones must agree on ``data`` keys and on tracking.
+
+        Example:
+            >>> one = Detections(np.array([[0, 0, 1, 1]]), [0.5], [0])
+            >>> len(Detections.merge([one, Detections.empty(), one]))
+            2
+        """
+        items = list(items)
+        for d in items:
+            if not isinstance(d, Detections):
+                raise InputError(f"Detections.merge: expected Detections, got {type(d).__name__}")
+        full = [d for d in items if len(d)]
+        if not full:
+            return items[0] if items else Detections.empty()
+        keys = set(full[0].data)
+        tracked = full[0].tracker_id is not None
+        for d in full[1:]:
+            if set(d.data) != keys:
+                want, got = sorted(keys), sorted(d.data)
+                raise InputError(f"Detections.merge: expected data keys {want} in every item, got {got}")
+            if (d.tracker_id is not None) != tracked:
+                raise InputError("Detections.merge: expected tracker_id in all items or in none, got a mix")
+        return Detections(
+            xyxy=np.concatenate([d.xyxy for d in full]),
+            confidence=np.concatenate([d.confidence for d in full]),
+            class_id=np.concatenate([d.class_id for d in full]),
+            tracker_id=np.concatenate([d.tracker_id for d in full]) if tracked else None,
+            data={k: np.concatenate([d.data[k] for d in full]) for k in keys},
+        )
+
+    def to_coco(self, *, image_id: int = 0) -> list[dict[str, Any]]:
+        """COCO results: ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}`` per detection.
+
+        ``data["keypoints"] [N, K, 2]`` is written as COCO's flat ``[x, y, v] * K`` with v = 2 (visible).
+
+        Example:
+            >>> Detections(np.array([[1, 2, 4, 6]]), [0.5], [3]).to_coco(image_id=7)
+            [{'image_id': 7, 'category_id': 3, 'bbox': [1.0, 2.0, 3.0, 4.0], 'score': 0.5}]
+        """
+        bbox = xyxy_to_xywh(self.xyxy.astype(np.float64)).tolist()
+        kps = self.data.get("keypoints")
+        out = []
+        for i in range(len(self)):
+            item = {
+                "image_id": image_id,
+                "category_id": int(self.class_id[i]),
+                "bbox": bbox[i],
+                "score": float(self.confidence[i]),
+            }
+            if kps is not None and kps.ndim == 3 and kps.shape[2] == 2:
+                flat = np.concatenate([kps[i].astype(np.float64), np.full((kps.shape[1], 1), 2.0)], axis=1)
+                item["keypoints"] = flat.ravel().tolist()
+            out.append(item)
+        return out
+
+    @classmethod
+    def from_coco(cls, items: Sequence[Mapping[str, Any]], *, image_id: int | None = None) -> Detections:
+        """Detections from COCO results or annotations (``score`` defaults to 1.0 for ground truth).
+
+        With ``image_id``, only that image's entries are read.
+
+        Example:
+            >>> Detections.from_coco([{"bbox": [1, 2, 3, 4], "category_id": 3}]).xyxy.tolist()
+            [[1.0, 2.0, 4.0, 6.0]]
+        """
+        rows = [r for r in items if image_id is None or r.get("image_id") == image_id]
+        if not rows:
+            return cls.empty()
+        for i, r in enumerate(rows):
+            if not isinstance(r, Mapping) or "bbox" not in r or "category_id" not in r:
+                raise InputError(f"from_coco item {i}: expected a dict with 'bbox' and 'category_id', got {r!r:.80}")
+            if len(r["bbox"]) != 4:
+                raise InputError(f"from_coco item {i}: expected bbox [x, y, w, h], got {r['bbox']!r}")
+        data = {}
+        if all("keypoints" in r for r in rows):
+            kps = [np.asarray(r["keypoints"], np.float32).reshape(-1, 3)[:, :2] for r in rows]
+            if len({k.shape for k in kps}) != 1:
+                raise InputError("from_coco: expected the same number of keypoints in every item")
+            data["keypoints"] = np.stack(kps)
+        return cls(
+            xyxy=xywh_to_xyxy(np.asarray([r["bbox"] for r in rows], np.float64)),
+            confidence=np.asarray([r.get("score", 1.0) for r in rows], np.float64),
+            class_id=np.asarray([int(r["category_id"]) for r in rows], np.int64),
+            data=data,
+        )
