@@ -161,8 +161,9 @@ def export(
     an iterable of arrays; ``eval_data`` with labels (class subfolders, or ``y`` in a ``.npz``) gives
     top-1. ``max_drop`` is the accuracy budget in top-1 points (default ``options.quant.max_drop``).
     ``detector`` (a built-in spec name, a YAML path, or a :class:`edgecv.detection.DetectorSpec`) marks a
-    detector: quantized artifacts are then judged on detection F1 against the float model's detections
-    on the eval set (``max_drop`` in points of F1), and the spec goes into every manifest.
+    detector: quantized artifacts are then judged on their detections against the float model's on the
+    eval set (``max_drop`` in points: F1 lost plus the mean score change of matched detections, x100),
+    and the spec goes into every manifest.
     Returns an :class:`ExportReport`; ``report.ok`` is False when any artifact failed. Bad arguments and
     bad data raise :class:`edgecv.errors.EdgeCVError` before anything is written.
     """

@@ -3,10 +3,11 @@ quantization causes the loss and rebuild with as few of them as possible kept in
 
 1. Rank the quantized layers, in the target format's own naming, by one of:
    - ``error``: each layer's output SQNR against float on eval samples, from the format's own tools;
-   - ``clipping``: first the layers whose float activations on the eval set reach well past their range
-     on the calibration set (clip ratio >= 1.5, largest first): calibrated on data unlike the eval set,
-     their quantizers clip exactly the values that matter (a face's activations, when the calibration
-     frames had no faces). Then the rest by ``error``. It needs an eval set apart from the calibration set;
+   - ``clipping``: first the layers that make the model's outputs where the format quantizes those
+     (ONNX), then the layers whose eval activations, clipped to their range on the calibration set, lose
+     the most signal (clip SQNR below 30 dB, worst first): calibrated on data unlike the eval set, their
+     quantizers clip exactly the values that matter (a face's activations, when the calibration frames
+     had no faces). Then the rest by ``error``. It needs an eval set apart from the calibration set;
    - ``auto`` (the default): ``clipping`` when there is such an eval set, else ``error``;
    - ``leave-one-out``: the gain in accuracy (or output SQNR) when only that layer is kept in float,
      over the first layers of the ``auto`` ranking.
@@ -82,24 +83,27 @@ def keep_layers_in_float(ctx, target, precision: str, plain) -> tuple[Any, dict]
     return final, info
 
 
-CLIP_SUSPECT = 1.5  # a clip ratio from which a layer is ranked by clipping rather than by error
+CLIP_SUSPECT_DB = 30.0  # clipping that leaves less signal than this ranks a layer by clipping, not error
 
 
 def rank(errors: list, method: str) -> list[str]:
-    """Layer names, most suspect first. ``errors`` are :class:`LayerError` rows (``clip_ratio`` is None
+    """Layer names, most suspect first. ``errors`` are :class:`LayerError` rows (``clip_db`` is None
     when there was no eval set apart from the calibration set).
 
     Example:
-        >>> from converters.targets import LayerError
-        >>> rows = [LayerError("a", "Conv", 12.0, 1.0), LayerError("b", "Conv", 30.0, 6.7), LayerError("c", "Conv", 20.0, 1.2)]
+        >>> from converters.targets import LayerError as E
+        >>> rows = [E("a", "Conv", 12.0, 1.0, 100.0), E("b", "Conv", 30.0, 6.7, 8.0), E("c", "Conv", 20.0, 1.2, 40.0),
+        ...         E("head", "Conv", 35.0, 1.1, 60.0, head=True)]
         >>> rank(rows, "error"), rank(rows, "clipping")
-        (['a', 'c', 'b'], ['b', 'a', 'c'])
+        (['a', 'c', 'b', 'head'], ['head', 'b', 'a', 'c'])
     """
     by_error = [e.name for e in sorted(errors, key=lambda e: e.sqnr_db)]
-    if method == "error" or not any(e.clip_ratio is not None for e in errors):
+    if method == "error" or not any(e.clip_db is not None for e in errors):
         return by_error
-    clipped = sorted((e for e in errors if (e.clip_ratio or 0) >= CLIP_SUSPECT), key=lambda e: -e.clip_ratio)
-    first = [e.name for e in clipped]
+    heads = [e.name for e in sorted((e for e in errors if e.head), key=lambda e: e.sqnr_db)]
+    clipped = sorted((e for e in errors if not e.head and e.clip_db is not None and e.clip_db < CLIP_SUSPECT_DB),
+                     key=lambda e: (e.clip_db, e.sqnr_db))
+    first = heads + [e.name for e in clipped]
     return first + [n for n in by_error if n not in first]
 
 

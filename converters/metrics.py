@@ -1,6 +1,7 @@
 """How close an artifact is to its source on the user's data: top-1 against labels, and label-free
 fidelity (top-1 agreement, output SQNR, cosine similarity) against the float model. For a detector (given
-a detector spec), detection agreement: the F1 of the artifact's detections matched to the float model's.
+a detector spec), detection agreement with the float model: the F1 of the artifact's detections matched
+to the float model's, and how far the matched detections' scores moved.
 
 The source's outputs on the eval set are computed once and kept on disk, so each artifact is compared
 chunk by chunk and memory stays bounded however large the set is.
@@ -42,8 +43,10 @@ class Scores:
     agreement: float | None = None
     sqnr_db: float | None = None
     cosine: float | None = None
-    # Detectors: F1 of this model's detections against the float source's (IoU >= 0.5, same class).
+    # Detectors: F1 of this model's detections against the float source's (IoU >= 0.5, same class), and
+    # the mean |score change| of the matched ones (a face still found, but at 0.50 instead of 0.93).
     detection_f1: float | None = None
+    score_error: float | None = None
     detections: int | None = None  # how many this model found on the eval set
 
     def to_dict(self) -> dict:
@@ -115,6 +118,7 @@ class Reference:
         signal = noise = cos_sum = None
         correct = agree = start = 0
         tp = fp = fn = found = 0
+        score_err = 0.0
         for got, ref in zip(outputs, self._stored()):
             got = [_arrange(g, r.shape[1:]) for g, r in zip(got, ref)]
             size = len(ref[0])
@@ -122,8 +126,11 @@ class Reference:
                 from edgecv.detection import match_detections
 
                 for k, dets in enumerate(_per_sample(self._detect, got)):
-                    m = match_detections(dets, self._detections[start + k], iou_threshold=DETECTION_IOU)
+                    ref_dets = self._detections[start + k]
+                    m = match_detections(dets, ref_dets, iou_threshold=DETECTION_IOU)
                     tp, fp, fn, found = tp + m.tp, fp + m.fp, fn + m.fn, found + len(dets)
+                    if m.tp:
+                        score_err += float(np.abs(dets.confidence[m.pairs[:, 0]] - ref_dets.confidence[m.pairs[:, 1]]).sum())
             if signal is None:
                 signal, noise, cos_sum = (np.zeros(len(ref)) for _ in range(3))
             for i, (g, r) in enumerate(zip(got, ref)):
@@ -151,6 +158,7 @@ class Reference:
             sqnr_db=min(sqnr),
             cosine=float(np.min(cos_sum / n)),
             detection_f1=(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0) if self._detect is not None else None,
+            score_error=(score_err / tp if tp else 0.0) if self._detect is not None else None,
             detections=found if self._detect is not None else None,
         )
 
@@ -188,11 +196,12 @@ class Verdict:
 
 
 def drop_points(reference: Reference, scores: Scores) -> float | None:
-    """Points lost against the source. Detectors: 100 x (1 - detection F1 against the source's
-    detections), when the source detects anything on the eval set. Classifiers: top-1 against labels
-    when there are some, else the share of samples whose top-1 differs from the source's. None otherwise."""
+    """Points lost against the source. Detectors, when the source detects anything on the eval set:
+    100 x (1 - detection F1 against the source's detections) plus 100 x the mean score change of the
+    matched detections. Classifiers: top-1 against labels when there are some, else the share of samples
+    whose top-1 differs from the source's. None otherwise."""
     if scores.detection_f1 is not None and reference.source_detections:
-        return 100.0 * (1.0 - scores.detection_f1)
+        return 100.0 * (1.0 - scores.detection_f1) + 100.0 * (scores.score_error or 0.0)
     if scores.top1 is not None and reference.source.top1 is not None:
         return 100.0 * (reference.source.top1 - scores.top1)
     if scores.agreement is not None:
@@ -213,8 +222,9 @@ def judge_quantized(reference: Reference, scores: Scores, *, max_drop: float, mi
     if drop <= max_drop:
         return Verdict(True, drop)
     if scores.detection_f1 is not None:
-        return Verdict(False, drop, f"detection F1 against the float model is {100 * scores.detection_f1:.1f}% "
-                                    f"({scores.detections} detections against {reference.source_detections}; max drop {max_drop:g} points)")
+        return Verdict(False, drop, f"detections lose {drop:.1f} points against the float model (max {max_drop:g}): F1 "
+                                    f"{100 * scores.detection_f1:.1f}% ({scores.detections} found, {reference.source_detections} "
+                                    f"by float), matched scores off by {100 * (scores.score_error or 0):.1f} points")
     if scores.top1 is not None and reference.source.top1 is not None:
         return Verdict(False, drop, f"top-1 {100 * scores.top1:.2f}% is {drop:.2f} points below the source (max {max_drop:g})")
     return Verdict(False, drop, f"top-1 agrees with the source on {100 * scores.agreement:.2f}% of samples (max drop {max_drop:g} points)")

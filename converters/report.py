@@ -74,8 +74,11 @@ def _fallback_summary(fallback: dict) -> str:
 def _why(row: dict) -> str:
     """``conv2d_16 (Conv): eval activations reach 6.7x their calibrated range; 15.6 dB alone``"""
     parts = []
+    if row.get("head"):
+        parts.append("makes a model output")
     if row.get("clip_ratio") is not None and row["clip_ratio"] > 1.0:
-        parts.append(f"eval activations reach {row['clip_ratio']:.1f}x their calibrated range")
+        parts.append(f"eval activations reach {row['clip_ratio']:.1f}x their calibrated range, "
+                     f"clipping leaves {row.get('clip_db', 100):.1f} dB")
     if row.get("sqnr_db") is not None and row["sqnr_db"] < 100:
         parts.append(f"{row['sqnr_db']:.1f} dB SQNR quantized alone")
     return f"{row['name']} ({row['op_type']}): " + ("; ".join(parts) or "found by the search")
@@ -89,7 +92,7 @@ def format_text(report) -> str:
     text = f"scored on {report.eval_description}\n" if report.eval_description else ""
     found = report.settings.get("source_detections")
     if found is not None:
-        text += f"detections of the float model on it: {found} (det F1: each artifact's detections matched to these)\n"
+        text += f"detections of the float model on it: {found} (drop pts: F1 points lost against these plus the mean score change of the matched detections, x100)\n"
     text += "\n" if text else ""
     text += render(headers(report), rows(report), align=ALIGN)
     for a in report.artifacts:

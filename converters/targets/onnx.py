@@ -176,7 +176,7 @@ class _Reader:
 
 def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> list:
     """Per-tensor SQNR between each QDQ'd activation and its float value in the same graph (isolated
-    quantization error), with ONNX Runtime's QDQ debugging tools, on eval samples. A node's clip ratio is
+    quantization error), with ONNX Runtime's QDQ debugging tools, on eval samples. A node's clipping is
     the worst of its activation inputs and outputs: a tensor keeps its QDQ while its producer or any
     consumer is quantized. Names are node names for ``nodes_to_exclude``."""
     import onnx
@@ -187,7 +187,7 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
         modify_model_output_intermediate_tensors,
     )
 
-    from converters.targets import LayerError, clip_ratio
+    from converters.targets import ClipMeter, LayerError
 
     prepared = _prepared(source.view("onnx", work), work)
     debug = work / "onnx-quant" / "debug"
@@ -200,50 +200,64 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
         qdq_acts = collect_activations(str(qdq_aug), _Reader(prepared, quant, limit=PROBE_SAMPLES, probe=True))
         errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
     graph = onnx.load(str(prepared)).graph
-    producers = {out: node for node in graph.node for out in node.output}
-    ratios: dict[str, float] = {}
+    weights = {i.name for i in graph.initializer}
+    meter = ClipMeter()
     if quant.probe is not None:
-        probe = {t: (float(min(np.min(a) for a in arrays)), float(max(np.max(a) for a in arrays))) for t, arrays in float_acts.items()}
-        calib = _tensor_ranges(float_aug, _Reader(prepared, quant))
-        weights = {i.name for i in graph.initializer}
-        for node in graph.node:
-            tensors = [t for t in (*node.input, *node.output) if t and t not in weights and t in probe and t in calib]
-            if tensors:
-                ratios[node.name] = max(clip_ratio(calib[t], probe[t]) for t in tensors)
+        _calib_ranges(float_aug, _Reader(prepared, quant), meter)
+        for tensor, arrays in float_acts.items():
+            for a in arrays:
+                meter.probe(tensor, a)
+    heads = _heads(graph)
     rows = []
-    for tensor, err in errors.items():
-        node = producers.get(tensor)
-        if node is None or "qdq_err" not in err or not np.isfinite(err["qdq_err"]):
+    for node in graph.node:
+        if node.op_type in SHAPE_ONLY:  # excluding a reshape changes no arithmetic
             continue
-        rows.append(LayerError(node.name, node.op_type, float(err["qdq_err"]), ratios.get(node.name)))
-    listed = {r.name for r in rows}
-    # Consumers of a clipped tensor that measured no error of their own (a Concat, a graph output's
-    # producer chain) are candidates too: excluding them is what removes the tensor's QDQ.
-    op_types = {node.name: node.op_type for node in graph.node}
-    rows += [LayerError(n, op_types[n], 100.0, r) for n, r in ratios.items() if n not in listed]
+        outputs = [t for t in node.output if t in errors and "qdq_err" in errors[t] and np.isfinite(errors[t]["qdq_err"])]
+        measured = [t for t in (*node.input, *node.output) if t and t not in weights and t in meter]
+        if not outputs and not measured:
+            continue
+        rows.append(LayerError(
+            node.name,
+            node.op_type,
+            min((float(errors[t]["qdq_err"]) for t in outputs), default=100.0),
+            max((meter.ratio(t) for t in measured), default=None),
+            min((meter.db(t) for t in measured), default=None),
+            node.name in heads,
+        ))
     return sorted(rows, key=lambda e: e.sqnr_db)
 
 
 PROBE_SAMPLES = 16  # eval samples the per-layer comparison runs on
+SHAPE_ONLY = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"}
 
 
-def _tensor_ranges(model_path: Path, reader) -> dict[str, tuple[float, float]]:
-    """(min, max) of every output of ``model_path`` (a graph with its intermediate tensors exposed) over
-    the reader's samples, kept as running values so memory stays flat."""
+def _heads(graph) -> set[str]:
+    """Nodes that make a model output: walking back from each output through shape-only ops and
+    concatenations, to the first node that computes."""
+    producers = {out: node for node in graph.node for out in node.output}
+    heads: set[str] = set()
+    stack = [o.name for o in graph.output]
+    while stack:
+        node = producers.get(stack.pop())
+        if node is None or node.name in heads:
+            continue
+        heads.add(node.name)
+        if node.op_type in SHAPE_ONLY or node.op_type == "Concat":
+            stack.extend(t for t in node.input if t)
+    return heads
+
+
+def _calib_ranges(model_path: Path, reader, meter) -> None:
+    """Feed ``meter`` every intermediate tensor of ``model_path`` (a graph with them exposed) on the
+    calibration samples, one sample at a time so memory stays flat."""
     import onnxruntime as ort
     from onnxruntime.quantization.qdq_loss_debug import _TENSOR_SAVE_POSTFIX as saved  # the debug tools' naming
 
     session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
     tensor = {n: n[: -len(saved)] if n.endswith(saved) else n for n in names}
-    lo: dict[str, float] = {}
-    hi: dict[str, float] = {}
     for feed in reader:
         for name, value in zip(names, session.run(names, feed)):
             value = np.asarray(value)
-            if value.size == 0 or not np.issubdtype(value.dtype, np.floating):
-                continue
-            t = tensor[name]
-            lo[t] = min(lo.get(t, np.inf), float(value.min()))
-            hi[t] = max(hi.get(t, -np.inf), float(value.max()))
-    return {n: (lo[n], hi[n]) for n in lo}
+            if value.size and np.issubdtype(value.dtype, np.floating):
+                meter.calib(tensor[name], value)

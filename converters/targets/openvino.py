@@ -96,7 +96,7 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     relative to the layers feeding it. Each layer's clip ratio is that of its activation inputs, where
     NNCF puts its quantizers. Names are the op names NNCF's ignored scope takes."""
     from converters.metrics import sqnr_db
-    from converters.targets import LayerError, clip_ratio
+    from converters.targets import ClipMeter, LayerError
 
     ov = require("openvino", extra="convert", purpose="inspect OpenVINO models")
     core = ov.Core()
@@ -117,52 +117,36 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     config = {"INFERENCE_PRECISION_HINT": "f32"}
     q_compiled, f_compiled = core.compile_model(quantized, "CPU", config), core.compile_model(floating, "CPU", config)
     shape = [d.get_length() if d.is_static else None for d in floating.inputs[0].get_partial_shape()]
+    meter = ClipMeter()
+    if quant.probe is not None:  # the calibrated ranges first; then how the eval set leaves them
+        for x in quant.samples(shape):
+            f_res = f_compiled(x)
+            for k, i in zip(feed_keys, feed_at):
+                meter.calib(k, f_res[i])
     refs: dict[str, list] = {n: [] for n in names}
     gots: dict[str, list] = {n: [] for n in names}
-    probe_range = _Ranges(len(feed_keys))
     for x in quant.probe_samples(shape, limit=PROBE_SAMPLES):
         q_res, f_res = q_compiled(x), f_compiled(x)
         for n, qi, fi in zip(names, q_at, f_at):
             gots[n].append(q_res[qi])
             refs[n].append(f_res[fi])
-        probe_range.add(f_res[i] for i in feed_at)
-    calib_range = _Ranges(len(feed_keys))
-    if quant.probe is not None:
-        for x in quant.samples(shape):
-            f_res = f_compiled(x)
-            calib_range.add(f_res[i] for i in feed_at)
+        for k, i in zip(feed_keys, feed_at):
+            meter.probe(k, f_res[i])
     sqnr = {n: sqnr_db(np.concatenate(refs[n]).ravel(), np.concatenate(gots[n]).ravel()) for n in names}
     rows = []
     for op in candidates:
         n = op.get_friendly_name()
         upstream = _upstream_sqnr(op, sqnr)
         loss = (upstream if upstream is not None else 100.0) - sqnr[n]
-        ratio = None
-        if quant.probe is not None and feeds[n]:
-            idx = [feed_keys.index(_key(v)) for v in feeds[n]]
-            ratio = max(clip_ratio(calib_range.get(i), probe_range.get(i)) for i in idx)
+        measured = [_key(v) for v in feeds[n] if _key(v) in meter]
+        ratio = max((meter.ratio(k) for k in measured), default=None)
+        clip_db = min((meter.db(k) for k in measured), default=None)
         # Stored as the SQNR this layer alone would leave: lower is worse, like the other formats.
-        rows.append(LayerError(n, op.get_type_name(), 100.0 - max(loss, 0.0), ratio))
+        rows.append(LayerError(n, op.get_type_name(), 100.0 - max(loss, 0.0), ratio, clip_db))
     return sorted(rows, key=lambda e: e.sqnr_db)
 
 
 PROBE_SAMPLES = 16  # eval samples the per-layer comparison runs on
-
-
-class _Ranges:
-    """Running (min, max) of several tensors."""
-
-    def __init__(self, count: int) -> None:
-        self.lo = np.full(count, np.inf)
-        self.hi = np.full(count, -np.inf)
-
-    def add(self, arrays) -> None:
-        for i, a in enumerate(arrays):
-            self.lo[i] = min(self.lo[i], float(np.min(a)))
-            self.hi[i] = max(self.hi[i], float(np.max(a)))
-
-    def get(self, i: int) -> tuple[float, float]:
-        return float(self.lo[i]), float(self.hi[i])
 
 
 def _expose(model, keys: list[tuple[str, int]], values=None) -> list[int]:

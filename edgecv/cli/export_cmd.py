@@ -22,8 +22,8 @@ folder of class subfolders (or an .npz with 'x' and 'y') gives top-1; without la
 compared with the float model (top-1 agreement, output SQNR, cosine). An int8 artifact that loses more
 than --max-drop points (or, for outputs that are not class scores, falls below --min-sqnr) is rebuilt
 with the layers that cause the loss kept in float. For a detector, --spec (a built-in name or a YAML
-detector spec) makes the gate compare detections: --max-drop is then in points of detection F1 against
-the float model on the --eval images. OUT/report.{json,md,png} describe the run.
+detector spec) makes the gate compare detections with the float model's on the --eval images: the drop
+is the points of F1 lost plus the mean score change of matched detections (x100). OUT/report.{json,md,png} describe the run.
 """
 
 
@@ -46,7 +46,7 @@ def add_parser(sub) -> None:
                    help=f"comma-separated precisions: {precision_choices} (default: none,fp16)")
     p.add_argument("--calib", type=Path, help="calibration data for int8: image folder, video, .npy or .npz")
     p.add_argument("--eval", type=Path, dest="eval_data", help="evaluation data; class subfolders or .npz labels give top-1")
-    p.add_argument("--max-drop", type=float, help="accuracy budget for quantized artifacts, in points of top-1 (or of detection F1 with --spec; default 1.0)")
+    p.add_argument("--max-drop", type=float, help="accuracy budget for quantized artifacts, in points of top-1 (of detection agreement with --spec; default 1.0)")
     p.add_argument("--min-sqnr", type=float, help="output SQNR floor in dB for models without class scores (default 20)")
     p.add_argument("--spec", help="detector spec (built-in name or YAML file): judge quantized artifacts on their detections")
     p.add_argument("--out", type=Path, default=Path("export"), help="output folder (default: ./export)")
