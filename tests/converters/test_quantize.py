@@ -245,3 +245,56 @@ def test_eval_labels_must_fit_the_models_classes(tiny_onnx, pixels, tmp_path):
     with pytest.raises(InputError, match="eval labels go from 0 to 7 but the model has 5 classes"):
         export(tiny_onnx, to="onnx", quant="int8", calib=pixels, eval_data=tmp_path / "eval.npz", out=tmp_path / "out", preprocess=CENTERED)
     assert not any((tmp_path / "out").glob("*.onnx"))
+
+
+def _portrait_closeups(count: int) -> np.ndarray:
+    """Close-ups of matplotlib's sample portrait (a face MediaPipe's golden image does not show), at
+    several scales, flipped and lit differently: 128x128 uint8 RGB."""
+    cv2 = pytest.importorskip("cv2")
+    from matplotlib import cbook
+
+    portrait = cv2.cvtColor(cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))), cv2.COLOR_BGR2RGB)
+    padded = cv2.copyMakeBorder(portrait, 400, 400, 400, 400, cv2.BORDER_REFLECT)
+    out = []
+    for k in range(count):
+        side = int(230 / (0.35 + 0.4 * (k % 5) / 4))  # the face fills 35..75% of the frame
+        cx, cy = 660 + 10 * (k % 3 - 1), 650 + 10 * (k % 4 - 2)
+        image = cv2.resize(padded[cy - side // 2 : cy + side // 2, cx - side // 2 : cx + side // 2], (128, 128), interpolation=cv2.INTER_AREA)
+        image = image[:, ::-1] if k % 2 else image
+        out.append(np.clip(image.astype(np.float32) * (0.8 + 0.05 * (k % 7)), 0, 255).astype(np.uint8))
+    return np.stack(out)
+
+
+def test_blazeface_int8_finds_the_golden_face_again(shared_data, tmp_path):
+    """The issue's real failure: calibrated on street frames with no face, int8 BlazeFace loses faces.
+    Gated on face images, edgecv finds the clipped layer, keeps it in float, and the face on MediaPipe's
+    golden image (never seen in calibration or eval) is found again."""
+    cv2 = pytest.importorskip("cv2")
+    from edgecv.detection import load_spec, match_detections
+
+    spec = load_spec("blazeface-short-range")
+    src = shared_data / "models" / "face_detection_short_range.tflite"
+    np.save(tmp_path / "faces.npy", _portrait_closeups(40))
+    common = dict(to="openvino", quant="int8", calib=shared_data / "video" / "vtest.avi", eval_data=tmp_path / "faces.npy",
+                  detector=spec, max_drop=5.0, preprocess=CENTERED)
+    plain = export(src, out=tmp_path / "plain", options=ExportOptions(bench_runs=0, quant=QuantOptions(fallback=False)), **common)
+    assert not plain.ok and plain.artifacts[0].reason.startswith("detections lose")
+    report = export(src, out=tmp_path / "fixed", options=FAST, **common)
+    a = report.artifacts[0]
+    assert a.status == "passed", a.reason
+    assert a.drop <= 5.0 < plain.artifacts[0].drop
+    why = a.fallback["why"]
+    assert 1 <= len(why) <= 2 and all(w["op_type"] == "Convolution" and w["clip_db"] < 15 for w in why)
+    manifest = json.loads(a.path.with_name(a.path.name + ".json").read_text())
+    assert manifest["detector"]["name"] == "blazeface-short-range"
+
+    golden = cv2.cvtColor(cv2.imread(str(shared_data / "models" / "blazeface_golden" / "sergey.png")), cv2.COLOR_BGR2RGB)
+    x = ((cv2.resize(golden, (128, 128)).astype(np.float32) - 127.5) / 127.5)[None]
+    float_face = spec.detect(load(src).run(x), input_size=(128, 128))
+    faces = {}
+    for name, path in (("plain", plain.artifacts[0].path), ("fixed", a.path)):
+        faces[name] = spec.detect(load(path, float_io=True).run(x), input_size=(128, 128))
+    assert len(float_face) == 1 and float_face.confidence[0] > 0.9
+    assert len(faces["plain"]) == 0 or faces["plain"].confidence.max() < 0.6  # plain int8 loses the face
+    assert len(faces["fixed"]) == 1 and abs(faces["fixed"].confidence[0] - float_face.confidence[0]) < 0.05
+    assert match_detections(faces["fixed"], float_face, iou_threshold=0.8).tp == 1
