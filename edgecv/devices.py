@@ -14,6 +14,7 @@ from typing import Any
 
 from edgecv.errors import ConfigError
 from edgecv.formats import FORMATS
+from edgecv.yamlfile import names_in, read_named_yaml
 
 PROFILE_DIR = Path(__file__).resolve().parents[1] / "devices"
 _REQUIRED = ("name", "description", "arch", "runtimes", "formats", "precisions")
@@ -31,22 +32,12 @@ class DeviceProfile:
 
 
 def profile_names(folder: Path = PROFILE_DIR) -> list[str]:
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    return names_in(folder)
 
 
 def load_profile(name_or_path: str | Path, folder: Path = PROFILE_DIR) -> DeviceProfile:
     """Load and validate a profile by name (a file in ``devices/``) or by path."""
-    import yaml
-
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = folder / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"unknown device {name_or_path!r}; known devices: {', '.join(profile_names(folder)) or 'none'}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read device profile {path}: {str(exc).splitlines()[0]}") from None
+    path, data = read_named_yaml(name_or_path, folder=folder, kind="device profile", listing="known devices")
     if not isinstance(data, dict):
         raise ConfigError(f"device profile {path}: expected a mapping, got {type(data).__name__}")
     missing = [k for k in _REQUIRED if k not in data]

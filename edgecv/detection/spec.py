@@ -27,6 +27,7 @@ from edgecv.detection.detections import Detections
 from edgecv.detection.nms import NMS_METHODS, nms
 from edgecv.errors import ConfigError
 from edgecv.manifest import COLOR_ORDERS, Preprocess
+from edgecv.yamlfile import names_in, read_named_yaml
 
 log = logging.getLogger(__name__)
 
@@ -162,7 +163,7 @@ def _read_labels(path: Path) -> tuple[str, ...]:
 
 def spec_names(folder: Path = SPEC_DIR) -> list[str]:
     """Names of the built-in specs."""
-    return sorted(p.stem for p in folder.glob("*.yaml"))
+    return names_in(folder)
 
 
 def load_spec(name_or_path: str | Path) -> DetectorSpec:
@@ -172,19 +173,7 @@ def load_spec(name_or_path: str | Path) -> DetectorSpec:
         >>> load_spec("ssd-mobilenet-v1-coco").decoder_options.label_offset
         1
     """
-    import yaml
-
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = SPEC_DIR / f"{name_or_path}.yaml"
-        if not path.is_file():
-            raise ConfigError(f"unknown detector spec {str(name_or_path)!r}; built-in specs: {', '.join(spec_names())}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"detector spec not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read detector spec {path}: {str(exc).splitlines()[0]}") from None
+    path, data = read_named_yaml(name_or_path, folder=SPEC_DIR, kind="detector spec", listing="built-in specs")
     if isinstance(data, dict) and not data.get("name"):
         data["name"] = path.stem
     return DetectorSpec.from_dict(data, base_dir=path.parent, where=f"detector spec {path}")
