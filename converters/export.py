@@ -182,8 +182,11 @@ def export(
     inputs = sample_inputs(source.inputs, preprocess, count=options.samples, seed=options.seed, input_shape=input_shape)
     calib_set = _open_data(calib, source, preprocess, input_shape, labels, qopts.calib_samples, options.seed, "calibration")
     eval_set = _open_data(eval_data, source, preprocess, input_shape, labels, qopts.eval_samples, options.seed, "eval")
-    out = ensure_writable_dir(out)
     reference = source.reference(inputs)
+    detect = _detect_fn(spec, inputs[0].shape, source.layout)
+    if detect is not None:  # a spec that does not fit the model's outputs fails here, before anything is written
+        detect([o[:1] for o in reference])
+    out = ensure_writable_dir(out)
     source_info = {"path": str(source.path), "kind": source.kind, "sha256": _source_hash(source)}
     toolchain = toolchain_versions()
 
@@ -192,7 +195,7 @@ def export(
     work = Path(tempfile.mkdtemp(prefix=".edgecv-work-", dir=out))
     try:
         scoring, description = _scoring_set(eval_set, calib_set, inputs)
-        ref = Reference(scoring, lambda x: source.reference([x]), work, detect=_detect_fn(spec, source))
+        ref = Reference(scoring, lambda x: source.reference([x]), work, detect=detect)
         _check_labels(ref, labels)
         quant_job = QuantJob(calib_set, qopts, probe=eval_set)
         ctx = _Context(source, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options, ref, quant_job, spec)
@@ -217,13 +220,15 @@ def _detector_spec(detector):
     return detector if isinstance(detector, DetectorSpec) else load_spec(detector)
 
 
-def _detect_fn(spec, source: Source):
-    """One sample's outputs -> its detections, in the source model's input pixels."""
+def _detect_fn(spec, input_shape: tuple[int, ...], layout: str):
+    """One sample's outputs -> its detections, in the model input's pixels (``input_shape`` is a
+    sample input's, so dynamic dims are already fixed)."""
     if spec is None:
         return None
-    info = source.inputs[0]
-    h_axis, w_axis = (2, 3) if source.layout == "NCHW" else (1, 2)
-    size = (int(info.shape[h_axis]), int(info.shape[w_axis]))
+    if len(input_shape) != 4:
+        raise ConfigError(f"a detector spec needs an image input [N, H, W, C] or [N, C, H, W]; this model's is {list(input_shape)}")
+    h_axis, w_axis = (2, 3) if layout == "NCHW" else (1, 2)
+    size = (int(input_shape[h_axis]), int(input_shape[w_axis]))
     return lambda outputs: spec.detect(outputs, input_size=size)
 
 

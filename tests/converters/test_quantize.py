@@ -190,6 +190,20 @@ def test_an_op_without_an_int8_kernel_is_refused_with_its_name(pixels, tmp_path)
     assert not list((tmp_path / "out").rglob("*.tflite"))
 
 
+@pytest.mark.parametrize(
+    "detector, error, message",
+    [
+        ("blazeface-short-range", InputError, r"ssd_anchors: expected outputs \[1,896,16\] \(boxes\) .* got \[1,5\]$"),
+        ("no-such-spec", ConfigError, "unknown detector spec 'no-such-spec'; built-in specs: blazeface-short-range"),
+    ],
+)
+def test_a_detector_spec_that_does_not_fit_stops_before_anything_is_written(tiny_onnx, pixels, tmp_path, detector, error, message):
+    with pytest.raises(error, match=message) as info:
+        export(tiny_onnx, to="onnx", quant="int8", calib=pixels, detector=detector, out=tmp_path / "out", options=FAST)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out").exists()
+
+
 def test_without_calibration_int8_is_refused(tiny_onnx, tmp_path):
     with pytest.raises(ConfigError, match="int8 needs calibration data"):
         export(tiny_onnx, to="onnx", quant="int8", out=tmp_path / "out")
