@@ -20,6 +20,7 @@ COMMANDS = {
     "export": "edgecv.cli.export_cmd",
     "bench": "edgecv.cli.bench_cmd",
     "info": "edgecv.cli.info_cmd",
+    "qat": "edgecv.cli.qat_cmd",
 }
 
 EPILOG = """\
@@ -28,6 +29,7 @@ examples:
   edgecv export model.keras --to tflite,onnx,openvino --out artifacts/
   edgecv bench artifacts/                         every artifact in a folder, side by side
   edgecv info artifacts/model.fp32.tflite         inputs, outputs and manifest
+  edgecv qat model.keras --train digits.npz --out runs/qat
 
 Run 'edgecv COMMAND --help' for a command's options.
 """

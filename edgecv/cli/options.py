@@ -50,3 +50,15 @@ def read_labels(path: Path | None) -> list[str] | None:
     if not labels:
         raise ConfigError(f"labels file {path} is empty")
     return labels
+
+
+def add_training_options(p: argparse.ArgumentParser, *, epochs: int) -> None:
+    """``--train`` and the fine-tuning settings shared by qat, prune and distill."""
+    p.add_argument("--train", required=True, help="labelled training data: a folder of class subfolders, or a .npz with x and y")
+    p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
+    p.add_argument("--batch-size", type=int, default=64, help="default 64")
+    p.add_argument("--seed", type=int, default=0, help="seed for data order, splits and initialization (default 0)")
+    p.add_argument("--to", default="tflite,onnx,openvino", help="formats to export the result to (default: all three)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--runs", type=int, default=100, help="timed runs per artifact for latency p50 (default 100; 0 skips)")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
