@@ -21,6 +21,7 @@ COMMANDS = {
     "bench": "edgecv.cli.bench_cmd",
     "info": "edgecv.cli.info_cmd",
     "qat": "edgecv.cli.qat_cmd",
+    "prune": "edgecv.cli.prune_cmd",
 }
 
 EPILOG = """\
@@ -30,6 +31,7 @@ examples:
   edgecv bench artifacts/                         every artifact in a folder, side by side
   edgecv info artifacts/model.fp32.tflite         inputs, outputs and manifest
   edgecv qat model.keras --train digits.npz --out runs/qat
+  edgecv prune model.keras --train digits.npz --method channels --sparsity 0.5 --out runs/prune
 
 Run 'edgecv COMMAND --help' for a command's options.
 """
