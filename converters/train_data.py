@@ -68,6 +68,8 @@ def open_training_data(
     ``validation`` is the share held out (seeded), ``limit`` caps the samples (None: all). An empty set, a
     sample without a label, or fewer than two classes is an :class:`InputError` with one line.
     """
+    if isinstance(data, TrainingData):  # already opened (and split) by the caller
+        return data
     if not 0.0 <= validation < 1.0:
         raise InputError(f"validation share: expected a value in [0, 1), got {validation}")
     if _is_tf_dataset(data):

@@ -22,6 +22,7 @@ COMMANDS = {
     "info": "edgecv.cli.info_cmd",
     "qat": "edgecv.cli.qat_cmd",
     "prune": "edgecv.cli.prune_cmd",
+    "distill": "edgecv.cli.distill_cmd",
 }
 
 EPILOG = """\
@@ -32,6 +33,7 @@ examples:
   edgecv info artifacts/model.fp32.tflite         inputs, outputs and manifest
   edgecv qat model.keras --train digits.npz --out runs/qat
   edgecv prune model.keras --train digits.npz --method channels --sparsity 0.5 --out runs/prune
+  edgecv distill --teacher model.keras --width 0.5 --train digits.npz --out runs/distill
 
 Run 'edgecv COMMAND --help' for a command's options.
 """

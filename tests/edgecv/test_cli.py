@@ -7,11 +7,24 @@ import sys
 import pytest
 
 
+@pytest.fixture(scope="module")
+def shapes_npz(tmp_path_factory):
+    """240 labelled 16x16 shape images, the tiny Keras model's task."""
+    import numpy as np
+
+    from edgecv.synthetic import shape_images
+
+    images, labels = shape_images(240, size=16, seed=5)
+    path = tmp_path_factory.mktemp("train") / "shapes.npz"
+    np.savez(path, x=images, y=labels)
+    return path
+
+
 def edgecv(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "edgecv", *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("command", ["", "demo", "export", "bench", "info"])
+@pytest.mark.parametrize("command", ["", "demo", "export", "bench", "info", "qat", "prune", "distill"])
 def test_help_shows_examples(command):
     proc = edgecv(*([command] if command else []), "--help")
     assert proc.returncode == 0 and "examples:" in proc.stdout
@@ -28,11 +41,17 @@ def test_help_shows_examples(command):
         (["bench", "{tiny}", "--runs", "0"], 2, "runs must be >= 1"),
         (["export", "{tiny}", "--to", "coreml"], 2, "unknown export format 'coreml'"),
         (["export", "{tiny}", "--samples", "0"], 2, "--samples must be at least 1"),
+        (["prune", "{keras}", "--train", "{npz}", "--sparsity", "1.5", "--out", "{out}"], 2, "sparsity"),
+        (["prune", "{keras}", "--train", "{npz}", "--method", "random", "--out", "{out}"], 2, "invalid choice: 'random'"),
+        (["distill", "--teacher", "{keras}", "--train", "{npz}", "--temperature", "0", "--out", "{out}"], 2, "temperature"),
+        (["qat", "{tiny}", "--train", "{npz}", "--out", "{out}"], 2, "Keras"),
+        (["prune", "{keras}", "--train", "missing.npz", "--out", "{out}"], 2, "training data missing.npz not found"),
         ([], 2, "usage: edgecv"),
     ],
 )
-def test_user_mistakes_print_one_line_and_exit_non_zero(tiny_onnx, args, code, message):
-    proc = edgecv(*[a.replace("{tiny}", str(tiny_onnx)) for a in args])
+def test_user_mistakes_print_one_line_and_exit_non_zero(tiny_onnx, tiny_keras_path, shapes_npz, tmp_path, args, code, message):
+    fill = {"{tiny}": tiny_onnx, "{keras}": tiny_keras_path, "{npz}": shapes_npz, "{out}": tmp_path / "out"}
+    proc = edgecv(*[fill.get(a, a) for a in args])
     assert proc.returncode == code
     assert message in proc.stderr + proc.stdout
     assert "Traceback" not in proc.stderr
@@ -102,3 +121,30 @@ def test_export_int8_writes_a_report_and_bad_calibration_fails_in_one_line(tiny_
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1 and "16x16" in proc.stderr
     assert not (tmp_path / "bad_out").exists()
+
+
+@pytest.mark.parametrize(
+    "args, methods",
+    [
+        (["prune", "{keras}", "--method", "channels", "--sparsity", "0.5"], {"original", "channels"}),
+        (["distill", "--teacher", "{keras}", "--width", "0.5"], {"teacher", "student"}),
+        (["qat", "{keras}"], {"float", "PTQ", "QAT"}),
+    ],
+)
+def test_compression_commands_write_models_and_compare_artifacts(tiny_keras_path, shapes_npz, tmp_path, args, methods):
+    fill = {"{keras}": tiny_keras_path}
+    proc = edgecv(*[fill.get(a, a) for a in args], "--train", shapes_npz, "--epochs", "1", "--to", "onnx", "--runs", "3",
+                  "--out", tmp_path / "out", "--json", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    assert {a["method"] for a in report["artifacts"]} == methods
+    for a in report["artifacts"]:
+        assert a["format"] == "onnx" and 0.0 <= a["top1"] <= 1.0 and a["p50_ms"] > 0 and 0 < a["zipped_bytes"] < a["size_bytes"]
+    if args[0] == "prune":
+        assert report["params_after"] < 0.5 * report["params_before"] and report["flops_after"] < report["flops_before"]
+        assert (tmp_path / "out" / "tiny.channels.keras").is_file()
+    if args[0] == "distill":
+        assert report["params_student"] < 0.5 * report["params_teacher"]
+        assert (tmp_path / "out" / "tiny.student.keras").is_file()
+    if args[0] == "qat":
+        assert any(a["path"].endswith(".qat-int8.onnx") for a in report["artifacts"])

@@ -1,0 +1,91 @@
+"""``edgecv distill``: train a smaller student against a teacher, export it, and compare the two."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from edgecv.cli.options import add_preprocess_options, add_training_options, preprocess_from, read_labels
+
+EXAMPLES = """\
+examples:
+  edgecv distill --teacher big.keras --width 0.5 --train digits.npz --epochs 5 --out runs/distill
+  edgecv distill --teacher big.keras --student small.keras --train photos/ --temperature 4 --alpha 0.1 --out runs/distill
+  edgecv distill --teacher big.keras --width 0.5 --hint-layers conv3:conv3 --train photos/ --out runs/distill
+
+Loss: alpha x cross-entropy on the labels + (1 - alpha) x T^2 x KL(teacher || student) at temperature T,
+plus the mean squared error between hinted layers (through a 1x1 adapter where widths differ). Without
+--student, the student is the teacher's architecture at --width of its filters and units, freshly
+initialized. The student is saved as OUT/<teacher>.student.keras and exported (fp32) next to the teacher.
+"""
+
+
+def _hints(text: str) -> list[tuple[str, str]]:
+    pairs = []
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        teacher, _, student = item.partition(":")
+        pairs.append((teacher, student or teacher))
+    if not pairs:
+        raise argparse.ArgumentTypeError(f"expected teacher_layer:student_layer[,...], got {text!r}")
+    return pairs
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("distill", help="distill a teacher into a smaller student, export and compare",
+                       description="Train a student classifier against a teacher's soft targets on your data, then "
+                       "export it and compare it with the teacher in every format.", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--teacher", type=Path, required=True, help="teacher Keras model (.keras or .h5)")
+    p.add_argument("--student", type=Path, help="student Keras model (default: the teacher at --width)")
+    p.add_argument("--width", type=float, default=0.5, help="student width as a share of the teacher's (default 0.5)")
+    p.add_argument("--temperature", type=float, default=4.0, help="softening temperature T (default 4)")
+    p.add_argument("--alpha", type=float, default=0.1, help="weight of the hard-label loss (default 0.1)")
+    p.add_argument("--hint-layers", type=_hints, default=(), help="teacher:student layer pairs for hint losses")
+    add_training_options(p, epochs=5)
+    add_preprocess_options(p)
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from converters.distill import distill
+    from converters.export import ExportOptions, export
+    from converters.footprint import measure_artifacts
+    from converters.sources import open_source
+    from converters.train_data import open_training_data
+    from edgecv.cli.compress_table import format_rows
+    from edgecv.errors import ConfigError
+    from edgecv.fileio import ensure_writable_dir
+
+    source = open_source(args.teacher)
+    if source.kind != "keras":
+        raise ConfigError(f"distillation needs a Keras teacher (.keras or .h5); {args.teacher} is a {source.kind} model")
+    teacher = source.model
+    pre = preprocess_from(args, "NHWC")
+    labels = read_labels(args.labels)
+    data = open_training_data(args.train, input_shape=tuple(teacher.inputs[0].shape[1:]), preprocess=pre, labels=labels, seed=args.seed)
+    result = distill(teacher, train=data, student=args.student, width=args.width, temperature=args.temperature, alpha=args.alpha,
+                     hints=args.hint_layers, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, preprocess=pre)
+    out = ensure_writable_dir(args.out)
+    student_path = out / f"{args.teacher.stem}.student.keras"
+    result.model.save(student_path)
+    rows = []
+    for label, model in (("teacher", teacher), ("student", result.model)):
+        report = export(model, to=args.to, quant="fp32", out=out / label, name=f"{args.teacher.stem}.{label}",
+                        preprocess=pre, labels=labels, options=ExportOptions(bench_runs=0))
+        rows += [{"name": a.path.name, "method": label, "path": a.path} for a in report.artifacts if a.path is not None and a.status == "passed"]
+    figures = measure_artifacts([r["path"] for r in rows], x=data.x_val, y=data.y_val, runs=args.runs)
+    for r, f in zip(rows, figures):
+        r["figures"] = f
+    if args.json:
+        print(json.dumps({"model": str(student_path), "top1_teacher": result.top1_teacher, "top1_student": result.top1_student,
+                          "params_teacher": result.params_teacher, "params_student": result.params_student,
+                          "seconds": round(result.seconds, 1),
+                          "artifacts": [{"method": r["method"], **r["figures"].to_dict()} for r in rows]}, indent=2))
+        return 0
+    print(f"student: {result.params_student:,} parameters ({result.params_student / result.params_teacher:.2f}x the teacher's); "
+          f"validation top-1 {100 * (result.top1_student or 0):.2f}% against the teacher's {100 * (result.top1_teacher or 0):.2f}% "
+          f"({result.seconds:.0f} s)\n")
+    print(format_rows(rows))
+    print(f"\nstudent model: {student_path}")
+    return 0
