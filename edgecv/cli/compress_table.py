@@ -1,10 +1,50 @@
-"""The table the compression commands (qat, prune, distill) print: one row per artifact."""
+"""What the compression commands (qat, prune, distill) share: opening the Keras model, exporting the
+models they compare, and the table they print (one row per artifact)."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from edgecv.cli.table import fmt_float, human_bytes, render
 
 HEADERS = ["artifact", "method", "top-1 %", "size", "zipped", "p50 ms"]
+
+
+def keras_model(path: Path, what: str):
+    """The Keras model at ``path``; a ConfigError naming ``what`` needs it otherwise."""
+    from converters.sources import open_source
+    from edgecv.errors import ConfigError
+
+    source = open_source(path)
+    if source.kind != "keras":
+        raise ConfigError(f"{what} needs a Keras model (.keras or .h5); {path} is a {source.kind} model")
+    return source.model
+
+
+def export_and_measure(models, *, to: str, out: Path, stem: str, preprocess, labels, x, y, runs: int) -> list[dict]:
+    """Export each ``(label, keras_model)`` to fp32 in ``to`` under ``out/label``, then measure every
+    artifact on ``x``, ``y``: rows with ``name``, ``method`` (the label), ``path`` and ``figures``."""
+    from converters.export import ExportOptions, export
+
+    rows = []
+    for label, model in models:
+        tag = label.replace(":", "of")
+        report = export(model, to=to, quant="fp32", out=out / tag, name=f"{stem}.{tag}", preprocess=preprocess, labels=labels,
+                        options=ExportOptions(bench_runs=0))
+        rows += [{"name": a.path.name, "method": label, "path": a.path} for a in report.artifacts if a.path is not None and a.status == "passed"]
+    return with_figures(rows, x=x, y=y, runs=runs)
+
+
+def with_figures(rows: list[dict], *, x, y, runs: int) -> list[dict]:
+    from converters.footprint import measure_artifacts
+
+    for r, f in zip(rows, measure_artifacts([r["path"] for r in rows], x=x, y=y, runs=runs)):
+        r["figures"] = f
+    return rows
+
+
+def artifacts_json(rows: list[dict]) -> list[dict]:
+    return [{"method": r["method"], **r["figures"].to_dict()} for r in rows]
 
 
 def format_rows(rows: list[dict]) -> str:

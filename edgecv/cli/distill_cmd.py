@@ -49,18 +49,11 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from converters.distill import distill
-    from converters.export import ExportOptions, export
-    from converters.footprint import measure_artifacts
-    from converters.sources import open_source
     from converters.train_data import open_training_data
-    from edgecv.cli.compress_table import format_rows
-    from edgecv.errors import ConfigError
+    from edgecv.cli.compress_table import artifacts_json, export_and_measure, format_rows, keras_model
     from edgecv.fileio import ensure_writable_dir
 
-    source = open_source(args.teacher)
-    if source.kind != "keras":
-        raise ConfigError(f"distillation needs a Keras teacher (.keras or .h5); {args.teacher} is a {source.kind} model")
-    teacher = source.model
+    teacher = keras_model(args.teacher, "distillation")
     pre = preprocess_from(args, "NHWC")
     labels = read_labels(args.labels)
     data = open_training_data(args.train, input_shape=tuple(teacher.inputs[0].shape[1:]), preprocess=pre, labels=labels, seed=args.seed)
@@ -69,19 +62,12 @@ def run(args) -> int:
     out = ensure_writable_dir(args.out)
     student_path = out / f"{args.teacher.stem}.student.keras"
     result.model.save(student_path)
-    rows = []
-    for label, model in (("teacher", teacher), ("student", result.model)):
-        report = export(model, to=args.to, quant="fp32", out=out / label, name=f"{args.teacher.stem}.{label}",
-                        preprocess=pre, labels=labels, options=ExportOptions(bench_runs=0))
-        rows += [{"name": a.path.name, "method": label, "path": a.path} for a in report.artifacts if a.path is not None and a.status == "passed"]
-    figures = measure_artifacts([r["path"] for r in rows], x=data.x_val, y=data.y_val, runs=args.runs)
-    for r, f in zip(rows, figures):
-        r["figures"] = f
+    rows = export_and_measure([("teacher", teacher), ("student", result.model)], to=args.to, out=out, stem=args.teacher.stem,
+                              preprocess=pre, labels=labels, x=data.x_val, y=data.y_val, runs=args.runs)
     if args.json:
         print(json.dumps({"model": str(student_path), "top1_teacher": result.top1_teacher, "top1_student": result.top1_student,
                           "params_teacher": result.params_teacher, "params_student": result.params_student,
-                          "seconds": round(result.seconds, 1),
-                          "artifacts": [{"method": r["method"], **r["figures"].to_dict()} for r in rows]}, indent=2))
+                          "seconds": round(result.seconds, 1), "artifacts": artifacts_json(rows)}, indent=2))
         return 0
     print(f"student: {result.params_student:,} parameters ({result.params_student / result.params_teacher:.2f}x the teacher's); "
           f"validation top-1 {100 * (result.top1_student or 0):.2f}% against the teacher's {100 * (result.top1_teacher or 0):.2f}% "

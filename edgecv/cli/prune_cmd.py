@@ -41,40 +41,25 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from converters.export import ExportOptions, export
-    from converters.footprint import measure_artifacts
     from converters.prune import prune
-    from converters.sources import open_source
     from converters.train_data import open_training_data
-    from edgecv.cli.compress_table import format_rows
-    from edgecv.errors import ConfigError
+    from edgecv.cli.compress_table import artifacts_json, export_and_measure, format_rows, keras_model
     from edgecv.fileio import ensure_writable_dir
 
-    source = open_source(args.model)
-    if source.kind != "keras":
-        raise ConfigError(f"pruning needs a Keras model (.keras or .h5); {args.model} is a {source.kind} model")
-    model = source.model
+    model = keras_model(args.model, "pruning")
     pre = preprocess_from(args, "NHWC")
     labels = read_labels(args.labels)
     data = open_training_data(args.train, input_shape=tuple(model.inputs[0].shape[1:]), preprocess=pre, labels=labels, seed=args.seed)
     result = prune(model, train=data, method=args.method, sparsity=args.sparsity, epochs=args.epochs,
                    batch_size=args.batch_size, seed=args.seed, preprocess=pre)
     out = ensure_writable_dir(args.out)
-    tag = args.method.replace(":", "of")
-    pruned_path = out / f"{args.model.stem}.{tag}.keras"
+    pruned_path = out / f"{args.model.stem}.{args.method.replace(':', 'of')}.keras"
     result.model.save(pruned_path)
-    rows = []
-    for label, what in (("original", model), (args.method, result.model)):
-        report = export(what, to=args.to, quant="fp32", out=out / label.replace(":", "of"), name=f"{args.model.stem}.{label.replace(':', 'of')}",
-                        preprocess=pre, labels=labels, options=ExportOptions(bench_runs=0))
-        rows += [{"name": a.path.name, "method": label, "path": a.path} for a in report.artifacts if a.path is not None and a.status == "passed"]
-    figures = measure_artifacts([r["path"] for r in rows], x=data.x_val, y=data.y_val, runs=args.runs)
-    for r, f in zip(rows, figures):
-        r["figures"] = f
+    rows = export_and_measure([("original", model), (args.method, result.model)], to=args.to, out=out, stem=args.model.stem,
+                              preprocess=pre, labels=labels, x=data.x_val, y=data.y_val, runs=args.runs)
     summary = result.to_dict()
     if args.json:
-        print(json.dumps({**summary, "model": str(pruned_path), "artifacts": [{"method": r["method"], **r["figures"].to_dict()} for r in rows]},
-                         indent=2, default=str))
+        print(json.dumps({**summary, "model": str(pruned_path), "artifacts": artifacts_json(rows)}, indent=2, default=str))
         return 0
     print(f"{args.method}: sparsity {summary['sparsity']:.2f}; parameters {summary['params_before']:,} -> {summary['params_after']:,}; "
           f"MACs {summary['flops_before']:,} -> {summary['flops_after']:,}; validation top-1 "

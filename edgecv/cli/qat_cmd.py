@@ -36,9 +36,8 @@ def run(args) -> int:
     import numpy as np
 
     from converters.export import ExportOptions, export
-    from converters.footprint import measure_artifacts
     from converters.qat import qat, qat_artifacts
-    from edgecv.cli.compress_table import format_rows
+    from edgecv.cli.compress_table import artifacts_json, format_rows, with_figures
     from edgecv.fileio import ensure_writable_dir
 
     out = ensure_writable_dir(args.out)
@@ -57,12 +56,10 @@ def run(args) -> int:
         rows += [{"name": a.path.name, "method": "float" if a.precision == "fp32" else "PTQ", "path": a.path}
                  for a in report.artifacts if a.path is not None and a.status == "passed"]
     rows += [{"name": p.name, "method": "QAT", "path": p} for p in arts.paths.values()]
-    figures = measure_artifacts([r["path"] for r in rows], x=x_val, y=y_val, runs=args.runs)
-    for r, f in zip(rows, figures):
-        r["figures"] = f
+    rows = with_figures(rows, x=x_val, y=y_val, runs=args.runs)
     if args.json:
         print(json.dumps({"top1_float": result.top1_float, "top1_qat": result.top1_qat, "seconds": round(result.seconds, 1),
-                          "artifacts": [{"method": r["method"], **r["figures"].to_dict()} for r in rows]}, indent=2))
+                          "artifacts": artifacts_json(rows)}, indent=2))
     else:
         print(f"QAT: {args.epochs} epochs, validation top-1 {100 * (result.top1_float or 0):.2f}% float -> "
               f"{100 * (result.top1_qat or 0):.2f}% with fake quantization ({result.seconds:.0f} s)\n")
