@@ -29,12 +29,10 @@ from pathlib import Path
 
 import numpy as np
 
-from train_mnist_cnn import EVAL, TRAIN, load_mnist
-from train_mnist_cnn import build_cnn as build_base_cnn
+from train_mnist_cnn import EVAL, TRAIN, build_cnn, load_mnist
 
 from converters.export import ExportOptions, export
 from converters.prune import prune, top1
-from converters.tf_env import import_tensorflow
 from edgecv.bench import benchmark
 from edgecv.manifest import Preprocess
 
@@ -43,36 +41,10 @@ PREPROCESS = Preprocess(mean=(0,), std=(255,))
 TARGET_SPEEDUP, TARGET_FORMATS, TARGET_DROP = 1.6, 2, 1.0
 
 
-def build_cnn(width: int = 1, seed: int = 0):
-    """``train_mnist_cnn.build_cnn`` with every conv and the hidden dense layer ``width`` times wider."""
-    if width == 1:
-        return build_base_cnn(seed)
-    import_tensorflow()
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    inputs = keras.Input((28, 28, 1), name="image")
-    x = inputs
-    for filters in (16, None, 32, 32, None, 64):
-        if filters is None:
-            x = keras.layers.MaxPooling2D()(x)
-            continue
-        x = keras.layers.Conv2D(filters * width, 3, padding="same", use_bias=False)(x)
-        x = keras.layers.BatchNormalization(momentum=0.9)(x)
-        x = keras.layers.ReLU()(x)
-    x = keras.layers.Conv2D(32 * width, 1, use_bias=False)(x)
-    x = keras.layers.BatchNormalization(momentum=0.9)(x)
-    x = keras.layers.ReLU()(x)
-    x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(128 * width, activation="relu")(x)
-    outputs = keras.layers.Dense(10, activation="softmax", name="probs")(x)
-    return keras.Model(inputs, outputs, name=f"mnist_cnn_w{width}")
-
-
 def train(width: int, images: np.ndarray, labels: np.ndarray, epochs: int, seed: int):
     import keras
 
-    model = build_cnn(width, seed)
+    model = build_cnn(seed, width=width)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
     model.fit(images[TRAIN, :, :, None].astype(np.float32) / 255.0, labels[TRAIN], epochs=epochs, batch_size=64,
               shuffle=True, verbose=0)

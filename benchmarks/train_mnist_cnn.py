@@ -34,8 +34,9 @@ def load_mnist(folder: Path = SHARED_DATA / "mnist") -> tuple[np.ndarray, np.nda
     return images, labels
 
 
-def build_cnn(seed: int = 0):
-    """Conv-BN-ReLU x4 (16 | pool | 32, 32 | pool | 64) and a 1x1 to 32, then dense 128 and a softmax."""
+def build_cnn(seed: int = 0, *, width: int = 1):
+    """Conv-BN-ReLU x4 (16 | pool | 32, 32 | pool | 64) and a 1x1 to 32, then dense 128 and a softmax;
+    ``width`` multiplies every conv and the hidden dense layer."""
     import_tensorflow()
     import keras
 
@@ -46,16 +47,16 @@ def build_cnn(seed: int = 0):
         if filters is None:
             x = keras.layers.MaxPooling2D()(x)
             continue
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.Conv2D(filters * width, 3, padding="same", use_bias=False)(x)
         x = keras.layers.BatchNormalization(momentum=0.9)(x)  # settles within a short training
         x = keras.layers.ReLU()(x)
-    x = keras.layers.Conv2D(32, 1, use_bias=False)(x)  # 7x7x32 before the dense layer keeps it ~200k
+    x = keras.layers.Conv2D(32 * width, 1, use_bias=False)(x)  # 7x7x32 before the dense layer keeps it ~200k
     x = keras.layers.BatchNormalization(momentum=0.9)(x)
     x = keras.layers.ReLU()(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(128, activation="relu")(x)
+    x = keras.layers.Dense(128 * width, activation="relu")(x)
     outputs = keras.layers.Dense(10, activation="softmax", name="probs")(x)
-    return keras.Model(inputs, outputs, name="mnist_cnn")
+    return keras.Model(inputs, outputs, name="mnist_cnn" if width == 1 else f"mnist_cnn_w{width}")
 
 
 def train_mnist_cnn(out: Path | None = None, *, epochs: int = 4, seed: int = 0, verbose: int = 0):

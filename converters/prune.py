@@ -269,19 +269,23 @@ def _arrays(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
 def _prune_in_child(model, data: TrainingData, job: _Job, mode: str):
     import keras
 
-    from converters import prune_worker
+    from converters import tfkeras_rebuild
 
-    spec = prune_worker.describe(model)
+    problems = tfkeras_rebuild.unsupported_layers(model)
+    if problems:
+        names = ", ".join(sorted({f"{name} ({cls})" for name, cls, _ in problems}))
+        raise ConfigError(f"weight pruning cannot rebuild layer(s) {names} in tf_keras; "
+                          f"it supports {', '.join(tfkeras_rebuild.LAYERS)}")
+    arch, arrays = tfkeras_rebuild.describe(model)
     x, y = _arrays(data)
     x_check = (data.x_val if len(data.x_val) else data.x)[:32]
     with tempfile.TemporaryDirectory(prefix="edgecv-prune-") as tmp:
         work = Path(tmp)
-        settings = {"spec": spec, "mode": mode, "sparsity": job.sparsity, "epochs": job.epochs,
+        tfkeras_rebuild.save(arch, arrays, work / "model")
+        settings = {"mode": mode, "sparsity": job.sparsity, "epochs": job.epochs,
                     "batch_size": job.batch_size, "seed": job.seed, "lr": job.options.lr,
                     "from_logits": job.from_logits, "end_fraction": job.options.end_fraction}
         (work / "job.json").write_text(json.dumps(settings))
-        np.savez(work / "weights.npz", **{f"{layer.name}:{i}": w for layer in model.layers
-                                          for i, w in enumerate(layer.get_weights())})
         np.savez(work / "data.npz", x=x.astype(np.float32), y=y.astype(np.int64), x_check=x_check.astype(np.float32))
         _run_worker(work, job.options.timeout, mode)
         history = json.loads((work / "result.json").read_text())

@@ -118,23 +118,21 @@ class QuantJob:
         converter's graph wants the other layout."""
         if self.calib is None:
             raise ConfigError("this precision needs calibration data; pass --calib DATA")
-        for i, x in enumerate(self.calib.inputs()):
-            if limit is not None and i >= limit:
-                return
-            yield fit_layout(x, shape)
+        return _fitted(self.calib, shape, limit)
 
     def probe_samples(self, shape: tuple | list | None = None, *, limit: int | None = None) -> Iterator[np.ndarray]:
         """Samples to diagnose an artifact on: the eval set's when there is one, else calibration samples."""
-        if self.probe is None:
-            yield from self.samples(shape, limit=limit)
-            return
-        for i, x in enumerate(self.probe.inputs()):
-            if limit is not None and i >= limit:
-                return
-            yield fit_layout(x, shape)
+        return self.samples(shape, limit=limit) if self.probe is None else _fitted(self.probe, shape, limit)
 
     def with_float(self, names) -> QuantJob:
         return replace(self, keep_float=tuple(names))
+
+
+def _fitted(dataset, shape, limit: int | None) -> Iterator[np.ndarray]:
+    for i, x in enumerate(dataset.inputs()):
+        if limit is not None and i >= limit:
+            return
+        yield fit_layout(x, shape)
 
 
 def fit_layout(x: np.ndarray, shape) -> np.ndarray:

@@ -21,6 +21,19 @@ def keras_model(path: Path, what: str):
     return source.model
 
 
+def model_and_data(path: Path, what: str, args):
+    """The Keras model at ``path``, and the ``--train`` data opened for it with the command's
+    preprocessing flags: ``(model, preprocess, labels, TrainingData)``."""
+    from converters.train_data import open_training_data
+    from edgecv.cli.options import preprocess_from, read_labels
+
+    model = keras_model(path, what)
+    pre = preprocess_from(args, "NHWC")
+    labels = read_labels(args.labels)
+    data = open_training_data(args.train, input_shape=tuple(model.inputs[0].shape[1:]), preprocess=pre, labels=labels, seed=args.seed)
+    return model, pre, labels, data
+
+
 def export_and_measure(models, *, to: str, out: Path, stem: str, preprocess, labels, x, y, runs: int) -> list[dict]:
     """Export each ``(label, keras_model)`` to fp32 in ``to`` under ``out/label``, then measure every
     artifact on ``x``, ``y``: rows with ``name``, ``method`` (the label), ``path`` and ``figures``."""

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgecv.cli.options import add_preprocess_options, add_training_options, preprocess_from, read_labels
+from edgecv.cli.options import add_preprocess_options, add_training_options
 
 EXAMPLES = """\
 examples:
@@ -49,14 +49,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from converters.distill import distill
-    from converters.train_data import open_training_data
-    from edgecv.cli.compress_table import artifacts_json, export_and_measure, format_rows, keras_model
+    from edgecv.cli.compress_table import artifacts_json, export_and_measure, format_rows, model_and_data
     from edgecv.fileio import ensure_writable_dir
 
-    teacher = keras_model(args.teacher, "distillation")
-    pre = preprocess_from(args, "NHWC")
-    labels = read_labels(args.labels)
-    data = open_training_data(args.train, input_shape=tuple(teacher.inputs[0].shape[1:]), preprocess=pre, labels=labels, seed=args.seed)
+    teacher, pre, labels, data = model_and_data(args.teacher, "distillation", args)
     result = distill(teacher, train=data, student=args.student, width=args.width, temperature=args.temperature, alpha=args.alpha,
                      hints=args.hint_layers, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, preprocess=pre)
     out = ensure_writable_dir(args.out)

@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgecv.cli.options import add_preprocess_options, add_training_options, preprocess_from, read_labels
+from edgecv.cli.options import add_preprocess_options, add_training_options
 
 EXAMPLES = """\
 examples:
@@ -42,14 +42,10 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from converters.prune import prune
-    from converters.train_data import open_training_data
-    from edgecv.cli.compress_table import artifacts_json, export_and_measure, format_rows, keras_model
+    from edgecv.cli.compress_table import artifacts_json, export_and_measure, format_rows, model_and_data
     from edgecv.fileio import ensure_writable_dir
 
-    model = keras_model(args.model, "pruning")
-    pre = preprocess_from(args, "NHWC")
-    labels = read_labels(args.labels)
-    data = open_training_data(args.train, input_shape=tuple(model.inputs[0].shape[1:]), preprocess=pre, labels=labels, seed=args.seed)
+    model, pre, labels, data = model_and_data(args.model, "pruning", args)
     result = prune(model, train=data, method=args.method, sparsity=args.sparsity, epochs=args.epochs,
                    batch_size=args.batch_size, seed=args.seed, preprocess=pre)
     out = ensure_writable_dir(args.out)
