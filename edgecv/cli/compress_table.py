@@ -22,15 +22,16 @@ def keras_model(path: Path, what: str):
 
 
 def model_and_data(path: Path, what: str, args):
-    """The Keras model at ``path``, and the ``--train`` data opened for it with the command's
-    preprocessing flags: ``(model, preprocess, labels, TrainingData)``."""
+    """The Keras model at ``path``, and the ``--train`` (and ``--eval``) data opened for it with the
+    command's preprocessing flags: ``(model, preprocess, labels, TrainingData)``."""
     from converters.train_data import open_training_data
     from edgecv.cli.options import preprocess_from, read_labels
 
     model = keras_model(path, what)
     pre = preprocess_from(args, "NHWC")
     labels = read_labels(args.labels)
-    data = open_training_data(args.train, input_shape=tuple(model.inputs[0].shape[1:]), preprocess=pre, labels=labels, seed=args.seed)
+    data = open_training_data(args.train, input_shape=tuple(model.inputs[0].shape[1:]), preprocess=pre, labels=labels,
+                              held_out=args.eval_data, seed=args.seed)
     return model, pre, labels, data
 
 

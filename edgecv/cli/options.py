@@ -55,6 +55,8 @@ def read_labels(path: Path | None) -> list[str] | None:
 def add_training_options(p: argparse.ArgumentParser, *, epochs: int) -> None:
     """``--train`` and the fine-tuning settings shared by qat, prune and distill."""
     p.add_argument("--train", required=True, help="labelled training data: a folder of class subfolders, or a .npz with x and y")
+    p.add_argument("--eval", dest="eval_data", metavar="DATA",
+                   help="labelled data to score every model on (default: a seeded 10%% split of --train)")
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
     p.add_argument("--batch-size", type=int, default=64, help="default 64")
     p.add_argument("--seed", type=int, default=0, help="seed for data order, splits and initialization (default 0)")

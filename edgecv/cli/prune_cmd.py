@@ -10,7 +10,7 @@ from edgecv.cli.options import add_preprocess_options, add_training_options
 
 EXAMPLES = """\
 examples:
-  edgecv prune classifier.keras --train digits.npz --method channels --sparsity 0.5 --out runs/prune
+  edgecv prune classifier.keras --train digits.npz --eval held_out.npz --method channels --sparsity 0.5 --out runs/prune
   edgecv prune classifier.keras --train photos/ --method magnitude --sparsity 0.8 --epochs 3 --out runs/prune
   edgecv prune classifier.keras --train photos/ --method 2:4 --out runs/prune --json
 
@@ -21,7 +21,7 @@ methods:
   2:4        two zeros in every four weights (structured sparsity, for hardware that uses it)
 
 The pruned model is saved as OUT/<name>.<method>.keras and exported (fp32) next to the original, and the
-table gives top-1 on the held-out split, size, zipped size and latency of both. The given model never changes.
+table gives top-1 on --eval (or a held-out split of --train), size, zipped size and latency of both. The given model never changes.
 """
 
 

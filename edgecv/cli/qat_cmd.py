@@ -6,17 +6,18 @@ import argparse
 import json
 from pathlib import Path
 
-from edgecv.cli.options import add_preprocess_options, add_training_options, preprocess_from, read_labels
+from edgecv.cli.options import add_preprocess_options, add_training_options
 
 EXAMPLES = """\
 examples:
-  edgecv qat classifier.keras --train digits.npz --epochs 2 --out runs/qat
+  edgecv qat classifier.keras --train digits.npz --eval held_out.npz --epochs 2 --out runs/qat
   edgecv qat classifier.keras --train photos/ --to tflite,onnx --mean 127.5 --std 127.5 --out runs/qat --json
 
 The model (a Keras 3 or tf_keras functional/Sequential classifier) is rebuilt in tf_keras in a child
 process, fine-tuned with fake quantization (tfmot), and written as int8 TFLite, ONNX (QDQ) and OpenVINO
 (FakeQuantize). The same float model also goes through post-training int8 (edgecv export) in the same run,
-so the table compares fp32, PTQ int8 and QAT int8 on the same held-out split. The given model never changes.
+so the table compares fp32, PTQ int8 and QAT int8 on the same --eval data (default: a held-out split of
+--train). The given model never changes.
 """
 
 
@@ -33,22 +34,18 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    import numpy as np
-
     from converters.export import ExportOptions, export
     from converters.qat import qat, qat_artifacts
-    from edgecv.cli.compress_table import artifacts_json, format_rows, with_figures
+    from edgecv.cli.compress_table import artifacts_json, format_rows, model_and_data, with_figures
     from edgecv.fileio import ensure_writable_dir
 
+    _, pre, labels, data = model_and_data(args.model, "QAT", args)
     out = ensure_writable_dir(args.out)
-    labels = read_labels(args.labels)
-    pre = preprocess_from(args, "NHWC")
-    result = qat(args.model, train=args.train, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+    result = qat(args.model, train=data, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                  preprocess=pre, out=out / "qat-job")
     name = args.model.stem
     arts = qat_artifacts(result, out=out, name=name, to=args.to, labels=labels)
-    val = np.load(result.validation)
-    x_val, y_val = val["x_val"], val["y_val"]
+    x_val, y_val = data.x_val, data.y_val
     rows = []
     if not args.no_ptq:
         report = export(args.model, to=args.to, quant="fp32,int8", calib=args.train, eval_data=list(zip(x_val, y_val.tolist())),

@@ -123,28 +123,37 @@ def test_export_int8_writes_a_report_and_bad_calibration_fails_in_one_line(tiny_
     assert not (tmp_path / "bad_out").exists()
 
 
-@pytest.mark.parametrize(
-    "args, methods",
-    [
-        (["prune", "{keras}", "--method", "channels", "--sparsity", "0.5"], {"original", "channels"}),
-        (["distill", "--teacher", "{keras}", "--width", "0.5"], {"teacher", "student"}),
-        (["qat", "{keras}"], {"float", "PTQ", "QAT"}),
-    ],
-)
-def test_compression_commands_write_models_and_compare_artifacts(tiny_keras_path, shapes_npz, tmp_path, args, methods):
-    fill = {"{keras}": tiny_keras_path}
-    proc = edgecv(*[fill.get(a, a) for a in args], "--train", shapes_npz, "--epochs", "1", "--to", "onnx", "--runs", "3",
-                  "--out", tmp_path / "out", "--json", timeout=900)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    report = json.loads(proc.stdout)
-    assert {a["method"] for a in report["artifacts"]} == methods
-    for a in report["artifacts"]:
-        assert a["format"] == "onnx" and 0.0 <= a["top1"] <= 1.0 and a["p50_ms"] > 0 and 0 < a["zipped_bytes"] < a["size_bytes"]
-    if args[0] == "prune":
-        assert report["params_after"] < 0.5 * report["params_before"] and report["flops_after"] < report["flops_before"]
-        assert (tmp_path / "out" / "tiny.channels.keras").is_file()
-    if args[0] == "distill":
-        assert report["params_student"] < 0.5 * report["params_teacher"]
-        assert (tmp_path / "out" / "tiny.student.keras").is_file()
-    if args[0] == "qat":
-        assert any(a["path"].endswith(".qat-int8.onnx") for a in report["artifacts"])
+def test_compression_recipe_distill_then_prune_then_qat(tiny_keras_path, shapes_npz, tmp_path):
+    """The README's CLI recipe: each command's saved model is the next one's input, every figure is on --eval."""
+    import numpy as np
+
+    from edgecv.synthetic import shape_images
+
+    images, labels = shape_images(20, size=16, seed=11)
+    held_out = tmp_path / "held_out.npz"
+    np.savez(held_out, x=images, y=labels)
+    common = ["--train", shapes_npz, "--eval", held_out, "--epochs", "1", "--to", "onnx", "--runs", "3", "--json"]
+    steps = [
+        (["distill", "--teacher", tiny_keras_path, "--width", "0.5"], {"teacher", "student"}, "tiny.student.keras"),
+        (["prune", "{previous}", "--method", "channels", "--sparsity", "0.5"], {"original", "channels"}, "tiny.student.channels.keras"),
+        (["qat", "{previous}"], {"float", "PTQ", "QAT"}, None),
+    ]
+    previous = None
+    for i, (args, methods, saved) in enumerate(steps):
+        out = tmp_path / f"step{i}"
+        proc = edgecv(*[previous if a == "{previous}" else a for a in args], *common, "--out", out, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        report = json.loads(proc.stdout)
+        assert {a["method"] for a in report["artifacts"]} == methods
+        for a in report["artifacts"]:
+            assert a["format"] == "onnx" and a["p50_ms"] > 0 and 0 < a["zipped_bytes"] < a["size_bytes"]
+            assert abs(a["top1"] * len(labels) - round(a["top1"] * len(labels))) < 1e-6  # scored on the 20 --eval images, not a split of --train
+        if args[0] == "distill":
+            assert report["params_student"] < 0.5 * report["params_teacher"]
+        if args[0] == "prune":
+            assert report["params_after"] < report["params_before"] and report["flops_after"] < report["flops_before"]
+        if args[0] == "qat":
+            assert any(a["path"].endswith("tiny.student.channels.qat-int8.onnx") for a in report["artifacts"])
+        if saved:
+            assert report["model"] == str(out / saved) and (out / saved).is_file()
+            previous = out / saved
