@@ -23,6 +23,7 @@ COMMANDS = {
     "qat": "edgecv.cli.qat_cmd",
     "prune": "edgecv.cli.prune_cmd",
     "distill": "edgecv.cli.distill_cmd",
+    "eval-det": "edgecv.cli.eval_det_cmd",
 }
 
 EPILOG = """\
@@ -34,6 +35,7 @@ examples:
   edgecv qat model.keras --train digits.npz --out runs/qat
   edgecv prune model.keras --train digits.npz --method channels --sparsity 0.5 --out runs/prune
   edgecv distill --teacher model.keras --width 0.5 --train digits.npz --out runs/distill
+  edgecv eval-det --gt instances_val.json --pred results.json --json
 
 Run 'edgecv COMMAND --help' for a command's options.
 """

@@ -1,6 +1,7 @@
 """Device-side detection: decode raw detector outputs, suppress overlaps, compare detection sets.
 
-Everything here is numpy only. One type flows through: :class:`Detections`.
+Everything here is numpy only (frame resizing and CLAHE import cv2 when first used; mAP imports
+pycocotools). One type flows through: :class:`Detections`.
 
 Example:
     >>> from edgecv.detection import load_spec
@@ -14,6 +15,7 @@ from __future__ import annotations
 from edgecv.detection.anchors import SsdAnchorOptions, generate_anchors
 from edgecv.detection.decoders import DECODERS
 from edgecv.detection.detections import Detections
+from edgecv.detection.frames import FrameOptions, FramePreprocessor, FrameTransform
 from edgecv.detection.match import Match, match_detections
 from edgecv.detection.nms import NMS_METHODS, nms
 from edgecv.detection.spec import DetectorSpec, NmsOptions, load_spec, spec_names
@@ -23,6 +25,9 @@ __all__ = [
     "NMS_METHODS",
     "Detections",
     "DetectorSpec",
+    "FrameOptions",
+    "FramePreprocessor",
+    "FrameTransform",
     "Match",
     "NmsOptions",
     "SsdAnchorOptions",

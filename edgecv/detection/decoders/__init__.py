@@ -5,7 +5,7 @@ Each decoder is a frozen options dataclass with ``from_dict``, ``to_dict`` and
 
 Example:
     >>> sorted(DECODERS)
-    ['ssd_anchors', 'tflite_postprocess', 'yolo']
+    ['grid', 'ssd_anchors', 'tflite_postprocess', 'yolo']
     >>> make_decoder("tflite_postprocess", {"label_offset": 1})
     TflitePostprocessDecoder(label_offset=1)
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgecv.detection.decoders.base import Decoder
+from edgecv.detection.decoders.grid import GridDecoder
 from edgecv.detection.decoders.ssd_anchors import SsdAnchorsDecoder
 from edgecv.detection.decoders.tflite_postprocess import TflitePostprocessDecoder
 from edgecv.detection.decoders.yolo import YoloDecoder
@@ -22,9 +23,9 @@ from edgecv.errors import ConfigError
 
 DecoderType = type[Decoder]
 
-DECODERS: dict[str, DecoderType] = {d.name: d for d in (SsdAnchorsDecoder, TflitePostprocessDecoder, YoloDecoder)}
+DECODERS: dict[str, DecoderType] = {d.name: d for d in (SsdAnchorsDecoder, TflitePostprocessDecoder, YoloDecoder, GridDecoder)}
 
-__all__ = ["DECODERS", "Decoder", "DecoderType", "get_decoder", "make_decoder",
+__all__ = ["DECODERS", "Decoder", "DecoderType", "GridDecoder", "get_decoder", "make_decoder",
            "SsdAnchorsDecoder", "TflitePostprocessDecoder", "YoloDecoder"]
 
 

@@ -9,17 +9,17 @@ import pytest
 import edgecv
 from edgecv.detection import DECODERS, Detections, load_spec, match_detections
 from edgecv.detection.anchors import SsdAnchorOptions
-from edgecv.detection.decoders import SsdAnchorsDecoder, TflitePostprocessDecoder, YoloDecoder, get_decoder, make_decoder
+from edgecv.detection.decoders import GridDecoder, SsdAnchorsDecoder, TflitePostprocessDecoder, YoloDecoder, get_decoder, make_decoder
 from edgecv.errors import ConfigError, InputError
 
 f32 = np.float32
 
 
 def test_registry_lists_every_decoder_and_rejects_unknown_names():
-    assert sorted(DECODERS) == ["ssd_anchors", "tflite_postprocess", "yolo"]
+    assert sorted(DECODERS) == ["grid", "ssd_anchors", "tflite_postprocess", "yolo"]
     for name, cls in DECODERS.items():
         assert cls.name == name and callable(cls.from_dict) and callable(cls.decode)
-    with pytest.raises(ConfigError, match="unknown decoder 'retina'; valid decoders: ssd_anchors, tflite_postprocess, yolo"):
+    with pytest.raises(ConfigError, match="unknown decoder 'retina'; valid decoders: ssd_anchors, tflite_postprocess, yolo, grid"):
         get_decoder("retina")
 
 
@@ -33,6 +33,8 @@ def test_registry_lists_every_decoder_and_rejects_unknown_names():
         ("tflite_postprocess", {"label_offset": 1.5}, "tflite_postprocess.label_offset: expected an integer, got 1.5"),
         ("tflite_postprocess", [1], "tflite_postprocess: expected a mapping, got list"),
         ("ssd_anchors", {}, "ssd_anchors: missing key.s. anchors"),
+        ("grid", {"num_classes": 3}, "grid.num_classes: expected a positive integer other than 3"),
+        ("grid", {"min_score_thresh": 2}, r"grid.min_score_thresh: expected a number in \[0, 1\] or null, got 2"),
         ("ssd_anchors", {"anchors": {"num_layers": 1}}, "ssd_anchors.anchors: missing key.s. input_size_height"),
         ("ssd_anchors", {"anchors": {"input_size_height": 8, "input_size_width": 8, "min_scale": 0.1, "max_scale": 0.2,
                                      "num_layers": 1, "strides": "8"}}, "ssd_anchors.anchors.strides: expected a list"),
@@ -45,7 +47,8 @@ def test_bad_decoder_options_give_one_line_config_errors(name, options, message)
 
 
 def test_decoder_options_round_trip_through_dicts():
-    cases = [("yolo", {"layout": "v5", "num_classes": 3, "normalized": True}), ("tflite_postprocess", {"label_offset": 1})]
+    cases = [("yolo", {"layout": "v5", "num_classes": 3, "normalized": True}), ("tflite_postprocess", {"label_offset": 1}),
+             ("grid", {"num_classes": 4, "min_score_thresh": None})]
     for name, options in cases:
         dec = make_decoder(name, options)
         assert type(dec).from_dict(dec.to_dict()) == dec
@@ -351,3 +354,46 @@ def test_ssd_mobilenet_golden_table(shared_data):
     # At the spec's own threshold, the knife (0.5) is what stays.
     strict = load_spec("ssd-mobilenet-v1-coco").detect(outputs, input_size=(height, width))
     assert [labels[c] for c in strict.class_id] == ["knife"]
+
+
+# --- grid (the built-in detector's head) ---------------------------------------------------------------------
+
+
+def _grid_outputs(rows=4, cols=6, nc=4):
+    scores = np.zeros((1, rows, cols, 1 + nc), f32)
+    boxes = np.zeros((1, rows, cols, 4), f32)
+    scores[0, 2, 3] = [0.8, 0.1, 0.1, 0.9, 0.2][: 1 + nc]  # objectness 0.8, class 2 at 0.9
+    boxes[0, 2, 3] = [1.0, 0.5, 2.0, 1.5]  # left, top, right, bottom in strides
+    return scores, boxes
+
+
+@pytest.mark.parametrize("swap", [False, True])
+def test_grid_decodes_cells_to_pixel_boxes_whatever_the_output_order(swap):
+    scores, boxes = _grid_outputs()
+    outputs = [boxes, scores] if swap else [scores, boxes]
+    det = GridDecoder(min_score_thresh=0.5).decode(outputs, input_size=(32, 48))  # stride 8
+    # cell (row 2, col 3) has its centre at x = 3.5 * 8 = 28, y = 2.5 * 8 = 20
+    np.testing.assert_allclose(det.xyxy, [[28 - 8, 20 - 4, 28 + 16, 20 + 12]])
+    assert det.class_id.tolist() == [2]
+    np.testing.assert_allclose(det.confidence, [0.8 * 0.9], rtol=1e-6)
+    assert len(GridDecoder(min_score_thresh=None).decode(outputs, input_size=(32, 48))) == 24
+
+
+@pytest.mark.parametrize(
+    "outputs, options, size, message",
+    [
+        (lambda s, b: [s], {}, (32, 48), r"expected two outputs, scores \[1,H,W,1\+nc\] and boxes \[1,H,W,4\], got \[1,4,6,5\]"),
+        (lambda s, b: [s, b], {"num_classes": 2}, (32, 48), r"scores \[1,H,W,1\+2\]"),
+        (lambda s, b: [s[:, :2], b], {}, (32, 48), "must share one grid"),
+        (lambda s, b: [s, b], {}, (30, 48), "a 4x6 grid does not divide the 30x48 input"),
+        (lambda s, b: [s, b], {}, (32, 32), "strides 8 and 5.33"),
+        (lambda s, b: [s, b], {"num_classes": 4}, (32, 48), None),
+    ],
+)
+def test_grid_wrong_outputs_give_one_line_errors(outputs, options, size, message):
+    args = outputs(*_grid_outputs())
+    if message is None:
+        assert len(GridDecoder(**options).decode(args, input_size=size)) == 1
+        return
+    with pytest.raises(InputError, match=message):
+        GridDecoder(**options).decode(args, input_size=size)
