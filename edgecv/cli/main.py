@@ -24,6 +24,7 @@ COMMANDS = {
     "prune": "edgecv.cli.prune_cmd",
     "distill": "edgecv.cli.distill_cmd",
     "eval-det": "edgecv.cli.eval_det_cmd",
+    "detect": "edgecv.cli.detect_cmd",
 }
 
 EPILOG = """\
@@ -36,6 +37,7 @@ examples:
   edgecv prune model.keras --train digits.npz --method channels --sparsity 0.5 --out runs/prune
   edgecv distill --teacher model.keras --width 0.5 --train digits.npz --out runs/distill
   edgecv eval-det --gt instances_val.json --pred results.json --json
+  edgecv detect --model face.tflite --spec blazeface-short-range --source photos/ --out runs/faces
 
 Run 'edgecv COMMAND --help' for a command's options.
 """

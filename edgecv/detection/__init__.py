@@ -15,6 +15,7 @@ from __future__ import annotations
 from edgecv.detection.anchors import SsdAnchorOptions, generate_anchors
 from edgecv.detection.decoders import DECODERS
 from edgecv.detection.detections import Detections
+from edgecv.detection.detector import Detector, StageTimes, Timings
 from edgecv.detection.frames import FrameOptions, FramePreprocessor, FrameTransform
 from edgecv.detection.match import Match, match_detections
 from edgecv.detection.nms import NMS_METHODS, nms
@@ -24,6 +25,7 @@ __all__ = [
     "DECODERS",
     "NMS_METHODS",
     "Detections",
+    "Detector",
     "DetectorSpec",
     "FrameOptions",
     "FramePreprocessor",
@@ -31,6 +33,8 @@ __all__ = [
     "Match",
     "NmsOptions",
     "SsdAnchorOptions",
+    "StageTimes",
+    "Timings",
     "generate_anchors",
     "load_spec",
     "match_detections",

@@ -17,9 +17,18 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 def test_built_in_specs_are_listed_and_shipped_as_package_data():
-    assert spec_names() == ["blazeface-short-range", "ssd-mobilenet-v1-coco"]
+    assert spec_names() == ["blazeface-short-range", "scene-detector", "ssd-mobilenet-v1-coco"]
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["edgecv"]
     assert "detection/specs/*.yaml" in package_data
+
+
+def test_scene_detector_spec_matches_the_scene_classes_and_the_training_preprocessing():
+    from edgecv.scenes import CLASSES
+
+    spec = load_spec("scene-detector")
+    assert spec.decoder == "grid" and spec.decoder_options.num_classes == len(CLASSES) == 4
+    assert spec.labels == CLASSES
+    assert spec.preprocess.mean == (0.0,) and spec.preprocess.std == (255.0,) and spec.preprocess.color == "RGB"
 
 
 def test_blazeface_spec_describes_mediapipe_settings():
@@ -101,7 +110,7 @@ def test_bad_spec_files_give_one_line_config_errors(tmp_path, content, message):
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("blazeface", "unknown detector spec 'blazeface'; built-in specs: blazeface-short-range, ssd-mobilenet-v1-coco"),
+        ("blazeface", "unknown detector spec 'blazeface'; built-in specs: blazeface-short-range, scene-detector, ssd-mobilenet-v1-coco"),
         ("absent.yaml", "detector spec not found: absent.yaml"),
     ],
 )
