@@ -1,0 +1,253 @@
+"""The built-in default detector: a small fully-convolutional Keras detector of synthetic scene objects.
+
+It is trained by this module on :mod:`edgecv.scenes` frames (exact boxes), so detection and tracking run
+with nothing downloaded. Run it as a script to retrain and rewrite the committed weights::
+
+    .venv/bin/python -m converters.builtin_detector --out converters/assets/scene_detector.keras
+
+Model: 160x160 RGB pixels / 255 in; a stride-2..16 backbone and a top-down path back to stride 8; two
+heads on the 20x20 grid, ``scores [1,20,20,1+nc]`` (sigmoid objectness, then sigmoid class probabilities)
+and ``boxes [1,20,20,4]`` (ReLU distances from the cell centre to the box edges, in strides). Only Conv,
+depthwise Conv, BN, ReLU, nearest upsampling, Add and Sigmoid: int8 in every format, no custom ops. The
+``grid`` decoder (:mod:`edgecv.detection.decoders.grid`) reads it; ``edgecv/detection/specs/scene-detector.yaml``
+holds its spec.
+
+Training targets (FCOS-like): a cell is positive for an object when its centre lies in the central
+``CENTRE`` share of the object's box (the cell holding the box centre always is); a cell claimed by several
+objects goes to the smallest. Losses: focal BCE on objectness over all cells, BCE on the classes and IoU
+loss on the boxes over positive cells.
+
+Example:
+    >>> model = build_detector()                                   # doctest: +SKIP
+    >>> [o.shape for o in model.outputs]                           # doctest: +SKIP
+    [(None, 20, 20, 5), (None, 20, 20, 4)]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgecv.detection import Detections
+from edgecv.manifest import Preprocess
+
+log = logging.getLogger(__name__)
+
+INPUT_SIZE = (160, 160)
+STRIDE = 8
+CENTRE = 0.5
+PREPROCESS = Preprocess(layout="NHWC", color="RGB", mean=(0.0,), std=(255.0,))
+WEIGHTS = Path(__file__).resolve().parent / "assets" / "scene_detector.keras"
+SPEC = "scene-detector"
+
+
+@dataclass(frozen=True)
+class DetectorTraining:
+    """How :func:`train_detector` trains: frames made per epoch, epochs, batch, learning rate, seeds."""
+
+    frames: int = 10000
+    epochs: int = 8
+    batch_size: int = 32
+    lr: float = 3e-3
+    seed: int = 0
+    focal_gamma: float = 2.0
+    focal_alpha: float = 0.25
+
+
+def build_detector(*, num_classes: int = 4, input_size: tuple[int, int] = INPUT_SIZE, seed: int = 0):
+    """The untrained detector (a Keras functional model with outputs ``scores`` and ``boxes``)."""
+    from converters.tf_env import import_tensorflow
+
+    import_tensorflow()
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+
+    def conv(x, filters, stride=1, kernel=3):
+        x = layers.Conv2D(filters, kernel, strides=stride, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        return layers.ReLU()(x)
+
+    def separable(x, filters, stride=1):
+        x = layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)
+        x = layers.BatchNormalization(momentum=0.9)(x)
+        x = layers.ReLU()(x)
+        return conv(x, filters, kernel=1)
+
+    inputs = keras.Input((*input_size, 3), name="image")
+    x = conv(inputs, 16, stride=2)                    # 80x80
+    x = separable(separable(x, 32, stride=2), 32)     # 40x40
+    f8 = separable(separable(x, 64, stride=2), 64)    # 20x20
+    f16 = separable(separable(f8, 128, stride=2), 128)  # 10x10: room for the largest objects
+    f16 = separable(f16, 128)
+    up = layers.UpSampling2D(interpolation="nearest")(conv(f16, 96, kernel=1))
+    p8 = separable(layers.Add()([up, conv(f8, 96, kernel=1)]), 96)
+    cls = separable(separable(p8, 64), 64)
+    reg = separable(separable(p8, 64), 64)
+    prior = float(-np.log((1 - 0.01) / 0.01))  # objectness starts at 1%, so the focal loss starts calm
+    scores = layers.Conv2D(1 + num_classes, 1, bias_initializer=keras.initializers.Constant(prior), name="score_logits")(cls)
+    scores = layers.Activation("sigmoid", name="scores")(scores)
+    boxes = layers.Conv2D(4, 1, bias_initializer=keras.initializers.Constant(1.0), name="box_distances")(reg)
+    boxes = layers.ReLU(name="boxes")(boxes)
+    return keras.Model(inputs, [scores, boxes], name="scene_detector")
+
+
+def encode_targets(truth: Sequence[Detections], *, num_classes: int, input_size: tuple[int, int] = INPUT_SIZE,
+                   stride: int = STRIDE) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell training targets of a batch of ground truths (boxes in input pixels).
+
+    Returns ``scores [N, H, W, 1+nc]`` (objectness then one-hot class, 0 on negatives) and
+    ``boxes [N, H, W, 4]`` (left, top, right, bottom distances in strides; 0 on negatives).
+    """
+    rows, cols = input_size[0] // stride, input_size[1] // stride
+    cy = (np.arange(rows, dtype=np.float32) + 0.5) * stride
+    cx = (np.arange(cols, dtype=np.float32) + 0.5) * stride
+    scores = np.zeros((len(truth), rows, cols, 1 + num_classes), np.float32)
+    boxes = np.zeros((len(truth), rows, cols, 4), np.float32)
+    for n, det in enumerate(truth):
+        if not len(det):
+            continue
+        xyxy = det.xyxy.astype(np.float32)
+        area = (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1])
+        claimed = np.full((rows, cols), np.inf, np.float32)
+        for i in np.argsort(-area):  # smallest last, so it wins shared cells
+            x1, y1, x2, y2 = xyxy[i]
+            mx, my = (x1 + x2) / 2, (y1 + y2) / 2
+            hw, hh = max(CENTRE * (x2 - x1) / 2, stride / 2), max(CENTRE * (y2 - y1) / 2, stride / 2)
+            inside_x = (np.abs(cx - mx) <= hw) & (cx > x1) & (cx < x2)
+            inside_y = (np.abs(cy - my) <= hh) & (cy > y1) & (cy < y2)
+            r0, c0 = min(int(my // stride), rows - 1), min(int(mx // stride), cols - 1)
+            inside_x[c0] = inside_y[r0] = True
+            cells = inside_y[:, None] & inside_x[None, :] & (area[i] <= claimed)
+            claimed[cells] = area[i]
+            r, c = np.nonzero(cells)
+            scores[n, r, c] = 0.0
+            scores[n, r, c, 0] = 1.0
+            scores[n, r, c, 1 + int(det.class_id[i])] = 1.0
+            boxes[n, r, c] = np.stack([cx[c] - x1, cy[r] - y1, x2 - cx[c], y2 - cy[r]], axis=1) / stride
+    return scores, np.maximum(boxes, 0.0)
+
+
+def detector_loss(options: DetectorTraining = DetectorTraining()):
+    """``loss(y_true, y_pred)`` for the two outputs, as a pair of Keras loss functions (scores, boxes)."""
+    import tensorflow as tf
+
+    gamma, alpha = options.focal_gamma, options.focal_alpha
+
+    def score_loss(y_true, y_pred):
+        p = tf.clip_by_value(y_pred, 1e-6, 1 - 1e-6)
+        obj_t, obj_p = y_true[..., 0], p[..., 0]
+        positives = tf.maximum(tf.reduce_sum(obj_t), 1.0)
+        pt = tf.where(obj_t > 0.5, obj_p, 1 - obj_p)
+        weight = tf.where(obj_t > 0.5, alpha, 1 - alpha) * tf.pow(1 - pt, gamma)
+        focal = -tf.reduce_sum(weight * tf.math.log(pt)) / positives
+        cls_t, cls_p = y_true[..., 1:], p[..., 1:]
+        bce = -(cls_t * tf.math.log(cls_p) + (1 - cls_t) * tf.math.log(1 - cls_p))
+        cls = tf.reduce_sum(tf.reduce_sum(bce, axis=-1) * obj_t) / positives
+        return focal + cls
+
+    def box_loss(y_true, y_pred):
+        positive = tf.cast(tf.reduce_sum(y_true, axis=-1) > 0, tf.float32)
+        l, t, r, b = tf.unstack(y_pred, axis=-1)
+        lt, tt, rt, bt = tf.unstack(y_true, axis=-1)
+        inter = (tf.minimum(l, lt) + tf.minimum(r, rt)) * (tf.minimum(t, tt) + tf.minimum(b, bt))
+        union = (l + r) * (t + b) + (lt + rt) * (tt + bt) - inter
+        iou = inter / tf.maximum(union, 1e-6)
+        return tf.reduce_sum((1 - iou) * positive) / tf.maximum(tf.reduce_sum(positive), 1.0)
+
+    return score_loss, box_loss
+
+
+def make_frames(count: int, *, seed: int) -> tuple[np.ndarray, list[Detections]]:
+    """``count`` scene frames at the detector's input size and their ground truth."""
+    from edgecv.scenes import SceneOptions, scene_frames
+
+    return scene_frames(count, seed=seed, options=SceneOptions(size=INPUT_SIZE))
+
+
+def train_detector(*, options: DetectorTraining = DetectorTraining(), progress: bool = True) -> Any:
+    """Build and train the detector on ``options.frames`` scene frames (seeded), each epoch in a new order
+    and randomly mirrored; returns the Keras model."""
+    from converters.tf_env import import_tensorflow
+
+    tf = import_tensorflow()
+    import keras
+
+    from edgecv.scenes import CLASSES
+
+    start = time.perf_counter()
+    images, truth = make_frames(options.frames, seed=options.seed)
+    scores, boxes = encode_targets(truth, num_classes=len(CLASSES))
+    log.info("%d frames and targets made in %.0f s", len(images), time.perf_counter() - start)
+    model = build_detector(num_classes=len(CLASSES), seed=options.seed)
+    steps = options.frames // options.batch_size
+    schedule = keras.optimizers.schedules.CosineDecay(options.lr, decay_steps=steps * options.epochs, alpha=0.02)
+    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=list(detector_loss(options)))
+
+    def mirror(x, y):
+        # the grid is symmetric, so a mirrored frame's targets are the mirrored grid with left/right swapped
+        flip = tf.random.uniform(()) < 0.5
+        s, b = y
+        x = tf.cond(flip, lambda: x[:, ::-1], lambda: x)
+        s = tf.cond(flip, lambda: s[:, ::-1], lambda: s)
+        b = tf.cond(flip, lambda: tf.gather(b[:, ::-1], [2, 1, 0, 3], axis=-1), lambda: b)
+        return tf.cast(x, tf.float32) / 255.0, (s, b)
+
+    tf.random.set_seed(options.seed)
+    ds = tf.data.Dataset.from_tensor_slices((images, (scores, boxes))).shuffle(len(images), seed=options.seed)
+    ds = ds.map(mirror).batch(options.batch_size, drop_remainder=True).prefetch(2)
+    model.fit(ds, epochs=options.epochs, verbose=1 if progress else 2)
+    log.info("trained in %.0f s", time.perf_counter() - start)
+    plain = keras.models.clone_model(model)  # without the training losses, so it loads anywhere
+    plain.set_weights(model.get_weights())
+    return plain
+
+
+def detect_frames(model: Any, images: np.ndarray, *, spec: Any = None, batch_size: int = 64) -> list[Detections]:
+    """The Keras model's detections on ``images`` (uint8 at the input size), decoded with ``spec``
+    (default: the built-in ``scene-detector`` spec with every score kept, for mAP)."""
+    from dataclasses import replace
+
+    from edgecv.detection import load_spec
+
+    spec = spec or replace(load_spec(SPEC), score_threshold=0.05)
+    scores, boxes = model.predict(images.astype(np.float32) / 255.0, batch_size=batch_size, verbose=0)
+    return [spec.detect([scores[i:i + 1], boxes[i:i + 1]], input_size=images.shape[1:3]) for i in range(len(images))]
+
+
+def evaluate_detector(model: Any, *, count: int = 500, seed: int = 1000) -> Any:
+    """COCO-style metrics (:class:`edgecv.detection.evaluate.DetectionMetrics`) on fresh frames of ``seed``."""
+    from edgecv.detection.evaluate import evaluate_detections
+    from edgecv.scenes import CLASSES
+
+    images, truth = make_frames(count, seed=seed)
+    return evaluate_detections(truth, detect_frames(model, images), labels=list(CLASSES))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=WEIGHTS, help=f"where to save the .keras model (default {WEIGHTS})")
+    p.add_argument("--frames", type=int, default=DetectorTraining.frames, help="training frames")
+    p.add_argument("--epochs", type=int, default=DetectorTraining.epochs)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    start = time.perf_counter()
+    model = train_detector(options=DetectorTraining(frames=args.frames, epochs=args.epochs, seed=args.seed))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    model.save(args.out)
+    log.info("saved %s (%d parameters, %.0f KB) after %.0f s", args.out, model.count_params(),
+             args.out.stat().st_size / 1024, time.perf_counter() - start)
+    metrics = evaluate_detector(model)
+    log.info("held-out seed 1000, 500 frames: mAP@0.5 %.4f, mAP@[.5:.95] %.4f", metrics.map50, metrics.map)
+
+
+if __name__ == "__main__":
+    main()
