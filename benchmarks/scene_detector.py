@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scene_detector.py [--weights converters/assets/scene_detector.keras] [--frames 500] [--json]
 
-Data: ``edgecv.scenes.scene_frames`` at 160x160. Calibration: 300 frames of seed 2000. Evaluation: ``--frames``
+Data: ``converters.builtin_detector.make_frames`` (``edgecv.scenes`` at 160x160, objects from 16 px). Calibration: 300 frames of seed 2000. Evaluation: ``--frames``
 frames of seed 1000 (never trained on: training used seed 0). Each artifact is run through ``edgecv.load``
 (float I/O) and decoded with the built-in ``scene-detector`` spec at score threshold 0.05 (the whole
 precision-recall curve), then scored with pycocotools (``edgecv.detection.evaluate``). int8 is
@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.builtin_detector import INPUT_SIZE, PREPROCESS, SPEC, WEIGHTS, detect_frames
+from converters.builtin_detector import INPUT_SIZE, PREPROCESS, SPEC, WEIGHTS, detect_frames, make_frames
 from converters.export import ExportOptions, export
 from edgecv.bench import benchmark
 from edgecv.cli.table import fmt_float, human_bytes, render
 from edgecv.detection import load_spec
 from edgecv.detection.evaluate import evaluate_detections
-from edgecv.scenes import CLASSES, SceneOptions, scene_frames
+from edgecv.scenes import CLASSES
 
 FORMATS = ("tflite", "onnx", "openvino")
 ROUNDS, RUNS = 3, 100
@@ -59,9 +59,8 @@ def main() -> None:
 
     start = time.perf_counter()
     spec = replace(load_spec(SPEC), score_threshold=0.05)
-    options = SceneOptions(size=INPUT_SIZE)
-    calib, _ = scene_frames(300, seed=2000, options=options)
-    images, truth = scene_frames(args.frames, seed=1000, options=options)
+    calib, _ = make_frames(300, seed=2000)
+    images, truth = make_frames(args.frames, seed=1000)
     keras_model = keras.saving.load_model(args.weights)
     rows = [{"artifact": "keras", "format": "keras", "precision": "fp32",
              "metrics": evaluate_detections(truth, detect_frames(keras_model, images), labels=list(CLASSES))}]

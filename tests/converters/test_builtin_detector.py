@@ -93,3 +93,32 @@ def test_committed_weights_keep_the_map_baseline():
     metrics = evaluate_detector(keras.saving.load_model(WEIGHTS), count=200, seed=1000)
     assert metrics.map50 >= BASELINES["scene_detector_map50_seed1000_200"] - 0.01
     assert metrics.map >= BASELINES["scene_detector_map_seed1000_200"] - 0.01
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not WEIGHTS.is_file(), reason="built-in detector weights not committed yet")
+def test_committed_detector_goes_to_int8_in_every_format_and_keeps_its_map(tmp_path):
+    pytest.importorskip("pycocotools")
+    from dataclasses import replace
+
+    import keras
+
+    import edgecv
+    from converters.builtin_detector import PREPROCESS, SPEC, detect_frames, make_frames
+    from converters.export import ExportOptions, export
+    from edgecv.detection.evaluate import evaluate_detections
+
+    calib, _ = make_frames(100, seed=2000)
+    images, truth = make_frames(100, seed=1000)
+    np.save(tmp_path / "calib.npy", calib)
+    report = export(WEIGHTS, to=("tflite", "onnx", "openvino"), quant="int8", calib=tmp_path / "calib.npy",
+                    detector=SPEC, preprocess=PREPROCESS, labels=list(CLASSES), out=tmp_path / "out", name="det",
+                    options=ExportOptions(bench_runs=0))
+    passed = {a.format: a.path for a in report.artifacts if a.status == "passed" and a.path is not None}
+    assert set(passed) == {"tflite", "onnx", "openvino"}, [(a.format, a.status, a.reason) for a in report.artifacts]
+    spec = replace(load_spec(SPEC), score_threshold=0.05)
+    reference = evaluate_detections(truth, detect_frames(keras.saving.load_model(WEIGHTS), images)).map
+    for fmt, path in passed.items():
+        model = edgecv.load(path, float_io=True)
+        found = [spec.detect(model.run(f[None].astype(np.float32) / 255.0), input_size=INPUT_SIZE) for f in images]
+        assert evaluate_detections(truth, found).map >= reference - 0.02, fmt
