@@ -25,6 +25,7 @@ COMMANDS = {
     "distill": "edgecv.cli.distill_cmd",
     "eval-det": "edgecv.cli.eval_det_cmd",
     "detect": "edgecv.cli.detect_cmd",
+    "track-eval": "edgecv.cli.track_eval_cmd",
 }
 
 EPILOG = """\
@@ -38,6 +39,7 @@ examples:
   edgecv distill --teacher model.keras --width 0.5 --train digits.npz --out runs/distill
   edgecv eval-det --gt instances_val.json --pred results.json --json
   edgecv detect --model face.tflite --spec blazeface-short-range --source photos/ --out runs/faces
+  edgecv track-eval --gt gt.txt --det det.txt --tracker bytetrack --fps 25
 
 Run 'edgecv COMMAND --help' for a command's options.
 """

@@ -1,0 +1,155 @@
+"""``edgecv track-eval``: HOTA, MOTA and IDF1 of tracker output (or of a tracker run on detections) by TrackEval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  edgecv track-eval --gt TUD-Campus/gt.txt --tracks tracks.txt
+  edgecv track-eval --gt TUD-Campus/gt.txt --det TUD-Campus/det.txt --tracker bytetrack --fps 25
+  edgecv track-eval --gt MOT17-02/gt/gt.txt --det MOT17-02/det/det.txt --out tracks.txt --json
+
+Files are MOTChallenge text: one box per line, 'frame,id,x,y,w,h,conf,...' with 1-based frames. Tracker
+output is written and read as 'frame,id,x,y,w,h,conf,-1,-1,-1'. seqinfo.ini beside a file or one folder
+up gives the sequence length and frame rate. The numbers are TrackEval's (the official MOTChallenge
+evaluator), printed as percentages; --json gives fractions in [0, 1].
+"""
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "track-eval",
+        help="HOTA, MOTA and IDF1 of a tracker on MOTChallenge files",
+        description="Score tracker output against MOTChallenge ground truth with TrackEval: HOTA (DetA, AssA), "
+        "CLEAR MOT (MOTA, MOTP, ID switches, FP, FN, mostly tracked / lost) and IDF1. With --det, first run "
+        "one of edgecv's trackers over the detections, frame by frame.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--gt", required=True, type=Path, help="ground truth: a MOTChallenge gt.txt")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--tracks", type=Path, help="tracker output to score: frame,id,x,y,w,h,conf,...")
+    src.add_argument("--det", type=Path, help="detections (a MOTChallenge det.txt) to run --tracker on, then score")
+    p.add_argument("--tracker", help="tracker to run on --det (default bytetrack)")
+    p.add_argument("--fps", type=_positive, help="frame rate for the tracker (default: seqinfo.ini, else its own)")
+    p.add_argument("--out", type=Path, help="write the tracker's output here (MOTChallenge text), with --det")
+    p.add_argument("--benchmark", choices=("MOT15", "MOT16", "MOT17", "MOT20"),
+                   help="ground-truth rules (default: MOT15 when gt has no classes, else MOT17)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args) -> int:
+    from edgecv.errors import ConfigError
+    from edgecv.tracking.evaluate import evaluate_tracking
+    from edgecv.tracking.mot import read_mot, write_mot
+
+    if args.tracks is not None:
+        for flag, value in (("--tracker", args.tracker), ("--fps", args.fps), ("--out", args.out)):
+            if value is not None:
+                raise ConfigError(f"{flag} is for running a tracker: use it with --det, not --tracks")
+    gt = read_mot(args.gt, kind="gt")
+    run_info = None
+    if args.det is not None:
+        tracks, run_info = _run_tracker(args.tracker or "bytetrack", read_mot(args.det, kind="det"), gt, args.fps)
+        if args.out is not None:
+            write_mot(args.out, tracks)
+    else:
+        tracks = read_mot(args.tracks, kind="tracks")
+    metrics = evaluate_tracking(gt, tracks, benchmark=args.benchmark)
+    if args.json:
+        doc = {
+            "ground_truth": str(args.gt),
+            "tracks": str(args.tracks) if args.tracks is not None else None,
+            "det": str(args.det) if args.det is not None else None,
+            **(run_info or {}),
+            "out": str(args.out) if args.out is not None else None,
+            **metrics.to_dict(),
+        }
+        print(json.dumps(doc, indent=2))
+    else:
+        print(format_metrics(metrics, gt.name, run_info))
+    return 0
+
+
+def _run_tracker(name: str, det, gt, fps: float | None):
+    """Feed every frame of ``det`` (and ground truth's trailing frames, empty) to tracker ``name``."""
+    import time
+
+    from edgecv.detection.detections import Detections
+    from edgecv.errors import ConfigError
+    from edgecv.tracking import TRACKERS, make_tracker
+    from edgecv.tracking.mot import MotSequence
+
+    if name not in TRACKERS:
+        raise ConfigError(f"--tracker: expected one of {', '.join(sorted(TRACKERS))}, got {name!r}")
+    fps = fps or det.fps
+    tracker = make_tracker(name, fps=fps) if fps else make_tracker(name)
+    frames = max(det.num_frames, gt.num_frames)
+    outputs: dict[int, Detections] = {}
+    elapsed = 0.0
+    for f in range(1, frames + 1):
+        dets = det.frames.get(f)
+        dets = Detections.empty() if dets is None else dets
+        start = time.perf_counter()
+        out = tracker.update(dets)
+        elapsed += time.perf_counter() - start
+        if out.tracker_id is not None and (out.tracker_id < 0).any():
+            out = out[out.tracker_id >= 0]  # a tracker may mark unconfirmed tracks with -1: not output
+        outputs[f] = out
+    tracks = MotSequence.from_frames(
+        outputs, kind="tracks", name=det.name, seq_length=gt.seq_length, fps=fps,
+        source=f"{name} output on {det.source}",
+    )
+    info = {
+        "tracker": name,
+        "fps": fps,
+        "frames_per_second": frames / elapsed if elapsed > 0 else None,
+        "detections": int(det.num_boxes),
+        "tracked_boxes": int(tracks.num_boxes),
+    }
+    return tracks, info
+
+
+def format_metrics(m, name: str = "", run_info: dict | None = None) -> str:
+    from edgecv.cli.table import render
+
+    def pct(x):
+        return "-" if x is None else f"{100 * x:.2f}"
+
+    def num(x):
+        return "-" if x is None else str(x)
+
+    headers = ["HOTA", "DetA", "AssA", "MOTA", "MOTP", "IDF1", "IDsw", "FP", "FN", "MT", "ML"]
+    row = [pct(m.hota), pct(m.deta), pct(m.assa), pct(m.mota), pct(m.motp), pct(m.idf1),
+           num(m.idsw), num(m.fp), num(m.fn), num(m.mt), num(m.ml)]
+    lines = [render(headers, [row], align="r" * len(headers)), ""]
+    what = f"{name}: " if name else ""
+    lines.append(
+        f"{what}{m.frames} frames, {m.gt_ids} ground-truth tracks ({m.gt_dets} boxes), "
+        f"{m.tracker_ids} tracker tracks ({m.tracker_dets} boxes); {m.benchmark} rules"
+    )
+    if run_info:
+        speed = run_info["frames_per_second"]
+        rate = f"{speed:.0f} frames/s" if speed else "frames/s not measured"
+        at = f" at {run_info['fps']:g} fps" if run_info["fps"] else ""
+        lines.append(
+            f"tracker {run_info['tracker']}{at}: {rate} "
+            f"({run_info['detections']} detections in, {run_info['tracked_boxes']} tracked boxes out)"
+        )
+    lines.append("percent; IDsw: ID switches, MT/ML: ground-truth tracks mostly tracked / mostly lost")
+    return "\n".join(lines)

@@ -1,0 +1,44 @@
+"""Multi-object tracking on the device: SORT and ByteTrack over :class:`~edgecv.detection.Detections`.
+
+Trackers share one constant-velocity Kalman filter (:mod:`edgecv.tracking.kalman`, all tracks in one numpy
+step) and one association core (:mod:`edgecv.tracking.association`, optimal IoU matching with a gate, SciPy
+imported on first use). Each is configured by one frozen options dataclass, works in seconds (``fps`` or
+per-frame timestamps), and returns a new Detections with ``tracker_id`` per frame.
+
+Example:
+    >>> import numpy as np
+    >>> from edgecv.detection import Detections
+    >>> from edgecv.tracking import make_tracker
+    >>> tracker = make_tracker("sort", fps=25)
+    >>> tracked = tracker.update(Detections(np.array([[10, 10, 50, 90]]), [0.9], [0]))
+    >>> tracked.tracker_id.tolist(), [t.state.name for t in tracker.tracks]
+    ([1], ['TENTATIVE'])
+"""
+
+from __future__ import annotations
+
+from edgecv.tracking.association import Matches, iou_association, linear_assignment
+from edgecv.tracking.bytetrack import ByteTrackOptions, ByteTracker
+from edgecv.tracking.kalman import KalmanBoxFilter, SizeMotion, SortMotion
+from edgecv.tracking.sort import SortOptions, SortTracker
+from edgecv.tracking.track import Track, Tracker, TrackState
+from edgecv.tracking.trackers import TRACKERS, make_tracker, tracker_names
+
+__all__ = [
+    "TRACKERS",
+    "ByteTrackOptions",
+    "ByteTracker",
+    "KalmanBoxFilter",
+    "Matches",
+    "SizeMotion",
+    "SortMotion",
+    "SortOptions",
+    "SortTracker",
+    "Track",
+    "TrackState",
+    "Tracker",
+    "iou_association",
+    "linear_assignment",
+    "make_tracker",
+    "tracker_names",
+]

@@ -1,0 +1,209 @@
+"""ByteTrack (Zhang et al., 2022): associate the confident detections first, then let the weak ones extend tracks.
+
+Per frame, after the Kalman prediction of every track:
+
+1. detections scoring at least ``track_thresh`` are matched to the confirmed and lost tracks (cost
+   ``1 - IoU * score``, at most ``match_thresh``); a lost track matched here is found again;
+2. detections scoring more than ``low_thresh`` but less than ``track_thresh`` are matched to the confirmed
+   tracks still unmatched (cost ``1 - IoU``, at most ``low_match_thresh``); confirmed tracks left over are LOST;
+3. the confident detections left are matched to the tentative tracks (at most ``tentative_match_thresh``);
+   a tentative track not matched is removed, one matched ``min_hits`` times in a row is confirmed;
+4. confident detections left over that score at least ``new_track_thresh`` start tentative tracks (confirmed
+   at once in the first frame);
+5. lost tracks unmatched for more than ``max_lost_s`` seconds are removed, and a lost track that overlaps a
+   confirmed one by IoU > 0.85 is dropped (the younger of the two goes).
+
+The confirmed tracks matched in the frame are reported. The filter is
+:class:`~edgecv.tracking.kalman.SizeMotion` (``[cx, cy, w, h]`` and velocities, noise proportional to the box
+size, per second), so the same settings hold at any frame rate.
+
+Scores: thresholds apply to ``(confidence - score_range[0]) / (score_range[1] - score_range[0])``. The default
+``(0, 1)`` suits detectors whose scores are probabilities (the MOT15 public Faster R-CNN detections here are
+in [0.5, 1]); for a detector scoring on another scale (older MOTChallenge detections reach ~100) give its
+range. Detections without real scores (all 1.0, or a ``[N, 4]`` array) are all confident.
+
+Example:
+    >>> import numpy as np
+    >>> tracker = ByteTracker(fps=30)
+    >>> for k in range(3):
+    ...     out = tracker.update(np.array([[10.0 + k, 10.0, 50.0 + k, 90.0, 0.9], [60, 0, 80, 40, 0.3]]))
+    >>> out.tracker_id.tolist(), len(tracker.tracks)
+    ([1], 1)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from edgecv.detection._config import check
+from edgecv.tracking.association import DENSE_LIMIT, Matches, _iou, iou_association, similarity_assignment
+from edgecv.tracking.kalman import MotionModel, SizeMotion
+from edgecv.tracking.sort import OUTPUT_BOXES
+from edgecv.tracking.track import Tracker, TrackState, _Frame
+
+__all__ = ["ByteTrackOptions", "ByteTracker"]
+
+_DUPLICATE_IOU = 0.85
+_CONFIRMED, _LOST, _TENTATIVE = int(TrackState.CONFIRMED), int(TrackState.LOST), int(TrackState.TENTATIVE)
+
+
+def _finite(v: object) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+@dataclass(frozen=True)
+class ByteTrackOptions:
+    """ByteTrack's settings (see the module docstring for where each applies).
+
+    Thresholds on scores are on the normalized score (``score_range``); ``*_match_thresh`` are the largest
+    matching costs (1 - IoU, times the score where ``fuse_score``). ``max_lost_s`` is how long a lost track
+    waits to be found again (ByteTrack: 30 frames at 30 frames/s). ``min_hits`` counts the detections a
+    tentative track needs, its first included. The ``noise_*`` settings are the filter's, in box sizes (see
+    :class:`~edgecv.tracking.kalman.SizeMotion`).
+    """
+
+    track_thresh: float = 0.6
+    low_thresh: float = 0.1
+    new_track_thresh: float = 0.7
+    match_thresh: float = 0.8
+    low_match_thresh: float = 0.5
+    tentative_match_thresh: float = 0.7
+    fuse_score: bool = True
+    max_lost_s: float = 1.0
+    min_hits: int = 2
+    score_range: tuple[float, float] = (0.0, 1.0)
+    per_class: bool = False
+    output_boxes: str = "kalman"
+    noise_position: float = 0.27
+    noise_velocity: float = 1.03
+    noise_measurement: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("track_thresh", "low_thresh", "new_track_thresh"):
+            value = getattr(self, name)
+            check(_finite(value), f"bytetrack.{name}", "a number", value)
+        check(self.low_thresh <= self.track_thresh, "bytetrack.low_thresh", f"at most track_thresh "
+              f"({self.track_thresh})", self.low_thresh)
+        for name in ("match_thresh", "low_match_thresh", "tentative_match_thresh"):
+            value = getattr(self, name)
+            check(_finite(value) and 0 <= value <= 1, f"bytetrack.{name}", "a cost in [0, 1]", value)
+        check(isinstance(self.fuse_score, bool), "bytetrack.fuse_score", "true or false", self.fuse_score)
+        check(_finite(self.max_lost_s) and self.max_lost_s >= 0, "bytetrack.max_lost_s", "seconds >= 0",
+              self.max_lost_s)
+        check(isinstance(self.min_hits, int) and not isinstance(self.min_hits, bool) and self.min_hits >= 1,
+              "bytetrack.min_hits", "an integer >= 1", self.min_hits)
+        lo_hi = self.score_range
+        ok = isinstance(lo_hi, (tuple, list)) and len(lo_hi) == 2 and all(_finite(v) for v in lo_hi)
+        check(ok and lo_hi[0] < lo_hi[1], "bytetrack.score_range", "(low, high) with low < high", lo_hi)
+        object.__setattr__(self, "score_range", tuple(float(v) for v in lo_hi))
+        check(isinstance(self.per_class, bool), "bytetrack.per_class", "true or false", self.per_class)
+        check(self.output_boxes in OUTPUT_BOXES, "bytetrack.output_boxes", f"one of {', '.join(OUTPUT_BOXES)}",
+              self.output_boxes)
+        for name in ("noise_position", "noise_velocity", "noise_measurement"):
+            value = getattr(self, name)
+            check(_finite(value) and value > 0, f"bytetrack.{name}", "a positive number", value)
+
+
+class ByteTracker(Tracker):
+    """ByteTrack over :class:`~edgecv.detection.Detections` (see the module docstring)."""
+
+    name = "bytetrack"
+    Options = ByteTrackOptions
+    options: ByteTrackOptions
+
+    def _motion(self) -> MotionModel:
+        o = self.options
+        return SizeMotion(position=o.noise_position, velocity=o.noise_velocity, measurement=o.noise_measurement)
+
+    def _step(self, frame: _Frame, dt: float) -> np.ndarray:
+        o = self.options
+        lo, hi = o.score_range
+        score = (frame.conf - lo) / (hi - lo)
+        high = (score >= o.track_thresh).nonzero()[0]
+        low = ((score > o.low_thresh) & (score < o.track_thresh)).nonzero()[0]
+        fused = np.minimum(np.maximum(score, 0.0), 1.0) if o.fuse_score else None
+
+        boxes = self._predict(dt, frozen=self._t.state == _LOST)
+        t = self._t
+        state = t.state
+        per_class = o.per_class
+
+        # One IoU matrix for all three stages, unless it would be large (then each stage works in blocks).
+        dense = len(t) * len(frame.xyxy) <= DENSE_LIMIT
+        iou = _iou(boxes, frame.xyxy) if dense and len(t) and len(frame.xyxy) else None
+
+        def match(rows: np.ndarray, dets: np.ndarray, max_cost: float, fuse: bool) -> Matches:
+            if len(rows) == 0 or len(dets) == 0:
+                return Matches(rows[:0], dets[:0], np.arange(len(rows)), np.arange(len(dets)))
+            if iou is not None:
+                sim = iou[rows][:, dets]
+                if fuse and fused is not None:
+                    sim *= fused[dets]
+                if per_class:
+                    sim[t.cls[rows][:, None] != frame.cls[dets][None, :]] = 0.0
+                return similarity_assignment(sim, 1.0 - max_cost)
+            return iou_association(
+                boxes[rows], frame.xyxy[dets], min_iou=1.0 - max_cost,
+                det_score=fused[dets] if fuse and fused is not None else None,
+                track_class=t.cls[rows] if per_class else None, det_class=frame.cls[dets] if per_class else None,
+            )
+
+        # 1. confident detections against confirmed and lost tracks
+        pool = ((state == _CONFIRMED) | (state == _LOST)).nonzero()[0]
+        m1 = match(pool, high, o.match_thresh, o.fuse_score)
+        # 2. weak detections against the confirmed tracks left
+        rest = pool[m1.unmatched_rows]
+        rest = rest[state[rest] == _CONFIRMED]
+        m2 = match(rest, low, o.low_match_thresh, False)
+        # 3. confident detections left against tentative tracks
+        tentative = (state == _TENTATIVE).nonzero()[0]
+        left = high[m1.unmatched_cols]
+        m3 = match(tentative, left, o.tentative_match_thresh, o.fuse_score)
+
+        rows = np.concatenate([pool[m1.rows], rest[m2.rows], tentative[m3.rows]])
+        dets = np.concatenate([high[m1.cols], low[m2.cols], left[m3.cols]])
+        self._correct(rows, frame, dets)
+        state[rest[m2.unmatched_rows]] = _LOST
+        state[rows] = np.where(t.hits[rows] >= o.min_hits, _CONFIRMED, state[rows])
+        state[pool[m1.rows]] = _CONFIRMED  # lost tracks found again
+        gone = np.zeros(len(t), bool)
+        gone[tentative[m3.unmatched_rows]] = True
+        gone |= (state == _LOST) & self._expired(o.max_lost_s)
+        gone |= self._duplicates(per_class)
+        if gone.any():
+            self._remove(gone)
+
+        # 4. new tracks
+        new = left[m3.unmatched_cols]
+        new = new[score[new] >= o.new_track_thresh]
+        first = self.frame_index == 1 or o.min_hits <= 1
+        self._spawn(frame, new, TrackState.CONFIRMED if first else TrackState.TENTATIVE)
+        t = self._t
+        return (t.state == _CONFIRMED) & (t.missed == 0)
+
+    def _duplicates(self, per_class: bool) -> np.ndarray:
+        """Lost tracks overlapping a confirmed one by IoU > 0.85: mark the younger of each pair."""
+        t = self._t
+        out = np.zeros(len(t), bool)
+        lost = (t.state == _LOST).nonzero()[0]
+        if len(lost) == 0:
+            return out
+        live = ((t.state == _CONFIRMED) & (t.missed == 0)).nonzero()[0]
+        if len(live) == 0:
+            return out
+        xyxy = self.kf.boxes(t.x)
+        iou = _iou(xyxy[live], xyxy[lost])
+        if per_class:
+            iou[t.cls[live][:, None] != t.cls[lost][None, :]] = 0.0
+        i, j = np.nonzero(iou > _DUPLICATE_IOU)
+        if len(i) == 0:
+            return out
+        span = self.frame_index - t.missed - t.born  # frames from the first to the latest match
+        a, b = live[i], lost[j]
+        older_live = span[a] > span[b]
+        out[b[older_live]] = True
+        out[a[~older_live]] = True
+        return out

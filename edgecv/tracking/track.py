@@ -1,0 +1,371 @@
+"""What every tracker shares: track states, track snapshots, input checks, time steps and the track table.
+
+A tracker is a stateful object configured by one frozen options dataclass. ``update(detections)`` takes one
+frame's :class:`~edgecv.detection.Detections` (or a plain ``[N, 4|5|6]`` array: x1, y1, x2, y2, score, class)
+and returns a NEW Detections of the tracks reported in that frame, with ``tracker_id`` set; the input is never
+changed. Boxes with NaN or inf, or with zero or negative width or height, are dropped with a logged warning.
+Time is in seconds: each update is ``1 / fps`` after the previous one, unless ``timestamp=`` (the frame's
+time in seconds) or ``dt=`` says otherwise.
+
+Tracks live in one table of arrays (state vectors, covariances, counters), so prediction, correction and
+bookkeeping are numpy operations over all tracks; :attr:`Tracker.tracks` gives them as :class:`Track` objects.
+
+Example:
+    >>> import numpy as np
+    >>> from edgecv.tracking import SortTracker, TrackState
+    >>> tracker = SortTracker(fps=25)
+    >>> out = tracker.update(np.array([[10.0, 10.0, 50.0, 90.0, 0.9]]))
+    >>> out.tracker_id.tolist(), tracker.tracks[0].state is TrackState.TENTATIVE
+    ([1], True)
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import numpy as np
+
+from edgecv.detection._config import from_mapping
+from edgecv.detection.detections import Detections
+from edgecv.errors import ConfigError, InputError
+from edgecv.tracking.kalman import KalmanBoxFilter, MotionModel
+
+__all__ = ["TrackState", "Track", "Tracker"]
+
+log = logging.getLogger(__name__)
+
+# Seconds of slack when comparing accumulated time steps with lifetimes (1/25 * 2 is not exactly 0.08).
+_TIME_EPS = 1e-6
+
+
+class TrackState(enum.IntEnum):
+    """Life of a track: TENTATIVE (new, not yet trusted), CONFIRMED (matched and trusted in the latest frame),
+    LOST (not matched in the latest frame but kept to be found again), REMOVED (gone for good)."""
+
+    TENTATIVE = 0
+    CONFIRMED = 1
+    LOST = 2
+    REMOVED = 3
+
+
+@dataclass(frozen=True)
+class Track:
+    """One track as of the latest update (a snapshot: changing the tracker does not change it).
+
+    ``xyxy`` is the filter's estimate in the latest frame; ``velocity`` the box centre's in pixels per second;
+    ``confidence`` and ``class_id`` those of the last matched detection. ``hits`` counts matched detections,
+    the first one included; ``hit_streak`` counts matches in a row since the last miss, the detection that
+    started the track not included (SORT's counter); ``age`` counts frames since the track began;
+    ``frames_since_update`` and ``time_since_update`` (seconds) are 0 when matched in the latest frame.
+    """
+
+    track_id: int
+    state: TrackState
+    xyxy: tuple[float, float, float, float]
+    velocity: tuple[float, float]
+    confidence: float
+    class_id: int
+    hits: int
+    hit_streak: int
+    age: int
+    frames_since_update: int
+    time_since_update: float
+
+
+class _Table:
+    """Tracks as parallel arrays (one row per track, in the order the tracks began)."""
+
+    FIELDS = ("id", "state", "x", "P", "cls", "conf", "hits", "streak", "age", "missed", "since", "det", "born")
+
+    def __init__(self, dim: int) -> None:
+        self.id = np.zeros(0, np.int64)
+        self.state = np.zeros(0, np.int8)
+        self.x = np.zeros((0, dim))
+        self.P = np.zeros((0, dim, dim))
+        self.cls = np.zeros(0, np.int64)
+        self.conf = np.zeros(0, np.float64)
+        self.hits = np.zeros(0, np.int64)
+        self.streak = np.zeros(0, np.int64)
+        self.age = np.zeros(0, np.int64)  # frames since the track began
+        self.missed = np.zeros(0, np.int64)  # frames since the last match
+        self.since = np.zeros(0, np.float64)  # seconds since the last match
+        self.det = np.zeros(0, np.int64)  # input row matched in the latest frame, -1 for none
+        self.born = np.zeros(0, np.int64)  # frame index of the first detection
+
+    def __len__(self) -> int:
+        return len(self.id)
+
+    def keep(self, mask: np.ndarray) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, getattr(self, name)[mask])
+
+    def append(self, **rows: np.ndarray) -> None:
+        for name in self.FIELDS:
+            setattr(self, name, np.concatenate([getattr(self, name), rows[name]]))
+
+
+@dataclass(frozen=True)
+class _Frame:
+    """One frame's usable detections: float64 boxes and scores, classes, and their rows in the input."""
+
+    xyxy: np.ndarray
+    conf: np.ndarray
+    cls: np.ndarray
+    index: np.ndarray
+    data: Mapping[str, np.ndarray]
+
+
+def _read_input(detections: Any) -> _Frame:
+    """Check the input's type and shape, then drop (with a warning) boxes that no tracker can use."""
+    data: Mapping[str, np.ndarray] = {}
+    if isinstance(detections, Detections):
+        xyxy = detections.xyxy.astype(np.float64)
+        conf = detections.confidence.astype(np.float64)
+        cls = detections.class_id
+        data = detections.data
+    elif isinstance(detections, (np.ndarray, list, tuple)):
+        a = np.asarray(detections)
+        if a.size == 0:
+            a = a.reshape(0, 5) if a.dtype.kind in "iuf" else a
+        if a.dtype.kind not in "iuf" or a.ndim != 2 or a.shape[1] not in (4, 5, 6):
+            got = f"dtype {a.dtype} shape {list(a.shape)}"
+            raise InputError(f"tracker input: expected Detections or a real array [N, 4|5|6] (x1, y1, x2, y2, score, "
+                             f"class), got {got}")
+        a = a.astype(np.float64)
+        xyxy = a[:, :4]
+        conf = a[:, 4] if a.shape[1] > 4 else np.ones(len(a))
+        if a.shape[1] > 5:
+            col = a[:, 5]
+            finite = np.isfinite(col)
+            if not np.array_equal(col[finite], np.round(col[finite])):
+                raise InputError("tracker input: expected whole-number class ids in column 5, got fractions")
+            cls = np.where(finite, col, -1).astype(np.int64)
+            conf = np.where(finite, conf, np.nan)  # a row with a NaN class is dropped below
+        else:
+            cls = np.zeros(len(a), np.int64)
+    else:
+        got = type(detections).__name__
+        raise InputError(f"tracker input: expected Detections or a real array [N, 4|5|6], got {got}")
+    with np.errstate(invalid="ignore", over="ignore"):
+        w, h = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
+        # NaN fails the comparisons; an inf coordinate makes w or h inf or NaN
+        ok = (w > 0) & (h > 0) & np.isfinite(w + h + conf)
+    if ok.all():
+        return _Frame(xyxy, conf, cls, np.arange(len(xyxy)), data)
+    bad = np.flatnonzero(~ok)
+    nonfinite = int((~np.isfinite(xyxy[bad]).all(axis=1) | ~np.isfinite(conf[bad])).sum())
+    log.warning("tracker: dropped %d of %d detection(s): %d with NaN or inf, %d with zero or negative size",
+                len(bad), len(ok), nonfinite, len(bad) - nonfinite)
+    keep = np.flatnonzero(ok)
+    return _Frame(xyxy[keep], conf[keep], cls[keep], keep, data)
+
+
+def _check_fps(fps: Any) -> float:
+    ok = isinstance(fps, (int, float, np.integer, np.floating)) and not isinstance(fps, bool)
+    if not ok or not math.isfinite(fps) or fps <= 0:
+        raise ConfigError(f"fps: expected a positive number of frames per second, got {fps!r}")
+    return float(fps)
+
+
+def _seconds(value: Any, name: str) -> float:
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value):
+        raise InputError(f"update: expected {name} in seconds as a finite number, got {value!r}")
+    return float(value)
+
+
+class Tracker:
+    """Base of every tracker (see the module docstring). Subclasses set ``name``, ``Options``, ``_motion``
+    and implement ``_step``, which predicts, associates and updates the table and returns the rows to report.
+    """
+
+    name: ClassVar[str] = ""
+    Options: ClassVar[type] = object
+
+    def __init__(self, options: Any = None, *, fps: float = 30.0) -> None:
+        if options is None or isinstance(options, Mapping):
+            options = from_mapping(self.Options, options, f"{self.name} options")
+        elif not isinstance(options, self.Options):
+            raise ConfigError(f"{self.name} options: expected a {self.Options.__name__} or a mapping, "
+                              f"got {type(options).__name__}")
+        self.options = options
+        self.fps = _check_fps(fps)
+        self.kf = KalmanBoxFilter(self._motion())
+        self.reset()
+
+    def _motion(self) -> MotionModel:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.options!r}, fps={self.fps:g})"
+
+    # -- public ------------------------------------------------------------------------------------------
+    def reset(self) -> None:
+        """Forget every track and the time; identities start again from 1."""
+        self._t = _Table(self.kf.dim)
+        self._next_id = 1
+        self._time: float | None = None
+        self.frame_index = 0  # updates so far
+        self._gone = _Table(self.kf.dim)  # tracks removed by the latest update
+
+    @property
+    def tracks(self) -> list[Track]:
+        """The live tracks (tentative, confirmed and lost) as snapshots, oldest first."""
+        return self._snapshots(self._t, np.arange(len(self._t)))
+
+    @property
+    def removed(self) -> list[Track]:
+        """The tracks the latest update removed (state REMOVED), as they were when removed."""
+        return self._snapshots(self._gone, np.arange(len(self._gone)))
+
+    def update(
+        self, detections: Detections | np.ndarray, *, timestamp: float | None = None, dt: float | None = None
+    ) -> Detections:
+        """Track one frame; return the tracks reported in it (see the module docstring).
+
+        ``timestamp`` is the frame's time in seconds (must increase from update to update); ``dt`` the seconds
+        since the previous frame. Without either, frames are ``1 / fps`` apart. Output boxes, scores and classes
+        follow the tracker's options; ``data`` holds the matched input rows' ``data``.
+        """
+        frame = _read_input(detections)
+        step = self._time_step(timestamp, dt)
+        self.frame_index += 1
+        if len(self._gone):
+            self._gone = _Table(self.kf.dim)
+        report = self._step(frame, step)
+        return self._output(report.nonzero()[0], frame)
+
+    # -- shared steps ------------------------------------------------------------------------------------
+    def _time_step(self, timestamp: float | None, dt: float | None) -> float:
+        if timestamp is not None and dt is not None:
+            raise InputError("update: expected timestamp or dt, not both")
+        if dt is not None:
+            step = _seconds(dt, "dt")
+            if step <= 0:
+                raise InputError(f"update: expected dt > 0 seconds, got {dt!r}")
+        elif timestamp is not None:
+            now = _seconds(timestamp, "timestamp")
+            if self._time is not None and now <= self._time:
+                raise InputError(f"update: expected timestamps to increase, got {now!r} after {self._time!r}")
+            step = 1.0 / self.fps if self._time is None else now - self._time
+            self._time = now
+            return step
+        else:
+            step = 1.0 / self.fps
+        if self._time is not None:
+            self._time += step
+        return step
+
+    def _predict(self, dt: float, frozen: np.ndarray | None = None) -> np.ndarray:
+        """Move every track ``dt`` seconds on; drop tracks whose box is no longer one. Returns boxes ``[N, 4]``."""
+        t = self._t
+        if len(t) == 0:
+            return np.zeros((0, 4))
+        t.x, t.P = self.kf.predict(t.x, t.P, dt, frozen=frozen)
+        t.streak[t.missed > 0] = 0  # SORT: a miss in the previous frame ends the streak
+        t.age += 1
+        t.missed += 1
+        t.since += dt
+        t.det[:] = -1
+        boxes = self.kf.boxes(t.x)
+        bad = ~np.isfinite(boxes).all(axis=1)
+        if bad.any():
+            self._remove(bad)
+            boxes = boxes[~bad]
+        return boxes
+
+    def _correct(self, rows: np.ndarray, frame: _Frame, dets: np.ndarray) -> None:
+        """Update tracks ``rows`` with detections ``dets`` (positions in ``frame``), all in one filter step."""
+        if len(rows) == 0:
+            return
+        t = self._t
+        t.x[rows], t.P[rows] = self.kf.update(t.x[rows], t.P[rows], frame.xyxy[dets])
+        t.conf[rows] = frame.conf[dets]
+        t.cls[rows] = frame.cls[dets]
+        t.det[rows] = frame.index[dets]
+        t.hits[rows] += 1
+        t.streak[rows] += 1
+        t.missed[rows] = 0
+        t.since[rows] = 0.0
+
+    def _spawn(self, frame: _Frame, dets: np.ndarray, state: TrackState) -> None:
+        """Start one track per detection ``dets`` (positions in ``frame``)."""
+        n = len(dets)
+        if n == 0:
+            return
+        x, P = self.kf.initiate(frame.xyxy[dets])
+        zeros = np.zeros(n, np.int64)
+        self._t.append(
+            id=np.arange(self._next_id, self._next_id + n, dtype=np.int64),
+            state=np.full(n, int(state), np.int8),
+            x=x,
+            P=P,
+            cls=frame.cls[dets],
+            conf=frame.conf[dets],
+            hits=zeros + 1,
+            streak=zeros,
+            age=zeros,
+            missed=zeros,
+            since=np.zeros(n),
+            det=frame.index[dets],
+            born=zeros + self.frame_index,
+        )
+        self._next_id += n
+
+    def _remove(self, mask: np.ndarray) -> None:
+        """Remove the tracks in ``mask``, keeping their last snapshots (state REMOVED) in :attr:`removed`."""
+        rows = mask.nonzero()[0]
+        if len(rows) == 0:
+            return
+        self._t.state[rows] = int(TrackState.REMOVED)
+        self._gone.append(**{name: getattr(self._t, name)[rows] for name in _Table.FIELDS})
+        self._t.keep(~mask)
+
+    def _expired(self, max_lost_s: float) -> np.ndarray:
+        return self._t.since > max_lost_s + _TIME_EPS
+
+    def _snapshots(self, t: _Table, rows: np.ndarray) -> list[Track]:
+        with np.errstate(invalid="ignore"):
+            boxes = self.kf.boxes(t.x[rows]).tolist()
+        vel = t.x[rows][:, 4:6].tolist()
+        return [
+            Track(
+                track_id=int(t.id[r]),
+                state=TrackState(int(t.state[r])),
+                xyxy=tuple(boxes[k]),  # type: ignore[arg-type]
+                velocity=tuple(vel[k]),  # type: ignore[arg-type]
+                confidence=float(t.conf[r]),
+                class_id=int(t.cls[r]),
+                hits=int(t.hits[r]),
+                hit_streak=int(t.streak[r]),
+                age=int(t.age[r]),
+                frames_since_update=int(t.missed[r]),
+                time_since_update=float(t.since[r]),
+            )
+            for k, r in enumerate(rows.tolist())
+        ]
+
+    def _output(self, rows: np.ndarray, frame: _Frame) -> Detections:
+        t = self._t
+        det = t.det[rows]
+        if getattr(self.options, "output_boxes", "kalman") == "detection":
+            # the matched input boxes (every reported track was matched in this frame)
+            pos = np.searchsorted(frame.index, det)
+            boxes = frame.xyxy[pos]
+        else:
+            boxes = self.kf.boxes(t.x[rows])
+        data = {k: v[det] for k, v in frame.data.items()} if frame.data else {}
+        return Detections(
+            xyxy=boxes.astype(np.float32),
+            confidence=t.conf[rows].astype(np.float32),
+            class_id=t.cls[rows].copy(),
+            tracker_id=t.id[rows].copy(),
+            data=data,
+        )
+
+    def _step(self, frame: _Frame, dt: float) -> np.ndarray:
+        raise NotImplementedError

@@ -1,0 +1,123 @@
+"""``edgecv track-eval``: the table, JSON, a tracker run on MOT15 detections, one-line errors with exit code 2."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from edgecv.tracking.evaluate import evaluate_tracking
+from edgecv.tracking.mot import format_rows, read_mot
+
+pytest.importorskip("trackeval")
+
+
+def edgecv(*args):
+    return subprocess.run([sys.executable, "-m", "edgecv", *map(str, args)], capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def tud(shared_data, tmp_path_factory):
+    """TUD-Campus ground truth, and tracker output synthesized from it: jittered boxes, missed boxes, an ID switch."""
+    root = tmp_path_factory.mktemp("track_eval")
+    gt = shared_data / "mot15" / "TUD-Campus" / "gt.txt"
+    rng = np.random.default_rng(5)
+    rows = read_mot(gt, kind="gt").rows.copy()
+    rows = rows[rng.random(len(rows)) > 0.1]
+    rows[:, 2:6] = (rows[:, 2:6] + rng.normal(0, 3, (len(rows), 4))).round(2)
+    rows[:, 6] = 0.9
+    late = rows[:, 0] > 35
+    rows[late & (rows[:, 1] == 1), 1], rows[late & (rows[:, 1] == 3), 1] = 3, 1
+    (root / "tracks.txt").write_text(format_rows(rows))
+    return {"gt": gt, "det": gt.parent / "det.txt", "tracks": root / "tracks.txt", "root": root}
+
+
+def test_help_shows_examples():
+    proc = edgecv("track-eval", "--help")
+    assert proc.returncode == 0
+    assert "examples:" in proc.stdout and "--tracker bytetrack" in proc.stdout
+    assert "track-eval" in edgecv("--help").stdout
+
+
+def test_table(tud):
+    proc = edgecv("track-eval", "--gt", tud["gt"], "--tracks", tud["tracks"])
+    assert proc.returncode == 0, proc.stderr
+    m = evaluate_tracking(tud["gt"], tud["tracks"])
+    header, rule, values = proc.stdout.splitlines()[:3]
+    assert header.split() == ["HOTA", "DetA", "AssA", "MOTA", "MOTP", "IDF1", "IDsw", "FP", "FN", "MT", "ML"]
+    expected = [f"{100 * v:.2f}" for v in (m.hota, m.deta, m.assa, m.mota, m.motp, m.idf1)]
+    assert values.split() == expected + [str(v) for v in (m.idsw, m.fp, m.fn, m.mt, m.ml)]
+    assert m.idsw >= 1 and m.fn > 0
+    assert "TUD-Campus: 71 frames, 8 ground-truth tracks (359 boxes)" in proc.stdout
+    assert "MOT15 rules" in proc.stdout and proc.stderr == ""
+
+
+def test_json(tud):
+    proc = edgecv("track-eval", "--gt", tud["gt"], "--tracks", tud["tracks"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc == {
+        "ground_truth": str(tud["gt"]), "tracks": str(tud["tracks"]), "det": None, "out": None,
+        **evaluate_tracking(tud["gt"], tud["tracks"]).to_dict(),
+    }
+
+
+def test_sort_on_detections_matches_the_reference(tud):
+    """shared/data/README.md: SORT with defaults scores TUD-Campus MOTA 62.7 (FP 15, FN 113, IDsw 6), HOTA 45.3."""
+    out = tud["root"] / "sort.txt"
+    proc = edgecv("track-eval", "--gt", tud["gt"], "--det", tud["det"], "--tracker", "sort", "--fps", 25, "--out", out, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert (doc["fp"], doc["fn"], doc["idsw"]) == (15, 113, 6)
+    assert round(100 * doc["mota"], 1) == 62.7 and round(100 * doc["hota"], 1) == 45.3
+    assert doc["tracker"] == "sort" and doc["fps"] == 25 and doc["frames_per_second"] > 0
+    # the written output scores the same when read back
+    assert evaluate_tracking(tud["gt"], out).to_dict() == {k: doc[k] for k in evaluate_tracking(tud["gt"], out).to_dict()}
+
+
+def test_tracker_table_line(tud):
+    proc = edgecv("track-eval", "--gt", tud["gt"], "--det", tud["det"])
+    assert proc.returncode == 0, proc.stderr
+    assert "tracker bytetrack" in proc.stdout and "frames/s (321 detections in" in proc.stdout
+
+
+def test_repaired_input_warns(tud):
+    bad = tud["root"] / "nan_tracks.txt"
+    bad.write_text(tud["tracks"].read_text() + "9,77,nan,1,2,3,0.5,-1,-1,-1\n")
+    proc = edgecv("track-eval", "--gt", tud["gt"], "--tracks", bad)
+    assert proc.returncode == 0
+    assert "dropped 1 of" in proc.stderr and "NaN" in proc.stderr and len(proc.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("columns", r"bad\.txt:2: expected 10 values like the first row, got 4"),
+        ("tracker-with-tracks", r"--tracker is for running a tracker: use it with --det, not --tracks"),
+        ("unknown-tracker", r"--tracker: expected one of .*bytetrack.*, got 'nope'"),
+        ("missing", r"MOT tracks file not found"),
+        ("repeated-id", r"id 4 appears twice in frame 1"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tud, case, message):
+    bad = tud["root"] / "bad.txt"
+    if case == "columns":
+        bad.write_text("1,1,1,1,5,5,1,-1,-1,-1\n1,2,1,1\n")
+        args = ["--tracks", bad]
+    elif case == "tracker-with-tracks":
+        args = ["--tracks", tud["tracks"], "--tracker", "sort"]
+    elif case == "unknown-tracker":
+        args = ["--det", tud["det"], "--tracker", "nope"]
+    elif case == "missing":
+        args = ["--tracks", tud["root"] / "missing.txt"]
+    else:
+        bad.write_text("1,4,1,1,5,5,1,-1,-1,-1\n1,4,9,9,5,5,1,-1,-1,-1\n")
+        args = ["--tracks", bad]
+    proc = edgecv("track-eval", "--gt", tud["gt"], *args)
+    assert proc.returncode == 2
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgecv: error: "), proc.stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert "Traceback" not in proc.stderr and proc.stdout == ""

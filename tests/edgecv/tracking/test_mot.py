@@ -1,0 +1,208 @@
+"""MOTChallenge text I/O: exact round trips, seqinfo.ini, and every kind of bad input refused or repaired loudly."""
+
+import logging
+import re
+
+import numpy as np
+import pytest
+
+from edgecv.detection.detections import Detections
+from edgecv.errors import InputError, OutputError
+from edgecv.tracking.mot import MotSequence, read_mot, write_mot
+
+LOGGER = "edgecv.tracking.mot"
+
+
+def write(tmp_path, text, name="f.txt"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_reads_det_file(tmp_path):
+    path = write(tmp_path, "1,-1,281.931,187.466,79.93,209.537,0.997784,-1,-1,-1\n3,-1,10,20,5,6,0.5,-1,-1,-1\n")
+    det = read_mot(path)
+    assert det.kind == "det" and det.num_frames == 3 and det.num_boxes == 2
+    assert sorted(det.frames) == [1, 2, 3] and len(det.frames[2]) == 0  # every frame, the empty one too
+    d = det.frames[1]
+    assert d.tracker_id is None and d.class_id.tolist() == [-1]
+    np.testing.assert_allclose(d.xyxy, [[281.931, 187.466, 281.931 + 79.93, 187.466 + 209.537]], rtol=1e-6)
+    assert d.confidence.tolist() == [np.float32(0.997784)]
+    assert det.rows[0].tolist() == [1, -1, 281.931, 187.466, 79.93, 209.537, 0.997784, -1, -1, -1]
+    assert det.ids.tolist() == []
+
+
+def test_reads_gt_with_ids_and_classes(tmp_path):
+    path = write(tmp_path, "1,4,10,20,30,40,1,1,0.8\n1,2,50,20,30,40,0,7,0.1\n2,4,12,20,30,40,1,1,1\n")  # MOT17: 9 columns
+    gt = read_mot(path, kind="gt")
+    assert gt.frames[1].tracker_id.tolist() == [4, 2]
+    assert gt.frames[1].class_id.tolist() == [1, 7]
+    assert gt.frames[1].confidence.tolist() == [1.0, 0.0]  # the consider flag
+    assert gt.rows[:, 9].tolist() == [-1, -1, -1]  # padded to 10 columns
+    assert gt.ids.tolist() == [2, 4]
+
+
+def test_round_trip_is_exact(tmp_path):
+    text = "1,1,281.931,187.466,79.93,209.537,0.997784,-1,-1,-1\n1,2,0.1,0.2,0.30000000000000004,1e-3,1,-1,-1,-1\n"
+    seq = read_mot(write(tmp_path, text), kind="tracks")
+    again = read_mot(write_mot(tmp_path / "out" / "t.txt", seq), kind="tracks")
+    assert again.rows.tobytes() == seq.rows.tobytes()
+    assert (tmp_path / "out" / "t.txt").read_text().splitlines()[0] == "1,1,281.931,187.466,79.93,209.537,0.997784,-1,-1,-1"
+
+
+def test_write_from_detections(tmp_path):
+    frames = {
+        1: Detections(np.array([[10.5, 20, 40.25, 60]]), [0.91234567], [0], tracker_id=[3]),
+        2: Detections.empty(),
+        4: Detections(np.array([[11, 20, 41, 60], [100, 100, 120, 150]]), [0.9, 0.8], [0, 0], tracker_id=[3, 8]),
+    }
+    path = write_mot(tmp_path / "tracks.txt", frames)
+    assert path.read_text().splitlines() == [
+        "1,3,10.5,20,29.75,40,0.912346,-1,-1,-1",
+        "4,3,11,20,30,40,0.9,-1,-1,-1",
+        "4,8,100,100,20,50,0.8,-1,-1,-1",
+    ]
+    seq = read_mot(path, kind="tracks")
+    assert seq.rows.tobytes() == MotSequence.from_frames(frames).rows.tobytes()
+    assert seq.frames[4].tracker_id.tolist() == [3, 8]
+    np.testing.assert_array_equal(seq.frames[4].xyxy, frames[4].xyxy)
+
+
+def test_write_needs_track_ids(tmp_path):
+    with pytest.raises(InputError, match="tracker_id"):
+        write_mot(tmp_path / "t.txt", {1: Detections(np.array([[0, 0, 1, 1]]), [0.5], [0])})
+
+
+def test_write_to_unwritable_place(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OutputError, match="cannot write"):
+        write_mot(tmp_path / "file" / "t.txt", {})
+
+
+def test_seqinfo_one_folder_up(tmp_path):
+    seq = tmp_path / "MOT17-02"
+    (seq / "gt").mkdir(parents=True)
+    (seq / "seqinfo.ini").write_text(
+        "[Sequence]\nname=MOT17-02\nimDir=img1\nframeRate=30\nseqLength=600\nimWidth=1920\nimHeight=1080\nimExt=.jpg\n"
+    )
+    gt = read_mot(write(seq / "gt", "1,1,10,20,30,40,1,1,1\n", "gt.txt"), kind="gt")
+    assert (gt.name, gt.fps, gt.seq_length, gt.num_frames, gt.image_size) == ("MOT17-02", 30.0, 600, 600, (1920, 1080))
+    assert len(gt.frames) == 600
+    assert read_mot(seq / "gt" / "gt.txt", kind="gt", seqinfo=False).num_frames == 1
+
+
+def test_frames_past_seq_length_are_refused(tmp_path):
+    (tmp_path / "seqinfo.ini").write_text("[Sequence]\nseqLength=5\n")
+    with pytest.raises(InputError, match="frame 9 is past the sequence's last frame 5"):
+        read_mot(write(tmp_path, "9,1,10,20,30,40,1,-1,-1,-1\n"), kind="tracks")
+
+
+def test_bad_seqinfo(tmp_path):
+    (tmp_path / "seqinfo.ini").write_text("[Sequence]\nframeRate=fast\n")
+    with pytest.raises(InputError, match="seqinfo.ini: expected a number for frameRate"):
+        read_mot(write(tmp_path, "1,-1,10,20,30,40,1\n"))
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InputError, match="MOT gt file not found"):
+        read_mot(tmp_path / "nope.txt", kind="gt")
+
+
+ROW = "1,-1,10,20,30,40,0.9,-1,-1,-1"
+
+# name, kind, file text, ("error", message regex) or ("warn", message regex or None, rows kept, frames in order)
+BAD_INPUT = [
+    ("nan box", "det", f"{ROW}\n2,-1,nan,20,30,40,0.9,-1,-1,-1\n", ("warn", r"dropped 1 of 2 rows: 1 with NaN", 1, [1])),
+    ("inf box", "det", f"{ROW}\n2,-1,10,inf,30,40,0.9,-1,-1,-1\n", ("warn", r"1 with NaN or infinite", 1, [1])),
+    ("nan score", "det", f"{ROW}\n2,-1,10,20,30,40,NaN,-1,-1,-1\n", ("warn", r"1 with NaN or infinite", 1, [1])),
+    ("zero width", "det", f"{ROW}\n2,-1,10,20,0,40,0.9,-1,-1,-1\n", ("warn", r"1 with width or height <= 0 \(first at .*:2\)", 1, [1])),
+    ("negative height", "gt", "1,1,10,20,30,-4,1,-1,-1,-1\n1,2,10,20,30,40,1,-1,-1,-1\n", ("warn", r"width or height <= 0", 1, [1])),
+    ("all rows bad", "det", "1,-1,10,20,0,40,0.9,-1,-1,-1\n", ("warn", r"dropped 1 of 1", 0, [])),
+    ("empty file", "det", "", ("warn", r"has no rows", 0, [])),
+    ("blank lines only", "tracks", "\n  \n", ("warn", r"has no rows", 0, [])),
+    ("empty frames between", "det", f"{ROW}\n7,-1,10,20,30,40,0.9,-1,-1,-1\n", ("warn", None, 2, [1, 7])),
+    ("out of order", "det", f"3{ROW[1:]}\n{ROW}\n2{ROW[1:]}\n", ("warn", r"out of order .*:2, frame 1 after 3\); sorted", 3, [1, 2, 3])),
+    ("frame repeated apart", "det", f"{ROW}\n2{ROW[1:]}\n1,-1,50,20,30,40,0.8,-1,-1,-1\n", ("warn", r"out of order", 3, [1, 1, 2])),
+    ("identical rows", "det", f"{ROW}\n{ROW}\n{ROW}\n", ("warn", r"2 repeated identical rows were kept once \(first repeat at .*:2\)", 1, [1])),
+    ("gt grouped by id", "gt", "1,1,1,1,5,5,1,-1,-1,-1\n2,1,1,1,5,5,1,-1,-1,-1\n1,2,9,9,5,5,1,-1,-1,-1\n", ("warn", None, 3, [1, 1, 2])),
+    ("blank lines, spaces, trailing comma", "det", f"\n 1, -1, 10, 20, 30, 40, 0.9,\n\n2{ROW[1:-9]}\n", ("warn", None, 2, [1, 2])),
+    ("whitespace separated", "det", "1 -1 10 20 30 40 0.9 -1 -1 -1\n2 -1 10 20 30 40 0.9 -1 -1 -1\n", ("warn", None, 2, [1, 2])),
+    ("5 columns", "det", "1,-1,10,20,30\n", ("error", r"f\.txt:1: expected 7 to 10 comma-separated values \(frame,id,x,y,w,h,conf.*\), got 5")),
+    ("11 columns", "det", f"{ROW},7\n", ("error", r"f\.txt:1: expected 7 to 10 .*got 11")),
+    ("columns change", "det", f"{ROW}\n{ROW}\n{ROW[:-3]}\n", ("error", r"f\.txt:3: expected 10 values like the first row, got 9")),
+    ("not a number", "det", f"{ROW}\n1,-1,10,abc,30,40,0.9,-1,-1,-1\n", ("error", r"f\.txt:2: expected numbers, got 'abc'")),
+    ("frame 0", "det", f"0{ROW[1:]}\n", ("error", r"f\.txt:1: expected a 1-based whole frame number up to 1000000, got 0")),
+    ("frame 1e9", "det", f"{ROW}\n1e9{ROW[1:]}\n", ("error", r"f\.txt:2: expected a 1-based whole frame number up to 1000000, got 1e\+09")),
+    ("fractional frame", "det", f"1.5{ROW[1:]}\n", ("error", r"whole frame number up to 1000000, got 1.5")),
+    ("gt id repeated in a frame", "gt", "1,1,1,1,5,5,1,-1,-1,-1\n1,1,9,9,5,5,1,-1,-1,-1\n", ("error", r"id 1 appears twice in frame 1 \(.*:1, .*:2\); an id is one box per frame")),
+    ("track id repeated in a frame", "tracks", "2,5,1,1,5,5,1,-1,-1,-1\n2,5,9,9,5,5,1,-1,-1,-1\n", ("error", r"id 5 appears twice in frame 2")),
+    ("det file given as tracks", "tracks", f"{ROW}\n", ("error", r"f\.txt:1: expected a whole track id >= 0 in a tracker output, got -1 \(is this a det file\?\)")),
+    ("fractional gt id", "gt", "1,1.5,1,1,5,5,1,-1,-1,-1\n", ("error", r"whole track id >= 0 in ground truth, got 1.5")),
+]
+
+
+@pytest.mark.parametrize("kind, text, expected", [c[1:] for c in BAD_INPUT], ids=[c[0] for c in BAD_INPUT])
+def test_bad_input(tmp_path, caplog, kind, text, expected):
+    path = write(tmp_path, text)
+    if expected[0] == "error":
+        with pytest.raises(InputError, match=expected[1]) as info:
+            read_mot(path, kind=kind)
+        assert "\n" not in str(info.value)
+        return
+    _, message, kept, frames = expected
+    with caplog.at_level(logging.INFO, logger=LOGGER):
+        seq = read_mot(path, kind=kind)
+    warnings = [r.getMessage() for r in caplog.records if r.name == LOGGER and r.levelno >= logging.WARNING]
+    if message is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1, warnings  # one summary line, not one per row
+        assert re.search(message, warnings[0]), warnings[0]
+    assert seq.num_boxes == kept
+    assert seq.rows[:, 0].tolist() == frames
+    assert sum(len(d) for d in seq.frames.values()) == kept
+
+
+def test_sorting_keeps_file_order_within_a_frame(tmp_path, caplog):
+    text = "2,7,1,1,5,5,1,-1,-1,-1\n1,9,1,1,5,5,1,-1,-1,-1\n2,3,1,1,5,5,1,-1,-1,-1\n1,4,1,1,5,5,1,-1,-1,-1\n"
+    seq = read_mot(write(tmp_path, text), kind="tracks")
+    assert seq.rows[:, :2].tolist() == [[1, 9], [1, 4], [2, 7], [2, 3]]
+    assert seq.frames[2].tracker_id.tolist() == [7, 3]
+
+
+def test_5000_boxes_in_one_frame(tmp_path):
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 1000, size=(5000, 2)).round(2)
+    lines = [f"1,{i + 1},{x},{y},20,40,0.5,-1,-1,-1" for i, (x, y) in enumerate(xy)] + ["2,1,5,5,20,40,0.5,-1,-1,-1"]
+    seq = read_mot(write(tmp_path, "\n".join(lines) + "\n"), kind="tracks")
+    assert len(seq.frames[1]) == 5000 and len(seq.frames[2]) == 1
+    assert len(seq.ids) == 5000
+
+
+def test_sequence_checks_its_rows():
+    with pytest.raises(InputError, match="kind"):
+        MotSequence(np.zeros((0, 10)), kind="boxes")
+    with pytest.raises(InputError, match=r"expected shape \[M,10\]"):
+        MotSequence(np.zeros((2, 7)))
+    with pytest.raises(InputError, match=r"expected finite values, got \[1.0, 1.0, nan"):
+        MotSequence(np.array([[1, 1, np.nan, 0, 1, 1, 1, -1, -1, -1]], float))
+    with pytest.raises(InputError, match="expected width and height > 0"):
+        MotSequence(np.array([[1, 1, 0, 0, 0, 1, 1, -1, -1, -1]], float))
+    with pytest.raises(InputError, match="expected whole ids >= 0"):
+        MotSequence(np.array([[1, -1, 0, 0, 1, 1, 1, -1, -1, -1]], float))
+    assert MotSequence(np.array([[1, -1, 0, 0, 1, 1, 1, -1, -1, -1]], float), kind="det").num_boxes == 1
+    with pytest.raises(InputError, match="sorted by frame"):
+        MotSequence(np.array([[2, 1, 0, 0, 1, 1, 1, -1, -1, -1], [1, 1, 0, 0, 1, 1, 1, -1, -1, -1]], float))
+    empty = MotSequence(np.zeros((0, 10)))
+    assert empty.num_frames == 0 and empty.frames == {}
+
+
+def test_shared_det_files_read_cleanly(shared_data, caplog):
+    files = sorted((shared_data / "mot15").glob("*/det.txt"))
+    assert len(files) == 11
+    with caplog.at_level(logging.WARNING, logger=LOGGER):
+        seqs = [read_mot(f) for f in files]
+    assert caplog.records == []
+    assert all(s.num_boxes > 0 and s.num_frames > 0 for s in seqs)
+    gt = read_mot(shared_data / "mot15" / "TUD-Campus" / "gt.txt", kind="gt")
+    assert (gt.name, gt.num_frames, gt.num_boxes, len(gt.ids)) == ("TUD-Campus", 71, 359, 8)
