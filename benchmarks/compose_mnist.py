@@ -18,13 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from _common import work_dir
 from compress_mnist import FORMATS, PIXELS, ROUNDS, RUNS, SEED, Row, counts, export_keras, measure, table
 from train_mnist_cnn import EVAL, TRAIN, load_mnist, train_mnist_cnn
 
@@ -77,14 +77,8 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     start = time.perf_counter()
-    tmp = tempfile.TemporaryDirectory(prefix="compose-mnist-") if args.out is None else None
-    work = Path(tmp.name) if tmp is not None else args.out
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_dir(args.out, "compose-mnist-") as work:
         rows, macs = build_rows(work)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     result = summary(rows, macs)
     seconds = round(time.perf_counter() - start)
     if args.json:

@@ -37,7 +37,6 @@ import argparse
 import json
 import logging
 import statistics
-import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from _common import work_dir
 from train_mnist_cnn import EVAL, TRAIN, load_mnist, train_mnist_cnn
 
 from converters.distill import distill
@@ -237,15 +237,9 @@ def main() -> None:
     args = p.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     start = time.perf_counter()
-    tmp = tempfile.TemporaryDirectory(prefix="compress-mnist-") if args.out is None else None
-    work = Path(tmp.name) if tmp is not None else args.out
-    work.mkdir(parents=True, exist_ok=True)
-    try:
+    with work_dir(args.out, "compress-mnist-") as work:
         rows, info = build_rows(work)
         verdicts = targets(rows)
-    finally:
-        if tmp is not None:
-            tmp.cleanup()
     seconds = round(time.perf_counter() - start)
     if args.json:
         print(json.dumps({"info": info, "seconds": seconds, "targets": verdicts, "rows": [
