@@ -6,8 +6,9 @@ Data: ``converters.builtin_detector.make_frames`` (``edgecv.scenes`` at 160x160,
 frames of seed 1000 (never trained on: training used seed 0). Each artifact is run through ``edgecv.load``
 (float I/O) and decoded with the built-in ``scene-detector`` spec at score threshold 0.05 (the whole
 precision-recall curve), then scored with pycocotools (``edgecv.detection.evaluate``). int8 is
-``export(quant="int8", detector="scene-detector")``: calibrated, gated on detections against the float
-model, float fallback allowed. Latency: median of 3 alternating rounds of each artifact's p50 over 100 runs.
+``export(quant="int8", detector="scene-detector", max_drop=10)``: calibrated, gated on detections
+against the float model with a loose budget (the target judged here is mAP against the ground truth),
+float fallback allowed. Latency: median of 3 alternating rounds of each artifact's p50 over 100 runs.
 Targets (issue 5): mAP@0.5 at least 0.9 in fp32; int8 costing at most 1 mAP point in every format.
 """
 
@@ -35,6 +36,9 @@ from edgecv.scenes import CLASSES
 FORMATS = ("tflite", "onnx", "openvino")
 ROUNDS, RUNS = 3, 100
 MAP50_TARGET, INT8_MAX_COST = 0.9, 0.01
+# The export gate compares int8 detections with the float model's (points of F1 lost plus mean score change);
+# the issue's target is mAP against the ground truth, judged below. The gate keeps only gross failures out.
+FIDELITY_BUDGET = 10.0
 
 
 def artifact_detections(path: Path, images: np.ndarray, spec) -> list:
@@ -69,8 +73,8 @@ def main() -> None:
         np.save(work / "calib.npy", calib)
         np.save(work / "eval.npy", images[:200])
         report = export(args.weights, to=FORMATS, quant="fp32,int8", calib=work / "calib.npy", eval_data=work / "eval.npy",
-                        detector=SPEC, preprocess=PREPROCESS, labels=list(CLASSES), out=work / "out", name="scene_detector",
-                        options=ExportOptions(bench_runs=0))
+                        detector=SPEC, max_drop=FIDELITY_BUDGET, preprocess=PREPROCESS, labels=list(CLASSES),
+                        out=work / "out", name="scene_detector", options=ExportOptions(bench_runs=0))
         for a in report.artifacts:
             if a.status != "passed" or a.path is None:
                 logging.error("%s %s: %s", a.format, a.precision, a.reason)

@@ -120,7 +120,7 @@ class Reference:
         tp = fp = fn = found = 0
         score_err = 0.0
         for got, ref in zip(outputs, self._stored()):
-            got = [_arrange(g, r.shape[1:]) for g, r in zip(got, ref)]
+            got = _align(got, [r.shape[1:] for r in ref])
             size = len(ref[0])
             if self._detect is not None:
                 from edgecv.detection import match_detections
@@ -169,6 +169,17 @@ DETECTION_IOU = 0.5  # a detection agrees with the source's when IoU >= this and
 def _per_sample(detect: Callable, outputs: list[np.ndarray]) -> list:
     """``detect`` applied to each sample of batched outputs."""
     return [detect([o[i : i + 1] for o in outputs]) for i in range(len(outputs[0]))]
+
+
+def _align(got: list[np.ndarray], tails: list[tuple[int, ...]]) -> list[np.ndarray]:
+    """An artifact's outputs in the source's order and layout. Converters may reorder outputs (TFLite
+    does), so an output whose shape fits only one of the source's goes there; the rest keep their order."""
+    got = [np.asarray(g) for g in got]
+    if len(got) == len(tails) > 1 and any(g.shape[1:] != t for g, t in zip(got, tails)):
+        exact = {i: [j for j, g in enumerate(got) if g.shape[1:] == t] for i, t in enumerate(tails)}
+        if all(len(js) == 1 for js in exact.values()) and len({js[0] for js in exact.values()}) == len(tails):
+            got = [got[exact[i][0]] for i in range(len(tails))]
+    return [_arrange(g, t) for g, t in zip(got, tails)]
 
 
 def _arrange(got: np.ndarray, tail: tuple[int, ...]) -> np.ndarray:

@@ -112,7 +112,7 @@ def test_committed_detector_goes_to_int8_in_every_format_and_keeps_its_map(tmp_p
     images, truth = make_frames(100, seed=1000)
     np.save(tmp_path / "calib.npy", calib)
     report = export(WEIGHTS, to=("tflite", "onnx", "openvino"), quant="int8", calib=tmp_path / "calib.npy",
-                    detector=SPEC, preprocess=PREPROCESS, labels=list(CLASSES), out=tmp_path / "out", name="det",
+                    detector=SPEC, max_drop=10.0, preprocess=PREPROCESS, labels=list(CLASSES), out=tmp_path / "out", name="det",
                     options=ExportOptions(bench_runs=0))
     passed = {a.format: a.path for a in report.artifacts if a.status == "passed" and a.path is not None}
     assert set(passed) == {"tflite", "onnx", "openvino"}, [(a.format, a.status, a.reason) for a in report.artifacts]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from converters.metrics import Reference, Scores, judge_quantized, sqnr_db
+from edgecv.errors import InputError
 
 
 def _chunks(x: np.ndarray, y: np.ndarray | None, size: int = 16):
@@ -77,3 +78,26 @@ def test_gate(tmp_path, source_top1, scores, max_drop, min_sqnr, passed, reason)
     verdict = judge_quantized(Ref(), scores, max_drop=max_drop, min_sqnr=min_sqnr)
     assert verdict.passed is passed
     assert reason in verdict.reason
+
+
+@pytest.mark.parametrize(
+    "shapes, tails, order, error",
+    [
+        ([(2, 20, 20, 4), (2, 20, 20, 5)], [(20, 20, 5), (20, 20, 4)], [1, 0], None),  # TFLite reordered the outputs
+        ([(2, 20, 20, 5), (2, 20, 20, 4)], [(20, 20, 5), (20, 20, 4)], [0, 1], None),
+        ([(2, 5, 20, 20), (2, 4, 20, 20)], [(20, 20, 5), (20, 20, 4)], [0, 1], None),  # NCHW, same order: transposed
+        ([(2, 3), (2, 3)], [(3,), (3,)], [0, 1], None),  # shapes cannot tell: order kept
+        ([(2, 7)], [(5,)], None, "artifact output of shape \\[2, 7\\] does not match the source's \\[None, 5\\]"),
+    ],
+)
+def test_artifact_outputs_are_aligned_with_the_source_by_shape(shapes, tails, order, error):
+    from converters.metrics import _align
+
+    got = [np.full(s, i, np.float32) for i, s in enumerate(shapes)]
+    if error:
+        with pytest.raises(InputError, match=error):
+            _align(got, tails)
+        return
+    out = _align(got, tails)
+    assert [o.shape[1:] for o in out] == tails
+    assert [int(o.flat[0]) for o in out] == order
