@@ -1,4 +1,4 @@
-"""Multi-object tracking on the device: SORT and ByteTrack over :class:`~edgecv.detection.Detections`.
+"""Multi-object tracking on the device: SORT, ByteTrack and an OC-SORT-like tracker over :class:`~edgecv.detection.Detections`.
 
 Trackers share one constant-velocity Kalman filter (:mod:`edgecv.tracking.kalman`, all tracks in one numpy
 step) and one association core (:mod:`edgecv.tracking.association`, optimal IoU matching with a gate, SciPy
@@ -20,6 +20,7 @@ from __future__ import annotations
 from edgecv.tracking.association import Matches, iou_association, linear_assignment
 from edgecv.tracking.bytetrack import ByteTrackOptions, ByteTracker
 from edgecv.tracking.kalman import KalmanBoxFilter, SizeMotion, SortMotion
+from edgecv.tracking.ocsort import OcSortOptions, OcSortTracker
 from edgecv.tracking.sort import SortOptions, SortTracker
 from edgecv.tracking.track import Track, Tracker, TrackState
 from edgecv.tracking.trackers import TRACKERS, make_tracker, tracker_names
@@ -30,6 +31,8 @@ __all__ = [
     "ByteTracker",
     "KalmanBoxFilter",
     "Matches",
+    "OcSortOptions",
+    "OcSortTracker",
     "SizeMotion",
     "SortMotion",
     "SortOptions",

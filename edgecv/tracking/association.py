@@ -25,7 +25,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Matches", "linear_assignment", "similarity_assignment", "iou_association", "DENSE_LIMIT"]
+__all__ = [
+    "Matches",
+    "linear_assignment",
+    "similarity_assignment",
+    "iou_association",
+    "iou_candidates",
+    "pair_assignment",
+    "DENSE_LIMIT",
+]
 
 #: Problems with more track x detection pairs than this are solved in blocks (see :func:`iou_association`).
 DENSE_LIMIT = 250_000
@@ -214,6 +222,58 @@ def iou_association(
         ps.append(sim[i, j])
     rows_all, cols_all, sims = np.concatenate(pr), np.concatenate(pc), np.concatenate(ps)
     return _sparse_solve(rows_all, cols_all, sims, n, m, min_iou, after)
+
+
+def iou_candidates(
+    track_xyxy: np.ndarray, det_xyxy: np.ndarray, min_iou: float, *, block: int = DENSE_LIMIT
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pairs ``(rows, cols)`` of tracks and detections with IoU >= ``min_iou`` (and > 0), with their IoU,
+    found block by block (at most ``block`` pairs at once), so no dense ``N x M`` matrix is ever made.
+
+    With :func:`pair_assignment` it lets a tracker add its own terms to the similarity of the few candidate
+    pairs of a large problem (e.g. OC-SORT's direction term) and still solve it optimally.
+
+    Example:
+        >>> r, c, v = iou_candidates(np.array([[0, 0, 10, 10.0]]), np.array([[5, 0, 15, 10.0], [0, 0, 10, 10]]), 0.3)
+        >>> r.tolist(), c.tolist(), v.round(2).tolist()
+        ([0, 0], [0, 1], [0.33, 1.0])
+    """
+    tb = np.asarray(track_xyxy, np.float64).reshape(-1, 4)
+    db = np.asarray(det_xyxy, np.float64).reshape(-1, 4)
+    n, m = len(tb), len(db)
+    if n == 0 or m == 0:
+        return _EMPTY, _EMPTY, np.zeros(0)
+    step = max(1, block // m)
+    pr, pc, ps = [], [], []
+    for start in range(0, n, step):
+        iou = _iou(tb[start : start + step], db)
+        i, j = np.nonzero((iou >= min_iou) & (iou > 0))
+        pr.append(i + start)
+        pc.append(j)
+        ps.append(iou[i, j])
+    return np.concatenate(pr).astype(np.int64), np.concatenate(pc).astype(np.int64), np.concatenate(ps)
+
+
+def pair_assignment(
+    rows: np.ndarray, cols: np.ndarray, sim: np.ndarray, n: int, m: int, min_sim: float
+) -> Matches:
+    """Optimal matching of ``n`` rows to ``m`` columns over the candidate pairs ``(rows[k], cols[k])`` only,
+    with similarities ``sim[k]``: pairs below ``min_sim`` are never matched and the matching maximises
+    ``sum(sim - min_sim)`` (as :func:`similarity_assignment` on the dense matrix). Each group of rows and
+    columns linked by candidate pairs is solved on its own.
+
+    Example:
+        >>> m = pair_assignment(np.array([0, 0, 1]), np.array([0, 1, 0]), np.array([0.9, 0.8, 0.8]), 2, 3, 0.3)
+        >>> list(zip(m.rows.tolist(), m.cols.tolist())), m.unmatched_cols.tolist()
+        ([(0, 1), (1, 0)], [2])
+    """
+    rows = np.asarray(rows, np.int64)
+    cols = np.asarray(cols, np.int64)
+    sim = np.asarray(sim, np.float64)
+    keep = sim >= min_sim
+    if not keep.all():
+        rows, cols, sim = rows[keep], cols[keep], sim[keep]
+    return _sparse_solve(rows, cols, sim, n, m, min_sim)
 
 
 def _solve_after(sim: np.ndarray, min_sim: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

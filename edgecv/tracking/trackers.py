@@ -7,7 +7,7 @@ Example:
     >>> make_tracker("deepsort")
     Traceback (most recent call last):
     ...
-    edgecv.errors.ConfigError: tracker: unknown name 'deepsort'; valid names: bytetrack, sort
+    edgecv.errors.ConfigError: tracker: unknown name 'deepsort'; valid names: bytetrack, ocsort, sort
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import Any
 
 from edgecv.errors import ConfigError
 from edgecv.tracking.bytetrack import ByteTracker
+from edgecv.tracking.ocsort import OcSortTracker
 from edgecv.tracking.sort import SortTracker
 from edgecv.tracking.track import Tracker
 
@@ -24,6 +25,7 @@ __all__ = ["TRACKERS", "make_tracker", "tracker_names"]
 #: Tracker classes by name; each has ``Options``, its frozen options dataclass.
 TRACKERS: dict[str, type[Tracker]] = {
     "bytetrack": ByteTracker,
+    "ocsort": OcSortTracker,
     "sort": SortTracker,
 }
 

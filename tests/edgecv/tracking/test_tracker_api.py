@@ -25,6 +25,7 @@ from edgecv.tracking import (
     make_tracker,
     tracker_names,
 )
+from edgecv.tracking.ocsort import OcSortOptions, OcSortTracker
 
 NAMES = sorted(TRACKERS)
 
@@ -40,9 +41,10 @@ def moving(k: int, n: int = 3, step: float = 2.0) -> Detections:
 
 
 def test_registry_names_and_classes():
-    assert tracker_names() == ["bytetrack", "sort"]
+    assert tracker_names() == ["bytetrack", "ocsort", "sort"]
     assert TRACKERS["sort"] is SortTracker and TRACKERS["bytetrack"] is ByteTracker
     assert SortTracker.Options is SortOptions and ByteTracker.Options is ByteTrackOptions
+    assert TRACKERS["ocsort"] is OcSortTracker and OcSortTracker.Options is OcSortOptions
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -61,7 +63,7 @@ def test_make_tracker_from_none_dict_and_dataclass(name):
 @pytest.mark.parametrize(
     "call, message",
     [
-        (lambda: make_tracker("deepsort"), "tracker: unknown name 'deepsort'; valid names: bytetrack, sort"),
+        (lambda: make_tracker("deepsort"), "tracker: unknown name 'deepsort'; valid names: bytetrack, ocsort, sort"),
         (lambda: make_tracker("sort", {"max_age": 1}), "sort options: unknown key(s) max_age; valid keys: max_lost_s"),
         (lambda: make_tracker("sort", {"iou_threshold": "high"}), "sort options.iou_threshold: expected a number"),
         (lambda: make_tracker("sort", {"iou_threshold": 1.5}), "sort.iou_threshold: expected a number in [0, 1]"),
