@@ -11,6 +11,7 @@ EXAMPLES = """\
 examples:
   edgecv track-eval --gt TUD-Campus/gt.txt --tracks tracks.txt
   edgecv track-eval --gt TUD-Campus/gt.txt --det TUD-Campus/det.txt --tracker bytetrack --fps 25
+  edgecv track-eval --gt TUD-Campus/gt.txt --det TUD-Campus/det.txt --tracker-config ocsort.yaml --fps 8.33
   edgecv track-eval --gt MOT17-02/gt/gt.txt --det MOT17-02/det/det.txt --out tracks.txt --json
 
 Files are MOTChallenge text: one box per line, 'frame,id,x,y,w,h,conf,...' with 1-based frames. Tracker
@@ -44,7 +45,9 @@ def add_parser(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--tracks", type=Path, help="tracker output to score: frame,id,x,y,w,h,conf,...")
     src.add_argument("--det", type=Path, help="detections (a MOTChallenge det.txt) to run --tracker on, then score")
-    p.add_argument("--tracker", help="tracker to run on --det (default bytetrack)")
+    p.add_argument("--tracker", help="tracker to run on --det: bytetrack, ocsort or sort (default ocsort)")
+    p.add_argument("--tracker-config", type=Path, metavar="YAML",
+                   help="the tracker's options as a YAML mapping (for example max_lost_s: 2.0), with --det")
     p.add_argument("--fps", type=_positive, help="frame rate for the tracker (default: seqinfo.ini, else its own)")
     p.add_argument("--out", type=Path, help="write the tracker's output here (MOTChallenge text), with --det")
     p.add_argument("--benchmark", choices=("MOT15", "MOT16", "MOT17", "MOT20"),
@@ -59,13 +62,15 @@ def run(args) -> int:
     from edgecv.tracking.mot import read_mot, write_mot
 
     if args.tracks is not None:
-        for flag, value in (("--tracker", args.tracker), ("--fps", args.fps), ("--out", args.out)):
+        for flag, value in (("--tracker", args.tracker), ("--tracker-config", args.tracker_config), ("--fps", args.fps),
+                            ("--out", args.out)):
             if value is not None:
                 raise ConfigError(f"{flag} is for running a tracker: use it with --det, not --tracks")
     gt = read_mot(args.gt, kind="gt")
     run_info = None
     if args.det is not None:
-        tracks, run_info = _run_tracker(args.tracker or "bytetrack", read_mot(args.det, kind="det"), gt, args.fps)
+        options = _tracker_options(args.tracker_config)
+        tracks, run_info = _run_tracker(args.tracker or "ocsort", read_mot(args.det, kind="det"), gt, args.fps, options)
         if args.out is not None:
             write_mot(args.out, tracks)
     else:
@@ -86,7 +91,24 @@ def run(args) -> int:
     return 0
 
 
-def _run_tracker(name: str, det, gt, fps: float | None):
+def _tracker_options(path: Path | None) -> dict | None:
+    """The ``--tracker-config`` YAML mapping, or None; a one-line ConfigError when it is not one."""
+    if path is None:
+        return None
+    import yaml
+
+    from edgecv.errors import ConfigError
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"--tracker-config {path}: cannot read it ({exc.__class__.__name__})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--tracker-config {path}: expected a mapping of tracker options, got {type(data).__name__}")
+    return data
+
+
+def _run_tracker(name: str, det, gt, fps: float | None, options: dict | None = None):
     """Feed every frame of ``det`` (and ground truth's trailing frames, empty) to tracker ``name``."""
     import time
 
@@ -99,8 +121,8 @@ def _run_tracker(name: str, det, gt, fps: float | None):
         raise ConfigError(f"--tracker: expected one of {', '.join(sorted(TRACKERS))}, got {name!r}")
     fps = fps or det.fps
     frames = max(det.num_frames, gt.num_frames)
-    _warm_up(name, fps, [det.frames.get(f) for f in range(1, min(frames, WARM_UP_FRAMES) + 1)])
-    tracker = make_tracker(name, fps=fps) if fps else make_tracker(name)
+    _warm_up(name, fps, [det.frames.get(f) for f in range(1, min(frames, WARM_UP_FRAMES) + 1)], options)
+    tracker = make_tracker(name, options, fps=fps) if fps else make_tracker(name, options)
     outputs: dict[int, Detections] = {}
     elapsed = 0.0
     for f in range(1, frames + 1):
@@ -118,6 +140,7 @@ def _run_tracker(name: str, det, gt, fps: float | None):
     )
     info = {
         "tracker": name,
+        "options": options or {},
         "fps": fps,
         "frames_per_second": frames / elapsed if elapsed > 0 else None,
         "timing": "tracker updates only, after an untimed warm-up run",
@@ -131,7 +154,7 @@ def _run_tracker(name: str, det, gt, fps: float | None):
 WARM_UP_FRAMES = 10
 
 
-def _warm_up(name: str, fps: float | None, frames: list) -> None:
+def _warm_up(name: str, fps: float | None, frames: list, options: dict | None = None) -> None:
     """Run a throwaway tracker, untimed, so the timed run does not pay for first-use costs: SciPy's solver is
     imported on the first frame with competing matches (~0.3 s, more than the whole run of a short sequence).
     It sees two overlapping boxes (a certain competition), then the sequence's first frames."""
@@ -140,10 +163,10 @@ def _warm_up(name: str, fps: float | None, frames: list) -> None:
     from edgecv.detection.detections import Detections
     from edgecv.tracking import make_tracker
 
-    tracker = make_tracker(name, fps=fps) if fps else make_tracker(name)
+    tracker = make_tracker(name, options, fps=fps) if fps else make_tracker(name, options)
     tracker.update(np.array([[0.0, 0.0, 10.0, 10.0, 0.9]]))
     tracker.update(np.array([[0.0, 0.0, 10.0, 10.0, 0.9], [1.0, 0.0, 11.0, 10.0, 0.9]]))
-    tracker = make_tracker(name, fps=fps) if fps else make_tracker(name)
+    tracker = make_tracker(name, options, fps=fps) if fps else make_tracker(name, options)
     for dets in frames:
         tracker.update(Detections.empty() if dets is None else dets)
 

@@ -80,7 +80,25 @@ def test_sort_on_detections_matches_the_reference(tud):
 def test_tracker_table_line(tud):
     proc = edgecv("track-eval", "--gt", tud["gt"], "--det", tud["det"])
     assert proc.returncode == 0, proc.stderr
-    assert "tracker bytetrack" in proc.stdout and "frames/s (321 detections in" in proc.stdout
+    assert "tracker ocsort" in proc.stdout and "frames/s (321 detections in" in proc.stdout
+
+
+def test_tracker_config_yaml_sets_the_options(tud, tmp_path):
+    config = tmp_path / "sort.yaml"
+    config.write_text("max_lost_s: 0.2\nmin_hits: 1\n")
+    base = json.loads(edgecv("track-eval", "--gt", tud["gt"], "--det", tud["det"], "--tracker", "sort", "--fps", 25, "--json").stdout)
+    proc = edgecv("track-eval", "--gt", tud["gt"], "--det", tud["det"], "--tracker", "sort", "--fps", 25,
+                  "--tracker-config", config, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["options"] == {"max_lost_s": 0.2, "min_hits": 1}
+    assert doc["tracked_boxes"] > base["tracked_boxes"]  # reported from the first hit and kept longer
+    config.write_text("max_lost: 3\n")
+    proc = edgecv("track-eval", "--gt", tud["gt"], "--det", tud["det"], "--tracker", "sort", "--tracker-config", config)
+    assert proc.returncode == 2 and "max_lost" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
+    config.write_text("- 1\n")
+    proc = edgecv("track-eval", "--gt", tud["gt"], "--det", tud["det"], "--tracker-config", config)
+    assert proc.returncode == 2 and "expected a mapping of tracker options, got list" in proc.stderr
 
 
 def test_repaired_input_warns(tud):
