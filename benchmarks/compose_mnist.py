@@ -5,8 +5,8 @@ and keeps, in one run.
 
 Data as in compress_mnist.py: images 0..7999 train every step, images 8000..9999 (``held_out=``) give every
 top-1. Steps, each taking the previous step's model:
-  teacher          ``train_mnist_cnn`` (4 epochs, seed 0), fp32.
-  KD student       ``distill(teacher, width=0.5, T=4, alpha=0.1, epochs=3)``, fp32.
+  teacher          ``train_mnist_cnn`` (8 epochs along a cosine, seed 0, as in compress_mnist.py), fp32.
+  KD student       ``distill(teacher, width=0.5, T=4, alpha=0.1, epochs=6)``, fp32.
   pruned student   ``prune(student, method="channels", sparsity=0.5, epochs=2)``, fp32.
   QAT int8         ``qat(pruned, epochs=2)`` then ``qat_artifacts`` in TFLite, ONNX (QDQ) and OpenVINO.
 Per step and format: top-1, parameters, MACs, file size, zipped size, latency p50 (median of 5 alternating
@@ -25,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from _common import work_dir
-from compress_mnist import FORMATS, PIXELS, ROUNDS, RUNS, SEED, Row, counts, export_keras, measure, table
+from compress_mnist import (FORMATS, PIXELS, ROUNDS, RUNS, SEED, STUDENT_EPOCHS, TEACHER_EPOCHS, Row, counts, export_keras,
+                            measure, table)
 from train_mnist_cnn import EVAL, TRAIN, load_mnist, train_mnist_cnn
 
 from converters.distill import distill
@@ -41,8 +42,9 @@ def build_rows(work: Path) -> tuple[list[Row], dict[str, int]]:
     images, labels = load_mnist()
     data = open_training_data((images[TRAIN, :, :, None], labels[TRAIN]), input_shape=(28, 28, 1), preprocess=PIXELS,
                               held_out=(images[EVAL, :, :, None], labels[EVAL]), seed=SEED)
-    teacher, _ = train_mnist_cnn(epochs=4, seed=SEED)
-    student = distill(teacher, train=data, width=0.5, temperature=4.0, alpha=0.1, epochs=3, seed=SEED, preprocess=PIXELS).model
+    teacher, _ = train_mnist_cnn(epochs=TEACHER_EPOCHS, cosine=True, seed=SEED)
+    student = distill(teacher, train=data, width=0.5, temperature=4.0, alpha=0.1, epochs=STUDENT_EPOCHS, seed=SEED,
+                      preprocess=PIXELS).model
     pruned = prune(student, train=data, method="channels", sparsity=0.5, epochs=2, seed=SEED, preprocess=PIXELS).model
     tuned = qat(pruned, train=data, epochs=2, seed=SEED, preprocess=PIXELS, out=work / "qat-job")
     arts = qat_artifacts(tuned, out=work / "qat", name="composed")
