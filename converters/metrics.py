@@ -172,28 +172,17 @@ def _per_sample(detect: Callable, outputs: list[np.ndarray]) -> list:
 
 
 def _align(got: list[np.ndarray], tails: list[tuple[int, ...]]) -> list[np.ndarray]:
-    """An artifact's outputs in the source's order and layout. Converters may reorder outputs (TFLite
-    does), so an output whose shape fits only one of the source's goes there; the rest keep their order."""
-    got = [np.asarray(g) for g in got]
-    if len(got) == len(tails) > 1 and any(g.shape[1:] != t for g, t in zip(got, tails)):
-        exact = {i: [j for j, g in enumerate(got) if g.shape[1:] == t] for i, t in enumerate(tails)}
-        if all(len(js) == 1 for js in exact.values()) and len({js[0] for js in exact.values()}) == len(tails):
-            got = [got[exact[i][0]] for i in range(len(tails))]
-    return [_arrange(g, t) for g, t in zip(got, tails)]
+    """An artifact's outputs in the source's order and layout (``tails``: the source's shapes without the batch)."""
+    from converters.validate import match_outputs
 
-
-def _arrange(got: np.ndarray, tail: tuple[int, ...]) -> np.ndarray:
-    """An artifact output arranged like the source's (NCHW<->NHWC, or a squeezed unit axis)."""
-    got = np.asarray(got)
-    if got.shape[1:] == tail:
-        return got
-    if got.ndim == 4:
-        for perm in ((0, 2, 3, 1), (0, 3, 1, 2)):
-            if tuple(got.shape[i] for i in perm[1:]) == tail:
-                return got.transpose(perm)
-    if int(np.prod(got.shape[1:])) == int(np.prod(tail)):
-        return got.reshape((got.shape[0], *tail))
-    raise InputError(f"artifact output of shape {list(got.shape)} does not match the source's {[None, *tail]}")
+    batch = len(got[0]) if got else 0
+    matched = match_outputs([(batch, *t) for t in tails], got)
+    for i, (m, t) in enumerate(zip(matched, tails)):
+        if m is None:
+            g = np.asarray(got[i]) if i < len(got) else None
+            shape = list(g.shape) if g is not None else "missing"
+            raise InputError(f"artifact output of shape {shape} does not match the source's {[None, *t]}")
+    return matched
 
 
 @dataclass(frozen=True)

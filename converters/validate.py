@@ -88,31 +88,39 @@ def to_layout(array: np.ndarray, src: str, dst: str) -> np.ndarray:
     return np.ascontiguousarray(array.transpose(_TO_NHWC if dst == "NHWC" else _TO_NCHW))
 
 
-def _pair(ref: np.ndarray, got: np.ndarray) -> np.ndarray | None:
-    """``got`` arranged like ``ref``, allowing a layout transpose or a squeezed/added unit axis."""
-    if got.shape == ref.shape:
+def _pair(shape: tuple[int, ...], got: np.ndarray) -> np.ndarray | None:
+    """``got`` arranged to ``shape``, allowing a layout transpose or a squeezed/added unit axis."""
+    if got.shape == shape:
         return got
     if got.ndim == 4:
         for perm in (_TO_NHWC, _TO_NCHW):
-            if got.transpose(perm).shape == ref.shape:
+            if got.transpose(perm).shape == shape:
                 return got.transpose(perm)
-    if got.size == ref.size and np.squeeze(got).shape == np.squeeze(ref).shape:
-        return got.reshape(ref.shape)
+    if got.size == int(np.prod(shape)) and tuple(d for d in got.shape if d != 1) == tuple(d for d in shape if d != 1):
+        return got.reshape(shape)
     return None
+
+
+def match_outputs(shapes: list[tuple[int, ...]], got: list[np.ndarray]) -> list[np.ndarray | None]:
+    """For each source output shape, in order, the first artifact output not yet taken that can be arranged to
+    it; None where none can. Converters may reorder outputs (TFLite does), so order alone is not enough."""
+    remaining = [np.asarray(g) for g in got]
+    matched: list[np.ndarray | None] = []
+    for shape in shapes:
+        match = None
+        for i, g in enumerate(remaining):
+            match = _pair(tuple(shape), g)
+            if match is not None:
+                remaining.pop(i)
+                break
+        matched.append(match)
+    return matched
 
 
 def compare_outputs(reference: list[np.ndarray], got: list[np.ndarray], *, names: list[str]) -> list[OutputDiff]:
     """Compare outputs pairwise. Outputs are matched by order, or by shape when the order differs."""
-    remaining = list(got)
     diffs = []
-    for name, ref in zip(names, reference):
-        match = None
-        for i, g in enumerate(remaining):
-            arranged = _pair(ref, g)
-            if arranged is not None:
-                match = arranged
-                remaining.pop(i)
-                break
+    for name, ref, match in zip(names, reference, match_outputs([r.shape for r in reference], got)):
         if match is None:
             diffs.append(OutputDiff(name, float("inf"), float("inf"), None))
             continue
