@@ -39,6 +39,10 @@ class InputError(EdgeCVError):
     """An input array has the wrong shape, dtype or count for the model."""
 
 
+class SourceError(InputError):
+    """A frame source (camera, stream, video) cannot be opened, or was lost and could not be reopened."""
+
+
 class ConversionError(EdgeCVError):
     """A converter failed to produce an artifact."""
 

@@ -1,9 +1,16 @@
-"""Where frames come from: an image file, a folder of images or a video file, behind one interface.
+"""Where frames come from: a webcam, a network stream, a video file, an image folder or glob, or the built-in
+scene generator, behind one interface.
 
 :func:`open_source` picks the kind of source from its text (or from ``kind=``) through :data:`SOURCES`, an
 ordered registry of :class:`FrameSource` classes. Each class says whether it ``claims`` a text; the first
-that does opens it. A camera index (``0``) or a stream URL (``rtsp://...``) fits as one more entry whose
-``claims`` recognizes its text, placed before the file-based ones.
+that does opens it: ``0`` is a camera index, ``rtsp://``, ``http(s)://``, ``tcp://``... a stream,
+``synthetic[:seed=3,frames=600,size=320x320,fps=30]`` the scene generator, a text with ``*``, ``?`` or ``[``
+a glob of images, then folders, image files and video files.
+
+Live sources (cameras and streams) set ``live``: their frames come when the camera makes them, and a
+dropped one can be opened again with :meth:`FrameSource.reopen` (:mod:`edgecv.pipeline.capture` does it
+with backoff). Every source reports ``fps`` (None for still images) and ``size`` (width, height; None until
+known for images).
 
 Iterating a source yields :class:`Frame` objects: the uint8 image as OpenCV decodes it (``[H, W]`` gray,
 ``[H, W, 3]`` BGR; alpha is dropped and 16-bit images are scaled to 8 bits), its position and a name. An
@@ -18,21 +25,24 @@ Example:
 
 from __future__ import annotations
 
+import glob
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator
 
 import numpy as np
 
 from edgecv.deps import require
-from edgecv.errors import ConfigError, InputError
+from edgecv.errors import ConfigError, InputError, SourceError
 
 if TYPE_CHECKING:
     from types import ModuleType
 
 log = logging.getLogger(__name__)
 
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "tcp", "udp", "srt")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
 
@@ -66,19 +76,27 @@ class FrameSource:
     """Base of every source: iterate it for :class:`Frame` objects; close it (or use ``with``) when done.
 
     ``kind`` is the registry name, ``name`` a short name for output files, ``fps`` the frame rate of a
-    video (None for still images), ``length`` the number of frames when known (None otherwise, e.g. for a
-    stream), ``skipped`` the (name, reason) of every frame that could not be read.
+    video (None for still images), ``size`` the frame (width, height) when known, ``length`` the number of
+    frames when known (None otherwise, e.g. for a stream), ``skipped`` the (name, reason) of every frame that
+    could not be read. ``live`` sources (cameras, streams) make frames in real time whether read or not.
     """
 
     kind: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    live: ClassVar[bool] = False
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.name = text
         self.fps: float | None = None
+        self.size: tuple[int, int] | None = None
         self.length: int | None = None
         self.skipped: list[tuple[str, str]] = []
+
+    def reopen(self) -> None:
+        """Open a live source again after it dropped; raises :class:`~edgecv.errors.SourceError` while it
+        cannot be opened. Files cannot be reopened."""
+        raise SourceError(f"{self.kind} source {self.text} cannot be reopened")
 
     @classmethod
     def claims(cls, text: str) -> bool:
@@ -87,7 +105,7 @@ class FrameSource:
 
     @property
     def is_video(self) -> bool:
-        """True for sources whose frames form a timed sequence (video files; cameras and streams later)."""
+        """True for sources whose frames form a timed sequence (videos, cameras, streams, the generator)."""
         return self.fps is not None
 
     def __iter__(self) -> Iterator[Frame]:
@@ -190,30 +208,95 @@ class ImageFolder(_Images):
         return Path(text).is_dir()
 
 
-class VideoFile(FrameSource):
+class ImageGlob(_Images):
+    """Every image file a glob pattern matches (``frames/*.png``, ``cam[12]/**/*.jpg``), by path."""
+
+    kind = "glob"
+    description = "a glob of image files (frames/*.jpg)"
+
+    def __init__(self, text: str) -> None:
+        files = sorted(Path(p) for p in glob.glob(text, recursive=True)
+                       if Path(p).suffix.lower() in IMAGE_SUFFIXES and Path(p).is_file())
+        if not files:
+            raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) match {text}")
+        super().__init__(text, files)
+        self.name = files[0].parent.resolve().name or "images"
+
+    @classmethod
+    def claims(cls, text: str) -> bool:
+        return glob.has_magic(text) and not Path(text).exists()
+
+
+class _OpenCvCapture(FrameSource):
+    """A source OpenCV's VideoCapture reads: a video file, a camera or a stream."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self._cv2 = _cv2(f"read {self.description}")
+        self._cap: Any = None
+        self._index = 0
+        self._open()
+
+    def _target(self) -> tuple[Any, ...]:
+        """The arguments of ``cv2.VideoCapture`` for this source."""
+        raise NotImplementedError
+
+    def _open(self) -> None:
+        cv2 = self._cv2
+        self._cap = cv2.VideoCapture(*self._target())
+        if not self._cap.isOpened():
+            self._cap.release()
+            raise SourceError(self._cannot_open())
+        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        # some containers and cameras carry no rate (or absurd ones); 25 keeps written videos playable
+        self.fps = fps if 0 < fps <= 1000 else 25.0
+        w, h = int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0), int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+        self.size = (w, h) if w > 0 and h > 0 else None
+
+    def _cannot_open(self) -> str:
+        return f"cannot open {self.description} {self.text}"
+
+    def _timestamp_ms(self) -> float:
+        return float(self._cap.get(self._cv2.CAP_PROP_POS_MSEC))
+
+    def __iter__(self) -> Iterator[Frame]:
+        while self._cap is not None:
+            ok, image = self._cap.read()
+            if not ok or image is None:
+                break
+            index, self._index = self._index, self._index + 1
+            if self.size is None:
+                self.size = (int(image.shape[1]), int(image.shape[0]))
+            yield Frame(image=image, index=index, name=f"{self.name}_{index:06d}", time_ms=self._timestamp_ms(),
+                        path=getattr(self, "path", None))
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+
+
+class VideoFile(_OpenCvCapture):
     """A video file, frame by frame. ``length`` is the container's frame count (it can be approximate)."""
 
     kind = "video"
     description = f"a video file ({', '.join(VIDEO_SUFFIXES)})"
 
     def __init__(self, text: str) -> None:
-        super().__init__(text)
         path = Path(text)
         if not path.is_file():
             raise InputError(f"source not found: {path}")
-        cv2 = _cv2("read videos")
-        self._cv2 = cv2
         self.path = path
-        self.name = path.stem
-        self._cap = cv2.VideoCapture(str(path))
-        if not self._cap.isOpened():
-            self._cap.release()
-            raise InputError(f"cannot open video {path} (not a video, or no decoder for it in this OpenCV)")
-        fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        self.fps = fps if fps > 0 else 25.0  # some containers carry no rate; 25 keeps written videos playable
-        count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        self.length = count if count > 0 else None
         self._read = False
+        super().__init__(text)
+        self.name = path.stem
+        count = int(self._cap.get(self._cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.length = count if count > 0 else None
+
+    def _target(self) -> tuple[Any, ...]:
+        return (str(self.path),)
+
+    def _cannot_open(self) -> str:
+        return f"cannot open video {self.path} (not a video, or no decoder for it in this OpenCV)"
 
     @classmethod
     def claims(cls, text: str) -> bool:
@@ -223,22 +306,153 @@ class VideoFile(FrameSource):
         if self._read:
             raise InputError(f"video {self.path} can be read once; open it again to read it again")
         self._read = True
+        yield from super().__iter__()
+
+
+class _Live(_OpenCvCapture):
+    """A camera or stream: frames are timed by the clock that received them (monotonic, from the first
+    opening), so times keep increasing across reconnections; indices keep counting too."""
+
+    live = True
+
+    def __init__(self, text: str) -> None:
+        self._clock0 = time.monotonic()
+        super().__init__(text)
+
+    def _timestamp_ms(self) -> float:
+        return (time.monotonic() - self._clock0) * 1000.0
+
+    def reopen(self) -> None:
+        self.close()
+        self._cap = None
+        self._open()
+
+
+class Camera(_Live):
+    """A local camera by its index (``0`` is the first), through OpenCV."""
+
+    kind = "camera"
+    description = "a camera index (0, 1, ...)"
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.name = f"camera{int(text)}"
+
+    @classmethod
+    def claims(cls, text: str) -> bool:
+        return text.strip().isdigit()
+
+    def _target(self) -> tuple[Any, ...]:
+        return (int(self.text),)
+
+    def _cannot_open(self) -> str:
+        return f"cannot open camera {self.text} (no such device, or it is busy)"
+
+
+class Stream(_Live):
+    """A network stream (RTSP, HTTP(S), TCP, UDP, RTMP, SRT) through OpenCV's FFmpeg backend, with open and
+    read timeouts so that a dead peer is noticed in seconds, not minutes."""
+
+    kind = "stream"
+    description = f"a stream URL ({', '.join(s + '://' for s in STREAM_SCHEMES[:6])}...)"
+    timeout_ms: ClassVar[int] = 5000
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        tail = text.split("://", 1)[1].split("?", 1)[0].rstrip("/")
+        self.name = "".join(c if c.isalnum() or c in "-_." else "_" for c in tail.replace("/", "_")) or "stream"
+
+    @classmethod
+    def claims(cls, text: str) -> bool:
+        return "://" in text and text.split("://", 1)[0].lower() in STREAM_SCHEMES
+
+    def _target(self) -> tuple[Any, ...]:
         cv2 = self._cv2
-        index = 0
-        while True:
-            ok, image = self._cap.read()
-            if not ok:
-                break
-            t = float(self._cap.get(cv2.CAP_PROP_POS_MSEC))
-            yield Frame(image=image, index=index, name=f"{self.name}_{index:06d}", time_ms=t, path=self.path)
+        return (self.text, cv2.CAP_FFMPEG,
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms])
+
+    def _cannot_open(self) -> str:
+        return f"cannot open stream {self.text} (nothing serving there, or a format this OpenCV cannot read)"
+
+
+@dataclass(frozen=True)
+class SyntheticOptions:
+    """The ``synthetic:key=value,...`` settings: generator ``seed``, ``frames`` (0: endless), ``size``
+    (width, height) and ``fps``. Objects move a fixed share of the frame per second whatever the size."""
+
+    seed: int = 0
+    frames: int = 600
+    size: tuple[int, int] = (320, 320)
+    fps: float = 30.0
+
+    @classmethod
+    def parse(cls, text: str) -> SyntheticOptions:
+        """``synthetic`` or ``synthetic:seed=3,frames=900,size=640x480,fps=25``."""
+        form = "synthetic[:seed=N,frames=N,size=WxH,fps=F]"
+        _, _, rest = text.partition(":")
+        values: dict[str, Any] = {}
+        for item in filter(None, (p.strip() for p in rest.split(","))):
+            key, eq, value = item.partition("=")
+            try:
+                if not eq or key not in ("seed", "frames", "size", "fps"):
+                    raise ValueError
+                if key == "size":
+                    w, h = value.lower().split("x")
+                    values[key] = (int(w), int(h))
+                else:
+                    values[key] = float(value) if key == "fps" else int(value)
+            except ValueError:
+                raise ConfigError(f"source {text!r}: cannot read {item!r}; expected {form}") from None
+        o = cls(**values)
+        if o.frames < 0 or o.fps <= 0 or min(o.size) < 32:
+            raise ConfigError(f"source {text!r}: expected frames >= 0, fps > 0 and both sides >= 32 px; form {form}")
+        return o
+
+
+class Synthetic(FrameSource):
+    """Video from the built-in scene generator (:class:`edgecv.scenes.SceneVideo`), with exact truth:
+    ``truth[index]`` is the ground truth (with identities) of each frame read so far.
+
+    Objects are from a tenth of the frame's short side up, the scale the built-in detector was trained on.
+    """
+
+    kind = "synthetic"
+    description = "the built-in scene generator (synthetic[:seed=N,frames=N,size=WxH,fps=F])"
+    min_scale: ClassVar[float] = 0.1
+
+    def __init__(self, text: str) -> None:
+        from edgecv.scenes import SceneOptions, SceneVideo
+
+        super().__init__(text)
+        self.options = o = SyntheticOptions.parse(text)
+        self.name = f"synthetic_seed{o.seed}"
+        self.fps, self.size, self.length = o.fps, o.size, (o.frames or None)
+        w, h = o.size
+        # SceneVideo's default motion is 2 px per frame at 160 px and 30 fps: keep that share per second
+        speed = 2.0 * min(w, h) / 160 * 30.0 / o.fps
+        self.video = SceneVideo(seed=o.seed, options=SceneOptions(size=(h, w), min_scale=self.min_scale), speed=speed)
+        self.truth: dict[int, Any] = {}
+
+    @classmethod
+    def claims(cls, text: str) -> bool:
+        return text == "synthetic" or text.startswith("synthetic:")
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = self.video.frame_index
+        while self.length is None or index < self.length:
+            rgb, truth = self.video.step()
+            self.truth[index] = truth
+            yield Frame(image=np.ascontiguousarray(rgb[..., ::-1]), index=index, name=f"{self.name}_{index:06d}",
+                        time_ms=1000.0 * index / self.options.fps)
             index += 1
 
-    def close(self) -> None:
-        self._cap.release()
 
-
-# Checked in order by open_source(); camera and stream sources go before the file-based ones.
+# Checked in order by open_source(): the kinds recognized by their text go before the file-based ones.
 SOURCES: dict[str, type[FrameSource]] = {
+    Camera.kind: Camera,
+    Stream.kind: Stream,
+    Synthetic.kind: Synthetic,
+    ImageGlob.kind: ImageGlob,
     ImageFolder.kind: ImageFolder,
     ImageFile.kind: ImageFile,
     VideoFile.kind: VideoFile,

@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from edgecv.detection.detections import Detections
-from edgecv.detection.frames import FrameOptions, FramePreprocessor
+from edgecv.detection.frames import FrameOptions, FramePreprocessor, FrameTransform
 from edgecv.detection.spec import DetectorSpec, load_spec, spec_names
 from edgecv.errors import BackendError, ConfigError, InputError
 
@@ -240,21 +240,36 @@ class Detector:
         Outputs with NaN, and a spec that does not fit the model's outputs, raise one-line errors.
         """
         t0 = time.perf_counter()
-        x, transform = self.preprocessor.run(frame)
+        x, transform = self.prepare(frame)
         t1 = time.perf_counter()
-        outputs = self.model.run(x)
+        outputs = self.infer(x)
         t2 = time.perf_counter()
+        found = self.decode(outputs, transform)
+        t3 = time.perf_counter()
+        self.last_timing = StageTimes((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        self.timings.add(self.last_timing)
+        return found
+
+    # The three steps of detect(), for pipelines that run them in different threads (each step keeps no
+    # state between calls, so prepare, infer and decode may run concurrently on different frames).
+    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, FrameTransform]:
+        """``frame`` resized, lit and normalized into the model's input, and the mapping back to the frame."""
+        return self.preprocessor.run(frame)
+
+    def infer(self, x: np.ndarray) -> list[np.ndarray]:
+        """The model's raw outputs for a prepared input."""
+        return self.model.run(x)
+
+    def decode(self, outputs: list[np.ndarray], transform: FrameTransform) -> Detections:
+        """Raw outputs -> Detections in frame pixels (decoder, NMS, mapping back); NaN outputs and a spec that
+        does not fit them raise one-line errors."""
         self._check_finite(outputs)
         try:
             found = self.spec.detect(outputs, input_size=self.input_size)
         except InputError as exc:
             raise InputError(f"detector spec {self.spec.name or self.spec.decoder!r} does not fit "
                              f"{self.model.path.name}: {exc}") from None
-        found = transform.to_frame(found)
-        t3 = time.perf_counter()
-        self.last_timing = StageTimes((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
-        self.timings.add(self.last_timing)
-        return found
+        return transform.to_frame(found)
 
     __call__ = detect
 

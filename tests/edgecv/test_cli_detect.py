@@ -227,7 +227,7 @@ def test_sources_registry_picks_the_kind_and_reads_frames(images, tmp_path):
     from edgecv.errors import ConfigError, InputError
     from edgecv.sources import SOURCES, ImageFile, ImageFolder, VideoFile, open_source
 
-    assert list(SOURCES) == ["folder", "image", "video"]
+    assert list(SOURCES) == ["camera", "stream", "synthetic", "glob", "folder", "image", "video"]
     folder = open_source(images)
     assert isinstance(folder, ImageFolder) and folder.length == 4 and not folder.is_video
     frames = list(folder)
@@ -247,7 +247,7 @@ def test_sources_registry_picks_the_kind_and_reads_frames(images, tmp_path):
         assert [f.name for f in got] == ["v_000000", "v_000001", "v_000002"] and got[2].time_ms == pytest.approx(500)
         with pytest.raises(InputError, match="can be read once"):
             list(clip)
-    with pytest.raises(ConfigError, match="unknown source kind 'webcam'; valid kinds: folder, image, video"):
+    with pytest.raises(ConfigError, match="unknown source kind 'webcam'; valid kinds: camera, stream, synthetic, glob, folder, image, video"):
         open_source(video, kind="webcam")
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no images"):
