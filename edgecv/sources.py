@@ -411,7 +411,8 @@ class SyntheticOptions:
 
 class Synthetic(FrameSource):
     """Video from the built-in scene generator (:class:`edgecv.scenes.SceneVideo`), with exact truth:
-    ``truth[index]`` is the ground truth (with identities) of each frame read so far.
+    ``truth[index]`` is the ground truth (with identities) of each frame read so far (kept only when the
+    video has a length: an endless one would grow without bound).
 
     Objects are from a tenth of the frame's short side up, the scale the built-in detector was trained on.
     """
@@ -441,7 +442,8 @@ class Synthetic(FrameSource):
         index = self.video.frame_index
         while self.length is None or index < self.length:
             rgb, truth = self.video.step()
-            self.truth[index] = truth
+            if self.length is not None:
+                self.truth[index] = truth
             yield Frame(image=np.ascontiguousarray(rgb[..., ::-1]), index=index, name=f"{self.name}_{index:06d}",
                         time_ms=1000.0 * index / self.options.fps)
             index += 1

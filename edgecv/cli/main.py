@@ -26,11 +26,13 @@ COMMANDS = {
     "eval-det": "edgecv.cli.eval_det_cmd",
     "detect": "edgecv.cli.detect_cmd",
     "track-eval": "edgecv.cli.track_eval_cmd",
+    "track": "edgecv.cli.track_cmd",
 }
 
 EPILOG = """\
 examples:
   edgecv demo                                     export and benchmark the built-in model
+  edgecv track --model artifacts/ --source 0      detect and track on a camera, fastest artifact
   edgecv export model.keras --to tflite,onnx,openvino --out artifacts/
   edgecv bench artifacts/                         every artifact in a folder, side by side
   edgecv info artifacts/model.fp32.tflite         inputs, outputs and manifest

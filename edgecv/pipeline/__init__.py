@@ -1,0 +1,1 @@
+"""The camera pipeline: sources in, detection and tracking, sinks out."""

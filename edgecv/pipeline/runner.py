@@ -1,0 +1,398 @@
+"""The pipeline: capture -> preprocess + inference -> decode + NMS -> tracking -> sinks, each stage in its
+own thread with bounded queues between them, so the frame rate approaches the slowest stage's, not the sum.
+
+Every stage is timed per frame, with the depth of the queue in front of it; each frame's end-to-end latency
+runs from the moment capture read it to the moment its tracked result existed (``latency_ms``) and to the
+moment the sinks had written it (``written_ms``). ``concurrent=False`` runs the same stages one after the
+other in the calling thread (the plain loop the concurrent one is measured against).
+
+The caller's thread waits, calls ``progress`` a few times a second, and can stop the run by setting the
+``stop`` event (the CLI does on Ctrl-C and SIGTERM): capture stops, frames already taken are finished, and
+every sink is closed. A failure in any stage stops the run and is raised from :meth:`Pipeline.run` once all
+sinks are closed.
+
+Example:
+    >>> pipeline = Pipeline(Detector("model.onnx"), tracker=make_tracker("ocsort", fps=30),
+    ...                     sinks=[JsonlSink("out/tracks.jsonl")])                 # doctest: +SKIP
+    >>> report = pipeline.run(open_source("synthetic"))                            # doctest: +SKIP
+    >>> report.fps, report.stages["inference"]["median_ms"]                        # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from edgecv.detection.detections import Detections
+from edgecv.errors import ConfigError
+from edgecv.pipeline.capture import Capture, CaptureOptions, Captured
+from edgecv.pipeline.events import TrackEvent, TrackEvents
+from edgecv.sources import Frame, FrameSource
+
+log = logging.getLogger(__name__)
+
+STAGES = ("inference", "decode", "tracking", "sinks")
+_END = object()
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """``concurrent``: one thread per stage (False: all stages in the caller's thread, one frame at a time).
+    ``queue_size``: frames that may wait between two stages. ``progress_interval_s``: how often ``progress``
+    is called. ``window``: how many recent frames the per-stage and latency figures keep."""
+
+    concurrent: bool = True
+    queue_size: int = 2
+    progress_interval_s: float = 0.25
+    window: int = 100_000
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.queue_size, int) or self.queue_size < 1:
+            raise ConfigError(f"pipeline queue_size: expected an integer >= 1, got {self.queue_size!r}")
+        if not self.progress_interval_s > 0:
+            raise ConfigError(f"pipeline progress_interval_s: expected > 0, got {self.progress_interval_s!r}")
+
+
+@dataclass
+class FrameResult:
+    """One processed frame: its tracks (``detections`` with ``tracker_id``; without a tracker, the raw
+    detections), the events they made, and its timing (``perf_counter`` seconds)."""
+
+    frame: Frame
+    seq: int
+    detections: Detections
+    events: list[TrackEvent]
+    captured_at: float
+    result_at: float
+    time_s: float | None = None
+
+    @property
+    def latency_ms(self) -> float:
+        return (self.result_at - self.captured_at) * 1000.0
+
+
+@dataclass
+class _Packet:
+    item: Captured
+    x: Any = None
+    transform: Any = None
+    outputs: Any = None
+    detections: Detections | None = None
+    result: FrameResult | None = None
+
+
+class StageStats:
+    """Per-frame busy time (ms) of one stage and the depth of the queue in front of it when it took a frame."""
+
+    def __init__(self, name: str, window: int) -> None:
+        self.name = name
+        self.times: collections.deque[float] = collections.deque(maxlen=window)
+        self.depths: collections.deque[int] = collections.deque(maxlen=window)
+        self.count = 0
+        self.busy_s = 0.0
+
+    def add(self, ms: float, depth: int) -> None:
+        self.times.append(ms)
+        self.depths.append(depth)
+        self.count += 1
+        self.busy_s += ms / 1000.0
+
+    def summary(self, wall_s: float) -> dict[str, Any]:
+        t = np.asarray(self.times, np.float64)
+        d = np.asarray(self.depths, np.float64)
+        return {
+            "frames": self.count,
+            "median_ms": round(float(np.median(t)), 3) if t.size else None,
+            "p99_ms": round(float(np.percentile(t, 99)), 3) if t.size else None,
+            "mean_ms": round(float(t.mean()), 3) if t.size else None,
+            "busy": round(self.busy_s / wall_s, 3) if wall_s > 0 else None,
+            "queue_mean": round(float(d.mean()), 2) if d.size else None,
+            "queue_max": int(d.max()) if d.size else None,
+        }
+
+
+@dataclass
+class RunStatus:
+    """What ``progress`` sees: frames done, frames dropped so far, elapsed seconds, recent fps and latency,
+    the capture state."""
+
+    frames: int
+    dropped: int
+    elapsed_s: float
+    fps: float | None
+    latency_ms: float | None
+    state: str
+    total: int | None
+
+
+@dataclass
+class RunReport:
+    """The figures of one run (``to_dict()`` for JSON). ``state`` is how it ended: ``ended`` (the source
+    finished), ``stopped`` (stop was asked), ``lost`` (a live source could not be reopened)."""
+
+    source: dict[str, Any]
+    state: str
+    frames: int
+    wall_s: float
+    fps: float
+    stages: dict[str, dict[str, Any]]
+    latency_ms: dict[str, Any]
+    written_ms: dict[str, Any]
+    capture: dict[str, Any]
+    concurrent: bool
+    counts: dict[str, Any] = field(default_factory=dict)
+    events: dict[str, int] = field(default_factory=dict)
+    tracks: int = 0
+    peak_rss_mb: float | None = None
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _latency_summary(values: Sequence[float]) -> dict[str, Any]:
+    v = np.asarray(values, np.float64)
+    if not v.size:
+        return {"p50": None, "p99": None, "max": None, "first_quarter_p50": None, "last_quarter_p50": None}
+    q = max(len(v) // 4, 1)
+    return {"p50": round(float(np.median(v)), 2), "p99": round(float(np.percentile(v, 99)), 2),
+            "max": round(float(v.max()), 2), "first_quarter_p50": round(float(np.median(v[:q])), 2),
+            "last_quarter_p50": round(float(np.median(v[-q:])), 2)}
+
+
+class Pipeline:
+    """Detection, tracking, events and sinks over a frame source (see the module docstring).
+
+    ``detector``: an :class:`~edgecv.detection.detector.Detector`. ``tracker``: a tracker from
+    :func:`edgecv.tracking.make_tracker`, or None to only detect. ``counters``: line and zone counters
+    (:mod:`edgecv.pipeline.zones`). ``sinks``: objects with ``open(info)``, ``write(result)`` and ``close()``
+    (:mod:`edgecv.pipeline.sinks`).
+    """
+
+    def __init__(self, detector: Any, *, tracker: Any = None, counters: Sequence[Any] = (), sinks: Sequence[Any] = (),
+                 options: PipelineOptions = PipelineOptions()) -> None:
+        self.detector = detector
+        self.tracker = tracker
+        self.counters = list(counters)
+        self.sinks = list(sinks)
+        self.options = options
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget tracks, events, counts and figures, for a new run."""
+        if self.tracker is not None:
+            self.tracker.reset()
+        for counter in self.counters:
+            counter.reset()
+        self.track_events = TrackEvents()
+        self.stats = {name: StageStats(name, self.options.window) for name in STAGES}
+        self.latencies: collections.deque[float] = collections.deque(maxlen=self.options.window)
+        self.written: collections.deque[float] = collections.deque(maxlen=self.options.window)
+        self.event_counts: collections.Counter[str] = collections.Counter()
+        self.track_ids: set[int] = set()
+        self._last_time: float | None = None
+        self._last_frame = 0
+        self._done = 0
+        self.processed: list[int] = []  # source indices of the frames processed, in order
+
+    # -- the stages ---------------------------------------------------------------------------------------
+    def _infer(self, p: _Packet) -> None:
+        p.x, p.transform = self.detector.prepare(p.item.frame.image)
+        p.outputs = self.detector.infer(p.x)
+        p.x = None
+
+    def _decode(self, p: _Packet) -> None:
+        p.detections = self.detector.decode(p.outputs, p.transform)
+        p.outputs = None
+
+    def _frame_time(self, frame: Frame, fps: float | None) -> float | None:
+        if frame.time_ms is None:
+            return None
+        t = frame.time_ms / 1000.0
+        if self._last_time is not None and t <= self._last_time:  # a repeated or rewound container timestamp
+            t = self._last_time + (1.0 / fps if fps else 1e-3)
+        self._last_time = t
+        return t
+
+    def _track(self, p: _Packet, fps: float | None) -> None:
+        frame, dets = p.item.frame, p.detections
+        t = self._frame_time(frame, fps)
+        self._last_frame = frame.index
+        self.processed.append(frame.index)
+        events: list[TrackEvent] = []
+        if self.tracker is not None:
+            dets = self.tracker.update(dets, timestamp=t) if t is not None else self.tracker.update(dets)
+            removed = [tr.track_id for tr in self.tracker.removed]
+            events += self.track_events.update(dets, frame=frame.index, time_s=t, removed_ids=removed)
+            self.track_ids.update(dets.tracker_id.tolist())
+            for counter in self.counters:
+                events += counter.update(dets, frame=frame.index, time_s=t)
+        self.event_counts.update(e.kind for e in events)
+        p.result = FrameResult(frame, p.item.seq, dets, events, p.item.captured_at, time.perf_counter(), t)
+        self.latencies.append(p.result.latency_ms)
+
+    def _sinks(self, p: _Packet) -> None:
+        for sink in self.sinks:
+            sink.write(p.result)
+        self.written.append((time.perf_counter() - p.item.captured_at) * 1000.0)
+        self._done += 1
+
+    def _stage_fns(self, fps: float | None) -> list[tuple[str, Callable[[_Packet], None]]]:
+        return [("inference", self._infer), ("decode", self._decode),
+                ("tracking", lambda p: self._track(p, fps)), ("sinks", self._sinks)]
+
+    # -- running ------------------------------------------------------------------------------------------
+    def run(self, source: FrameSource, *, capture: CaptureOptions = CaptureOptions(),
+            stop: threading.Event | None = None, progress: Callable[[RunStatus], None] | None = None) -> RunReport:
+        """Process ``source`` until it ends, ``stop`` is set, or a live source is lost; returns the figures.
+        Sinks are opened first and always closed; a stage's failure is raised after that."""
+        stop = stop or threading.Event()
+        cap = Capture(source, options=capture)
+        info = {"kind": source.kind, "text": source.text, "name": source.name, "fps": source.fps,
+                "size": list(source.size) if source.size else None, "live": source.live, "length": source.length,
+                "labels": list(self.detector.labels or ()), "policy": cap.policy}
+        opened: list[Any] = []
+        failure: list[BaseException] = []
+        start = time.perf_counter()
+        try:
+            for sink in self.sinks:
+                sink.open(info)
+                opened.append(sink)
+            if self.options.concurrent:
+                cap.start()
+            runner = self._run_concurrent if self.options.concurrent else self._run_sequential
+            runner(cap, source.fps, stop, failure, progress, start)
+        except BaseException as exc:
+            failure.append(exc)
+        finally:
+            cap.stop()
+            cap.join(timeout=10.0)
+            if self.tracker is not None and not failure:
+                t = self._last_time
+                for e in self.track_events.finish(frame=self._last_frame, time_s=t):
+                    self.event_counts[e.kind] += 1
+            for sink in opened:
+                try:
+                    sink.close()
+                except BaseException as exc:
+                    failure.append(exc)
+        wall = time.perf_counter() - start
+        if failure:
+            raise failure[0]
+        if cap.state == "failed" and cap.error is not None:
+            raise cap.error
+        return self._report(info, cap, wall)
+
+    def _status(self, cap: Capture, start: float, total: int | None) -> RunStatus:
+        recent = list(self.written)[-30:]
+        elapsed = time.perf_counter() - start
+        fps = self._done / elapsed if elapsed > 0 and self._done else None
+        return RunStatus(self._done, cap.stats.dropped, elapsed, fps,
+                         float(np.median(recent)) if recent else None, cap.state, total)
+
+    def _run_sequential(self, cap: Capture, fps, stop, failure, progress, start) -> None:
+        stages = self._stage_fns(fps)
+        total = cap.options.max_frames or cap.source.length
+        last = 0.0
+        for item in cap.inline():
+            p = _Packet(item)
+            for name, fn in stages:
+                t0 = time.perf_counter()
+                fn(p)
+                self.stats[name].add((time.perf_counter() - t0) * 1000.0, 0)
+            if progress and time.perf_counter() - last >= self.options.progress_interval_s:
+                last = time.perf_counter()
+                progress(self._status(cap, start, total))
+            if stop.is_set():
+                cap.stop()
+
+    def _run_concurrent(self, cap: Capture, fps, stop, failure, progress, start) -> None:
+        stages = self._stage_fns(fps)
+        queues = [queue.Queue(maxsize=self.options.queue_size) for _ in stages[1:]]
+        halt = threading.Event()  # a stage failed: everyone drains and ends
+
+        def feed() -> Any:
+            while True:
+                if stop.is_set() or halt.is_set():
+                    cap.stop()
+                item = cap.get(timeout=0.25)
+                if item is not None:
+                    return _Packet(item)
+                if cap.finished:
+                    return _END
+
+        def worker(index: int) -> None:
+            name, fn = stages[index]
+            stat = self.stats[name]
+            inq = queues[index - 1] if index else None
+            outq = queues[index] if index < len(queues) else None
+            while True:
+                depth = cap.depth if inq is None else inq.qsize()
+                p = feed() if inq is None else inq.get()
+                if p is _END:
+                    break
+                if halt.is_set():
+                    continue  # drain without work so that upstream never blocks
+                t0 = time.perf_counter()
+                try:
+                    fn(p)
+                except BaseException as exc:
+                    failure.append(exc)
+                    halt.set()
+                    cap.stop()
+                    continue
+                stat.add((time.perf_counter() - t0) * 1000.0, depth)
+                if outq is not None:
+                    outq.put(p)
+            if outq is not None:
+                outq.put(_END)
+
+        threads = [threading.Thread(target=worker, args=(i,), name=f"stage-{name}", daemon=True)
+                   for i, (name, _) in enumerate(stages)]
+        for t in threads:
+            t.start()
+        total = cap.options.max_frames or cap.source.length
+        while any(t.is_alive() for t in threads):
+            threads[-1].join(self.options.progress_interval_s)
+            if stop.is_set():
+                cap.stop()
+            if progress:
+                progress(self._status(cap, start, total))
+        for t in threads:
+            t.join()
+
+    @staticmethod
+    def _capture_summary(cap: Capture, wall: float) -> dict[str, Any]:
+        """Capture as a stage: time to read each frame (for a live source, mostly waiting for the camera)."""
+        stat = StageStats("capture", len(cap.read_ms) or 1)
+        for ms in cap.read_ms:
+            stat.add(ms, 0)
+        d = stat.summary(wall)
+        d["queue_mean"] = d["queue_max"] = None
+        return d
+
+    def _report(self, info: dict[str, Any], cap: Capture, wall: float) -> RunReport:
+        from edgecv.bench import _rss_mb
+
+        counts = {}
+        for c in self.counters:
+            name = getattr(getattr(c, "line", None), "name", None) or getattr(getattr(c, "zone", None), "name", "")
+            if hasattr(c, "in_count"):
+                counts[name] = {"in": c.in_count, "out": c.out_count}
+            else:
+                counts[name] = {"inside": c.count, "entered": c.entered}
+        return RunReport(
+            source=info, state=cap.state if cap.state != "running" else "ended", frames=self._done,
+            wall_s=round(wall, 3), fps=round(self._done / wall, 2) if wall > 0 else 0.0,
+            stages={"capture": self._capture_summary(cap, wall), **{name: s.summary(wall) for name, s in self.stats.items()}},
+            latency_ms=_latency_summary(self.latencies), written_ms=_latency_summary(self.written),
+            capture=cap.stats.to_dict(), concurrent=self.options.concurrent, counts=counts,
+            events=dict(self.event_counts), tracks=len(self.track_ids), peak_rss_mb=_rss_mb()[1],
+            error=str(cap.error) if cap.error is not None else None)
