@@ -78,6 +78,7 @@ class Captured:
     frame: Frame
     seq: int
     captured_at: float
+    resumed: bool = False  # the first frame after a reconnection
 
 
 @dataclass
@@ -224,6 +225,7 @@ class Capture:
     def _produce(self) -> Iterator[Captured]:
         o, src = self.options, self.source
         start = time.perf_counter()
+        resumed = False
         while True:
             frames = iter(src)
             while True:
@@ -244,7 +246,8 @@ class Capture:
                     if wait > 0 and self._sleep(wait):
                         self._finish("ended")
                         return
-                yield Captured(frame, self.stats.delivered, time.perf_counter())
+                yield Captured(frame, self.stats.delivered, time.perf_counter(), resumed)
+                resumed = False
                 if o.max_frames is not None and self.stats.delivered >= o.max_frames:
                     self._finish("ended")
                     return
@@ -253,6 +256,7 @@ class Capture:
                 return
             if not self._reconnect():
                 return
+            resumed = True
 
     def _reconnect(self) -> bool:
         o, src = self.options, self.source

@@ -223,13 +223,21 @@ class Pipeline:
 
     def _track(self, p: _Packet, fps: float | None) -> None:
         frame, dets = p.item.frame, p.detections
+        previous = self._last_time
         t = self._frame_time(frame, fps)
         self._last_frame = frame.index
         self.processed.append(frame.index)
         events: list[TrackEvent] = []
+        if self.tracker is not None and p.item.resumed and previous is not None and t is not None \
+                and t - previous > getattr(self.tracker.options, "max_lost_s", 1.0):
+            # the source came back after an outage longer than a track may stay lost: whatever is seen now
+            # is a new track, with a new id (the tracker's counter goes on)
+            ended = [tr.track_id for tr in self.tracker.end_tracks()]
+        else:
+            ended = []
         if self.tracker is not None:
             dets = self.tracker.update(dets, timestamp=t) if t is not None else self.tracker.update(dets)
-            removed = [tr.track_id for tr in self.tracker.removed]
+            removed = ended + [tr.track_id for tr in self.tracker.removed]
             events += self.track_events.update(dets, frame=frame.index, time_s=t, removed_ids=removed)
             self.track_ids.update(dets.tracker_id.tolist())
             for counter in self.counters:

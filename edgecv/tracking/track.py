@@ -217,6 +217,16 @@ class Tracker:
         """The live tracks (tentative, confirmed and lost) as snapshots, oldest first."""
         return self._snapshots(self._t, np.arange(len(self._t)))
 
+    def end_tracks(self) -> list[Track]:
+        """Remove every track now, keeping the identity counter (unlike :meth:`reset`, no id is ever used
+        again): for a break in the video, such as a stream that came back after an outage. Returns the
+        removed tracks, as they were."""
+        self._gone = _Table(self.kf.dim)
+        self._remove(np.ones(len(self._t), bool))
+        ended = self.removed
+        self._gone = _Table(self.kf.dim)
+        return ended
+
     @property
     def removed(self) -> list[Track]:
         """The tracks the latest update removed (state REMOVED), as they were when removed."""

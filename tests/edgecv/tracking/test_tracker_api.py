@@ -132,6 +132,21 @@ def test_ids_stay_with_their_objects_in_any_input_order_and_reset_starts_over(na
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_end_tracks_removes_every_track_but_never_reuses_an_id(name):
+    tracker = make_tracker(name, fps=25)
+    for k in range(5):
+        tracker.update(moving(k, n=3))
+    ended = tracker.end_tracks()
+    assert sorted(t.track_id for t in ended) == [1, 2, 3] and all(t.state is TrackState.REMOVED for t in ended)
+    assert tracker.tracks == [] and tracker.removed == []
+    # the same objects, in the same places: new tracks, with new ids
+    ids: list[int] = []
+    for k in range(5, 10):
+        ids = tracker.update(moving(k, n=3)).tracker_id.tolist()
+    assert ids == [4, 5, 6]
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_output_boxes_detection_returns_the_matched_input_boxes(name):
     tracker = make_tracker(name, {"output_boxes": "detection"})
     for k in range(5):
