@@ -7,7 +7,6 @@ import argparse
 import json
 import signal
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +14,6 @@ from typing import Any
 TRACKER_CHOICES = ("bytetrack", "ocsort", "sort")
 SINK_CHOICES = ("video", "jsonl", "mot")
 RESIZE_CHOICES = ("stretch", "letterbox", "letterbox_top_left")
-
-SUMMARY = "summary.json"
-GT_FILE = "gt.mot.txt"
-SUMMARY_EVERY_S = 5.0
 
 # Exit codes (also in --help).
 EXIT_OK, EXIT_ERROR, EXIT_LOST, EXIT_STOPPED = 0, 1, 3, 130
@@ -82,6 +77,7 @@ def add_parser(sub) -> None:
     p.add_argument("--reconnect", type=int, default=8, metavar="N",
                    help="attempts to reopen a dropped live source, with backoff 0.5 s doubling to 8 s (default 8)")
     p.add_argument("--gt", type=Path, metavar="MOT_TXT", help="ground truth to score the tracks against (MOTChallenge)")
+    p.add_argument("--classes", metavar="NAMES", help="classes to keep, comma-separated names or ids (default: all)")
     p.add_argument("--score", type=float, help="minimum detection score (default: the spec's)")
     p.add_argument("--resize", choices=RESIZE_CHOICES, default="stretch", help="how frames fit the model input")
     p.add_argument("--backend", help="runtime to use (default: the first installed for the format)")
@@ -92,48 +88,6 @@ def add_parser(sub) -> None:
     p.set_defaults(run=run)
 
 
-def _counters(args) -> list:
-    from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
-
-    return [LineCounter(Line.parse(t)) for t in args.line] + [ZoneCounter(Zone.parse(t)) for t in args.zone]
-
-
-def _sinks(args, source, counters) -> list:
-    from edgecv.errors import ConfigError
-    from edgecv.pipeline.sinks import SINKS, VideoSink, make_sink
-
-    kinds = [k.strip() for k in args.sinks.split(",") if k.strip()]
-    bad = [k for k in kinds if k not in SINKS]
-    if bad:
-        raise ConfigError(f"--sinks: unknown {', '.join(bad)}; valid sinks: {', '.join(SINKS)}")
-    sinks = []
-    for kind in dict.fromkeys(kinds):
-        if kind == VideoSink.name:
-            path = args.out / f"{source.name}.{args.video_format}"
-            if source.kind == "video" and path.resolve() == Path(source.text).resolve():
-                raise ConfigError(f"--out {args.out} holds the source video; the annotated video would replace it")
-            sinks.append(VideoSink(path, counters=counters, stride=args.stride))
-        else:
-            sinks.append(make_sink(kind, args.out))
-    return sinks
-
-
-def _detector(args):
-    from edgecv.cli.detect_cmd import _read_class_names
-    from edgecv.detection.detector import Detector
-    from edgecv.detection.frames import FrameOptions
-
-    model, chosen = args.model, None
-    if model.is_dir():
-        from edgecv.pipeline.select import fastest_artifact
-
-        model, chosen = fastest_artifact(model, threads=args.threads, detectors_only=args.spec is None)
-    labels = _read_class_names(args.labels) if args.labels else None
-    detector = Detector(model, spec=args.spec, options=FrameOptions(resize=args.resize, frame_color="BGR"),
-                        threads=args.threads, backend=args.backend, labels=labels, score_threshold=args.score)
-    return detector, chosen
-
-
 def _check(args) -> None:
     from edgecv.errors import ConfigError
 
@@ -141,8 +95,6 @@ def _check(args) -> None:
                              ("--reconnect", args.reconnect, 0), ("--threads", args.threads, 1)):
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be at least {low}, got {value}")
-    if args.gt is not None and not args.gt.is_file():
-        raise ConfigError(f"--gt {args.gt}: file not found")
 
 
 class _Signals:
@@ -169,99 +121,48 @@ class _Signals:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from edgecv.fileio import atomic_write_text, ensure_writable_dir
-    from edgecv.pipeline.capture import CaptureOptions
-    from edgecv.pipeline.runner import Pipeline, PipelineOptions
-    from edgecv.sources import open_source
-    from edgecv.tracking import make_tracker
+    from edgecv.cli.detect_cmd import _read_class_names
     from edgecv.cli.track_eval_cmd import _tracker_options
+    from edgecv.pipeline.capture import CaptureOptions
+    from edgecv.pipeline.track import DetectorSettings, track
 
     _check(args)
-    tracker_options = _tracker_options(args.tracker_config)
-    counters = _counters(args)
-    detector, chosen = _detector(args)
+    settings = DetectorSettings(spec=args.spec, labels=_read_class_names(args.labels) if args.labels else None,
+                                score=args.score, resize=args.resize, backend=args.backend, threads=args.threads,
+                                classes=[c.strip() for c in args.classes.split(",")] if args.classes else None)
+    capture = CaptureOptions(stride=args.stride, realtime=args.realtime, max_frames=args.max_frames,
+                             reconnect_attempts=args.reconnect)
     stop = threading.Event()
-    with open_source(args.source) as source:
-        ensure_writable_dir(args.out)
-        sinks = _sinks(args, source, counters)
-        fps = (source.fps or 30.0) / args.stride
-        tracker = make_tracker(args.tracker, tracker_options, fps=fps)
-        capture = CaptureOptions(stride=args.stride, realtime=args.realtime, max_frames=args.max_frames,
-                                 reconnect_attempts=args.reconnect)
-        pipeline = Pipeline(detector, tracker=tracker, counters=counters, sinks=sinks,
-                            options=PipelineOptions(concurrent=not args.sequential))
-        total = args.max_frames or source.length
-        if total and args.max_frames and source.length:
-            total = min(args.max_frames, source.length // args.stride)
-        bar = tqdm(total=total, unit="frame", leave=False, disable=args.json, dynamic_ncols=True)
-        last_summary = [time.monotonic()]
+    bar = tqdm(total=args.max_frames, unit="frame", leave=False, disable=args.json, dynamic_ncols=True)
 
-        def progress(status) -> None:
-            bar.update(status.frames - bar.n)
-            post = {"fps": f"{status.fps:.1f}" if status.fps else "-",
-                    "latency": f"{status.latency_ms:.0f}ms" if status.latency_ms else "-"}
-            if source.live or status.dropped:
-                post["dropped"] = status.dropped
-            if status.state != "running":
-                post["state"] = status.state
-            bar.set_postfix(post, refresh=False)
-            if time.monotonic() - last_summary[0] >= SUMMARY_EVERY_S:
-                last_summary[0] = time.monotonic()
-                partial = {"state": "running", "frames": status.frames, "dropped": status.dropped,
-                           "elapsed_s": round(status.elapsed_s, 1), "fps": status.fps}
-                atomic_write_text(args.out / SUMMARY, json.dumps(partial, indent=1) + "\n")
+    def progress(status) -> None:
+        if status.total and bar.total != status.total:
+            bar.total = status.total // args.stride if not args.max_frames else status.total
+        bar.update(status.frames - bar.n)
+        post = {"fps": f"{status.fps:.1f}" if status.fps else "-",
+                "latency": f"{status.latency_ms:.0f}ms" if status.latency_ms else "-"}
+        if status.dropped:
+            post["dropped"] = status.dropped
+        if status.state != "running":
+            post["state"] = status.state
+        bar.set_postfix(post, refresh=False)
 
-        with _Signals(stop) as signals:
-            try:
-                report = pipeline.run(source, capture=capture, stop=stop, progress=progress)
-            finally:
-                bar.close()
-        truth = _ground_truth(args, source, pipeline.processed)
-    summary = _summary(args, report, detector, chosen, tracker, signals.caught)
-    if truth is not None and report.frames:
-        summary["tracking_metrics"] = _score(truth, args.out / "tracks.mot.txt", sinks)
-    atomic_write_text(args.out / SUMMARY, json.dumps(summary, indent=1, default=str) + "\n")
+    with _Signals(stop) as signals:
+        try:
+            result = track(args.model, args.source, out=args.out, detector=settings, tracker=args.tracker,
+                           tracker_options=_tracker_options(args.tracker_config),
+                           sinks=[k.strip() for k in args.sinks.split(",") if k.strip()],
+                           video_format=args.video_format, lines=args.line, zones=args.zone, capture=capture,
+                           concurrent=not args.sequential, gt=args.gt, stop=stop, progress=progress)
+        finally:
+            bar.close()
+    summary = result.summary
+    if signals.caught:
+        summary["stopped_by"] = signals.caught
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
     if signals.caught:
         return EXIT_STOPPED
-    return EXIT_LOST if report.state == "lost" else EXIT_OK
-
-
-def _ground_truth(args, source, processed: list[int]) -> Path | None:
-    """The ground truth to score against: --gt, or the generator's exact truth of the frames processed
-    (frames left out by --stride or dropped by --realtime are not held against the tracker), written to OUT."""
-    if args.gt is not None:
-        return args.gt
-    truth = getattr(source, "truth", None)
-    if not truth:
-        return None
-    from edgecv.fileio import atomic_write_text
-    from edgecv.scenes import to_mot_rows
-
-    rows = [row for i in processed for row in to_mot_rows(i, truth[i])]
-    path = args.out / GT_FILE
-    atomic_write_text(path, "\n".join(rows) + "\n")
-    return path
-
-
-def _score(gt: Path, tracks: Path, sinks) -> dict[str, Any] | None:
-    from edgecv.errors import ConfigError
-    from edgecv.tracking.evaluate import evaluate_tracking
-
-    if not any(s.name == "mot" for s in sinks):
-        raise ConfigError("scoring against ground truth needs the mot sink (--sinks ...,mot)")
-    return evaluate_tracking(gt, tracks).to_dict()
-
-
-def _summary(args, report, detector, chosen, tracker, caught) -> dict[str, Any]:
-    d = report.to_dict()
-    d.update(model=str(detector.model.path), backend=detector.model.backend,
-             spec=detector.spec.name or detector.spec.decoder, tracker=tracker.name, out=str(args.out))
-    if chosen is not None:
-        d["model_choice"] = chosen
-    if caught:
-        d["stopped_by"] = caught
-    return d
+    return EXIT_LOST if summary["state"] == "lost" else EXIT_OK
 
 
 def format_summary(s: dict[str, Any]) -> str:
@@ -279,7 +180,7 @@ def format_summary(s: dict[str, Any]) -> str:
                  f"latency p50 {fmt_float(lat['p50'], '.1f')} ms, p99 {fmt_float(lat['p99'], '.1f')} ms "
                  f"(first quarter p50 {fmt_float(lat['first_quarter_p50'], '.1f')}, last quarter "
                  f"{fmt_float(lat['last_quarter_p50'], '.1f')})")
-    lines.append(f"capture: {cap['read']} read, {cap['dropped']} dropped (latest-frame policy), {cap['strided']} "
+    lines.append(f"capture ({s['source']['policy']} policy): {cap['read']} read, {cap['dropped']} dropped, {cap['strided']} "
                  f"skipped by stride, {cap['reconnects']} reconnect(s); ended: {s['state']}"
                  + (f" ({s['error']})" if s.get("error") else "") + (f", by {s['stopped_by']}" if s.get("stopped_by") else ""))
     ev = s["events"]

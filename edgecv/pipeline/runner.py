@@ -173,12 +173,13 @@ class Pipeline:
     ``detector``: an :class:`~edgecv.detection.detector.Detector`. ``tracker``: a tracker from
     :func:`edgecv.tracking.make_tracker`, or None to only detect. ``counters``: line and zone counters
     (:mod:`edgecv.pipeline.zones`). ``sinks``: objects with ``open(info)``, ``write(result)`` and ``close()``
-    (:mod:`edgecv.pipeline.sinks`).
+    (:mod:`edgecv.pipeline.sinks`). ``classes``: the class ids to keep (None keeps every class).
     """
 
     def __init__(self, detector: Any, *, tracker: Any = None, counters: Sequence[Any] = (), sinks: Sequence[Any] = (),
-                 options: PipelineOptions = PipelineOptions()) -> None:
+                 classes: Sequence[int] | None = None, options: PipelineOptions = PipelineOptions()) -> None:
         self.detector = detector
+        self.classes = None if classes is None else np.asarray(sorted(set(classes)), np.int64)
         self.tracker = tracker
         self.counters = list(counters)
         self.sinks = list(sinks)
@@ -209,7 +210,8 @@ class Pipeline:
         p.x = None
 
     def _decode(self, p: _Packet) -> None:
-        p.detections = self.detector.decode(p.outputs, p.transform)
+        dets = self.detector.decode(p.outputs, p.transform)
+        p.detections = dets if self.classes is None else dets[np.isin(dets.class_id, self.classes)]
         p.outputs = None
 
     def _frame_time(self, frame: Frame, fps: float | None) -> float | None:

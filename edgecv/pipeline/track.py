@@ -1,0 +1,208 @@
+"""The main job as one call: a detector and a tracker over a frame source, outputs in a folder, figures back.
+
+:func:`track` is what ``edgecv track`` and ``edgecv demo`` run: it opens the source, picks the fastest
+artifact when given a folder, builds the detector, tracker, line and zone counters and sinks, runs the
+:class:`~edgecv.pipeline.runner.Pipeline`, and scores the tracks against ground truth when there is some
+(``gt=`` or the scene generator's exact truth). ``OUT/summary.json`` holds the figures; it is rewritten
+every few seconds while the run goes, so a killed run still leaves a recent one.
+
+Example:
+    >>> result = track("artifacts/", "synthetic:frames=300", out="runs/track")    # doctest: +SKIP
+    >>> result.summary["fps"], result.summary["tracking_metrics"]["idf1"]         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from edgecv.errors import ConfigError
+from edgecv.pipeline.capture import CaptureOptions
+
+SUMMARY = "summary.json"
+GT_FILE = "gt.mot.txt"
+MOT_FILE = "tracks.mot.txt"
+SUMMARY_EVERY_S = 5.0
+DEFAULT_SINKS = ("video", "jsonl", "mot")
+
+
+@dataclass(frozen=True)
+class DetectorSettings:
+    """How the detector is built: ``spec`` (name or YAML; default the manifest's), ``labels`` (replacing the
+    spec's), ``score`` threshold, ``resize`` mode, ``classes`` to keep (names or ids; None keeps all),
+    runtime ``backend`` and ``threads``."""
+
+    spec: str | Path | None = None
+    labels: Sequence[str] | None = None
+    score: float | None = None
+    resize: str = "stretch"
+    classes: Sequence[str | int] | None = None
+    backend: str | None = None
+    threads: int | None = None
+
+
+@dataclass
+class TrackResult:
+    """What :func:`track` returns: the summary (also in ``OUT/summary.json``), the pipeline's report, the
+    files written, and ``stopped`` (True when ``stop`` ended the run)."""
+
+    summary: dict[str, Any]
+    report: Any
+    files: dict[str, str] = field(default_factory=dict)
+    stopped: bool = False
+
+
+def _class_ids(classes: Sequence[str | int] | None, labels: Sequence[str] | None) -> tuple[int, ...] | None:
+    if classes is None:
+        return None
+    names = list(labels or ())
+    ids = []
+    for c in classes:
+        if isinstance(c, int) or (isinstance(c, str) and c.isdigit()):
+            ids.append(int(c))
+        elif c in names:
+            ids.append(names.index(c))
+        else:
+            known = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "") if names else "none (pass ids)"
+            raise ConfigError(f"classes: unknown class {c!r}; the detector's labels: {known}")
+    return tuple(ids)
+
+
+def build_detector(model: str | Path, settings: DetectorSettings = DetectorSettings()) -> tuple[Any, list | None]:
+    """The :class:`~edgecv.detection.detector.Detector` for ``model`` (an artifact, or a folder whose fastest
+    artifact is chosen by measuring) and the measured table when a folder was given."""
+    from edgecv.detection.detector import Detector
+    from edgecv.detection.frames import FrameOptions
+
+    model, chosen = Path(model), None
+    if model.is_dir():
+        from edgecv.pipeline.select import fastest_artifact
+
+        model, chosen = fastest_artifact(model, threads=settings.threads, detectors_only=settings.spec is None)
+    detector = Detector(model, spec=settings.spec, options=FrameOptions(resize=settings.resize, frame_color="BGR"),
+                        threads=settings.threads, backend=settings.backend, labels=settings.labels,
+                        score_threshold=settings.score)
+    return detector, chosen
+
+
+def track(
+    model: str | Path | Any,
+    source: str | Path,
+    *,
+    out: str | Path = "runs/track",
+    detector: DetectorSettings = DetectorSettings(),
+    tracker: str = "ocsort",
+    tracker_options: Mapping[str, Any] | None = None,
+    sinks: Sequence[str] = DEFAULT_SINKS,
+    video_format: str = "mp4",
+    lines: Sequence[str] = (),
+    zones: Sequence[str] = (),
+    capture: CaptureOptions = CaptureOptions(),
+    concurrent: bool = True,
+    gt: str | Path | None = None,
+    stop: threading.Event | None = None,
+    progress: Callable[[Any], None] | None = None,
+) -> TrackResult:
+    """Detect and track ``source`` (any text :func:`edgecv.sources.open_source` takes) with ``model`` (a path,
+    a folder, or a ready :class:`~edgecv.detection.detector.Detector`); write ``sinks`` to ``out``.
+
+    ``lines`` and ``zones`` are texts as :meth:`Line.parse` and :meth:`Zone.parse` read them. Ground truth
+    (``gt``, a MOTChallenge file, or the generator's own) is scored with TrackEval into
+    ``summary["tracking_metrics"]``.
+    """
+    from edgecv.fileio import atomic_write_text, ensure_writable_dir
+    from edgecv.pipeline.runner import Pipeline, PipelineOptions
+    from edgecv.pipeline.sinks import SINKS, VideoSink, make_sink
+    from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
+    from edgecv.sources import open_source
+    from edgecv.tracking import make_tracker
+
+    bad = [k for k in sinks if k not in SINKS]
+    if bad:
+        raise ConfigError(f"sinks: unknown {', '.join(bad)}; valid sinks: {', '.join(SINKS)}")
+    if gt is not None and not Path(gt).is_file():
+        raise ConfigError(f"ground truth {gt}: file not found")
+    counters = [LineCounter(Line.parse(t)) for t in lines] + [ZoneCounter(Zone.parse(t)) for t in zones]
+    chosen = None
+    if isinstance(model, (str, Path)):
+        det, chosen = build_detector(model, detector)
+    else:
+        det = model
+    keep = _class_ids(detector.classes, det.labels)
+    out = Path(out)
+    stop = stop or threading.Event()
+    with open_source(source) as src:
+        fps = (src.fps or 30.0) / capture.stride
+        trk = make_tracker(tracker, dict(tracker_options) if tracker_options else None, fps=fps)
+        ensure_writable_dir(out)
+        made = []
+        for kind in dict.fromkeys(sinks):
+            if kind == VideoSink.name:
+                path = out / f"{src.name}.{video_format}"
+                if src.kind == "video" and path.resolve() == Path(src.text).resolve():
+                    raise ConfigError(f"out {out} holds the source video; the annotated video would replace it")
+                made.append(VideoSink(path, counters=counters, stride=capture.stride))
+            else:
+                made.append(make_sink(kind, out))
+        if gt is not None and MOT_FILE not in {s.path.name for s in made}:
+            raise ConfigError("scoring against ground truth needs the mot sink")
+        pipeline = Pipeline(det, tracker=trk, counters=counters, sinks=made, classes=keep,
+                            options=PipelineOptions(concurrent=concurrent))
+        last = [time.monotonic()]
+
+        def tick(status) -> None:
+            if progress is not None:
+                progress(status)
+            if time.monotonic() - last[0] >= SUMMARY_EVERY_S:
+                last[0] = time.monotonic()
+                partial = {"state": "running", "frames": status.frames, "dropped": status.dropped,
+                           "elapsed_s": round(status.elapsed_s, 1), "fps": status.fps}
+                atomic_write_text(out / SUMMARY, json.dumps(partial, indent=1) + "\n")
+
+        report = pipeline.run(src, capture=capture, stop=stop, progress=tick)
+        truth = Path(gt) if gt is not None else _generator_truth(src, pipeline.processed, out, keep)
+    summary = report.to_dict()
+    summary.update(model=str(det.model.path), backend=det.model.backend, spec=det.spec.name or det.spec.decoder,
+                   tracker=trk.name, out=str(out))
+    if keep is not None:
+        summary["classes"] = list(keep)
+    if chosen is not None:
+        summary["model_choice"] = chosen
+    files = {s.name: str(s.path) for s in made}
+    if truth is not None and report.frames and any(s.name == "mot" for s in made):
+        from edgecv.tracking.evaluate import evaluate_tracking
+
+        summary["tracking_metrics"] = evaluate_tracking(truth, out / MOT_FILE).to_dict()
+        files["gt"] = str(truth)
+    stopped = stop.is_set()
+    if stopped:
+        summary["stopped"] = True
+    files["summary"] = str(out / SUMMARY)
+    summary["files"] = files
+    atomic_write_text(out / SUMMARY, json.dumps(summary, indent=1, default=str) + "\n")
+    return TrackResult(summary, report, files, stopped)
+
+
+def _generator_truth(source: Any, processed: list[int], out: Path, classes: tuple[int, ...] | None) -> Path | None:
+    """The scene generator's exact truth of the frames processed (frames left out by stride or dropped by
+    realtime are not held against the tracker) and of the ``classes`` kept, written to ``out``; None for
+    other sources."""
+    truth = getattr(source, "truth", None)
+    if not truth:
+        return None
+    from edgecv.fileio import atomic_write_text
+    from edgecv.scenes import to_mot_rows
+
+    import numpy as np
+
+    def kept(d: Any) -> Any:
+        return d if classes is None else d[np.isin(d.class_id, classes)]
+
+    rows = [row for i in processed for row in to_mot_rows(i, kept(truth[i]))]
+    path = out / GT_FILE
+    atomic_write_text(path, "\n".join(rows) + "\n")
+    return path
