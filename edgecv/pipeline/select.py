@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 def folder_artifacts(folder: Path, *, detectors_only: bool = True) -> list[Path]:
     """The artifacts in ``folder`` (by the suffixes of :data:`edgecv.formats.FORMATS`); with
-    ``detectors_only``, those whose manifest carries a detector spec (what ``edgecv export --detector`` writes)."""
+    ``detectors_only``, those whose manifest carries a detector spec (what ``edgecv export --spec`` writes)."""
     from edgecv.detection.detector import MANIFEST_KEY
     from edgecv.formats import FORMATS
     from edgecv.manifest import find_manifest
@@ -49,7 +49,7 @@ def fastest_artifact(folder: str | Path, *, runs: int = 30, threads: int | None 
     if not candidates:
         what = "detector artifacts (with a detector spec in their manifest)" if detectors_only else "artifacts"
         suffixes = ", ".join(f.suffix for f in FORMATS.values())
-        raise ConfigError(f"no {what} ({suffixes}) in {folder}; export with 'edgecv export --detector' or pass --spec")
+        raise ConfigError(f"no {what} ({suffixes}) in {folder}; export with 'edgecv export --spec', or pass --spec")
     table: list[dict[str, Any]] = []
     for path in candidates:
         try:
