@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from edgecv.errors import ConfigError, SourceError
+from edgecv.pipeline.stats import Ring
 from edgecv.sources import Frame, FrameSource
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,8 @@ class Capture:
             raise ConfigError("capture: reset() while running; stop() it first")
         self._buf: collections.deque[Captured] = collections.deque()
         self.stats = CaptureStats()
-        self.read_ms: collections.deque[float] = collections.deque(maxlen=100_000)  # time to read each frame
+        self.read_ms = Ring(10_000)  # time to read each frame (the last 10,000)
+        self.read_busy_s = 0.0
         self.state = "idle"
         self.error: BaseException | None = None
         self._stop.clear()
@@ -233,7 +235,9 @@ class Capture:
                 frame = next(frames, None)
                 if frame is None:
                     break
-                self.read_ms.append((time.perf_counter() - t0) * 1000.0)
+                took = time.perf_counter() - t0
+                self.read_ms.add(took * 1000.0)
+                self.read_busy_s += took
                 if self._stop.is_set():
                     self._finish("ended")
                     return
@@ -278,6 +282,7 @@ class Capture:
             took = time.perf_counter() - began
             self.stats.reconnects += 1
             self.stats.outage_s += took
+            del self.stats.events[:-99]  # the latest 100 are enough, and memory stays bounded
             self.stats.events.append({"event": "reconnected", "after_frames": self.stats.read,
                                       "attempts": attempt + 1, "outage_s": round(took, 3)})
             log.warning("%s %s reconnected after %.1f s (%d attempt(s))", src.kind, src.text, took, attempt + 1)

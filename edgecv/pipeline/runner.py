@@ -34,6 +34,7 @@ from edgecv.detection.detections import Detections
 from edgecv.errors import ConfigError
 from edgecv.pipeline.capture import Capture, CaptureOptions, Captured
 from edgecv.pipeline.events import TrackEvent, TrackEvents
+from edgecv.pipeline.stats import Series, StageStats
 from edgecv.sources import Frame, FrameSource
 
 log = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ class PipelineOptions:
     concurrent: bool = True
     queue_size: int = 2
     progress_interval_s: float = 0.25
-    window: int = 100_000
+    window: int = 10_000
 
     def __post_init__(self) -> None:
         if not isinstance(self.queue_size, int) or self.queue_size < 1:
@@ -86,36 +87,6 @@ class _Packet:
     outputs: Any = None
     detections: Detections | None = None
     result: FrameResult | None = None
-
-
-class StageStats:
-    """Per-frame busy time (ms) of one stage and the depth of the queue in front of it when it took a frame."""
-
-    def __init__(self, name: str, window: int) -> None:
-        self.name = name
-        self.times: collections.deque[float] = collections.deque(maxlen=window)
-        self.depths: collections.deque[int] = collections.deque(maxlen=window)
-        self.count = 0
-        self.busy_s = 0.0
-
-    def add(self, ms: float, depth: int) -> None:
-        self.times.append(ms)
-        self.depths.append(depth)
-        self.count += 1
-        self.busy_s += ms / 1000.0
-
-    def summary(self, wall_s: float) -> dict[str, Any]:
-        t = np.asarray(self.times, np.float64)
-        d = np.asarray(self.depths, np.float64)
-        return {
-            "frames": self.count,
-            "median_ms": round(float(np.median(t)), 3) if t.size else None,
-            "p99_ms": round(float(np.percentile(t, 99)), 3) if t.size else None,
-            "mean_ms": round(float(t.mean()), 3) if t.size else None,
-            "busy": round(self.busy_s / wall_s, 3) if wall_s > 0 else None,
-            "queue_mean": round(float(d.mean()), 2) if d.size else None,
-            "queue_max": int(d.max()) if d.size else None,
-        }
 
 
 @dataclass
@@ -157,16 +128,6 @@ class RunReport:
         return dict(self.__dict__)
 
 
-def _latency_summary(values: Sequence[float]) -> dict[str, Any]:
-    v = np.asarray(values, np.float64)
-    if not v.size:
-        return {"p50": None, "p99": None, "max": None, "first_quarter_p50": None, "last_quarter_p50": None}
-    q = max(len(v) // 4, 1)
-    return {"p50": round(float(np.median(v)), 2), "p99": round(float(np.percentile(v, 99)), 2),
-            "max": round(float(v.max()), 2), "first_quarter_p50": round(float(np.median(v[:q])), 2),
-            "last_quarter_p50": round(float(np.median(v[-q:])), 2)}
-
-
 class Pipeline:
     """Detection, tracking, events and sinks over a frame source (see the module docstring).
 
@@ -174,11 +135,15 @@ class Pipeline:
     :func:`edgecv.tracking.make_tracker`, or None to only detect. ``counters``: line and zone counters
     (:mod:`edgecv.pipeline.zones`). ``sinks``: objects with ``open(info)``, ``write(result)`` and ``close()``
     (:mod:`edgecv.pipeline.sinks`). ``classes``: the class ids to keep (None keeps every class).
+    ``record_frames``: keep the index of every processed frame in ``processed`` (for scoring against ground
+    truth; off by default, since it grows with the run). All other state stays within fixed memory.
     """
 
     def __init__(self, detector: Any, *, tracker: Any = None, counters: Sequence[Any] = (), sinks: Sequence[Any] = (),
-                 classes: Sequence[int] | None = None, options: PipelineOptions = PipelineOptions()) -> None:
+                 classes: Sequence[int] | None = None, record_frames: bool = False,
+                 options: PipelineOptions = PipelineOptions()) -> None:
         self.detector = detector
+        self.record_frames = record_frames
         self.classes = None if classes is None else np.asarray(sorted(set(classes)), np.int64)
         self.tracker = tracker
         self.counters = list(counters)
@@ -194,14 +159,14 @@ class Pipeline:
             counter.reset()
         self.track_events = TrackEvents()
         self.stats = {name: StageStats(name, self.options.window) for name in STAGES}
-        self.latencies: collections.deque[float] = collections.deque(maxlen=self.options.window)
-        self.written: collections.deque[float] = collections.deque(maxlen=self.options.window)
+        self.latencies = Series(self.options.window)
+        self.written = Series(self.options.window)
         self.event_counts: collections.Counter[str] = collections.Counter()
-        self.track_ids: set[int] = set()
         self._last_time: float | None = None
         self._last_frame = 0
         self._done = 0
-        self.processed: list[int] = []  # source indices of the frames processed, in order
+        # source indices of the frames processed, in order (only with record_frames: it grows with the run)
+        self.processed: list[int] = []
 
     # -- the stages ---------------------------------------------------------------------------------------
     def _infer(self, p: _Packet) -> None:
@@ -228,7 +193,8 @@ class Pipeline:
         previous = self._last_time
         t = self._frame_time(frame, fps)
         self._last_frame = frame.index
-        self.processed.append(frame.index)
+        if self.record_frames:
+            self.processed.append(frame.index)
         events: list[TrackEvent] = []
         if self.tracker is not None and p.item.resumed and previous is not None and t is not None \
                 and t - previous > getattr(self.tracker.options, "max_lost_s", 1.0):
@@ -241,17 +207,16 @@ class Pipeline:
             dets = self.tracker.update(dets, timestamp=t) if t is not None else self.tracker.update(dets)
             removed = ended + [tr.track_id for tr in self.tracker.removed]
             events += self.track_events.update(dets, frame=frame.index, time_s=t, removed_ids=removed)
-            self.track_ids.update(dets.tracker_id.tolist())
             for counter in self.counters:
                 events += counter.update(dets, frame=frame.index, time_s=t)
         self.event_counts.update(e.kind for e in events)
         p.result = FrameResult(frame, p.item.seq, dets, events, p.item.captured_at, time.perf_counter(), t)
-        self.latencies.append(p.result.latency_ms)
+        self.latencies.add(p.result.latency_ms)
 
     def _sinks(self, p: _Packet) -> None:
         for sink in self.sinks:
             sink.write(p.result)
-        self.written.append((time.perf_counter() - p.item.captured_at) * 1000.0)
+        self.written.add((time.perf_counter() - p.item.captured_at) * 1000.0)
         self._done += 1
 
     def _stage_fns(self, fps: float | None) -> list[tuple[str, Callable[[_Packet], None]]]:
@@ -301,11 +266,11 @@ class Pipeline:
         return self._report(info, cap, wall)
 
     def _status(self, cap: Capture, start: float, total: int | None) -> RunStatus:
-        recent = list(self.written)[-30:]
+        recent = self.written.values()[-30:]
         elapsed = time.perf_counter() - start
         fps = self._done / elapsed if elapsed > 0 and self._done else None
         return RunStatus(self._done, cap.stats.dropped, elapsed, fps,
-                         float(np.median(recent)) if recent else None, cap.state, total)
+                         float(np.median(recent)) if recent.size else None, cap.state, total)
 
     def _run_sequential(self, cap: Capture, fps, stop, failure, progress, start) -> None:
         stages = self._stage_fns(fps)
@@ -381,9 +346,9 @@ class Pipeline:
     @staticmethod
     def _capture_summary(cap: Capture, wall: float) -> dict[str, Any]:
         """Capture as a stage: time to read each frame (for a live source, mostly waiting for the camera)."""
-        stat = StageStats("capture", len(cap.read_ms) or 1)
-        for ms in cap.read_ms:
-            stat.add(ms, 0)
+        stat = StageStats("capture", 1)
+        stat.times, stat.count, stat.busy_s = cap.read_ms, len(cap.read_ms), cap.read_busy_s
+        stat.depths.add(0)
         d = stat.summary(wall)
         d["queue_mean"] = d["queue_max"] = None
         return d
@@ -402,7 +367,7 @@ class Pipeline:
             source=info, state=cap.state if cap.state != "running" else "ended", frames=self._done,
             wall_s=round(wall, 3), fps=round(self._done / wall, 2) if wall > 0 else 0.0,
             stages={"capture": self._capture_summary(cap, wall), **{name: s.summary(wall) for name, s in self.stats.items()}},
-            latency_ms=_latency_summary(self.latencies), written_ms=_latency_summary(self.written),
+            latency_ms=self.latencies.summary(), written_ms=self.written.summary(),
             capture=cap.stats.to_dict(), concurrent=self.options.concurrent, counts=counts,
-            events=dict(self.event_counts), tracks=len(self.track_ids), peak_rss_mb=_rss_mb()[1],
+            events=dict(self.event_counts), tracks=self.event_counts["enter"], peak_rss_mb=_rss_mb()[1],
             error=str(cap.error) if cap.error is not None else None)

@@ -151,6 +151,7 @@ def track(
         if gt is not None and MOT_FILE not in {s.path.name for s in made}:
             raise ConfigError("scoring against ground truth needs the mot sink")
         pipeline = Pipeline(det, tracker=trk, counters=counters, sinks=made, classes=keep,
+                            record_frames=bool(getattr(src, "truth", None) is not None and src.length),
                             options=PipelineOptions(concurrent=concurrent))
         last = [time.monotonic()]
 
