@@ -98,13 +98,15 @@ def _check(args) -> None:
 
 
 class _Signals:
-    """Ctrl-C and SIGTERM set ``stop`` (the run then ends cleanly) instead of killing the process."""
+    """Ctrl-C and SIGTERM set ``stop`` (the run then ends cleanly) instead of killing the process; the
+    signal's name goes into ``note["stopped_by"]``."""
 
-    def __init__(self, stop: threading.Event) -> None:
-        self.stop, self.caught, self._old = stop, None, {}
+    def __init__(self, stop: threading.Event, note: dict[str, Any]) -> None:
+        self.stop, self.note, self.caught, self._old = stop, note, None, {}
 
     def _handle(self, signum, _frame) -> None:
         self.caught = signal.Signals(signum).name
+        self.note["stopped_by"] = self.caught
         self.stop.set()
 
     def __enter__(self) -> _Signals:
@@ -147,18 +149,17 @@ def run(args) -> int:
             post["state"] = status.state
         bar.set_postfix(post, refresh=False)
 
-    with _Signals(stop) as signals:
+    note: dict[str, Any] = {}
+    with _Signals(stop, note) as signals:
         try:
             result = track(args.model, args.source, out=args.out, detector=settings, tracker=args.tracker,
                            tracker_options=_tracker_options(args.tracker_config),
                            sinks=[k.strip() for k in args.sinks.split(",") if k.strip()],
                            video_format=args.video_format, lines=args.line, zones=args.zone, capture=capture,
-                           concurrent=not args.sequential, gt=args.gt, stop=stop, progress=progress)
+                           concurrent=not args.sequential, gt=args.gt, stop=stop, progress=progress, note=note)
         finally:
             bar.close()
     summary = result.summary
-    if signals.caught:
-        summary["stopped_by"] = signals.caught
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
     if signals.caught:
         return EXIT_STOPPED

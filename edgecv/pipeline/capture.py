@@ -64,9 +64,11 @@ class CaptureOptions:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
                 raise ConfigError(f"capture {name}: expected an integer >= {low}, got {value!r}")
-        if self.max_frames is not None and (not isinstance(self.max_frames, int) or self.max_frames < 1):
+        if self.max_frames is not None and (not isinstance(self.max_frames, int) or isinstance(self.max_frames, bool)
+                                            or self.max_frames < 1):
             raise ConfigError(f"capture max_frames: expected an integer >= 1 or None, got {self.max_frames!r}")
-        if not 0 < self.backoff_s <= self.max_backoff_s:
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (self.backoff_s, self.max_backoff_s))
+        if not numbers or not 0 < self.backoff_s <= self.max_backoff_s:
             raise ConfigError(f"capture backoff: expected 0 < backoff_s <= max_backoff_s, got "
                               f"{self.backoff_s!r} and {self.max_backoff_s!r}")
 
@@ -177,6 +179,8 @@ class Capture:
                     return None
                 self._cond.wait(left if left is not None else 0.5)
             item = self._buf.popleft()
+            item.seq = self.stats.delivered  # counted when handed out: a frame in the slot may still be dropped
+            self.stats.delivered += 1
             self._cond.notify_all()
             return item
 
@@ -197,7 +201,6 @@ class Capture:
                 if self._stop.is_set():
                     return
             self._buf.append(item)
-            self.stats.delivered += 1
             self._cond.notify_all()
 
     def _finish(self, state: str, error: BaseException | None = None) -> None:
@@ -221,6 +224,7 @@ class Capture:
             raise ConfigError("capture: inline() after start()")
         self.state = "running"
         for item in self._produce():
+            item.seq = self.stats.delivered
             self.stats.delivered += 1
             yield item
 
@@ -250,9 +254,9 @@ class Capture:
                     if wait > 0 and self._sleep(wait):
                         self._finish("ended")
                         return
-                yield Captured(frame, self.stats.delivered, time.perf_counter(), resumed)
+                yield Captured(frame, -1, time.perf_counter(), resumed)  # seq is set when handed out
                 resumed = False
-                if o.max_frames is not None and self.stats.delivered >= o.max_frames:
+                if o.max_frames is not None and self.stats.delivered + len(self._buf) >= o.max_frames:
                     self._finish("ended")
                     return
             if not src.live or self._stop.is_set():

@@ -227,7 +227,9 @@ class Pipeline:
     def run(self, source: FrameSource, *, capture: CaptureOptions = CaptureOptions(),
             stop: threading.Event | None = None, progress: Callable[[RunStatus], None] | None = None) -> RunReport:
         """Process ``source`` until it ends, ``stop`` is set, or a live source is lost; returns the figures.
-        Sinks are opened first and always closed; a stage's failure is raised after that."""
+        Sinks are opened first and always closed; a stage's failure is raised after that. Each run starts
+        from :meth:`reset` (no tracks, no figures); identities start again from 1."""
+        self.reset()
         stop = stop or threading.Event()
         cap = Capture(source, options=capture)
         info = {"kind": source.kind, "text": source.text, "name": source.name, "fps": source.fps,
@@ -334,14 +336,20 @@ class Pipeline:
         for t in threads:
             t.start()
         total = cap.options.max_frames or cap.source.length
-        while any(t.is_alive() for t in threads):
-            threads[-1].join(self.options.progress_interval_s)
-            if stop.is_set():
+        try:
+            while any(t.is_alive() for t in threads):
+                threads[-1].join(self.options.progress_interval_s)
+                if stop.is_set():
+                    cap.stop()
+                if progress:
+                    progress(self._status(cap, start, total))
+        finally:
+            # also when this thread is interrupted: no stage may still write once the sinks are closed
+            if any(t.is_alive() for t in threads):
+                halt.set()
                 cap.stop()
-            if progress:
-                progress(self._status(cap, start, total))
-        for t in threads:
-            t.join()
+            for t in threads:
+                t.join()
 
     @staticmethod
     def _capture_summary(cap: Capture, wall: float) -> dict[str, Any]:

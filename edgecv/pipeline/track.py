@@ -13,7 +13,9 @@ Example:
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +24,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 from edgecv.errors import ConfigError
 from edgecv.pipeline.capture import CaptureOptions
+
+log = logging.getLogger(__name__)
 
 SUMMARY = "summary.json"
 GT_FILE = "gt.mot.txt"
@@ -106,17 +110,19 @@ def track(
     gt: str | Path | None = None,
     stop: threading.Event | None = None,
     progress: Callable[[Any], None] | None = None,
+    note: Mapping[str, Any] | None = None,
 ) -> TrackResult:
     """Detect and track ``source`` (any text :func:`edgecv.sources.open_source` takes) with ``model`` (a path,
     a folder, or a ready :class:`~edgecv.detection.detector.Detector`); write ``sinks`` to ``out``.
 
     ``lines`` and ``zones`` are texts as :meth:`Line.parse` and :meth:`Zone.parse` read them. Ground truth
     (``gt``, a MOTChallenge file, or the generator's own) is scored with TrackEval into
-    ``summary["tracking_metrics"]``.
+    ``summary["tracking_metrics"]``. ``note``: extra keys for the summary (the CLI records the signal
+    that stopped the run); it may be filled in while the run goes.
     """
     from edgecv.fileio import atomic_write_text, ensure_writable_dir
     from edgecv.pipeline.runner import Pipeline, PipelineOptions
-    from edgecv.pipeline.sinks import SINKS, VideoSink, make_sink
+    from edgecv.pipeline.sinks import SINKS, VideoSink
     from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
     from edgecv.sources import open_source
     from edgecv.tracking import make_tracker
@@ -135,21 +141,25 @@ def track(
     keep = _class_ids(detector.classes, det.labels)
     out = Path(out)
     stop = stop or threading.Event()
+    if gt is not None and "mot" not in sinks:
+        raise ConfigError("scoring against ground truth needs the mot sink")
     with open_source(source) as src:
+        if capture.realtime and not src.is_video:
+            raise ConfigError(f"realtime needs a timed source (video, camera, stream), not {src.kind} {src.text}")
         fps = (src.fps or 30.0) / capture.stride
         trk = make_tracker(tracker, dict(tracker_options) if tracker_options else None, fps=fps)
+        scoring = gt is not None or (getattr(src, "truth", None) is not None and src.length is not None)
+        if scoring and "mot" in sinks and gt is not None:
+            from edgecv.tracking.evaluate import _import_trackeval
+
+            _import_trackeval()  # before the run, not after it: a missing extra is a one-line error now
+        paths = {kind: out / (f"{src.name}.{video_format}" if kind == VideoSink.name else SINKS[kind].default_file)
+                 for kind in dict.fromkeys(sinks)}
+        if src.kind == "video" and any(p.resolve() == Path(src.text).resolve() for p in paths.values()):
+            raise ConfigError(f"out {out} holds the source video; the annotated video would replace it")
         ensure_writable_dir(out)
-        made = []
-        for kind in dict.fromkeys(sinks):
-            if kind == VideoSink.name:
-                path = out / f"{src.name}.{video_format}"
-                if src.kind == "video" and path.resolve() == Path(src.text).resolve():
-                    raise ConfigError(f"out {out} holds the source video; the annotated video would replace it")
-                made.append(VideoSink(path, counters=counters, stride=capture.stride))
-            else:
-                made.append(make_sink(kind, out))
-        if gt is not None and MOT_FILE not in {s.path.name for s in made}:
-            raise ConfigError("scoring against ground truth needs the mot sink")
+        made = [VideoSink(path, counters=counters, stride=capture.stride) if kind == VideoSink.name
+                else SINKS[kind](path) for kind, path in paths.items()]
         pipeline = Pipeline(det, tracker=trk, counters=counters, sinks=made, classes=keep,
                             record_frames=bool(getattr(src, "truth", None) is not None and src.length),
                             options=PipelineOptions(concurrent=concurrent))
@@ -175,13 +185,20 @@ def track(
         summary["model_choice"] = chosen
     files = {s.name: str(s.path) for s in made}
     if truth is not None and report.frames and any(s.name == "mot" for s in made):
-        from edgecv.tracking.evaluate import evaluate_tracking
-
-        summary["tracking_metrics"] = evaluate_tracking(truth, out / MOT_FILE).to_dict()
         files["gt"] = str(truth)
+        if gt is None and importlib.util.find_spec("trackeval") is None:
+            # the generator's truth is scored when TrackEval is there; a device without it still tracks
+            summary["tracking_metrics"] = None
+            summary["tracking_metrics_skipped"] = "needs TrackEval: pip install 'edgecv[track]'"
+            log.info("not scoring against the generator's truth: %s", summary["tracking_metrics_skipped"])
+        else:
+            from edgecv.tracking.evaluate import evaluate_tracking
+
+            summary["tracking_metrics"] = evaluate_tracking(truth, out / MOT_FILE).to_dict()
     stopped = stop.is_set()
     if stopped:
         summary["stopped"] = True
+    summary.update(note or {})
     files["summary"] = str(out / SUMMARY)
     summary["files"] = files
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=1, default=str) + "\n")

@@ -1,0 +1,488 @@
+"""Pipeline: a fake detector that boxes the one bright square of each frame, a real tracker, line and zone
+counters and recording sinks. Concurrent and sequential runs agree frame by frame; every frame reaches the
+sinks in order; the report's figures; stop; a failing stage (raised after every sink is closed, never a hang);
+a failing source; a lost live source; reset; events and counts."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edgecv.detection.detections import Detections
+from edgecv.errors import ConfigError, InputError, OutputError, SourceError
+from edgecv.pipeline.capture import CaptureOptions
+from edgecv.pipeline.runner import STAGES, Pipeline, PipelineOptions, RunReport
+from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
+from edgecv.sources import Frame, FrameSource
+from edgecv.tracking import make_tracker
+
+RUN_TIMEOUT_S = 30.0  # a run that takes this long has hung
+H, W, SIDE = 48, 96, 10
+FPS = 10.0
+
+
+def square_x(i: int) -> int:
+    return 4 + 3 * i  # the square's left edge in frame i: 3 px to the right per frame
+
+
+def square_box(i: int) -> list[float]:
+    return [float(square_x(i)), 20.0, float(square_x(i) + SIDE), 30.0]
+
+
+class Squares(FrameSource):
+    """``n`` gray frames 96x48 at 10 frames/s with a white 10x10 square moving right (none in ``absent``);
+    ``fail_after``: raise that error instead of making frame ``fail_after``."""
+
+    kind = "squares"
+
+    def __init__(self, n: int, *, absent=(), fail_after: int | None = None, error: BaseException | None = None,
+                 stuck_clock: bool = False) -> None:
+        super().__init__("squares:test")
+        self.stuck_clock = stuck_clock  # every frame stamped 0 ms, as some containers do
+        self.name = "squares"
+        self.fps, self.size, self.length = FPS, (W, H), n
+        self.n, self.absent = n, set(absent)
+        self.fail_after, self.error = fail_after, error
+
+    def image(self, i: int) -> np.ndarray:
+        img = np.zeros((H, W), np.uint8)
+        if i not in self.absent:
+            img[20:30, square_x(i) : square_x(i) + SIDE] = 255
+        return img
+
+    def __iter__(self):
+        for i in range(self.n):
+            if i == self.fail_after:
+                raise self.error
+            yield Frame(self.image(i), i, f"squares_{i:06d}", time_ms=0.0 if self.stuck_clock else 1000.0 * i / FPS)
+
+
+class SquareDetector:
+    """prepare/infer/decode over the bright pixels: one box (class 0, score 0.9) around them, none without.
+    ``fail``: {stage name: (call number, error)} makes that stage raise on that call (0-based)."""
+
+    labels = ("square",)
+
+    def __init__(self, fail: dict | None = None) -> None:
+        self.fail = fail or {}
+        self.calls = {"prepare": 0, "infer": 0, "decode": 0}
+
+    def _maybe_fail(self, stage: str) -> None:
+        n = self.calls[stage]
+        self.calls[stage] += 1
+        if stage in self.fail and self.fail[stage][0] == n:
+            raise self.fail[stage][1]
+
+    def prepare(self, image):
+        self._maybe_fail("prepare")
+        return image.astype(np.float32), {"shape": image.shape}
+
+    def infer(self, x):
+        self._maybe_fail("infer")
+        ys, xs = np.nonzero(x > 128)
+        return [np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float32)] if len(xs) else []
+
+    def decode(self, outputs, transform):
+        self._maybe_fail("decode")
+        assert transform == {"shape": (H, W)}
+        if not outputs:
+            return Detections.empty()
+        return Detections(outputs[0][None], [0.9], [0])
+
+
+class RecordingSink:
+    """Keeps every result; counts open and close; ``fail_at``: raise ``error`` when asked to write that frame;
+    ``stop_at``: set ``stop`` once that frame is written."""
+
+    name = "recording"
+
+    def __init__(self, *, fail_at: int | None = None, error: BaseException | None = None,
+                 stop_at: int | None = None, stop: threading.Event | None = None) -> None:
+        self.results = []
+        self.opened = self.closed = 0
+        self.info = None
+        self.fail_at, self.error, self.stop_at, self.stop = fail_at, error, stop_at, stop
+
+    def open(self, info):
+        self.opened += 1
+        self.info = info
+
+    def write(self, result):
+        assert self.opened == 1 and self.closed == 0
+        if result.frame.index == self.fail_at:
+            raise self.error
+        self.results.append(result)
+        if result.frame.index == self.stop_at:
+            self.stop.set()
+
+    def close(self):
+        self.closed += 1
+
+    @property
+    def frames(self) -> list[int]:
+        return [r.frame.index for r in self.results]
+
+
+def per_frame(sink: RecordingSink) -> list[tuple]:
+    """What must not depend on how the stages were run: frame, seq, tracks, boxes and events of each frame."""
+    return [(r.frame.index, r.seq, r.detections.tracker_id.tolist(), r.detections.xyxy.tolist(), r.time_s,
+             [e.to_dict() for e in r.events]) for r in sink.results]
+
+
+def pipeline(*, concurrent: bool = True, tracker: str = "sort", counters=(), sinks=(), detector=None,
+             record_frames: bool = False, **options) -> Pipeline:
+    return Pipeline(detector or SquareDetector(), tracker=make_tracker(tracker, fps=FPS), counters=list(counters),
+                    sinks=list(sinks), record_frames=record_frames,
+                    options=PipelineOptions(concurrent=concurrent, **options))
+
+
+def run_with_timeout(p: Pipeline, source: FrameSource, **kwargs) -> tuple[RunReport | None, BaseException | None]:
+    """``p.run(source)`` in a thread: (report, None) or (None, the error raised); fails if the run hangs."""
+    out: dict = {}
+
+    def target():
+        try:
+            out["report"] = p.run(source, **kwargs)
+        except BaseException as exc:  # handed to the test
+            out["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(RUN_TIMEOUT_S)
+    assert not t.is_alive(), "Pipeline.run hung"
+    return out.get("report"), out.get("error")
+
+
+# -- results -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("tracker", ["sort", "ocsort"])
+def test_tracks_follow_the_square_and_reach_the_sinks_in_order(tracker):
+    first, second = RecordingSink(), RecordingSink()
+    p = pipeline(tracker=tracker, sinks=[first, second], record_frames=True)
+    report = p.run(Squares(20))
+    assert first.frames == second.frames == list(range(20)) and p.processed == list(range(20))
+    for r in first.results:
+        i = r.frame.index
+        assert r.seq == i and r.time_s == pytest.approx(i / FPS, abs=1e-9)
+        assert r.detections.tracker_id.tolist() == [1] and r.detections.class_id.tolist() == [0]
+        np.testing.assert_allclose(r.detections.xyxy, [square_box(i)], atol=0.05)
+        assert r.result_at >= r.captured_at and r.latency_ms >= 0
+    assert [r is s for r, s in zip(first.results, second.results)] == [True] * 20  # one result, every sink
+    assert first.opened == first.closed == second.opened == second.closed == 1
+    info = first.info
+    assert info == {"kind": "squares", "text": "squares:test", "name": "squares", "fps": FPS, "size": [W, H],
+                    "live": False, "length": 20, "labels": ["square"], "policy": "every"}
+    assert report.state == "ended" and report.frames == 20 and report.tracks == 1 and report.error is None
+
+
+def test_concurrent_and_sequential_runs_agree_frame_by_frame():
+    counters = lambda: [LineCounter(Line.parse("door=48,0,48,48")), ZoneCounter(Zone.parse("right=48,0,96,0,96,48,48,48"))]
+    runs = {}
+    for concurrent in (True, False):
+        sink = RecordingSink()
+        report = pipeline(concurrent=concurrent, counters=counters(), sinks=[sink]).run(Squares(30, absent=range(10, 15)))
+        runs[concurrent] = (per_frame(sink), report)
+    (frames_c, rep_c), (frames_s, rep_s) = runs[True], runs[False]
+    assert frames_c == frames_s and [f[0] for f in frames_c] == list(range(30))
+    assert rep_c.concurrent is True and rep_s.concurrent is False
+    for key in ("state", "frames", "counts", "events", "tracks", "capture"):
+        a, b = getattr(rep_c, key), getattr(rep_s, key)
+        if key == "capture":
+            a, b = {k: v for k, v in a.items() if k != "outage_s"}, {k: v for k, v in b.items() if k != "outage_s"}
+        assert a == b, key
+    assert {name: s["frames"] for name, s in rep_c.stages.items()} == \
+        {name: s["frames"] for name, s in rep_s.stages.items()}
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_report_figures(concurrent):
+    sink = RecordingSink()
+    ticks = []
+    p = pipeline(concurrent=concurrent, sinks=[sink], progress_interval_s=0.001)
+    report = p.run(Squares(25), progress=ticks.append)
+    assert list(report.stages) == ["capture", *STAGES] == ["capture", "inference", "decode", "tracking", "sinks"]
+    for name, stage in report.stages.items():
+        assert stage["frames"] == 25, name
+        assert stage["median_ms"] >= 0 and stage["p99_ms"] >= stage["median_ms"] and stage["mean_ms"] >= 0, name
+    for name in STAGES:
+        q = report.stages[name]
+        if concurrent:
+            assert q["queue_max"] >= 0 and q["queue_mean"] >= 0
+        else:
+            assert q["queue_max"] == 0 and q["queue_mean"] == 0.0  # one frame at a time: nothing waits
+    assert report.stages["capture"]["queue_max"] is None
+    for figures in (report.latency_ms, report.written_ms):
+        assert set(figures) == {"p50", "p99", "max", "first_quarter_p50", "last_quarter_p50"}
+        assert all(v > 0 for v in figures.values()), figures
+        assert figures["p50"] <= figures["p99"] <= figures["max"]
+    # a frame is written after its result exists
+    assert report.written_ms["p50"] >= report.latency_ms["p50"] and report.written_ms["max"] >= report.latency_ms["max"]
+    assert report.frames == 25 and report.fps > 0 and report.wall_s > 0
+    assert report.capture["read"] == report.capture["delivered"] == 25 and report.capture["dropped"] == 0
+    assert report.concurrent is concurrent and report.state == "ended"
+    d = report.to_dict()
+    assert d["frames"] == 25 and d["stages"] is report.stages
+    # progress: RunStatus with frames that never go back, the total known from the source
+    assert ticks and all(t.total == 25 for t in ticks)
+    assert [t.frames for t in ticks] == sorted(t.frames for t in ticks) and ticks[-1].frames <= 25
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_no_tracker_passes_raw_detections(concurrent):
+    sink = RecordingSink()
+    p = Pipeline(SquareDetector(), sinks=[sink], options=PipelineOptions(concurrent=concurrent))
+    report = p.run(Squares(5, absent=[2]))
+    assert sink.frames == [0, 1, 2, 3, 4]
+    assert [len(r.detections) for r in sink.results] == [1, 1, 0, 1, 1]
+    assert all(r.detections.tracker_id is None and r.events == [] for r in sink.results)
+    assert report.events == {} and report.tracks == 0 and report.frames == 5
+
+
+def test_repeated_timestamps_advance_by_one_frame():
+    sink = RecordingSink()
+    report = pipeline(sinks=[sink]).run(Squares(6, stuck_clock=True))
+    assert [r.time_s for r in sink.results] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5], abs=1e-9)
+    assert [r.detections.tracker_id.tolist() for r in sink.results] == [[1]] * 6 and report.tracks == 1
+
+
+@pytest.mark.parametrize("classes, tracks", [(None, 1), ([0], 1), ([0, 3], 1), ([3], 0), ([], 0)])
+def test_classes_keep_only_those_detections(classes, tracks):
+    sink = RecordingSink()
+    p = Pipeline(SquareDetector(), tracker=make_tracker("sort", fps=FPS), sinks=[sink], classes=classes)
+    report = p.run(Squares(5))
+    assert [len(r.detections) for r in sink.results] == [tracks] * 5
+    assert report.tracks == tracks and report.frames == 5
+
+
+# -- events and counts -------------------------------------------------------------------------------------
+def test_enter_and_exit_events_are_counted():
+    # the square leaves for frames 10..19: SORT (0.04 s to stay lost) removes track 1 at frame 10, and the
+    # square that comes back is track 2, reported from its third match on (frame 23)
+    sink = RecordingSink()
+    report = pipeline(sinks=[sink]).run(Squares(30, absent=range(10, 20)))
+    events = [(e.kind, e.track_id, e.frame) for r in sink.results for e in r.events]
+    assert events == [("enter", 1, 0), ("exit", 1, 10), ("enter", 2, 23)]
+    assert report.events == {"enter": 2, "exit": 2}  # track 2 exits when the run ends
+    assert report.tracks == 2 and report.counts == {}
+
+
+def test_line_and_zone_counters_make_counts_and_events():
+    sink = RecordingSink()
+    counters = [LineCounter(Line.parse("door=48,0,48,48")),  # top to bottom: left to right is "out"
+                ZoneCounter(Zone.parse("right=48,0,96,0,96,48,48,48"))]
+    report = pipeline(counters=counters, sinks=[sink]).run(Squares(20))
+    # bottom centre x = 9 + 3 i: on the zone's edge (inside) at i = 13, past the line's 2 px margin at i = 14
+    events = [(e.kind, e.track_id, e.frame, e.where) for r in sink.results for e in r.events]
+    assert events == [("enter", 1, 0, ""), ("zone_enter", 1, 13, "right"), ("line_out", 1, 14, "door")]
+    assert report.counts == {"door": {"in": 0, "out": 1}, "right": {"inside": 1, "entered": 1}}
+    assert report.events == {"enter": 1, "zone_enter": 1, "line_out": 1, "exit": 1}
+    [line_out] = [e for r in sink.results for e in r.events if e.kind == "line_out"]
+    assert line_out.xyxy == pytest.approx(tuple(square_box(14)), abs=0.05) and line_out.time_s == pytest.approx(1.4)
+
+
+def test_reset_makes_a_second_run_like_the_first():
+    counters = [LineCounter(Line.parse("door=48,0,48,48"))]
+    sink = RecordingSink()
+    p = pipeline(counters=counters, sinks=[sink], record_frames=True)
+    first = p.run(Squares(20, absent=[5]))
+    assert p.processed == list(range(20))
+    first_frames = per_frame(sink)
+    sink.results.clear()
+    sink.opened = sink.closed = 0
+    p.reset()
+    assert p.processed == [] and p.event_counts == {} and counters[0].out_count == 0
+    second = p.run(Squares(20, absent=[5]))
+    assert per_frame(sink) == first_frames  # same ids too: reset() restarts the tracker
+    assert second.frames == first.frames == 20
+    assert second.events == first.events and second.counts == first.counts == {"door": {"in": 0, "out": 1}}
+    assert all(s["frames"] == 20 for s in second.stages.values())
+
+
+# -- stopping and failures ---------------------------------------------------------------------------------
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_stop_event_ends_the_run_cleanly(concurrent):
+    stop = threading.Event()
+    sink, other = RecordingSink(stop_at=5, stop=stop), RecordingSink()
+    p = pipeline(concurrent=concurrent, sinks=[sink, other])
+    report, error = run_with_timeout(p, Squares(1000), stop=stop)
+    assert error is None
+    assert report.state == "stopped" and stop.is_set()
+    done = sink.frames
+    assert done == list(range(len(done))) and other.frames == done
+    if concurrent:
+        assert 6 <= len(done) < 60  # frames already taken are finished; capture reads ahead only a few
+    else:
+        assert done == [0, 1, 2, 3, 4, 5]
+    assert report.frames == len(done) and report.capture["read"] < 1000
+    assert sink.closed == other.closed == 1
+    assert report.events == {"enter": 1, "exit": 1}  # the open track exits when the run ends
+
+
+STAGE_FAILURES = [
+    # (stage, how it fails; the error run() must raise)
+    ("inference", InputError("model input: bad frame 5")),
+    ("decode", InputError("decode: NaN scores at frame 5")),
+    ("tracking", InputError("tracker: bad boxes at frame 5")),
+    ("sinks", OutputError("cannot write out/tracks.jsonl: No space left on device")),
+]
+
+
+class FailingTracker:
+    """A real tracker that raises on its 6th update (frame 5)."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.inner, self.error, self.updates = make_tracker("sort", fps=FPS), error, 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def update(self, dets, **kwargs):
+        self.updates += 1
+        if self.updates == 6:
+            raise self.error
+        return self.inner.update(dets, **kwargs)
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+@pytest.mark.parametrize("stage, error", STAGE_FAILURES, ids=[s for s, _ in STAGE_FAILURES])
+def test_a_failing_stage_is_raised_after_every_sink_is_closed(stage, error, concurrent):
+    method = {"inference": "infer", "decode": "decode"}.get(stage)
+    detector = SquareDetector(fail={method: (5, error)} if method else None)
+    tracker = FailingTracker(error) if stage == "tracking" else make_tracker("sort", fps=FPS)
+    failing = RecordingSink(fail_at=5, error=error) if stage == "sinks" else RecordingSink()
+    recorder = RecordingSink()
+    p = Pipeline(detector, tracker=tracker, sinks=[failing, recorder], options=PipelineOptions(concurrent=concurrent))
+    report, raised = run_with_timeout(p, Squares(200))
+    assert report is None and raised is error
+    assert failing.closed == recorder.closed == 1
+    done = recorder.frames
+    assert done == list(range(len(done))) and len(done) <= 5  # nothing from frame 5 on
+    if not concurrent:
+        assert done == [0, 1, 2, 3, 4]
+    if stage == "inference":
+        assert detector.calls["infer"] == 6  # the run stopped at the failure instead of going through 200 frames
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_a_failing_source_is_raised_after_every_sink_is_closed(concurrent):
+    boom = RuntimeError("demuxer exploded")
+    sink = RecordingSink()
+    report, raised = run_with_timeout(pipeline(concurrent=concurrent, sinks=[sink]), Squares(50, fail_after=7, error=boom))
+    assert report is None and raised is boom
+    assert sink.frames == list(range(7)) and sink.closed == 1
+
+
+def test_a_sink_that_cannot_open_closes_the_ones_already_open():
+    opened = RecordingSink()
+
+    class Unopenable(RecordingSink):
+        def open(self, info):
+            raise OutputError("cannot write /read-only/tracks.jsonl: Read-only file system")
+
+    bad, never = Unopenable(), RecordingSink()
+    report, raised = run_with_timeout(pipeline(sinks=[opened, bad, never]), Squares(5))
+    assert isinstance(raised, OutputError) and "Read-only file system" in str(raised)
+    assert (opened.opened, opened.closed) == (1, 1) and opened.frames == []
+    assert (never.opened, never.closed) == (0, 0)
+
+
+class SlowCountingSink(RecordingSink):
+    """Takes 5 ms a frame and counts the writes that come after close()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.after_close = 0
+
+    def write(self, result):
+        time.sleep(0.005)
+        self.after_close += self.closed > 0
+        self.results.append(result)
+
+
+def test_an_error_in_the_callers_thread_stops_the_stages_before_the_sinks_close():
+    sink = SlowCountingSink()
+
+    def progress(status):
+        raise RuntimeError("progress display broke")
+
+    p = pipeline(sinks=[sink], progress_interval_s=0.005)
+    report, raised = run_with_timeout(p, Squares(60), progress=progress)
+    assert isinstance(raised, RuntimeError) and sink.closed == 1
+    stages = lambda: [t for t in threading.enumerate() if t.name.startswith("stage-")]
+    deadline = time.monotonic() + 10
+    while stages() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert sink.after_close == 0
+
+
+# -- a live source that drops -----------------------------------------------------------------------------
+class DroppingCamera(FrameSource):
+    """A live camera: ``bursts[k]`` frames per connection, the k-th reopen succeeds (after one SourceError);
+    later reopens all fail. Frame times jump by ``gap_s`` across an outage."""
+
+    kind = "camera"
+    live = True
+
+    def __init__(self, bursts: list[int], gap_s: float) -> None:
+        super().__init__("7")
+        self.name, self.fps, self.size = "camera7", FPS, (W, H)
+        self.bursts, self.gap_s = bursts, gap_s
+        self.opening, self.failed, self.index, self.t = 0, 0, 0, 0.0
+        self.squares = Squares(1000)
+
+    def __iter__(self):
+        for _ in range(self.bursts[self.opening] if self.opening < len(self.bursts) else 0):
+            yield Frame(self.squares.image(self.index), self.index, f"camera7_{self.index}", time_ms=self.t * 1000)
+            self.index += 1
+            self.t += 1 / FPS
+        self.t += self.gap_s
+
+    def reopen(self) -> None:
+        if self.opening + 1 >= len(self.bursts) or self.failed == 0:
+            self.failed += 1
+            raise SourceError("cannot open camera 7 (no such device, or it is busy)")
+        self.failed = 0
+        self.opening += 1
+
+
+def test_a_lost_live_source_ends_the_run_with_state_lost():
+    sink = RecordingSink()
+    capture = CaptureOptions(reconnect_attempts=3, backoff_s=0.001, max_backoff_s=0.002)
+    p = pipeline(concurrent=False, sinks=[sink])  # sequential: nothing dropped, so the frames are exact
+    report, raised = run_with_timeout(p, DroppingCamera([6, 6], gap_s=5.0), capture=capture)
+    assert raised is None
+    assert report.state == "lost" and report.source["live"] is True and report.source["policy"] == "latest"
+    assert report.error.startswith("camera 7 lost: 3 reconnect attempts over ")
+    assert report.error.endswith(" s failed: cannot open camera 7 (no such device, or it is busy)")
+    assert sink.frames == list(range(12)) and sink.closed == 1
+    assert report.capture["reconnects"] == 1 and report.capture["events"][0]["after_frames"] == 6
+    # a 5 s outage is longer than a track may stay lost: the square after it is a new track
+    ids = [r.detections.tracker_id.tolist() for r in sink.results]
+    assert ids[:6] == [[1]] * 6 and all(i in ([], [2]) for i in ids[6:]) and [2] in ids[6:]
+    assert report.tracks == 2 and report.events == {"enter": 2, "exit": 2}
+
+
+# -- options -----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("changes, error", [
+    ({"queue_size": 0}, "pipeline queue_size: expected an integer >= 1, got 0"),
+    ({"queue_size": 2.5}, "pipeline queue_size: expected an integer >= 1, got 2.5"),
+    ({"progress_interval_s": 0}, "pipeline progress_interval_s: expected > 0, got 0"),
+    ({"progress_interval_s": float("nan")}, "pipeline progress_interval_s: expected > 0, got nan"),
+    ({"queue_size": 1, "progress_interval_s": 0.01, "concurrent": False}, None),
+])
+def test_pipeline_options(changes, error):
+    if error is None:
+        assert PipelineOptions(**changes).queue_size == 1
+        return
+    with pytest.raises(ConfigError) as exc:
+        PipelineOptions(**changes)
+    assert str(exc.value) == error
+
+
+def test_queue_size_one_still_processes_every_frame():
+    sink = RecordingSink()
+    report = pipeline(sinks=[sink], queue_size=1).run(Squares(15))
+    assert sink.frames == list(range(15)) and report.frames == 15
+    assert all(report.stages[s]["queue_max"] <= 1 for s in ("decode", "tracking", "sinks"))

@@ -1,0 +1,250 @@
+"""Sinks: the exact JSON line and MOT rows of a known result, text flushed to disk while the run goes, the
+annotated video read back (frames, size, rate; .mp4, .mkv, .avi), bad file types and sink names, and the
+registry the CLI's choices come from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import edgecv.pipeline.sinks as sinks_module
+from edgecv.detection.detections import Detections
+from edgecv.errors import ConfigError, OutputError
+from edgecv.pipeline.events import TrackEvent
+from edgecv.pipeline.runner import FrameResult
+from edgecv.pipeline.sinks import SINKS, JsonlSink, MotSink, Sink, VideoSink, make_sink
+from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
+from edgecv.sources import Frame
+
+INFO = {"kind": "video", "text": "clip.mp4", "name": "clip", "fps": 25.0, "size": [64, 48], "live": False,
+        "length": 10, "labels": ["cat", "dog"], "policy": "every"}
+
+
+def result(index: int = 7, *, tracked: bool = True, empty: bool = False, image: np.ndarray | None = None,
+           seq: int | None = None, events: list | None = None) -> FrameResult:
+    """Frame ``index`` with two detections (dog 0.87654 and class 5, which has no label) or none."""
+    if empty:
+        dets = Detections.empty()
+        if tracked:
+            dets = Detections(dets.xyxy, dets.confidence, dets.class_id, tracker_id=np.zeros(0, np.int64))
+    else:
+        dets = Detections(np.array([[1.26, 2.0, 10.04, 20.0], [30.0, 5.55, 40.5, 25.25]]), [0.87654, 0.5], [1, 5],
+                          tracker_id=[3, 12] if tracked else None)
+    img = np.zeros((48, 64, 3), np.uint8) if image is None else image
+    return FrameResult(Frame(img, index, f"clip_{index:06d}", time_ms=index * 40.0), index if seq is None else seq,
+                       dets, events or [], captured_at=100.0, result_at=100.0125, time_s=index * 0.04 + 1e-6)
+
+
+ENTER = TrackEvent("enter", 3, frame=7, time_s=0.28, class_id=1, xyxy=(1.26, 2.0, 10.04, 20.0))
+LINE_IN = TrackEvent("line_in", 12, frame=7, time_s=0.28, class_id=5, xyxy=(30, 5.555, 40.5, 25.25), where="door")
+
+
+# -- JSON lines --------------------------------------------------------------------------------------------
+def test_jsonl_line_exact(tmp_path):
+    sink = JsonlSink(tmp_path / "tracks.jsonl")
+    sink.open(INFO)
+    sink.write(result(events=[ENTER, LINE_IN]))
+    sink.write(result(8, tracked=False))
+    sink.write(result(9, empty=True))
+    sink.close()
+    sink.close()  # idempotent
+    lines = (tmp_path / "tracks.jsonl").read_text().split("\n")
+    assert lines[3] == "" and len(lines) == 4 and sink.frames == 3
+    assert lines[0] == (
+        '{"frame": 7, "time_s": 0.28, "latency_ms": 12.5, "tracks": ['
+        '{"id": 3, "class_id": 1, "label": "dog", "score": 0.8765, "xyxy": [1.3, 2.0, 10.0, 20.0]}, '
+        '{"id": 12, "class_id": 5, "label": "5", "score": 0.5, "xyxy": [30.0, 5.6, 40.5, 25.2]}], '
+        '"events": ['
+        '{"kind": "enter", "track_id": 3, "frame": 7, "time_s": 0.28, "class_id": 1, "xyxy": [1.26, 2.0, 10.04, 20.0], '
+        '"where": ""}, '
+        '{"kind": "line_in", "track_id": 12, "frame": 7, "time_s": 0.28, "class_id": 5, "xyxy": [30.0, 5.55, 40.5, 25.25], '
+        '"where": "door"}]}')
+    untracked = json.loads(lines[1])
+    assert [t["id"] for t in untracked["tracks"]] == [None, None] and untracked["frame"] == 8
+    assert json.loads(lines[2]) == {"frame": 9, "time_s": 0.36, "latency_ms": 12.5, "tracks": [], "events": []}
+
+
+def test_jsonl_without_labels_and_without_time(tmp_path):
+    sink = JsonlSink(tmp_path / "t.jsonl")
+    sink.open({**INFO, "labels": None})
+    r = result()
+    sink.write(FrameResult(r.frame, r.seq, r.detections, [], r.captured_at, r.result_at, None))
+    sink.close()
+    d = json.loads((tmp_path / "t.jsonl").read_text())
+    assert d["time_s"] is None and [t["label"] for t in d["tracks"]] == ["1", "5"]
+
+
+# -- MOT rows ----------------------------------------------------------------------------------------------
+def test_mot_rows_exact(tmp_path):
+    sink = MotSink(tmp_path / "tracks.mot.txt")
+    sink.open(INFO)
+    sink.write(result(0))
+    sink.write(result(1, tracked=False))  # raw detections have no identity: no rows
+    sink.write(result(2, empty=True))
+    sink.write(result(7))
+    sink.close()
+    assert (tmp_path / "tracks.mot.txt").read_text() == (
+        "1,3,1.26,2,8.78,18,0.87654,-1,-1,-1\n"
+        "1,12,30,5.55,10.5,19.7,0.5,-1,-1,-1\n"
+        "8,3,1.26,2,8.78,18,0.87654,-1,-1,-1\n"
+        "8,12,30,5.55,10.5,19.7,0.5,-1,-1,-1\n")
+    assert sink.frames == 4
+
+
+def test_mot_rows_are_what_track_eval_reads(tmp_path):
+    from edgecv.tracking.mot import read_mot
+
+    sink = MotSink(tmp_path / "m.txt")
+    sink.open(INFO)
+    for i in range(3):
+        sink.write(result(i))
+    sink.close()
+    seq = read_mot(tmp_path / "m.txt", kind="tracks", seqinfo=False)
+    assert seq.num_frames == 3 and seq.rows.shape == (6, 10)
+    assert seq.rows[:, :2].tolist() == [[1, 3], [1, 12], [2, 3], [2, 12], [3, 3], [3, 12]]
+    np.testing.assert_allclose(seq.rows[0, 2:7], [1.26, 2, 8.78, 18, 0.87654])
+
+
+# -- flushing ----------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("cls", [JsonlSink, MotSink])
+def test_text_sinks_flush_while_running(tmp_path, monkeypatch, cls):
+    path = tmp_path / "out.txt"
+    monkeypatch.setattr(sinks_module, "FLUSH_S", 3600.0)
+    sink = cls(path)
+    sink.open(INFO)
+    sink.write(result(0))
+    assert path.read_text() == ""  # buffered: not due yet
+    monkeypatch.setattr(sinks_module, "FLUSH_S", 0.0)
+    sink.write(result(1))
+    on_disk = path.read_text()
+    assert on_disk.endswith("\n") and len(on_disk.splitlines()) == (2 if cls is JsonlSink else 4)
+    sink.close()
+    assert path.read_text() == on_disk
+
+
+def test_a_text_sink_that_cannot_open_is_an_output_error(tmp_path):
+    with pytest.raises(OutputError) as exc:
+        JsonlSink(tmp_path / "missing" / "t.jsonl").open(INFO)
+    assert str(exc.value) == f"cannot write {tmp_path / 'missing' / 't.jsonl'}: No such file or directory"
+    JsonlSink(tmp_path / "never.jsonl").close()  # closing a sink never opened is fine
+
+
+# -- video -------------------------------------------------------------------------------------------------
+def read_video(path: Path) -> tuple[list[np.ndarray], float]:
+    cv2 = pytest.importorskip("cv2")
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), path
+    frames = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return frames, fps
+
+
+def moving(i: int) -> np.ndarray:
+    img = np.full((48, 64, 3), 40, np.uint8)
+    img[10:30, 4 + 2 * i : 20 + 2 * i] = 200
+    return img
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi"])
+def test_video_is_readable_with_every_frame(tmp_path, suffix):
+    pytest.importorskip("cv2")
+    path = tmp_path / f"clip{suffix}"
+    counters = [LineCounter(Line.parse("door=32,0,32,48")), ZoneCounter(Zone.parse("z=0,0,20,0,20,20,0,20"))]
+    sink = VideoSink(path, counters=counters, trail=3)
+    sink.open(INFO)
+    for i in range(12):
+        r = result(i, image=moving(i), empty=i == 5)  # trails of tracks and a frame without any
+        sink.write(r)
+    assert sink.frames == 12
+    sink.close()
+    sink.close()
+    frames, fps = read_video(path)
+    assert len(frames) == 12 and {f.shape for f in frames} == {(48, 64, 3)}
+    assert fps == pytest.approx(25.0, abs=0.01)
+    # the boxes are drawn: the annotated frame differs from the plain one where the dog's box is
+    diff = np.abs(frames[0].astype(int) - moving(0).astype(int))
+    assert diff.max() > 60
+
+
+def test_video_keeps_its_first_size_and_the_rate_divided_by_stride(tmp_path):
+    pytest.importorskip("cv2")
+    path = tmp_path / "s.mp4"
+    sink = VideoSink(path, stride=2)
+    sink.open(INFO)
+    sink.write(result(0, image=np.zeros((48, 64, 3), np.uint8), tracked=False))
+    sink.write(result(1, image=np.zeros((48, 64), np.uint8), empty=True))  # gray
+    sink.write(result(2, image=np.zeros((96, 32, 3), np.uint8), empty=True))  # a stream back at another size
+    sink.close()
+    frames, fps = read_video(path)
+    assert len(frames) == 3 and {f.shape for f in frames} == {(48, 64, 3)}
+    assert fps == pytest.approx(12.5, abs=0.01)
+
+
+def test_video_without_a_rate_uses_25(tmp_path):
+    pytest.importorskip("cv2")
+    sink = VideoSink(tmp_path / "n.mkv")
+    sink.open({**INFO, "fps": None})
+    sink.write(result(0, empty=True))
+    sink.close()
+    frames, fps = read_video(tmp_path / "n.mkv")
+    assert len(frames) == 1 and fps == pytest.approx(25.0, abs=0.01)
+
+
+def test_a_video_sink_that_wrote_nothing_leaves_no_file(tmp_path):
+    pytest.importorskip("cv2")
+    sink = VideoSink(tmp_path / "none.mp4")
+    sink.open(INFO)
+    sink.close()
+    assert not (tmp_path / "none.mp4").exists()
+
+
+@pytest.mark.parametrize("name, error", [
+    ("clip.gif", "video sink: unsupported file type '.gif'; valid: .mp4, .mkv, .avi"),
+    ("clip.webm", "video sink: unsupported file type '.webm'; valid: .mp4, .mkv, .avi"),
+    ("clip", "video sink: unsupported file type '(none)'; valid: .mp4, .mkv, .avi"),
+    ("clip.MP4", None),
+    ("clip.mkv", None),
+])
+def test_video_file_types(tmp_path, name, error):
+    if error is None:
+        assert VideoSink(tmp_path / name).path == tmp_path / name
+        return
+    with pytest.raises(ConfigError) as exc:
+        VideoSink(tmp_path / name)
+    assert str(exc.value) == error
+
+
+# -- the registry ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind, name, expected, error", [
+    ("video", "street", "street.mp4", None),
+    ("video", "video", "video.mp4", None),
+    ("jsonl", "street", "tracks.jsonl", None),
+    ("mot", "street", "tracks.mot.txt", None),
+    ("gif", "street", None, "sink: unknown 'gif'; valid sinks: video, jsonl, mot"),
+    ("Video", "street", None, "sink: unknown 'Video'; valid sinks: video, jsonl, mot"),
+    ("", "street", None, "sink: unknown ''; valid sinks: video, jsonl, mot"),
+])
+def test_make_sink(tmp_path, kind, name, expected, error):
+    if error is not None:
+        with pytest.raises(ConfigError) as exc:
+            make_sink(kind, tmp_path, name=name)
+        assert str(exc.value) == error
+        return
+    sink = make_sink(kind, tmp_path, name=name)
+    assert isinstance(sink, SINKS[kind]) and sink.path == tmp_path / expected and sink.name == kind
+
+
+def test_registry():
+    assert list(SINKS) == ["video", "jsonl", "mot"]
+    assert all(issubclass(cls, Sink) and cls.name == key and cls.default_file and cls.description
+               for key, cls in SINKS.items())
+    assert make_sink("video", "out", trail=5, stride=3).trail == 5

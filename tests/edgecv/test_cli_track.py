@@ -1,0 +1,370 @@
+"""``edgecv track`` in-process (``main([...])``) on the tiny constant ONNX detector of test_detector.py: the
+scene generator (outputs that agree with each other and with the summary, line and zone counts, tracking
+metrics against the generator's truth, --stride, --sequential, .mkv), a video file written with OpenCV, the
+option choices against the registries, and bad input: a one-line error, a non-zero exit, nothing written.
+
+The fake detector finds the same two boxes in every frame; on a 96x96 frame (stretch) they are the dog at
+[24, 24, 48, 72] (score 0.9) and the cat at [48, 0, 96, 48] (score 0.6).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecv.cli.main import main
+from tests.edgecv.detection.test_detector import make_fake_detector, write_fake_spec
+
+cv2 = pytest.importorskip("cv2")
+pytest.importorskip("onnxruntime")
+
+SYNTHETIC = "synthetic:frames=40,size=96x96"
+DOG = [24.0, 24.0, 48.0, 72.0]
+CAT = [48.0, 0.0, 96.0, 48.0]
+SUMMARY_KEYS = {"source", "state", "frames", "wall_s", "fps", "stages", "latency_ms", "written_ms", "capture",
+                "concurrent", "counts", "events", "tracks", "model", "backend", "spec", "tracker", "out"}
+
+
+@pytest.fixture(scope="module")
+def fake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fake")
+    return {"model": make_fake_detector(root / "fake.onnx"), "spec": write_fake_spec(root / "fake.yaml")}
+
+
+@pytest.fixture
+def trackeval():
+    return pytest.importorskip("trackeval")  # the generator's truth is scored with TrackEval
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory) -> Path:
+    """12 frames, 96 wide and 64 high, at 10 frames/s."""
+    path = tmp_path_factory.mktemp("video") / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (96, 64))
+    for k in range(12):
+        writer.write(np.full((64, 96, 3), 20 * k, np.uint8))
+    writer.release()
+    return path
+
+
+def track(capsys, fake, *args) -> tuple[int, str, str]:
+    code = main(["track", "--model", str(fake["model"]), "--spec", str(fake["spec"]), *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def read_video(path: Path) -> tuple[list[np.ndarray], float]:
+    cap = cv2.VideoCapture(str(path))
+    assert cap.isOpened(), path
+    frames = []
+    while True:
+        ok, image = cap.read()
+        if not ok:
+            break
+        frames.append(image)
+    fps = cap.get(cv2.CAP_PROP_FPS)
+    cap.release()
+    return frames, fps
+
+
+def jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def mot_rows(path: Path) -> list[list[float]]:
+    return [[float(v) for v in line.split(",")] for line in path.read_text().splitlines()]
+
+
+def check_outputs_agree(out: Path, summary: dict, video_name: str, frames: list[int]) -> list[dict]:
+    """Every output holds the same frames: video frames == JSON lines == summary frames, and the MOT rows are
+    the JSON lines' tracks."""
+    records = jsonl(out / "tracks.jsonl")
+    assert [r["frame"] for r in records] == frames and summary["frames"] == len(frames)
+    shown, _ = read_video(out / video_name)
+    assert len(shown) == len(frames)
+    from_jsonl = [[r["frame"] + 1, t["id"], *t["xyxy"][:2], t["xyxy"][2] - t["xyxy"][0], t["xyxy"][3] - t["xyxy"][1],
+                   t["score"]] for r in records for t in r["tracks"]]
+    rows = np.array([row[:7] for row in mot_rows(out / "tracks.mot.txt")]).reshape(-1, 7)
+    np.testing.assert_allclose(rows, np.array(from_jsonl, np.float64).reshape(-1, 7), atol=0.051)  # JSON: 0.1 px
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert {k: on_disk[k] for k in ("frames", "state", "counts", "events", "tracks")} == \
+        {k: summary[k] for k in ("frames", "state", "counts", "events", "tracks")}
+    return records
+
+
+# -- the scene generator -----------------------------------------------------------------------------------
+def test_synthetic_end_to_end(fake, tmp_path, capsys, trackeval):
+    out = tmp_path / "out"
+    code, stdout, err = track(capsys, fake, "--source", SYNTHETIC, "--out", out, "--json",
+                              "--line", "door=0,40,96,40", "--zone", "left=0,0,48,0,48,96,0,96")
+    assert code == 0, err
+    s = json.loads(stdout)
+    assert SUMMARY_KEYS <= set(s)
+    assert s["state"] == "ended" and s["frames"] == 40 and s["concurrent"] is True and s["error"] is None
+    assert s["source"]["kind"] == "synthetic" and s["source"]["size"] == [96, 96] and s["source"]["fps"] == 30.0
+    assert s["tracker"] == "ocsort" and s["backend"] == "onnxruntime" and s["spec"] == "fake"
+    assert s["capture"]["read"] == 40 and s["capture"]["dropped"] == 0 and s["capture"]["strided"] == 0
+    assert list(s["stages"]) == ["capture", "inference", "decode", "tracking", "sinks"]
+    assert all(stage["frames"] == 40 for stage in s["stages"].values())
+    assert s["latency_ms"]["p50"] > 0 and s["written_ms"]["p50"] >= s["latency_ms"]["p50"]
+    # the dog (OC-SORT leaves the 0.6 cat alone) stands still, its bottom centre (36, 72) in "left", below the door
+    assert s["counts"] == {"door": {"in": 0, "out": 0}, "left": {"inside": 1, "entered": 1}}
+    assert s["events"] == {"enter": 1, "zone_enter": 1, "exit": 1} and s["tracks"] == 1
+    assert sorted(p.name for p in out.iterdir()) == ["gt.mot.txt", "summary.json", "synthetic_seed0.mp4",
+                                                     "tracks.jsonl", "tracks.mot.txt"]
+    records = check_outputs_agree(out, s, "synthetic_seed0.mp4", list(range(40)))
+    for i, r in enumerate(records):
+        assert r["time_s"] == pytest.approx(i / 30, abs=1e-4)
+        assert r["tracks"] == [{"id": 1, "class_id": 1, "label": "dog", "score": 0.9, "xyxy": DOG}]
+    assert [(e["kind"], e["frame"], e["where"]) for e in records[0]["events"]] == [("enter", 0, ""),
+                                                                                   ("zone_enter", 0, "left")]
+    assert all(r["events"] == [] for r in records[1:])
+    frames, _ = read_video(out / "synthetic_seed0.mp4")
+    assert frames[0].shape == (96, 96, 3)
+    # scored against the generator's exact truth: none of the fixed boxes is an object of the scene
+    m = s["tracking_metrics"]
+    assert {"mota", "idf1", "hota", "idsw"} <= set(m)
+    gt_rows = (out / "gt.mot.txt").read_text().splitlines()
+    assert m["frames"] == 40 and m["gt_dets"] == len(gt_rows) > 0 and m["tracker_dets"] == 40
+    assert m["tp"] == 0 and m["fp"] == 40 and m["fn"] == m["gt_dets"]
+    assert m["mota"] == pytest.approx(1 - (m["fn"] + m["fp"] + m["idsw"]) / m["gt_dets"], abs=1e-9)
+    assert m["idf1"] == 0.0 and m["hota"] == 0.0
+
+
+def test_synthetic_prints_the_metrics_in_the_text_summary(fake, tmp_path, capsys, trackeval):
+    code, stdout, err = track(capsys, fake, "--source", "synthetic:frames=12,size=96x96", "--out", tmp_path / "o",
+                              "--tracker", "sort", "--sinks", "mot")
+    assert code == 0, err
+    s = json.loads((tmp_path / "o" / "summary.json").read_text())
+    m = s["tracking_metrics"]
+    assert s["frames"] == 12 and s["tracks"] == 2 and s["events"] == {"enter": 2, "exit": 2}
+    assert f"against ground truth: MOTA {100 * m['mota']:.1f}, IDF1 {100 * m['idf1']:.1f}, " \
+           f"HOTA {100 * m['hota']:.1f}, ID switches {m['idsw']}" in stdout
+    assert "12 frames in" in stdout and "2 tracks (sort)" in stdout
+    assert sorted(p.name for p in (tmp_path / "o").iterdir()) == ["gt.mot.txt", "summary.json", "tracks.mot.txt"]
+    # SORT keeps the 0.6 cat too: two tracks per frame
+    assert [row[:2] for row in mot_rows(tmp_path / "o" / "tracks.mot.txt")] == \
+        [[f, t] for f in range(1, 13) for t in (1, 2)]
+
+
+def test_stride_processes_half_the_frames(fake, tmp_path, capsys, trackeval):
+    out = tmp_path / "out"
+    code, stdout, err = track(capsys, fake, "--source", SYNTHETIC, "--out", out, "--json", "--stride", "2",
+                              "--video-format", "mkv")
+    assert code == 0, err
+    s = json.loads(stdout)
+    assert s["frames"] == 20
+    assert s["capture"]["read"] == 40 and s["capture"]["strided"] == 20 and s["capture"]["delivered"] == 20
+    check_outputs_agree(out, s, "synthetic_seed0.mkv", list(range(0, 40, 2)))
+    _, fps = read_video(out / "synthetic_seed0.mkv")
+    assert fps == pytest.approx(15.0, abs=0.01)  # the source's 30 frames/s, one frame in two
+    # the truth scored is the frames processed only (MOT frames are 1-based)
+    gt_frames = {int(float(line.split(",")[0])) for line in (out / "gt.mot.txt").read_text().splitlines()}
+    assert gt_frames and gt_frames <= set(range(1, 41, 2))
+    assert s["tracking_metrics"]["frames"] in (39, 40)
+
+
+def test_sequential_gives_the_same_tracks(fake, tmp_path, capsys, trackeval):
+    results = {}
+    for mode in ("pipelined", "sequential"):
+        out = tmp_path / mode
+        extra = ["--sequential"] if mode == "sequential" else []
+        code, stdout, err = track(capsys, fake, "--source", SYNTHETIC, "--out", out, "--json", "--tracker", "sort",
+                                  "--sinks", "jsonl,mot", *extra)
+        assert code == 0, err
+        s = json.loads(stdout)
+        assert s["concurrent"] is (mode == "pipelined")
+        records = [{k: v for k, v in r.items() if k != "latency_ms"} for r in jsonl(out / "tracks.jsonl")]
+        results[mode] = (records, (out / "tracks.mot.txt").read_text(), s["events"], s["frames"],
+                         s["tracking_metrics"])
+    assert results["pipelined"] == results["sequential"]
+    assert results["sequential"][3] == 40
+
+
+# -- a video file ------------------------------------------------------------------------------------------
+def test_video_file(fake, video, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = track(capsys, fake, "--source", video, "--out", out, "--json", "--tracker", "sort")
+    assert code == 0, err
+    s = json.loads(stdout)
+    assert s["source"]["kind"] == "video" and s["source"]["size"] == [96, 64] and s["source"]["policy"] == "every"
+    assert s["state"] == "ended" and s["frames"] == 12 and "tracking_metrics" not in s
+    assert sorted(p.name for p in out.iterdir()) == ["clip.mp4", "summary.json", "tracks.jsonl", "tracks.mot.txt"]
+    records = check_outputs_agree(out, s, "clip.mp4", list(range(12)))
+    assert [r["time_s"] for r in records] == pytest.approx([k / 10 for k in range(12)], abs=1e-3)
+    # on a 96x64 frame the dog is [24, 16, 48, 48] and the cat [48, 0, 96, 32]
+    assert [t["xyxy"] for t in records[0]["tracks"]] == [[24.0, 16.0, 48.0, 48.0], [48.0, 0.0, 96.0, 32.0]]
+    frames, fps = read_video(out / "clip.mp4")
+    assert frames[0].shape == (64, 96, 3) and fps == pytest.approx(10.0, abs=0.01)
+    assert len(mot_rows(out / "tracks.mot.txt")) == 24
+
+
+def test_video_file_max_frames(fake, video, tmp_path, capsys):
+    out = tmp_path / "out"
+    code, stdout, err = track(capsys, fake, "--source", video, "--out", out, "--json", "--max-frames", "5",
+                              "--sinks", "jsonl")
+    assert code == 0, err
+    s = json.loads(stdout)
+    assert s["frames"] == 5 and [r["frame"] for r in jsonl(out / "tracks.jsonl")] == [0, 1, 2, 3, 4]
+    assert sorted(p.name for p in out.iterdir()) == ["summary.json", "tracks.jsonl"]
+
+
+# -- the option choices ------------------------------------------------------------------------------------
+def test_option_choices_match_the_registries():
+    from edgecv.cli.track_cmd import RESIZE_CHOICES, SINK_CHOICES, TRACKER_CHOICES
+    from edgecv.detection.frames import RESIZE_MODES
+    from edgecv.pipeline.sinks import SINKS
+    from edgecv.tracking.trackers import TRACKERS
+
+    assert TRACKER_CHOICES == tuple(TRACKERS)
+    assert SINK_CHOICES == tuple(SINKS)
+    assert RESIZE_CHOICES == tuple(RESIZE_MODES)
+
+
+# -- bad input ---------------------------------------------------------------------------------------------
+BAD = [
+    # (case, arguments as flag, value pairs (IMAGES and GT are filled in; None: a flag without value), expected error)
+    ("bad line", ["--line", "door=1,2,3"],
+     "line 'door=1,2,3': expected 'x0,y0,x1,y1' or 'name=x0,y0,x1,y1' (pixels), got 3 numbers"),
+    ("bad zone", ["--zone", "0,0,10,0"],
+     "zone '0,0,10,0': expected 'x0,y0,x1,y1,x2,y2,...' or 'name=x0,y0,...' (pixels, 3 or more points), got 4 numbers"),
+    ("stride 0", ["--stride", "0"], "--stride must be at least 1, got 0"),
+    ("max frames 0", ["--max-frames", "0"], "--max-frames must be at least 1, got 0"),
+    ("negative reconnect", ["--reconnect", "-1"], "--reconnect must be at least 0, got -1"),
+    ("unknown sink", ["--sinks", "video,gif"], "unknown gif; valid sinks: video, jsonl, mot"),
+    ("missing source", ["--source", "nowhere.mp4"], "source not found: nowhere.mp4"),
+    ("bad synthetic source", ["--source", "synthetic:frames=ten"], "cannot read 'frames=ten'"),
+    ("missing gt", ["--gt", "missing.mot.txt"], "missing.mot.txt: file not found"),
+    ("unknown class", ["--classes", "bird"], "classes: unknown class 'bird'; the detector's labels: cat, dog"),
+    ("missing model", ["--model", "missing.onnx"], "model file not found"),
+    ("missing tracker config", ["--tracker-config", "missing.yaml"], "--tracker-config missing.yaml: cannot read it"),
+    ("gt without the mot sink", ["--gt", "GT", "--sinks", "jsonl"], "scoring against ground truth needs the mot sink"),
+    ("realtime on images", ["--source", "IMAGES", "--realtime", None],
+     "realtime needs a timed source (video, camera, stream), not folder"),
+]
+
+
+BAD_PARAMS = [pytest.param(*case, id=case[0]) for case in BAD]
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("images")
+    for k in range(2):
+        cv2.imwrite(str(folder / f"{k}.png"), np.full((32, 48, 3), 50 * k, np.uint8))
+    return folder
+
+
+@pytest.mark.parametrize("case, changes, message", BAD_PARAMS)
+def test_bad_input_is_one_line_and_writes_nothing(fake, images, tmp_path, capsys, monkeypatch, case, changes, message):
+    monkeypatch.chdir(tmp_path)  # relative names in the table are missing files here
+    gt = tmp_path / "gt.txt"
+    gt.write_text("1,1,10,10,20,20,1,1,1\n")
+    values = {"--model": str(fake["model"]), "--source": "synthetic:frames=5,size=64x64", "--out": str(tmp_path / "out")}
+    names = {"IMAGES": str(images), "GT": str(gt)}
+    extra = []
+    for key, value in zip(changes[::2], changes[1::2]):
+        value = names.get(value, value)
+        if key in values:
+            values[key] = value
+        else:
+            extra += [key] if value is None else [key, value]
+    args = [a for k, v in values.items() for a in (k, v)] + ["--spec", str(fake["spec"])] + extra
+    before = sorted(p.name for p in tmp_path.iterdir())
+    code = main(["track", *args])
+    stdout, err = capsys.readouterr()
+    errors = [line for line in err.splitlines() if "edgecv: error:" in line]
+    assert code != 0 and len(errors) == 1 and "Traceback" not in err, err
+    assert message in errors[0]
+    assert stdout == ""
+    out = tmp_path / "out"
+    assert not out.exists() or [p.name for p in out.iterdir()] == []  # nothing half-written
+    assert sorted(p.name for p in tmp_path.iterdir()) == before and not out.exists()  # OUT not even created
+
+
+def test_out_holding_the_source_video_is_refused(fake, video, tmp_path, capsys):
+    folder = tmp_path / "v"
+    folder.mkdir()
+    clip = folder / "clip.mp4"
+    clip.write_bytes(video.read_bytes())
+    code, stdout, err = track(capsys, fake, "--source", clip, "--out", folder)
+    assert code == 2 and stdout == ""
+    assert err.strip().splitlines()[-1] == \
+        f"edgecv: error: out {folder} holds the source video; the annotated video would replace it"
+    assert [p.name for p in folder.iterdir()] == ["clip.mp4"] and clip.read_bytes() == video.read_bytes()
+
+
+def test_unknown_tracker_is_refused_by_the_parser(fake, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        track(capsys, fake, "--source", SYNTHETIC, "--out", tmp_path / "o", "--tracker", "deepsort")
+    assert exc.value.code == 2
+    assert "invalid choice: 'deepsort'" in capsys.readouterr().err and not (tmp_path / "o").exists()
+
+
+# -- Ctrl-C ------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def interrupted(fake, tmp_path_factory):
+    """An endless generated video, interrupted by SIGINT once 5 JSON lines are on disk: (exit code, printed
+    summary, OUT). The signal is only sent while the command's own handler is installed."""
+    import contextlib
+    import io
+    import os
+    import signal
+    import threading
+    import time
+
+    import edgecv.pipeline.sinks as sinks_module
+    from edgecv.cli.track_cmd import _Signals
+
+    out = tmp_path_factory.mktemp("interrupted") / "out"
+    mp = pytest.MonkeyPatch()
+    mp.setattr(sinks_module, "FLUSH_S", 0.0)
+    sent = threading.Event()
+
+    def interrupt():
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            path = out / "tracks.jsonl"
+            handler = signal.getsignal(signal.SIGINT)
+            if path.exists() and path.read_text().count("\n") >= 5 and isinstance(getattr(handler, "__self__", None),
+                                                                                 _Signals):
+                os.kill(os.getpid(), signal.SIGINT)
+                sent.set()
+                return
+            time.sleep(0.005)
+
+    killer = threading.Thread(target=interrupt, daemon=True)
+    killer.start()
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(printed):
+            code = main(["track", "--model", str(fake["model"]), "--spec", str(fake["spec"]), "--source",
+                         "synthetic:frames=0,size=64x64", "--out", str(out), "--json", "--max-frames", "100000"])
+    finally:
+        mp.undo()
+        killer.join(25)
+    assert sent.is_set()
+    return code, json.loads(printed.getvalue()), out
+
+
+def test_ctrl_c_stops_cleanly_with_every_output_closed(interrupted):
+    code, printed, out = interrupted
+    assert code == 130 and printed["stopped_by"] == "SIGINT"
+    s = json.loads((out / "summary.json").read_text())
+    assert s["state"] == "stopped" and s["stopped"] is True and s["frames"] >= 5
+    assert {k: printed[k] for k in ("frames", "state", "events", "capture")} == \
+        {k: s[k] for k in ("frames", "state", "events", "capture")}
+    assert s["source"]["length"] is None and "tracking_metrics" not in s  # endless: no truth kept
+    records = jsonl(out / "tracks.jsonl")
+    assert [r["frame"] for r in records] == list(range(s["frames"]))
+    shown, _ = read_video(out / "synthetic_seed0.mp4")  # the .mp4 got its index: readable to the last frame
+    assert len(shown) == s["frames"]
+    assert len(mot_rows(out / "tracks.mot.txt")) == s["frames"]
+
+
+def test_ctrl_c_is_recorded_in_summary_json(interrupted):
+    _, _, out = interrupted
+    assert json.loads((out / "summary.json").read_text()).get("stopped_by") == "SIGINT"
