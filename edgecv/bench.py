@@ -24,6 +24,7 @@ import numpy as np
 from edgecv.errors import BackendError, ConfigError, EdgeCVError
 from edgecv.fileio import file_size
 from edgecv.formats import check_model_file
+from edgecv.remote import local_device
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class BenchResult:
     baseline_rss_mb: float | None  # after importing the runtime, before loading the model
     peak_rss_mb: float | None  # peak resident memory of the process
     size_bytes: int
+    device: dict | None = None  # the machine that ran it: edgecv.remote.local_device(), or the ssh target's
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -63,13 +65,12 @@ def benchmark(
     isolate: bool = True,
 ) -> BenchResult:
     """Measure one artifact. ``isolate=False`` runs in this process (peak memory is then the process's)."""
-    if runs < 1 or warmup < 0 or batch < 1:
-        raise ConfigError(f"runs must be >= 1, warmup >= 0 and batch >= 1; got runs={runs}, warmup={warmup}, batch={batch}")
+    check_settings(runs=runs, warmup=warmup, batch=batch)
     path = Path(path)
     check_model_file(path)
     args = {"path": str(path), "backend": backend, "threads": threads, "runs": runs, "warmup": warmup, "batch": batch}
     if not isolate:
-        return BenchResult(**_measure(**args, probe=True))
+        return BenchResult(**_measure(**args, probe=True), device=local_device())
     proc = subprocess.run(
         [sys.executable, "-m", "edgecv.bench", json.dumps(args)],
         capture_output=True,
@@ -78,11 +79,17 @@ def benchmark(
     )
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
     if proc.returncode == 0 and lines:
-        return BenchResult(**json.loads(lines[-1]))
+        return BenchResult(**json.loads(lines[-1]), device=local_device())
     if proc.returncode == 3 and proc.stderr.strip():
         raise BackendError(proc.stderr.strip().splitlines()[-1])
     how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
     raise BackendError(f"benchmark of {path.name} crashed ({how})")
+
+
+def check_settings(*, runs: int, warmup: int, batch: int) -> None:
+    """Raise :class:`ConfigError` unless ``runs >= 1``, ``warmup >= 0`` and ``batch >= 1``."""
+    if runs < 1 or warmup < 0 or batch < 1:
+        raise ConfigError(f"runs must be >= 1, warmup >= 0 and batch >= 1; got runs={runs}, warmup={warmup}, batch={batch}")
 
 
 def _rss_mb() -> tuple[float | None, float | None]:

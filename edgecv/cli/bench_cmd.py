@@ -13,6 +13,12 @@ examples:
   edgecv bench model.fp32.tflite model.fp32.onnx model.fp32.xml
   edgecv bench artifacts/ --threads 1 --runs 200
   edgecv bench model.fp32.onnx --backend openvino --json
+  edgecv bench artifacts/ --remote pi@raspberrypi --python /home/pi/venv/bin/python
+  edgecv bench model.fp32.xml --remote pi@10.0.0.7 --port 2222 --identity ~/.ssh/pi_ed25519 --json
+
+--remote copies each artifact (with its .bin and manifest) to a temporary folder on the device over ssh,
+benchmarks it there with the device's edgecv, and removes the folder. It needs key authentication (ssh never
+prompts) and edgecv with the artifact's runtime on the device. Every result records the device that ran it.
 """
 
 
@@ -32,6 +38,13 @@ def add_parser(sub) -> None:
     p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
     p.add_argument("--batch", type=int, default=1, help="images per run (default 1)")
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    r = p.add_argument_group("on another device over ssh")
+    r.add_argument("--remote", metavar="USER@HOST", help="benchmark on this device instead of here")
+    r.add_argument("--python", metavar="PATH", help="the device's Python that has edgecv (default python3)")
+    r.add_argument("--port", type=int, help="ssh port on the device (default: ssh's, usually 22)")
+    r.add_argument("--identity", type=Path, metavar="KEY", help="private key for ssh (default: ssh's own keys and agent)")
+    r.add_argument("--ssh-option", action="append", default=[], metavar="NAME=VALUE",
+                   help="an extra ssh -o setting, e.g. ProxyJump=gateway (repeatable)")
     p.set_defaults(run=run)
 
 
@@ -54,18 +67,26 @@ def expand(paths: list[Path]) -> list[Path]:
 
 
 def run(args) -> int:
-    from tqdm import tqdm
-
-    from edgecv.bench import benchmark
+    from edgecv.bench import BenchResult, benchmark, check_settings
+    from edgecv.errors import ConfigError
+    from edgecv.formats import check_model_file
 
     paths = expand(args.artifacts)
-    results = []
-    bar = tqdm(paths, unit="artifact", leave=False, disable=args.json)
-    for path in bar:
-        bar.set_description(path.name)
-        results.append(
-            benchmark(path, backend=args.backend, threads=args.threads, runs=args.runs, warmup=args.warmup, batch=args.batch)
-        )
+    settings = {"backend": args.backend, "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "batch": args.batch}
+    if not args.remote:
+        if args.python or args.port is not None or args.identity or args.ssh_option:
+            raise ConfigError("--python, --port, --identity and --ssh-option need --remote USER@HOST")
+        results = _each(paths, lambda path: benchmark(path, **settings), quiet=args.json)
+    else:
+        from edgecv.remote import RemoteHost
+
+        host = RemoteHost(args.remote, python=args.python or "python3", port=args.port, identity=args.identity,
+                          options=args.ssh_option)
+        check_settings(runs=args.runs, warmup=args.warmup, batch=args.batch)
+        for path in paths:  # a bad file or setting fails here, before connecting
+            check_model_file(path)
+        with host:
+            results = _each(paths, lambda path: BenchResult(**host.benchmark(path, **settings)), quiet=args.json)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -73,7 +94,20 @@ def run(args) -> int:
     return 0
 
 
+def _each(paths: list[Path], bench, *, quiet: bool) -> list:
+    from tqdm import tqdm
+
+    results = []
+    bar = tqdm(paths, unit="artifact", leave=False, disable=quiet)
+    for path in bar:
+        bar.set_description(path.name)
+        results.append(bench(path))
+    return results
+
+
 def format_results(results) -> str:
+    from edgecv.remote import describe_device
+
     rows = [
         [
             Path(r.artifact).name,
@@ -93,4 +127,7 @@ def format_results(results) -> str:
     head = ["artifact", "backend", "precision", "size", "load ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "img/s", "peak MB"]
     threads = {r.threads for r in results}
     note = f"\n{results[0].runs} runs after {results[0].warmup} warm-up, batch {results[0].batch}, threads {', '.join(map(str, sorted(threads)))}"
+    # Local runs keep their table as it was; a remote device is named under it.
+    remotes = {r.device["remote"]: r.device for r in results if r.device and r.device.get("remote")}
+    note += "".join(f"\non {describe_device(d)}" for d in remotes.values())
     return render(head, rows, align="lllrrrrrrrr") + note
