@@ -5,6 +5,10 @@ It follows the TFLite schema for the tables the interpreter reads (model, subgra
 operators, buffers, signatures) and checks every offset, vector and string against the file size, every
 tensor and opcode index against its table, and every constant buffer against its tensor's shape.
 
+:func:`read_tflite` walks the same tables after that check and returns each subgraph's operators (builtin
+names, custom ops by their custom_code) and tensors (dtype, shape, shape_signature), for
+:mod:`edgecv.compat`.
+
 Example:
     >>> verify_tflite("model.tflite")   # doctest: +SKIP
 """
@@ -13,6 +17,7 @@ from __future__ import annotations
 
 import mmap
 import struct
+from dataclasses import dataclass
 from pathlib import Path
 
 from edgecv.errors import ModelFileError
@@ -195,5 +200,150 @@ def verify_tflite(path: str | Path) -> None:
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         try:
             _check_model(_Reader(buf))
+        except (_Corrupt, struct.error, RecursionError) as exc:
+            raise ModelFileError(f"{path} is corrupted: {exc}") from None
+
+
+# -- reading the graph (for edgecv.compat) ----------------------------------------------------------------
+
+# BuiltinOperator names, indexed by code, as the TFLite schema spells them.
+BUILTIN_OPS: tuple[str, ...] = tuple(
+    """
+    ADD AVERAGE_POOL_2D CONCATENATION CONV_2D DEPTHWISE_CONV_2D DEPTH_TO_SPACE DEQUANTIZE EMBEDDING_LOOKUP FLOOR
+    FULLY_CONNECTED HASHTABLE_LOOKUP L2_NORMALIZATION L2_POOL_2D LOCAL_RESPONSE_NORMALIZATION LOGISTIC LSH_PROJECTION
+    LSTM MAX_POOL_2D MUL RELU RELU_N1_TO_1 RELU6 RESHAPE RESIZE_BILINEAR RNN SOFTMAX SPACE_TO_DEPTH SVDF TANH
+    CONCAT_EMBEDDINGS SKIP_GRAM CALL CUSTOM EMBEDDING_LOOKUP_SPARSE PAD UNIDIRECTIONAL_SEQUENCE_RNN GATHER
+    BATCH_TO_SPACE_ND SPACE_TO_BATCH_ND TRANSPOSE MEAN SUB DIV SQUEEZE UNIDIRECTIONAL_SEQUENCE_LSTM STRIDED_SLICE
+    BIDIRECTIONAL_SEQUENCE_RNN EXP TOPK_V2 SPLIT LOG_SOFTMAX DELEGATE BIDIRECTIONAL_SEQUENCE_LSTM CAST PRELU MAXIMUM
+    ARG_MAX MINIMUM LESS NEG PADV2 GREATER GREATER_EQUAL LESS_EQUAL SELECT SLICE SIN TRANSPOSE_CONV SPARSE_TO_DENSE
+    TILE EXPAND_DIMS EQUAL NOT_EQUAL LOG SUM SQRT RSQRT SHAPE POW ARG_MIN FAKE_QUANT REDUCE_PROD REDUCE_MAX PACK
+    LOGICAL_OR ONE_HOT LOGICAL_AND LOGICAL_NOT UNPACK REDUCE_MIN FLOOR_DIV REDUCE_ANY SQUARE ZEROS_LIKE FILL FLOOR_MOD
+    RANGE RESIZE_NEAREST_NEIGHBOR LEAKY_RELU SQUARED_DIFFERENCE MIRROR_PAD ABS SPLIT_V UNIQUE CEIL REVERSE_V2 ADD_N
+    GATHER_ND COS WHERE RANK ELU REVERSE_SEQUENCE MATRIX_DIAG QUANTIZE MATRIX_SET_DIAG ROUND HARD_SWISH IF WHILE
+    NON_MAX_SUPPRESSION_V4 NON_MAX_SUPPRESSION_V5 SCATTER_ND SELECT_V2 DENSIFY SEGMENT_SUM BATCH_MATMUL
+    PLACEHOLDER_FOR_GREATER_OP_CODES CUMSUM CALL_ONCE BROADCAST_TO RFFT2D CONV_3D IMAG REAL COMPLEX_ABS HASHTABLE
+    HASHTABLE_FIND HASHTABLE_IMPORT HASHTABLE_SIZE REDUCE_ALL CONV_3D_TRANSPOSE VAR_HANDLE READ_VARIABLE
+    ASSIGN_VARIABLE BROADCAST_ARGS RANDOM_STANDARD_NORMAL BUCKETIZE RANDOM_UNIFORM MULTINOMIAL GELU
+    DYNAMIC_UPDATE_SLICE RELU_0_TO_1 UNSORTED_SEGMENT_PROD UNSORTED_SEGMENT_MAX UNSORTED_SEGMENT_SUM ATAN2
+    UNSORTED_SEGMENT_MIN SIGN BITCAST BITWISE_XOR RIGHT_SHIFT STABLEHLO_LOGISTIC STABLEHLO_ADD STABLEHLO_DIVIDE
+    STABLEHLO_MULTIPLY STABLEHLO_MAXIMUM STABLEHLO_RESHAPE STABLEHLO_CLAMP STABLEHLO_CONCATENATE
+    STABLEHLO_BROADCAST_IN_DIM STABLEHLO_CONVOLUTION STABLEHLO_SLICE STABLEHLO_CUSTOM_CALL STABLEHLO_REDUCE
+    STABLEHLO_ABS STABLEHLO_AND STABLEHLO_COSINE STABLEHLO_EXPONENTIAL STABLEHLO_FLOOR STABLEHLO_LOG STABLEHLO_MINIMUM
+    STABLEHLO_NEGATE STABLEHLO_OR STABLEHLO_POWER STABLEHLO_REMAINDER STABLEHLO_RSQRT STABLEHLO_SELECT
+    STABLEHLO_SUBTRACT STABLEHLO_TANH STABLEHLO_SCATTER STABLEHLO_COMPARE STABLEHLO_CONVERT STABLEHLO_DYNAMIC_SLICE
+    STABLEHLO_DYNAMIC_UPDATE_SLICE STABLEHLO_PAD STABLEHLO_IOTA STABLEHLO_DOT_GENERAL STABLEHLO_REDUCE_WINDOW
+    STABLEHLO_SORT STABLEHLO_WHILE STABLEHLO_GATHER STABLEHLO_TRANSPOSE DILATE STABLEHLO_RNG_BIT_GENERATOR
+    REDUCE_WINDOW STABLEHLO_COMPOSITE STABLEHLO_SHIFT_LEFT STABLEHLO_CBRT STABLEHLO_CASE
+    """.split()
+)
+
+# TensorType code -> numpy-style dtype name.
+TENSOR_TYPES: dict[int, str] = dict(enumerate(
+    "float32 float16 int32 uint8 int64 string bool int16 complex64 int8 float64 complex128 uint64 resource variant "
+    "uint32 uint16 int4 bfloat16 int2 uint4 float8_e4m3fn float8_e5m2".split()
+))
+
+
+@dataclass(frozen=True)
+class TfliteTensor:
+    """One tensor of a subgraph: ``shape`` as stored (dynamic dims are 1 there), ``signature`` with -1 for
+    dynamic dims (the shape when the file has no signature), ``const_bytes`` of constant data (0: an
+    activation) and whether it carries quantization parameters."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    signature: tuple[int, ...]
+    const_bytes: int
+    quantized: bool
+
+
+@dataclass(frozen=True)
+class TfliteOp:
+    """One operator: its builtin name, or for a custom op its ``custom_code``; tensor indices (-1: absent)."""
+
+    name: str
+    custom: bool
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TfliteSubgraph:
+    """One subgraph: its tensors, operators in execution order, and input/output tensor indices."""
+
+    name: str
+    tensors: tuple[TfliteTensor, ...]
+    ops: tuple[TfliteOp, ...]
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+
+
+def _text(t: _Table, index: int) -> str:
+    vec = t.vector(index, 1)
+    if vec is None:
+        return ""
+    start, n = vec
+    return bytes(t.r.buf[start : start + n]).decode("utf-8", "replace")
+
+
+def _op_name(oc: _Table) -> tuple[str, bool]:
+    # Codes above 127 live in builtin_code; older files have only the int8 deprecated_builtin_code.
+    code = max(oc.scalar(0, "u8", 1), oc.scalar(3, "i32", 4))
+    if code == 32:  # CUSTOM
+        return _text(oc, 1) or "CUSTOM", True
+    return (BUILTIN_OPS[code] if 0 <= code < len(BUILTIN_OPS) else f"BUILTIN_{code}"), False
+
+
+def _read_subgraphs(r: _Reader) -> list[TfliteSubgraph]:
+    model = r.table(r.deref(0))
+    opnames = [_op_name(oc) for oc in model.tables(1)]
+    sizes = []
+    for b in model.tables(4):
+        data = b.vector(0, 1)
+        offset, size = b.scalar(1, "u64", 8), b.scalar(2, "u64", 8)
+        sizes.append(data[1] if data else (size if offset > 1 else 0))
+    out = []
+    for sg in model.tables(2):
+        tensors = []
+        for t in sg.tables(0):
+            shape = tuple(t.ints(0))
+            buf = t.scalar(2, "u32", 4)
+            q = t.field(4, 4)
+            quantized = False
+            if q is not None:
+                qt = r.table(r.deref(q))
+                scale = qt.vector(2, 4)
+                quantized = bool(scale and scale[1])
+            tensors.append(TfliteTensor(
+                name=_text(t, 3),
+                dtype=TENSOR_TYPES.get(t.scalar(1, "u8", 1), "unknown"),
+                shape=shape,
+                signature=tuple(t.ints(7)) or shape,
+                const_bytes=sizes[buf] if 0 < buf < len(sizes) else 0,
+                quantized=quantized,
+            ))
+        ops = []
+        for op in sg.tables(3):
+            name, custom = opnames[op.scalar(0, "u32", 4)]
+            ops.append(TfliteOp(name, custom, tuple(op.ints(1)), tuple(op.ints(2))))
+        out.append(TfliteSubgraph(_text(sg, 4), tuple(tensors), tuple(ops), tuple(sg.ints(1)), tuple(sg.ints(2))))
+    return out
+
+
+def read_tflite(path: str | Path) -> list[TfliteSubgraph]:
+    """The subgraphs of a TFLite file (the first is the main graph), after the structural check of
+    :func:`verify_tflite`; a damaged file raises :class:`ModelFileError`.
+
+    Example:
+        >>> [op.name for op in read_tflite("model.tflite")[0].ops]   # doctest: +SKIP
+        ['CONV_2D', 'MEAN', 'FULLY_CONNECTED']
+    """
+    path = Path(path)
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        try:
+            r = _Reader(buf)
+            _check_model(r)
+            return _read_subgraphs(r)
         except (_Corrupt, struct.error, RecursionError) as exc:
             raise ModelFileError(f"{path} is corrupted: {exc}") from None

@@ -27,11 +27,14 @@ COMMANDS = {
     "detect": "edgecv.cli.detect_cmd",
     "track-eval": "edgecv.cli.track_eval_cmd",
     "track": "edgecv.cli.track_cmd",
+    "devices": "edgecv.cli.devices_cmd",
+    "optimize": "edgecv.cli.optimize_cmd",
 }
 
 EPILOG = """\
 examples:
-  edgecv demo                                     export and benchmark the built-in model
+  edgecv demo                                     the main job on the built-in detector
+  edgecv optimize model.keras --device raspberry-pi-5 --calib frames/ --eval labelled/ --out runs/pi5
   edgecv track --model artifacts/ --source 0      detect and track on a camera, fastest artifact
   edgecv export model.keras --to tflite,onnx,openvino --out artifacts/
   edgecv bench artifacts/                         every artifact in a folder, side by side
@@ -42,6 +45,7 @@ examples:
   edgecv eval-det --gt instances_val.json --pred results.json --json
   edgecv detect --model face.tflite --spec blazeface-short-range --source photos/ --out runs/faces
   edgecv track-eval --gt gt.txt --det det.txt --tracker bytetrack --fps 25
+  edgecv devices check model.int8.tflite --device coral-edgetpu   will it run there?
 
 Run 'edgecv COMMAND --help' for a command's options.
 """

@@ -46,7 +46,7 @@ def from_mapping(cls: type[T], data: Any, where: str) -> T:
 
 
 def coerce(value: Any, hint: Any, where: str) -> Any:
-    """``value`` as type ``hint`` (bool, int, float, str, tuple[X, ...], X | None, a dataclass)."""
+    """``value`` as type ``hint`` (bool, int, float, str, tuple[X, ...], dict[str, X], X | None, a dataclass)."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     if origin in (typing.Union, types.UnionType):
@@ -54,6 +54,10 @@ def coerce(value: Any, hint: Any, where: str) -> Any:
             return None
         inner = [a for a in args if a is not type(None)]
         return coerce(value, inner[0], where)
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        return {str(k): coerce(v, args[1], f"{where}.{k}") for k, v in value.items()}
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")
