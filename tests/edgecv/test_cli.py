@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,8 @@ def edgecv(*args, timeout=600):
     return subprocess.run([sys.executable, "-m", "edgecv", *map(str, args)], capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("command", ["", "demo", "export", "bench", "info", "qat", "prune", "distill"])
+@pytest.mark.parametrize("command", ["", "demo", "export", "bench", "info", "qat", "prune", "distill", "detect", "track",
+                                     "track-eval", "eval-det", "devices", "optimize"])
 def test_help_shows_examples(command):
     proc = edgecv(*([command] if command else []), "--help")
     assert proc.returncode == 0 and "examples:" in proc.stdout
@@ -87,7 +89,32 @@ def test_export_json_and_exit_code(tiny_onnx, tmp_path):
 
 
 def test_demo_runs_the_main_job_end_to_end(tmp_path):
-    proc = edgecv("demo", "--out", tmp_path, "--runs", "3", "--json", timeout=900)
+    """The README's main command: the built-in detector exported, scored, benchmarked, then tracking."""
+    proc = edgecv("demo", "--out", tmp_path, "--runs", "3", "--frames", "300", "--json", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(proc.stdout)
+    baseline = json.loads((__import__("pathlib").Path(__file__).parents[1] / "baselines.json").read_text())
+    assert report["ok"] and len(report["artifact_map"]) == 6
+    assert report["keras_map"]["map50"] == pytest.approx(baseline["demo_keras_map50_seed1000_200"], abs=0.005)
+    for name, m in report["artifact_map"].items():
+        # mAP against the exact truth: fp32 matches Keras; int8 costs at most 1 point of mAP@[.5:.95]
+        assert report["keras_map"]["map"] - m["map"] <= (0.01 if ".int8." in name else 0.002), name
+    track = report["tracking"]
+    assert track["frames"] == 300 and track["state"] == "ended" and track["capture"]["dropped"] == 0
+    assert Path(track["model"]).parent == tmp_path / "artifacts" and len(track["model_choice"]) == 6
+    metrics = track["tracking_metrics"]
+    for key in ("mota", "idf1", "hota"):
+        assert metrics[key] >= baseline[f"demo_track_{key}_seed7_300"] - 0.02, key
+    assert set(track["stages"]) == {"capture", "inference", "decode", "tracking", "sinks"}
+    assert all(st["frames"] == 300 for st in track["stages"].values())
+    for name in ("report.md", "demo.json", "tracker.yaml", "artifacts/report.json", "track/synthetic_seed7.mp4",
+                 "track/tracks.jsonl", "track/tracks.mot.txt", "track/gt.mot.txt", "track/summary.json"):
+        assert (tmp_path / name).is_file(), name
+    assert len((tmp_path / "track/tracks.jsonl").read_text().splitlines()) == 300
+
+
+def test_demo_classify_exports_the_builtin_classifier(tmp_path):
+    proc = edgecv("demo", "--task", "classify", "--out", tmp_path, "--runs", "3", "--json", timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(proc.stdout)
     assert report["ok"] and len(report["bench"]) == 9
