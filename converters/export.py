@@ -59,6 +59,8 @@ class ExportOptions:
     fp16: Tolerance = Tolerance(rel=2e-2, min_top1=0.875)
     quant: QuantOptions = QuantOptions()
     bench_runs: int = 50  # latency p50 of each artifact for the report; 0 skips it
+    # Batch dimension fixed to 1 in the artifact: the Edge TPU and NPUs take static shapes only.
+    static_batch: bool = False
 
     def tolerance(self, precision: str) -> Tolerance:
         return getattr(self, precision)
@@ -334,7 +336,8 @@ def _build(ctx: _Context, target: Target, precision: str, staging: Path, keep_fl
     staging.mkdir(parents=True, exist_ok=True)
     tmp_file = staging / artifact_name(ctx.stem, target, precision)
     job = ctx.quant.with_float(keep_float)
-    target.convert(ctx.source, precision, tmp_file, ctx.work, job if PRECISIONS[precision].quantized else None)
+    target.convert(ctx.source, precision, tmp_file, ctx.work, job if PRECISIONS[precision].quantized else None,
+                   static_batch=ctx.options.static_batch)
     model = load(tmp_file, float_io=True)
     src_inputs = ctx.source.inputs
 

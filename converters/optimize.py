@@ -3,7 +3,8 @@ benchmarked, and the best one chosen with the reasons written down.
 
 1. Candidates: the (format, precision) pairs of the profile (``DeviceProfile.candidates()``).
 2. Each is built by :func:`converters.export.export` (post-training quantization calibrated on ``calib``,
-   the accuracy gate on ``eval_data`` with ``max_drop``, float fallback where the device runs float layers),
+   the accuracy gate on ``eval_data`` with ``max_drop``, float fallback where the device runs float layers,
+   the batch fixed to 1 where the accelerator takes static shapes only, the profile's int8 I/O type),
    in its own process, several at once (``workers``, default: the local cores). Each candidate's result is
    kept in ``out/candidates/<format>-<precision>/candidate.json`` under a key of everything that shaped it,
    so a killed run continues where it stopped and a changed option rebuilds only what it changes.
@@ -157,7 +158,7 @@ def _build(task: dict[str, Any]) -> dict[str, Any]:
     report = export(task["model"], to=[task["format"]], quant=[task["precision"]], calib=task["calib"],
                     eval_data=task["eval"], max_drop=task["max_drop"], out=folder, name=task["name"],
                     preprocess=task["preprocess"], labels=task["labels"], detector=task["detector"],
-                    options=ExportOptions(bench_runs=0, quant=quant))
+                    options=ExportOptions(bench_runs=0, quant=quant, static_batch=task["static_batch"]))
     result = report.artifacts[0].to_dict()
     result["seconds"] = round(time.perf_counter() - started, 1)
     record = {"key": task["key"], "build": result, "metric": _metric_name(report)}
@@ -227,8 +228,9 @@ def optimize(
     for fmt, precision in profile.candidates():
         c = Candidate(fmt, precision)
         folder = out / "candidates" / c.name
-        key = hashlib.sha256(json.dumps({**base, "format": fmt, "precision": precision}, sort_keys=True,
-                                        default=str).encode()).hexdigest()
+        static = bool(accel and accel.static_shapes and fmt in accel.formats)
+        key = hashlib.sha256(json.dumps({**base, "format": fmt, "precision": precision, "static_batch": static},
+                                        sort_keys=True, default=str).encode()).hexdigest()
         record = _resumable(folder, key)
         if record is not None:
             c.build, c.resumed = record["build"], True
@@ -239,7 +241,7 @@ def optimize(
                               "name": model.stem, "preprocess": preprocess, "labels": list(labels) if labels else None,
                               "detector": detector, "calib_samples": options.calib_samples,
                               "io_type": profile.quantization.io if fmt == "tflite" else "float",
-                              "fallback": not full_integer}))
+                              "fallback": not full_integer, "static_batch": static}))
         candidates.append(c)
     if tasks:
         workers = max(1, min(options.workers or os.cpu_count() or 1, len(tasks)))

@@ -27,7 +27,26 @@ DYNAMIC_OPS = ["MatMul", "Gemm"]
 MIN_QDQ_OPSET = 13  # per-channel DequantizeLinear needs the axis attribute
 
 
-def convert(source, precision: str, out_file: Path, work: Path, quant=None) -> None:
+def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False) -> None:
+    _convert(source, precision, out_file, work, quant)
+    if static_batch:
+        _batch_one(out_file)
+
+
+def _batch_one(path: Path) -> None:
+    """Fix the batch (first) dimension of every graph input and output to 1, then infer the shapes inside."""
+    onnx = require("onnx", extra="convert", purpose="fix the batch dimension of an ONNX model")
+    model = onnx.load(str(path))
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and (dims[0].HasField("dim_param") or dims[0].dim_value <= 0):
+            dims[0].Clear()
+            dims[0].dim_value = 1
+    del model.graph.value_info[:]  # stale dynamic shapes; inferred again below
+    onnx.save(onnx.shape_inference.infer_shapes(model), str(path))
+
+
+def _convert(source, precision: str, out_file: Path, work: Path, quant=None) -> None:
     fp32 = source.view("onnx", work)
     if precision == "fp32":
         shutil.copyfile(fp32, out_file)

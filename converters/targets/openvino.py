@@ -25,13 +25,23 @@ _QUANTIZABLE = {"Convolution", "GroupConvolution", "MatMul", "Add", "Multiply", 
                 "AvgPool", "MaxPool", "Subtract", "Interpolate", "ReduceMean"}
 
 
-def convert(source, precision: str, out_file: Path, work: Path, quant=None) -> None:
+def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False) -> None:
     ov = require("openvino", extra="convert", purpose="write OpenVINO IR")
     model = _float_model(ov, source, work)
+    if static_batch:
+        model.reshape({port: _batch_one(port.get_partial_shape()) for port in model.inputs})
     if precision in ("dynamic", "int8"):
         model = _quantized(model, precision, quant)
     # save_model compresses weights to fp16 unless told not to.
     ov.save_model(model, str(out_file), compress_to_fp16=(precision == "fp16"))
+
+
+def _batch_one(shape):
+    """``shape`` with its first (batch) dimension set to 1; the others must be known."""
+    dims = [1] + [d.get_length() if d.is_static else -1 for d in list(shape)[1:]]
+    if -1 in dims[1:]:
+        raise ConversionError(f"a static batch needs the other input dims known; the input is {shape}")
+    return dims
 
 
 def _float_model(ov, source, work: Path):

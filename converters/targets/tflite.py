@@ -24,17 +24,17 @@ from edgecv.errors import ConversionError
 _IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
 
 
-def convert(source, precision: str, out_file: Path, work: Path, quant=None) -> None:
+def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False) -> None:
     if source.kind == "tflite":
         raise ConversionError("a .tflite source is already TFLite; export it to onnx or openvino")
-    if source.kind == "onnx" and precision in ("fp32", "fp16"):
+    if source.kind == "onnx" and precision in ("fp32", "fp16") and not static_batch:
         from converters.onnx_to_tflite import onnx_to_tflite
 
         shutil.copyfile(onnx_to_tflite(source.path, work / "onnx2tf", precision=precision), out_file)
         return
     tf = import_tensorflow()
     saved_model = source.view("saved_model", work)
-    converter = _converter(tf, saved_model, precision, quant)
+    converter = _converter(tf, saved_model, precision, quant, static_batch=static_batch)
     if quant is not None and quant.keep_float and precision in ("int8", "int16x8"):
         data = _convert_with_float_layers(tf, converter, precision, quant)
     else:
@@ -66,8 +66,8 @@ def _refuse_float_ops(data: bytes) -> None:
                                   "inside the int8 model; export fp16 or dynamic, or replace the op")
 
 
-def _converter(tf, saved_model: Path, precision: str, quant):
-    converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+def _converter(tf, saved_model: Path, precision: str, quant, *, static_batch: bool = False):
+    converter = _batch_one(tf, saved_model) if static_batch else tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if precision == "fp32":
         return converter
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -89,6 +89,26 @@ def _converter(tf, saved_model: Path, precision: str, quant):
     converter.inference_input_type = io_dtype
     converter.inference_output_type = io_dtype
     return converter
+
+
+def _batch_one(tf, saved_model: Path):
+    """A converter for the serving signature with the batch dimension fixed to 1 (no -1 in any shape
+    signature: static-shape delegates such as the Edge TPU's refuse dynamic tensors)."""
+    loaded = tf.saved_model.load(str(saved_model))
+    fn = loaded.signatures["serving_default"]
+    specs = fn.structured_input_signature[1]
+    if len(specs) != 1:
+        raise ConversionError(f"a static batch needs a model with one input; this one has {len(specs)}")
+    name, spec = next(iter(specs.items()))
+    shape = [1, *spec.shape[1:]]
+    if any(d is None for d in shape):
+        raise ConversionError(f"a static batch needs the other input dims known; input {name!r} is {list(spec.shape)}")
+
+    @tf.function(input_signature=[tf.TensorSpec(shape, spec.dtype, name=name)])
+    def serve(x):
+        return fn(**{name: x})
+
+    return tf.lite.TFLiteConverter.from_concrete_functions([serve.get_concrete_function()], loaded)
 
 
 def _run(converter) -> bytes:
