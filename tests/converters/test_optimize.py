@@ -139,3 +139,20 @@ def test_bad_input_is_one_line(tiny_keras_path, data, tmp_path, kwargs, error):
     with pytest.raises(ConfigError, match=error.replace("(", r"\(").replace(")", r"\)")):
         optimize(args.pop("model"), **args)
     assert not (tmp_path / "out").exists()
+
+
+def test_coral_gets_a_full_integer_static_batch_tflite(tiny_keras_path, data, tmp_path):
+    from converters.optimize import optimize
+    from edgecv.compat import read_graph
+
+    calib, eval_data = data
+    result = optimize(tiny_keras_path, device="coral-edgetpu", calib=calib, eval_data=eval_data, max_drop=5.0,
+                      out=tmp_path / "coral")
+    assert [c.name for c in result.candidates] == ["tflite-int8"]
+    chosen = result.chosen
+    assert chosen is not None and result.benchmarked_on is None and "preferred recipe" in chosen.why
+    graph = read_graph(chosen.path)
+    inputs = [graph.tensors[name] for name in graph.inputs]
+    assert [tuple(t.shape) for t in inputs] == [(1, 16, 16, 3)] and [t.dtype for t in inputs] == ["uint8"]
+    assert not any(t.dynamic for t in graph.tensors.values())
+    assert chosen.compat["ok"] and chosen.compat["blockers"] == []
