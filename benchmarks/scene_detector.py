@@ -25,8 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.builtin_detector import INPUT_SIZE, PREPROCESS, SPEC, WEIGHTS, detect_frames, make_frames
+from converters.builtin_detector import PREPROCESS, SPEC, WEIGHTS, detect_frames, make_frames
 from converters.export import ExportOptions, export
+from converters.track_demo import artifact_detections
 from edgecv.bench import benchmark
 from edgecv.cli.table import fmt_float, human_bytes, render
 from edgecv.detection import load_spec
@@ -39,17 +40,6 @@ MAP50_TARGET, INT8_MAX_COST = 0.9, 0.01
 # The export gate compares int8 detections with the float model's (points of F1 lost plus mean score change);
 # the target is mAP against the ground truth, judged below. The gate keeps only gross failures out.
 FIDELITY_BUDGET = 10.0
-
-
-def artifact_detections(path: Path, images: np.ndarray, spec) -> list:
-    import edgecv
-
-    model = edgecv.load(path, float_io=True)
-    out = []
-    for frame in images:
-        x = (frame[None].astype(np.float32) - PREPROCESS.mean[0]) / PREPROCESS.std[0]
-        out.append(spec.detect(model.run(x), input_size=INPUT_SIZE))
-    return out
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from edgecv.cli.main import main
+from tests.edgecv.pipeline.test_sinks import read_video
 from tests.edgecv.detection.test_detector import make_fake_detector, write_fake_spec
 
 cv2 = pytest.importorskip("cv2")
@@ -54,20 +55,6 @@ def track(capsys, fake, *args) -> tuple[int, str, str]:
     code = main(["track", "--model", str(fake["model"]), "--spec", str(fake["spec"]), *map(str, args)])
     out, err = capsys.readouterr()
     return code, out, err
-
-
-def read_video(path: Path) -> tuple[list[np.ndarray], float]:
-    cap = cv2.VideoCapture(str(path))
-    assert cap.isOpened(), path
-    frames = []
-    while True:
-        ok, image = cap.read()
-        if not ok:
-            break
-        frames.append(image)
-    fps = cap.get(cv2.CAP_PROP_FPS)
-    cap.release()
-    return frames, fps
 
 
 def jsonl(path: Path) -> list[dict]:
