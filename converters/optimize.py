@@ -48,13 +48,18 @@ KEY_VERSION = 1
 @dataclass(frozen=True)
 class OptimizeOptions:
     """Expert settings: ``runs`` timed benchmark runs per candidate, ``threads`` per runtime, ``workers``
-    parallel builds (None: one per local core), ``python`` on the remote device, ``calib_samples``."""
+    parallel builds (None: one per local core), ``calib_samples``; for a remote device, its ``python``
+    (with edgecv installed), the SSH ``port``, ``identity`` key file and extra ``ssh_options``
+    (``Name=value``)."""
 
     runs: int = 50
     threads: int | None = None
     workers: int | None = None
-    python: str = "python3"
     calib_samples: int = 300
+    python: str = "python3"
+    port: int | None = None
+    identity: str | Path | None = None
+    ssh_options: tuple[str, ...] = ()
 
 
 @dataclass
@@ -293,9 +298,11 @@ def _benchmark(candidates: list[Candidate], profile: Any, remote: str | None, op
         return None
     from edgecv.remote import RemoteHost
 
-    host = RemoteHost(remote, python=options.python)
-    for c in ready:
-        c.bench = host.benchmark(c.path, runs=options.runs, warmup=10, threads=options.threads, batch=1, backend=None)
+    with RemoteHost(remote, python=options.python, port=options.port, identity=options.identity,
+                    options=options.ssh_options) as host:
+        for c in ready:
+            c.bench = host.benchmark(c.path, runs=options.runs, warmup=10, threads=options.threads, batch=1,
+                                     backend=None)
     return remote
 
 

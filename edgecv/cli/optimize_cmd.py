@@ -48,6 +48,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("optimize"), help="output folder (default: ./optimize)")
     p.add_argument("--remote", metavar="USER@HOST", help="benchmark on the device over SSH (key authentication)")
     p.add_argument("--python", default="python3", help="the device's Python with edgecv installed (default python3)")
+    p.add_argument("--port", type=int, help="the device's SSH port (default: ssh's)")
+    p.add_argument("--identity", type=Path, help="SSH private key file (default: ssh's)")
     p.add_argument("--workers", type=int, help="parallel candidate builds (default: one per core)")
     p.add_argument("--runs", type=int, default=50, help="timed benchmark runs per candidate (default 50)")
     p.add_argument("--threads", type=int, help="threads per runtime (default: every core)")
@@ -67,7 +69,7 @@ def run(args) -> int:
                       max_drop=args.max_drop, out=args.out, detector=args.spec, preprocess=preprocess_from(args, "NHWC"),
                       labels=read_labels(args.labels), remote=args.remote,
                       options=OptimizeOptions(runs=args.runs, threads=args.threads, workers=args.workers,
-                                              python=args.python),
+                                              python=args.python, port=args.port, identity=args.identity),
                       progress=not args.json)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))

@@ -156,3 +156,36 @@ def test_coral_gets_a_full_integer_static_batch_tflite(tiny_keras_path, data, tm
     assert [tuple(t.shape) for t in inputs] == [(1, 16, 16, 3)] and [t.dtype for t in inputs] == ["uint8"]
     assert not any(t.dynamic for t in graph.tensors.values())
     assert chosen.compat["ok"] and chosen.compat["blockers"] == []
+
+
+REMOTE = """\
+name: {name}
+description: "a device reached over SSH (here: a throwaway OpenSSH server on 127.0.0.1)"
+arch: x86_64
+runtimes:
+  onnxruntime: {{providers: [CPUExecutionProvider]}}
+formats: [onnx]
+precisions:
+  fp32: {{accelerated: true}}
+  int8: {{accelerated: false}}
+preferred: {{format: onnx, precision: int8}}
+"""
+
+
+def test_candidates_are_benchmarked_on_the_remote_device(tiny_keras_path, data, tmp_path):
+    import sys
+
+    from converters.optimize import OptimizeOptions, optimize
+    from tests.edgecv.sshd_helper import find_sshd, local_sshd
+
+    if find_sshd() is None:
+        pytest.skip("needs sshd (openssh-server)")
+    calib, eval_data = data
+    with local_sshd(tmp_path / "sshd") as server:
+        options = OptimizeOptions(runs=10, python=sys.executable, port=server.port, identity=server.identity,
+                                  ssh_options=tuple(server.options))
+        result = optimize(tiny_keras_path, device=profile(tmp_path, REMOTE), calib=calib, eval_data=eval_data,
+                          max_drop=5.0, out=tmp_path / "out", remote=server.target, options=options)
+    assert result.benchmarked_on == server.target
+    assert all(c.bench["device"]["remote"] == server.target for c in result.candidates)
+    assert result.chosen.p50_ms == min(c.p50_ms for c in result.candidates)
