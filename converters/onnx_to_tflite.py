@@ -63,6 +63,24 @@ def _fold_constants(src: Path, dst: Path) -> None:
     staged.unlink()
 
 
+def _plain_input_names(model) -> None:
+    """Rename graph inputs to letters, digits and underscores (``serving_default_image:0`` ->
+    ``serving_default_image_0``): onnx2tf rewrites other names its own way, and then does not find them
+    in the list of inputs to keep NHWC, so it would transpose an NHWC image input as if it were NCHW."""
+    import re
+
+    renames = {}
+    for inp in model.graph.input:
+        plain = re.sub(r"[^0-9A-Za-z_]", "_", inp.name)
+        if plain != inp.name:
+            renames[inp.name] = plain
+            inp.name = plain
+    for node in model.graph.node:
+        for i, name in enumerate(node.input):
+            if name in renames:
+                node.input[i] = renames[name]
+
+
 def _child(onnx_path: Path, work: Path) -> None:
     import numpy as np
 
@@ -79,7 +97,10 @@ def _child(onnx_path: Path, work: Path) -> None:
 
     import onnx
 
-    graph = onnx.load(str(prepared)).graph
+    model = onnx.load(str(prepared))
+    _plain_input_names(model)
+    onnx.save(model, str(prepared))
+    graph = model.graph
     nhwc = []
     for inp in graph.input:
         dims = [d.dim_value if d.HasField("dim_value") else None for d in inp.type.tensor_type.shape.dim]

@@ -224,7 +224,9 @@ def optimize(
     out = ensure_writable_dir(out)
     accel = profile.accelerator
     full_integer = bool(accel and accel.full_integer)
-    base = {"v": KEY_VERSION, "model": _model_key(model), "calib": _data_key(calib), "eval": _data_key(eval_data),
+    from edgecv import __version__
+
+    base = {"v": KEY_VERSION, "edgecv": __version__, "model": _model_key(model), "calib": _data_key(calib), "eval": _data_key(eval_data),
             "max_drop": max_drop, "detector": str(detector) if detector else None,
             "preprocess": repr(preprocess), "labels": list(labels) if labels else None,
             "io_type": profile.quantization.io, "fallback": not full_integer, "samples": options.calib_samples}

@@ -193,6 +193,13 @@ class TFLiteSource(RuntimeSource):
         tf2onnx.convert.from_tflite(str(self.path), opset=ONNX_OPSET, output_path=str(target))
         return target
 
+    def _make_saved_model(self, work: Path) -> Path:
+        # A float .tflite cannot be re-quantized directly: TFLite -> ONNX (tf2onnx) -> SavedModel (onnx2tf),
+        # which the TFLite converter then quantizes like any other.
+        from converters.onnx_to_tflite import onnx_to_tflite
+
+        return onnx_to_tflite(self.view("onnx", work), work / "onnx2tf", precision="fp32").parent
+
 
 ONNX_OPSET = 17
 

@@ -25,8 +25,9 @@ _IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
 
 
 def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False) -> None:
-    if source.kind == "tflite":
-        raise ConversionError("a .tflite source is already TFLite; export it to onnx or openvino")
+    if source.kind == "tflite" and precision in ("fp32", "fp16"):
+        raise ConversionError(f"a .tflite source is already TFLite; export it to onnx or openvino (or quantize it: "
+                              f"int8, dynamic, int16x8)")
     if source.kind == "onnx" and precision in ("fp32", "fp16") and not static_batch:
         from converters.onnx_to_tflite import onnx_to_tflite
 
