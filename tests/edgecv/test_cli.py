@@ -104,7 +104,8 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path):
     assert Path(track["model"]).parent == tmp_path / "artifacts" and len(track["model_choice"]) == 6
     metrics = track["tracking_metrics"]
     for key in ("mota", "idf1", "hota"):
-        assert metrics[key] >= baseline[f"demo_track_{key}_seed7_300"] - 0.02, key
+        # the demo tracks with whichever artifact measured fastest, fp32 or int8: their detections differ slightly
+        assert metrics[key] >= baseline[f"demo_track_{key}_seed7_300"] - 0.03, key
     assert set(track["stages"]) == {"capture", "inference", "decode", "tracking", "sinks"}
     assert all(st["frames"] == 300 for st in track["stages"].values())
     for name in ("report.md", "demo.json", "tracker.yaml", "artifacts/report.json", "track/synthetic_seed7.mp4",
