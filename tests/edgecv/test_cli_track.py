@@ -294,47 +294,35 @@ def test_unknown_tracker_is_refused_by_the_parser(fake, tmp_path, capsys):
 # -- Ctrl-C ------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def interrupted(fake, tmp_path_factory):
-    """An endless generated video, interrupted by SIGINT once 5 JSON lines are on disk: (exit code, printed
-    summary, OUT). The signal is only sent while the command's own handler is installed."""
-    import contextlib
-    import io
-    import os
+    """``edgecv track`` on an endless generated video, as its own process (a signal sent to the test process
+    would also reach the runtimes' threads of every other test), interrupted by SIGINT once 5 JSON lines are
+    on disk: (exit code, printed summary, OUT)."""
     import signal
-    import threading
+    import subprocess
+    import sys
     import time
 
-    import edgecv.pipeline.sinks as sinks_module
-    from edgecv.cli.track_cmd import _Signals
-
     out = tmp_path_factory.mktemp("interrupted") / "out"
-    mp = pytest.MonkeyPatch()
-    mp.setattr(sinks_module, "FLUSH_S", 0.0)
-    sent = threading.Event()
-
-    def interrupt():
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            path = out / "tracks.jsonl"
-            handler = signal.getsignal(signal.SIGINT)
-            if path.exists() and path.read_text().count("\n") >= 5 and isinstance(getattr(handler, "__self__", None),
-                                                                                 _Signals):
-                os.kill(os.getpid(), signal.SIGINT)
-                sent.set()
-                return
-            time.sleep(0.005)
-
-    killer = threading.Thread(target=interrupt, daemon=True)
-    killer.start()
-    printed = io.StringIO()
+    proc = subprocess.Popen([sys.executable, "-m", "edgecv", "track", "--model", str(fake["model"]), "--spec",
+                             str(fake["spec"]), "--source", "synthetic:frames=0,size=64x64", "--out", str(out),
+                             "--json", "--max-frames", "100000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
-        with contextlib.redirect_stdout(printed):
-            code = main(["track", "--model", str(fake["model"]), "--spec", str(fake["spec"]), "--source",
-                         "synthetic:frames=0,size=64x64", "--out", str(out), "--json", "--max-frames", "100000"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            path = out / "tracks.jsonl"
+            if path.exists() and path.read_text().count("\n") >= 5:
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, proc.stderr.read()
+        time.sleep(0.3)  # the handler is installed before the first frame; let a few more frames through
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
     finally:
-        mp.undo()
-        killer.join(25)
-    assert sent.is_set()
-    return code, json.loads(printed.getvalue()), out
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, json.loads(stdout), out
 
 
 def test_ctrl_c_stops_cleanly_with_every_output_closed(interrupted):
