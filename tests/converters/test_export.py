@@ -94,7 +94,7 @@ def test_a_mismatching_artifact_goes_to_failed_and_never_replaces_a_good_one(tin
 
     from tests.conftest import make_tiny_onnx
 
-    def wrong_weights(source, precision, out_file, work, quant=None):
+    def wrong_weights(source, precision, out_file, work, quant=None, *, static_batch=False):
         make_tiny_onnx(out_file, seed=99)  # a different model: validation must catch it
 
     monkeypatch.setitem(TARGETS, "onnx", TARGETS["onnx"].__class__("onnx", ".onnx", ("fp32", "fp16"), wrong_weights))
@@ -107,7 +107,7 @@ def test_a_mismatching_artifact_goes_to_failed_and_never_replaces_a_good_one(tin
 
 
 def test_a_converter_crash_leaves_nothing_behind(tiny_onnx, tmp_path, monkeypatch):
-    def explode(source, precision, out_file, work, quant=None):
+    def explode(source, precision, out_file, work, quant=None, *, static_batch=False):
         out_file.write_bytes(b"half")
         raise RuntimeError("converter blew up\nwith a long trace")
 
