@@ -102,3 +102,9 @@ def test_a_video_file_reports_rate_and_size(tmp_path):
         assert (src.kind, src.fps, src.size, src.length, src.live) == ("video", 8.0, (40, 24), 3, False)
         with pytest.raises(SourceError, match="cannot be reopened"):
             src.reopen()
+
+
+def test_the_generator_source_makes_the_scenes_the_builtin_detector_was_trained_on():
+    from converters.builtin_detector import MIN_SCALE
+
+    assert Synthetic.min_scale == MIN_SCALE
