@@ -5,17 +5,21 @@ with nothing downloaded. Run it as a script to retrain and rewrite the committed
 
     .venv/bin/python -m converters.builtin_detector --out converters/assets/scene_detector.keras
 
-Model: 160x160 RGB pixels / 255 in; a stride-2..16 backbone and a top-down path back to stride 8; two
-heads on the 20x20 grid, ``scores [1,20,20,1+nc]`` (sigmoid objectness, then sigmoid class probabilities)
-and ``boxes [1,20,20,4]`` (ReLU distances from the cell centre to the box edges, in strides). Only Conv,
-depthwise Conv, BN, ReLU, nearest upsampling, Add and Sigmoid: int8 in every format, no custom ops. The
+Model: 160x160 RGB pixels / 255 in; a stride-2..16 backbone of depthwise-separable convs (each stage's
+blocks after its first are residual) and a top-down path back to stride 8; two heads on the 20x20 grid,
+``scores [1,20,20,1+nc]`` (sigmoid objectness, then sigmoid class probabilities) and ``boxes [1,20,20,4]``
+(ReLU distances from the cell centre to the box edges, in strides). Only Conv, depthwise Conv, BN, ReLU,
+nearest upsampling, Add and Sigmoid: int8 in every format, no custom ops. The
 ``grid`` decoder (:mod:`edgecv.detection.decoders.grid`) reads it; ``edgecv/detection/specs/scene-detector.yaml``
 holds its spec.
 
 Training targets (FCOS-like): a cell is positive for an object when its centre lies in the central
 ``CENTRE`` share of the object's box (the cell holding the box centre always is); a cell claimed by several
-objects goes to the smallest. Losses: focal BCE on objectness over all cells, BCE on the classes and IoU
-loss on the boxes over positive cells.
+objects goes to the smallest. Losses: quality focal loss on objectness over all cells, whose target on a
+positive cell is the IoU of the cell's predicted box with its object's box (so confidence ranks how well a
+cell localizes, and NMS keeps the best box; GFL's QFL), BCE on the classes and IoU loss (weight
+``box_weight``) on the boxes over positive cells. Adam at a high rate (BN makes most weights scale-free)
+after a short warm-up, then a cosine.
 
 Example:
     >>> model = build_detector()                                   # doctest: +SKIP
@@ -52,15 +56,18 @@ MIN_SCALE = 0.1
 
 @dataclass(frozen=True)
 class DetectorTraining:
-    """How :func:`train_detector` trains: frames made per epoch, epochs, batch, learning rate, seeds."""
+    """How :func:`train_detector` trains: frames made (once), epochs, batch, peak learning rate, the share of
+    steps spent warming up to it (from a twentieth of it), seed, the box loss's weight and the quality focal
+    loss's exponent."""
 
     frames: int = 10000
     epochs: int = 8
     batch_size: int = 32
-    lr: float = 3e-3
+    lr: float = 2.4e-2
+    warmup: float = 0.05
     seed: int = 0
-    focal_gamma: float = 2.0
-    focal_alpha: float = 0.25
+    box_weight: float = 2.0
+    quality_beta: float = 2.0
 
 
 def build_detector(*, num_classes: int = 4, input_size: tuple[int, int] = INPUT_SIZE, seed: int = 0):
@@ -84,12 +91,17 @@ def build_detector(*, num_classes: int = 4, input_size: tuple[int, int] = INPUT_
         x = layers.ReLU()(x)
         return conv(x, filters, kernel=1)
 
+    def stage(x, filters, blocks):
+        x = separable(x, filters, stride=2)
+        for _ in range(blocks - 1):
+            x = layers.Add()([x, separable(x, filters)])
+        return x
+
     inputs = keras.Input((*input_size, 3), name="image")
-    x = conv(inputs, 16, stride=2)                    # 80x80
-    x = separable(separable(x, 32, stride=2), 32)     # 40x40
-    f8 = separable(separable(x, 64, stride=2), 64)    # 20x20
-    f16 = separable(separable(f8, 128, stride=2), 128)  # 10x10: room for the largest objects
-    f16 = separable(f16, 128)
+    x = conv(inputs, 16, stride=2)  # 80x80
+    x = stage(x, 32, 2)             # 40x40
+    f8 = stage(x, 96, 3)            # 20x20
+    f16 = stage(f8, 128, 3)         # 10x10: room for the largest objects
     up = layers.UpSampling2D(interpolation="nearest")(conv(f16, 96, kernel=1))
     p8 = separable(layers.Add()([up, conv(f8, 96, kernel=1)]), 96)
     cls = separable(separable(p8, 64), 64)
@@ -139,33 +151,31 @@ def encode_targets(truth: Sequence[Detections], *, num_classes: int, input_size:
 
 
 def detector_loss(options: DetectorTraining = DetectorTraining()):
-    """``loss(y_true, y_pred)`` for the two outputs, as a pair of Keras loss functions (scores, boxes)."""
+    """``loss(y_true, y_pred)`` of the training model, whose one output is ``scores`` and ``boxes`` joined on
+    the last axis; ``y_true`` is :func:`encode_targets`' pair joined the same way."""
     import tensorflow as tf
 
-    gamma, alpha = options.focal_gamma, options.focal_alpha
-
-    def score_loss(y_true, y_pred):
-        p = tf.clip_by_value(y_pred, 1e-6, 1 - 1e-6)
-        obj_t, obj_p = y_true[..., 0], p[..., 0]
-        positives = tf.maximum(tf.reduce_sum(obj_t), 1.0)
-        pt = tf.where(obj_t > 0.5, obj_p, 1 - obj_p)
-        weight = tf.where(obj_t > 0.5, alpha, 1 - alpha) * tf.pow(1 - pt, gamma)
-        focal = -tf.reduce_sum(weight * tf.math.log(pt)) / positives
-        cls_t, cls_p = y_true[..., 1:], p[..., 1:]
-        bce = -(cls_t * tf.math.log(cls_p) + (1 - cls_t) * tf.math.log(1 - cls_p))
-        cls = tf.reduce_sum(tf.reduce_sum(bce, axis=-1) * obj_t) / positives
-        return focal + cls
-
-    def box_loss(y_true, y_pred):
-        positive = tf.cast(tf.reduce_sum(y_true, axis=-1) > 0, tf.float32)
-        l, t, r, b = tf.unstack(y_pred, axis=-1)
-        lt, tt, rt, bt = tf.unstack(y_true, axis=-1)
+    def loss(y_true, y_pred):
+        score_t, box_t = y_true[..., :-4], y_true[..., -4:]
+        p, box_p = tf.clip_by_value(y_pred[..., :-4], 1e-6, 1 - 1e-6), y_pred[..., -4:]
+        positive = score_t[..., 0]
+        positives = tf.maximum(tf.reduce_sum(positive), 1.0)
+        l, t, r, b = tf.unstack(box_p, axis=-1)
+        lt, tt, rt, bt = tf.unstack(box_t, axis=-1)
         inter = (tf.minimum(l, lt) + tf.minimum(r, rt)) * (tf.minimum(t, tt) + tf.minimum(b, bt))
         union = (l + r) * (t + b) + (lt + rt) * (tt + bt) - inter
         iou = inter / tf.maximum(union, 1e-6)
-        return tf.reduce_sum((1 - iou) * positive) / tf.maximum(tf.reduce_sum(positive), 1.0)
+        quality = tf.stop_gradient(positive * tf.maximum(iou, 0.0))
+        obj = p[..., 0]
+        bce = -(quality * tf.math.log(obj) + (1 - quality) * tf.math.log(1 - obj))
+        objectness = tf.reduce_sum(tf.pow(tf.abs(quality - obj), options.quality_beta) * bce) / positives
+        cls_t, cls_p = score_t[..., 1:], p[..., 1:]
+        cls_bce = -(cls_t * tf.math.log(cls_p) + (1 - cls_t) * tf.math.log(1 - cls_p))
+        classes = tf.reduce_sum(tf.reduce_sum(cls_bce, axis=-1) * positive) / positives
+        boxes = tf.reduce_sum((1 - iou) * positive) / positives
+        return objectness + classes + options.box_weight * boxes
 
-    return score_loss, box_loss
+    return loss
 
 
 def make_frames(count: int, *, seed: int) -> tuple[np.ndarray, list[Detections]]:
@@ -187,30 +197,32 @@ def train_detector(*, options: DetectorTraining = DetectorTraining(), progress: 
 
     start = time.perf_counter()
     images, truth = make_frames(options.frames, seed=options.seed)
-    scores, boxes = encode_targets(truth, num_classes=len(CLASSES))
+    targets = np.concatenate(encode_targets(truth, num_classes=len(CLASSES)), axis=-1)
     log.info("%d frames and targets made in %.0f s", len(images), time.perf_counter() - start)
     model = build_detector(num_classes=len(CLASSES), seed=options.seed)
-    steps = options.frames // options.batch_size
-    schedule = keras.optimizers.schedules.CosineDecay(options.lr, decay_steps=steps * options.epochs, alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(schedule), loss=list(detector_loss(options)))
+    # one output, so the objectness loss sees the predicted boxes; it shares every layer with ``model``
+    joined = keras.Model(model.inputs, keras.layers.Concatenate()(list(model.outputs)))
+    total = options.frames // options.batch_size * options.epochs
+    warmup = int(options.warmup * total)
+    schedule = keras.optimizers.schedules.CosineDecay(options.lr / 20, decay_steps=total - warmup, alpha=0.02,
+                                                      warmup_target=options.lr, warmup_steps=warmup)
+    joined.compile(optimizer=keras.optimizers.Adam(schedule), loss=detector_loss(options))
+    nc = len(CLASSES)
+    swap = [*range(1 + nc), nc + 3, nc + 2, nc + 1, nc + 4]  # left and right box distances trade places
 
     def mirror(x, y):
         # the grid is symmetric, so a mirrored frame's targets are the mirrored grid with left/right swapped
-        flip = tf.random.uniform(()) < 0.5
-        s, b = y
-        x = tf.cond(flip, lambda: x[:, ::-1], lambda: x)
-        s = tf.cond(flip, lambda: s[:, ::-1], lambda: s)
-        b = tf.cond(flip, lambda: tf.gather(b[:, ::-1], [2, 1, 0, 3], axis=-1), lambda: b)
-        return tf.cast(x, tf.float32) / 255.0, (s, b)
+        flip = tf.random.uniform((tf.shape(x)[0], 1, 1, 1)) < 0.5
+        x = tf.where(flip, x[:, :, ::-1], x)
+        y = tf.where(flip, tf.gather(y[:, :, ::-1], swap, axis=-1), y)
+        return tf.cast(x, tf.float32) / 255.0, y
 
     tf.random.set_seed(options.seed)
-    ds = tf.data.Dataset.from_tensor_slices((images, (scores, boxes))).shuffle(len(images), seed=options.seed)
-    ds = ds.map(mirror).batch(options.batch_size, drop_remainder=True).prefetch(2)
-    model.fit(ds, epochs=options.epochs, verbose=1 if progress else 2)
+    ds = tf.data.Dataset.from_tensor_slices((images, targets)).shuffle(len(images), seed=options.seed)
+    ds = ds.batch(options.batch_size, drop_remainder=True).map(mirror).prefetch(2)
+    joined.fit(ds, epochs=options.epochs, verbose=1 if progress else 2)
     log.info("trained in %.0f s", time.perf_counter() - start)
-    plain = build_detector(num_classes=len(CLASSES), seed=options.seed)  # no training losses: loads anywhere
-    plain.set_weights(model.get_weights())
-    return plain
+    return model
 
 
 def detect_frames(model: Any, images: np.ndarray, *, spec: Any = None, batch_size: int = 64) -> list[Detections]:

@@ -57,18 +57,25 @@ def test_an_object_smaller_than_a_cell_still_gets_its_centre_cell():
     assert np.argwhere(scores[0, ..., 0]).tolist() == [[42 // STRIDE, 82 // STRIDE]]
 
 
-def test_losses_are_zero_for_perfect_boxes_and_fall_with_better_scores():
+def test_loss_is_zero_for_a_perfect_output_and_falls_with_better_scores_and_boxes():
     tf = pytest.importorskip("tensorflow")
     from converters.builtin_detector import detector_loss
 
     _, truth = scene_frames(4, seed=3)
     scores, boxes = encode_targets(truth, num_classes=4)
-    score_loss, box_loss = detector_loss()
-    assert float(box_loss(tf.constant(boxes), tf.constant(boxes))) == pytest.approx(0.0, abs=1e-6)
-    assert float(box_loss(tf.constant(boxes), tf.constant(boxes * 1.5))) > 0.1
+    loss = detector_loss()
+
+    def of(s, b):
+        return float(loss(tf.constant(np.concatenate([scores, boxes], -1)), tf.constant(np.concatenate([s, b], -1))))
+
+    assert of(scores, boxes) == pytest.approx(0.0, abs=1e-3)
+    assert of(scores, boxes * 1.5) > 0.1
     good = np.clip(scores, 0.05, 0.95)
-    bad = np.full_like(scores, 0.5)
-    assert float(score_loss(tf.constant(scores), tf.constant(good))) < float(score_loss(tf.constant(scores), tf.constant(bad)))
+    assert of(good, boxes) < of(np.full_like(scores, 0.5), boxes)
+    # objectness is scored against the IoU of the cell's predicted box (1 / 1.5**2 here), not against 1
+    modest = scores.copy()
+    modest[..., 0] *= 1 / 1.5**2
+    assert of(modest, boxes * 1.5) < of(scores, boxes * 1.5)
 
 
 def test_the_graph_uses_only_ops_every_int8_backend_has():
