@@ -1,7 +1,7 @@
 """Detector time per frame, split into preprocess / inference / postprocess, for each format; int8 fidelity;
 NMS speed against OpenCV.
 
-    /work/venv-full/bin/python benchmarks/detect_timing.py [--frames 100] [--resize stretch] [--threads N]
+    .venv/bin/python benchmarks/detect_timing.py [--frames 100] [--resize stretch] [--threads N]
                                                            [--cache DIR] [--json]
 
 Frames: ``--frames`` evenly spaced frames of ../shared/data/video/vtest.avi (768x576 BGR, as OpenCV decodes

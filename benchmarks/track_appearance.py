@@ -1,6 +1,6 @@
 """ByteTrack with and without the appearance cue on synthetic video: identity metrics, and what the cue costs.
 
-    /work/venv-full/bin/python benchmarks/track_appearance.py [--seeds 100 101 ...] [--frames 200] [--fps 10]
+    .venv/bin/python benchmarks/track_appearance.py [--seeds 100 101 ...] [--frames 200] [--fps 10]
         [--objects 8] [--speed 2.5] [--detections truth|detector] [--out DIR] [--json]
 
 Video: ``edgecv.scenes.SceneVideo`` (160x160, up to ``--objects`` shapes of random colours crossing freely, so

@@ -2,7 +2,7 @@
 occlusion, and tracker-only frames/s over the 11 sequences, for edgecv's trackers and two reference
 implementations, side by side in one run.
 
-    /work/venv-full/bin/python benchmarks/track_mot15.py [--ref-venv /work/bench-venv] [--repeats 5] [--json]
+    .venv/bin/python benchmarks/track_mot15.py [--ref-venv /work/bench-venv] [--repeats 5] [--json]
 
 Rows: every tracker in edgecv's registry with its defaults (plus OC-SORT with each observation-centric part
 switched off or on, to measure it), then the references, run in a separate venv (``--ref-venv``; skipped
