@@ -166,15 +166,11 @@ def _build(task: dict[str, Any]) -> dict[str, Any]:
                     options=ExportOptions(bench_runs=0, quant=quant, static_batch=task["static_batch"]))
     result = report.artifacts[0].to_dict()
     result["seconds"] = round(time.perf_counter() - started, 1)
-    record = {"key": task["key"], "build": result, "metric": _metric_name(report)}
-    atomic_write_text(folder / CANDIDATE_FILE, json.dumps(record, indent=1, default=str) + "\n")
-    return record
-
-
-def _metric_name(report: Any) -> str | None:
     from converters.report import metric_name
 
-    return metric_name(report)
+    record = {"key": task["key"], "build": result, "metric": metric_name(report)}
+    atomic_write_text(folder / CANDIDATE_FILE, json.dumps(record, indent=1, default=str) + "\n")
+    return record
 
 
 def _resumable(folder: Path, key: str) -> dict[str, Any] | None:

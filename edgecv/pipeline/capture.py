@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from edgecv.errors import ConfigError, SourceError
-from edgecv.pipeline.stats import Ring
+from edgecv.pipeline.stats import Ring, StageStats
 from edgecv.sources import Frame, FrameSource
 
 log = logging.getLogger(__name__)
@@ -131,12 +131,16 @@ class Capture:
             raise ConfigError("capture: reset() while running; stop() it first")
         self._buf: collections.deque[Captured] = collections.deque()
         self.stats = CaptureStats()
-        self.read_ms = Ring(10_000)  # time to read each frame (the last 10,000)
-        self.read_busy_s = 0.0
+        self.read_stats = StageStats("capture", 10_000)  # time to read each frame
         self.state = "idle"
         self.error: BaseException | None = None
         self._stop.clear()
         self._thread = None
+
+    @property
+    def read_ms(self) -> Ring:
+        """Milliseconds to read each frame (the last 10,000)."""
+        return self.read_stats.times
 
     @property
     def depth(self) -> int:
@@ -239,9 +243,7 @@ class Capture:
                 frame = next(frames, None)
                 if frame is None:
                     break
-                took = time.perf_counter() - t0
-                self.read_ms.add(took * 1000.0)
-                self.read_busy_s += took
+                self.read_stats.add((time.perf_counter() - t0) * 1000.0, 0)
                 if self._stop.is_set():
                     self._finish("ended")
                     return

@@ -354,10 +354,7 @@ class Pipeline:
     @staticmethod
     def _capture_summary(cap: Capture, wall: float) -> dict[str, Any]:
         """Capture as a stage: time to read each frame (for a live source, mostly waiting for the camera)."""
-        stat = StageStats("capture", 1)
-        stat.times, stat.count, stat.busy_s = cap.read_ms, len(cap.read_ms), cap.read_busy_s
-        stat.depths.add(0)
-        d = stat.summary(wall)
+        d = cap.read_stats.summary(wall)
         d["queue_mean"] = d["queue_max"] = None
         return d
 

@@ -148,8 +148,7 @@ def track(
             raise ConfigError(f"realtime needs a timed source (video, camera, stream), not {src.kind} {src.text}")
         fps = (src.fps or 30.0) / capture.stride
         trk = make_tracker(tracker, dict(tracker_options) if tracker_options else None, fps=fps)
-        scoring = gt is not None or (getattr(src, "truth", None) is not None and src.length is not None)
-        if scoring and "mot" in sinks and gt is not None:
+        if gt is not None:
             from edgecv.tracking.evaluate import _import_trackeval
 
             _import_trackeval()  # before the run, not after it: a missing extra is a one-line error now
