@@ -15,8 +15,10 @@ examples:
   edgecv track-eval --gt MOT17-02/gt/gt.txt --det MOT17-02/det/det.txt --out tracks.txt --json
 
 Files are MOTChallenge text: one box per line, 'frame,id,x,y,w,h,conf,...' with 1-based frames. Tracker
-output is written and read as 'frame,id,x,y,w,h,conf,-1,-1,-1'. seqinfo.ini beside a file or one folder
-up gives the sequence length and frame rate. The numbers are TrackEval's (the official MOTChallenge
+output is written and read as 'frame,id,x,y,w,h,conf,-1,-1,-1'. Ground truth's columns 8-10 hold -1
+(MOT15), world coordinates wx,wy,wz (MOT15 3D sequences) or class,visibility (MOT16/17/20); the rules
+follow from them unless --benchmark says. seqinfo.ini beside a file or one folder up gives the sequence
+length and frame rate. The numbers are TrackEval's (the official MOTChallenge
 evaluator), printed as percentages; --json gives fractions in [0, 1].
 """
 
@@ -51,7 +53,8 @@ def add_parser(sub) -> None:
     p.add_argument("--fps", type=_positive, help="frame rate for the tracker (default: seqinfo.ini, else its own)")
     p.add_argument("--out", type=Path, help="write the tracker's output here (MOTChallenge text), with --det")
     p.add_argument("--benchmark", choices=("MOT15", "MOT16", "MOT17", "MOT20"),
-                   help="ground-truth rules (default: MOT15 when gt has no classes, else MOT17)")
+                   help="ground-truth rules (default: from gt's columns 8-10: MOT17 for classes 1..13, MOT15 for "
+                   "-1 or world coordinates); MOT15 ignores those columns, MOT16/17/20 need classes there")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(run=run)
 
@@ -187,7 +190,7 @@ def format_metrics(m, name: str = "", run_info: dict | None = None) -> str:
     what = f"{name}: " if name else ""
     lines.append(
         f"{what}{m.frames} frames, {m.gt_ids} ground-truth tracks ({m.gt_dets} boxes), "
-        f"{m.tracker_ids} tracker tracks ({m.tracker_dets} boxes); {m.benchmark} rules"
+        f"{m.tracker_ids} tracker tracks ({m.tracker_dets} boxes); {m.benchmark} rules{_layout_note(m.gt_layout)}"
     )
     if run_info:
         speed = run_info["frames_per_second"]
@@ -200,3 +203,13 @@ def format_metrics(m, name: str = "", run_info: dict | None = None) -> str:
         )
     lines.append("percent; IDsw: ID switches, MT/ML: ground-truth tracks mostly tracked / mostly lost")
     return "\n".join(lines)
+
+
+def _layout_note(layout: str | None) -> str:
+    from edgecv.tracking.mot import GT_LAYOUTS
+
+    if layout in (None, "2d", "classes"):
+        return ""
+    if layout == "world":
+        return f" (gt columns 8-10: {GT_LAYOUTS['world']}, not used)"
+    return " (gt columns 8-10 ignored)"

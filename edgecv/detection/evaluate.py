@@ -6,7 +6,9 @@ memory from :class:`Detections` (one per image), keeps its printing quiet and re
 - ``map``: AP averaged over IoU 0.50:0.05:0.95 and over classes (COCO's "AP"), ``map50`` and ``map75`` at
   one IoU, ``recall``: AR@``max_detections`` averaged the same way. Precision is COCO's 101-point
   interpolation; every box counts whatever its area (COCO's area range "all").
-- Classes are compared by ``class_id`` as they are. A class with ground truth but no prediction has AP 0
+- Classes are compared by ``class_id`` as they are (when the two sides number classes differently, e.g. COCO's
+  91 ids against YOLO's 80, :func:`edgecv.detection.class_map.match_classes` maps the predictions first, by
+  name or by a class map). A class with ground truth but no prediction has AP 0
   and lowers the mean; a class with predictions but no ground truth has no AP (``None``) and is left out
   of the mean, as in COCO; its predictions are not false positives for any other class.
 - ``max_detections`` caps predictions per image *and class*, highest confidence first (COCOeval's cap).

@@ -2,17 +2,20 @@
 
 Ground truth becomes a :class:`DetectionSet` (one :class:`Detections` per image, in pixels, with the
 image names, ids, sizes and class names); predictions are read *against* it, into a list in the same image
-order, ready for :func:`edgecv.detection.evaluate.evaluate_detections`.
+order, ready for :func:`edgecv.detection.evaluate.evaluate_detections` (:func:`load_prediction_set` also
+keeps the class names the predictions carry, for :func:`edgecv.detection.class_map.match_classes`).
 
 - COCO ground truth: ``{"images": [{"id", "file_name", "width", "height"}], "annotations": [{"image_id",
   "category_id", "bbox": [x, y, w, h], "iscrowd"}], "categories": [{"id", "name"}]}``. Crowd annotations
   are kept, flagged in ``data["iscrowd"]``.
 - COCO predictions: a results list ``[{"image_id", "category_id", "bbox", "score"}]`` matched to the ground
-  truth by ``image_id``, or a COCO dict whose annotations carry ``score``; with an ``images`` list it is
-  matched by ``file_name`` (then by file stem), else by ``image_id``.
+  truth by ``image_id``, or a COCO dict whose annotations carry ``score`` (as ``edgecv detect`` writes it);
+  with an ``images`` list it is matched by ``file_name`` (then by file stem), else by ``image_id``; its
+  ``categories`` name the predicted classes.
 - YOLO: a folder of ``<image stem>.txt`` files, one ``class cx cy w h`` line per box, normalized to the
   image size (predictions may add a 6th column, the confidence; 1.0 without). ``classes.txt`` in the
-  folder names the classes. Images come from an image folder (which also gives their sizes, and counts
+  folder names the classes, else the ``names`` of a ``data.yaml`` in the folder or up to two folders
+  up (Ultralytics' ``dataset/labels/val/`` layout). Images come from an image folder (which also gives their sizes, and counts
   images without a label file as images without boxes) or, with one size for all, from the txt files.
   An image without a prediction file has no predictions. The image id of a YOLO image is its stem, as an
   integer when it is one (as Ultralytics writes COCO results).
@@ -40,6 +43,7 @@ from edgecv.errors import ConfigError, InputError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CLASSES_FILE = "classes.txt"
+DATA_YAML = "data.yaml"
 _SIZES = "an image folder (--images DIR) or one image size (--image-size WxH)"
 
 
@@ -48,7 +52,9 @@ class DetectionSet:
     """Ground truth of a set of images: ``detections[i]`` belongs to image ``files[i]``.
 
     ``image_ids[i]`` is the COCO id (or the YOLO stem), ``sizes[i]`` its ``(width, height)`` or None when
-    unknown, ``categories`` maps class id to name (empty when the source names none).
+    unknown, ``categories`` maps class id to name (empty when the source names none) and
+    ``categories_source`` says where the names came from. Predictions read by :func:`load_prediction_set`
+    are a DetectionSet too, over the ground truth's images.
     """
 
     files: list[str]
@@ -57,6 +63,7 @@ class DetectionSet:
     sizes: list[tuple[int, int] | None]
     categories: dict[int, str] = field(default_factory=dict)
     source: str = ""
+    categories_source: str = ""
 
     def __len__(self) -> int:
         return len(self.files)
@@ -158,6 +165,20 @@ def _images(data: dict, path: Path) -> list[dict]:
     return images
 
 
+def _categories(data: dict, path: Path) -> dict[int, str]:
+    """COCO ``categories``: class id -> name (the id itself where a category has no name)."""
+    cats = data.get("categories") or []
+    if not isinstance(cats, list):
+        raise InputError(f"{path}: expected 'categories' to be a list, got {type(cats).__name__}")
+    categories: dict[int, str] = {}
+    for i, cat in enumerate(cats):
+        cid = _class_id(cat.get("id")) if isinstance(cat, dict) else None
+        if cid is None:
+            raise InputError(f"{path} categories[{i}]: expected an object with an integer 'id', got {json.dumps(cat)[:60]}")
+        categories[cid] = str(cat.get("name", cid))
+    return categories
+
+
 def _image_size(im: dict) -> tuple[int, int] | None:
     return (int(im["width"]), int(im["height"])) if "width" in im and "height" in im else None
 
@@ -172,12 +193,7 @@ def read_coco_ground_truth(path: str | Path) -> DetectionSet:
     if not isinstance(data, dict) or "annotations" not in data:
         raise InputError(f"{path}: expected a COCO object with 'images', 'annotations' and 'categories'")
     images = _images(data, path)
-    categories: dict[int, str] = {}
-    for i, cat in enumerate(data.get("categories") or []):
-        cid = _class_id(cat.get("id")) if isinstance(cat, dict) else None
-        if cid is None:
-            raise InputError(f"{path} categories[{i}]: expected an object with an integer 'id', got {json.dumps(cat)[:60]}")
-        categories[cid] = str(cat.get("name", cid))
+    categories = _categories(data, path)
     annotations = data["annotations"]
     if not isinstance(annotations, list):
         raise InputError(f"{path}: expected 'annotations' to be a list")
@@ -201,6 +217,7 @@ def read_coco_ground_truth(path: str | Path) -> DetectionSet:
         sizes=[_image_size(im) for im in images],
         categories=categories,
         source=str(path),
+        categories_source=f"{path} categories" if categories else "",
     )
 
 
@@ -224,13 +241,18 @@ class _ImageLookup:
 
 def read_coco_predictions(path: str | Path, ground_truth: DetectionSet) -> list[Detections]:
     """Predictions from a COCO results list or a COCO dict with scored annotations, in ground-truth order."""
-    path = Path(path)
+    return _coco_predictions(Path(path), ground_truth)[0]
+
+
+def _coco_predictions(path: Path, ground_truth: DetectionSet) -> tuple[list[Detections], dict[int, str]]:
     data = _read_json(path, "predictions")
+    categories: dict[int, str] = {}
     if isinstance(data, list):
         items, images = data, None
         label = "item"
     elif isinstance(data, dict) and isinstance(data.get("annotations"), list):
         items, images = data["annotations"], (_images(data, path) if "images" in data else None)
+        categories = _categories(data, path)
         label = "annotations"
     else:
         raise InputError(f"{path}: expected a COCO results list or an object with 'annotations', got {type(data).__name__}")
@@ -251,7 +273,7 @@ def read_coco_predictions(path: str | Path, ground_truth: DetectionSet) -> list[
             known = "'images'" if images is not None else f"the ground truth {ground_truth.source}"
             raise InputError(f"{where}: image_id {json.dumps(item.get('image_id'))} is not in {known}")
         rows[by_id[image_id]].append(row)
-    return [_detections(r) for r in rows]
+    return [_detections(r) for r in rows], categories
 
 
 # --- YOLO --------------------------------------------------------------------------------------------------------
@@ -333,11 +355,28 @@ def _label_files(folder: Path, what: str) -> dict[str, Path]:
     return {p.stem: p for p in sorted(folder.glob("*.txt")) if p.name != CLASSES_FILE and p.is_file()}
 
 
-def _classes_file(folder: Path) -> dict[int, str]:
+def _classes_file(folder: Path) -> tuple[dict[int, str], str]:
+    """The class names of a YOLO folder and the file that gave them: ``classes.txt`` in it, else the ``names``
+    of a ``data.yaml`` in it or up to two folders up; ``({}, "")`` when there is neither."""
     path = folder / CLASSES_FILE
-    if not path.is_file():
-        return {}
-    return dict(enumerate(_lines(path.read_text(encoding="utf-8"))))
+    if path.is_file():
+        return read_labels(path), str(path)
+    for parent in (folder, folder.parent, folder.parent.parent):
+        path = parent / DATA_YAML
+        if path.is_file() and _has_names(path):
+            return read_labels(path), str(path)
+    return {}, ""
+
+
+def _has_names(path: Path) -> bool:
+    """Whether a YAML file has a top-level ``names`` key (a data.yaml found by looking up may be another's)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"cannot read {path}: {str(exc).splitlines()[0]}") from None
+    return isinstance(data, dict) and "names" in data
 
 
 def read_yolo_ground_truth(
@@ -370,13 +409,15 @@ def read_yolo_ground_truth(
         _read_yolo_file(labels[s], size, predictions=False) if s in labels else Detections.empty()
         for s, size in zip(stems, sizes)
     ]
+    categories, categories_source = _classes_file(folder)
     return DetectionSet(
         files=names,
         image_ids=[_yolo_id(s) for s in stems],
         detections=detections,
         sizes=list(sizes),
-        categories=_classes_file(folder),
+        categories=categories,
         source=str(folder),
+        categories_source=categories_source,
     )
 
 
@@ -441,10 +482,35 @@ def load_predictions(
     image_size: tuple[int, int] | None = None,
 ) -> list[Detections]:
     """COCO JSON file or YOLO txt folder of predictions, one Detections per ground-truth image."""
+    return load_prediction_set(path, ground_truth, images=images, image_size=image_size).detections
+
+
+def load_prediction_set(
+    path: str | Path,
+    ground_truth: DetectionSet,
+    *,
+    images: str | Path | None = None,
+    image_size: tuple[int, int] | None = None,
+) -> DetectionSet:
+    """Predictions as :func:`load_predictions` reads them, as a :class:`DetectionSet` over the ground truth's
+    images, with the class names they carry: a COCO file's ``categories`` (``edgecv detect`` writes them),
+    a YOLO folder's ``classes.txt`` or ``data.yaml``."""
     path = Path(path)
     if _kind(path, "predictions") == "coco":
-        return read_coco_predictions(path, ground_truth)
-    return read_yolo_predictions(path, ground_truth, images=images, image_size=image_size)
+        detections, categories = _coco_predictions(path, ground_truth)
+        where = f"{path} categories" if categories else ""
+    else:
+        detections = read_yolo_predictions(path, ground_truth, images=images, image_size=image_size)
+        categories, where = _classes_file(path)
+    return DetectionSet(
+        files=list(ground_truth.files),
+        image_ids=list(ground_truth.image_ids),
+        detections=detections,
+        sizes=list(ground_truth.sizes),
+        categories=categories,
+        source=str(path),
+        categories_source=where,
+    )
 
 
 def read_labels(path: str | Path) -> dict[int, str]:

@@ -12,8 +12,10 @@ What counts, as in TrackEval:
 - A ground-truth row whose consider flag (column 7) truncates to 0 is left out. With MOT16/17/20 ground
   truth (class in column 8), only pedestrians (class 1) are scored, and tracker boxes that match a
   distractor (IoU >= 0.5: person on vehicle, static person, distractor, reflection; MOT20 also non-MOT
-  vehicle) are removed first. MOT15 ground truth has no classes (-1 there): nothing but the flag applies.
-  ``benchmark=None`` picks MOT15 when every ground-truth class is -1, MOT17 when all are in 1..13.
+  vehicle) are removed first. MOT15 ground truth has no classes (-1 there, or world coordinates in
+  columns 8-10): nothing but the flag applies. ``benchmark=None`` decides from the file
+  (:func:`edgecv.tracking.mot.gt_layout`): MOT17 rules for classes 1..13, MOT15 rules for -1 or world
+  coordinates; a given ``benchmark`` forces its rules (MOT15 rules read any file; MOT16/17/20 need classes).
 - Boxes match by IoU: CLEAR and Identity at IoU >= 0.5, HOTA averaged over IoU 0.05..0.95.
 - Fractions (``hota``, ``mota``, ``idf1`` ...) are in [0, 1] here; MOTChallenge tables show them x100.
 
@@ -31,20 +33,19 @@ import contextlib
 import io
 import logging
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from edgecv.errors import ConfigError, InputError
-from edgecv.tracking.mot import MotSequence, format_rows, read_mot
+from edgecv.tracking.mot import MOT_CLASSES, MotSequence, describe_layout, format_rows, gt_layout, read_mot
 
 log = logging.getLogger(__name__)
 
 METRICS = ("HOTA", "CLEAR", "Identity")
 BENCHMARKS = ("MOT15", "MOT16", "MOT17", "MOT20")
-MOT_CLASSES = range(1, 14)  # TrackEval's MotChallenge2DBox class ids: 1 pedestrian ... 13 crowd
 # TrackEval's Identity metric builds dense (gt ids + tracker ids)^2 float64 matrices, HOTA 20-odd
 # gt ids x tracker ids ones. Past this estimate we refuse with a clear error instead of running out of memory.
 MAX_METRIC_BYTES = 4 << 30
@@ -59,7 +60,8 @@ class TrackingMetrics:
     ``mota``, ``motp``, ``recall``, ``precision``, ``tp``, ``fp``, ``fn``, ``idsw``, ``frag``, and mostly
     tracked / partly tracked / mostly lost ground-truth tracks ``mt``, ``pt``, ``ml``. Identity: ``idf1``,
     ``idp``, ``idr``. Counts after TrackEval's preprocessing: ``gt_ids``, ``gt_dets``, ``tracker_ids``,
-    ``tracker_dets``, over ``frames`` frames.
+    ``tracker_dets``, over ``frames`` frames. ``gt_layout``: what ground truth's columns 8..10 hold, a key
+    of :data:`edgecv.tracking.mot.GT_LAYOUTS` ("ignored" when MOT15 rules were forced on a file no layout fits).
     """
 
     benchmark: str
@@ -91,6 +93,7 @@ class TrackingMetrics:
     idf1: float | None = None
     idp: float | None = None
     idr: float | None = None
+    gt_layout: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON types."""
@@ -107,28 +110,30 @@ def _as_sequence(value: MotSequence | str | Path, kind: str, what: str) -> MotSe
     raise InputError(f"{what}: expected a MotSequence or a path, got {type(value).__name__}")
 
 
-def _benchmark(gt: MotSequence, benchmark: str | None) -> str:
-    if benchmark is not None:
-        name = benchmark.upper()
-        if name not in BENCHMARKS:
-            raise ConfigError(f"benchmark: expected one of {', '.join(BENCHMARKS)}, got {benchmark!r}")
-        if name != "MOT15":
-            bad = sorted({int(c) for c in gt.rows[:, 7] if int(c) not in MOT_CLASSES})
-            if bad:
-                raise InputError(
-                    f"{gt.source}: {name} ground truth needs classes 1..13 in column 8, got {bad[:5]} "
-                    "(MOT15 files have -1 there)"
-                )
-        return name
-    classes = np.unique(gt.rows[:, 7]).astype(int).tolist()
-    if classes == [-1]:
-        return "MOT15"
-    if all(c in MOT_CLASSES for c in classes):
-        return "MOT17"
-    raise InputError(
-        f"{gt.source}: column 8 holds classes {classes[:5]}: expected -1 everywhere (MOT15) "
-        "or MOTChallenge classes 1..13 (MOT16+)"
-    )
+def _benchmark(gt: MotSequence, benchmark: str | None) -> tuple[str, str]:
+    """(TrackEval benchmark rules, ground truth's layout) from ``benchmark`` or, when None, the file's evidence."""
+    if benchmark is None:
+        layout = gt_layout(gt)
+        return ("MOT17" if layout == "classes" else "MOT15"), layout
+    if not isinstance(benchmark, str) or benchmark.upper() not in BENCHMARKS:
+        raise ConfigError(f"benchmark: expected one of {', '.join(BENCHMARKS)}, got {benchmark!r}")
+    name = benchmark.upper()
+    layout = gt_layout(gt, strict=False)
+    if name == "MOT15":
+        if layout == "classes":
+            log.warning(
+                "%s holds MOT16+ classes in column 8; MOT15 rules score every considered row as a pedestrian "
+                "(cars and distractors too)", gt.source,
+            )
+        return name, layout or "ignored"
+    # TrackEval's MOT16/17/20 rules need a class 1..13 in column 8 of every row, whatever columns 9-10 hold.
+    classes = gt.rows[:, 7]
+    if layout != "classes" and not np.isin(classes, MOT_CLASSES).all():
+        raise InputError(
+            f"{gt.source}: {name} ground truth needs classes 1..13 in column 8, got {describe_layout(gt)}; "
+            "MOT15 rules (benchmark MOT15) ignore that column"
+        )
+    return name, "classes"
 
 
 def _check_memory(gt: MotSequence, tracks: MotSequence, metrics: Sequence[str]) -> None:
@@ -182,7 +187,7 @@ def evaluate_tracking(
     tracks = _as_sequence(tracks, "tracks", "tracker output")
     if not gt.num_boxes:
         raise InputError(f"{gt.source}: the ground truth has no boxes to evaluate against")
-    name = _benchmark(gt, benchmark)
+    name, layout = _benchmark(gt, benchmark)
     if gt.seq_length is not None:
         frames = gt.seq_length
         if tracks.num_boxes and tracks.rows[-1, 0] > frames:
@@ -202,7 +207,8 @@ def evaluate_tracking(
 
     trackeval = _import_trackeval()
     with tempfile.TemporaryDirectory(prefix="edgecv-track-eval-") as tmp:
-        return _run(trackeval, Path(tmp), gt, tracks, frames, name, metrics)
+        result = _run(trackeval, Path(tmp), gt, tracks, frames, name, metrics)
+    return replace(result, gt_layout=layout)
 
 
 def _run(

@@ -5,8 +5,10 @@ width and height in pixels. What the columns after ``h`` mean depends on the fil
 
 - ``det.txt`` (``kind="det"``): id is -1, ``conf`` is the detector's score; the rest is -1.
 - ``gt.txt`` (``kind="gt"``): ``conf`` is a consider flag: a row whose ``int(conf)`` is 0 is ignored by the
-  evaluation. In MOT16/17/20 the next two columns are the class (1 = pedestrian, 2..13 other classes and
-  distractors) and the visibility; in MOT15 they are world coordinates, -1 for 2D sequences.
+  evaluation. What columns 8..10 hold is the file's *layout* (:data:`GT_LAYOUTS`, :func:`gt_layout`): in
+  MOT16/17/20 the class (1 = pedestrian, 2..13 other classes and distractors) and the visibility (9
+  columns); in MOT15 -1 (2D sequences) or the world coordinates x, y, z of the box's foot point (3D
+  sequences such as TUD-Stadtmitte or PETS09-S2L1, 10 columns).
 - tracker output (``kind="tracks"``): id is the track id, the rest as :func:`write_mot` writes it:
   ``frame,id,x,y,w,h,conf,-1,-1,-1``, the layout TrackEval reads.
 
@@ -54,6 +56,14 @@ COLUMNS = 10  # frame, id, x, y, w, h, conf, and three more; shorter rows are pa
 MIN_COLUMNS = 7  # frame, id, x, y, w, h, conf
 LAYOUT = "frame,id,x,y,w,h,conf[,class/x,visibility/y,z]"
 MAX_FRAME = 1_000_000  # 11 hours at 25 fps; TrackEval keeps per-frame arrays for every frame up to the last
+MOT_CLASSES = range(1, 14)  # TrackEval's MotChallenge2DBox class ids: 1 pedestrian ... 13 crowd
+
+#: What columns 8..10 of a ground-truth file hold, by layout (see :func:`gt_layout`).
+GT_LAYOUTS = {
+    "2d": "-1 (MOT15, 2D)",
+    "world": "world coordinates x,y,z (MOT15, 3D)",
+    "classes": "class 1..13 and visibility (MOT16/17/20)",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -66,6 +76,7 @@ class MotSequence:
     rows as :class:`Detections` per frame, for every frame 1..``num_frames`` (empty ones too).
 
     ``num_frames`` is ``seq_length`` (from seqinfo.ini) when known, else the last frame in the rows.
+    ``columns`` is how many values a row of the file had (7..10), None when not read from a file.
     """
 
     rows: np.ndarray
@@ -75,6 +86,7 @@ class MotSequence:
     seq_length: int | None = None
     fps: float | None = None
     image_size: tuple[int, int] | None = None  # (width, height)
+    columns: int | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -117,7 +129,8 @@ class MotSequence:
         """Frame number -> :class:`Detections` for every frame 1..num_frames, made when looked up.
 
         ``confidence`` is column 7 (the score, or ground truth's consider flag), ``class_id`` column 8 as an
-        integer (MOT16+ ground truth's class; -1 elsewhere), ``tracker_id`` column 2 (None for detections).
+        integer where it holds classes (MOT16+ ground truth), else -1 (world coordinates are not classes),
+        ``tracker_id`` column 2 (None for detections).
         """
         return _Frames(self)
 
@@ -203,7 +216,8 @@ class _Frames(Mapping):
         self._frame = r[:, 0]
         self._xyxy = np.stack([r[:, 2], r[:, 3], r[:, 2] + r[:, 4], r[:, 3] + r[:, 5]], axis=1)
         self._conf = r[:, 6]
-        self._cls = r[:, 7].astype(np.int64)
+        has_classes = seq.kind != "gt" or _layout(r, seq.columns)[0] in ("classes", None)
+        self._cls = r[:, 7].astype(np.int64) if has_classes else np.full(len(r), -1, np.int64)
         self._ids = None if seq.kind == "det" else r[:, 1].astype(np.int64)
 
     def __getitem__(self, frame: int) -> Detections:
@@ -241,7 +255,7 @@ def read_mot(path: str | Path, *, kind: str = "det", seqinfo: str | Path | bool 
         raise InputError(f"expected a MOT {kind} .txt file, got a folder: {path}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"cannot read MOT {kind} file {path}: {exc}") from None
-    rows, lines = _parse(text, str(path))
+    rows, lines, columns = _parse(text, str(path))
     if not len(rows):
         log.warning("%s has no rows: an empty %s file", path, kind)
     rows = _clean(rows, lines, kind=kind, source=str(path))
@@ -255,14 +269,15 @@ def read_mot(path: str | Path, *, kind: str = "det", seqinfo: str | Path | bool 
         seq_length=info.get("seq_length"),
         fps=info.get("fps"),
         image_size=info.get("image_size"),
+        columns=columns,
     )
 
 
-def _parse(text: str, source: str) -> tuple[np.ndarray, np.ndarray]:
-    """All rows as float64 ``[M, 10]`` and their 1-based line numbers ``[M]``."""
+def _parse(text: str, source: str) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """All rows as float64 ``[M, 10]``, their 1-based line numbers ``[M]`` and the values per row."""
     numbered = [(i + 1, ln.strip()) for i, ln in enumerate(text.splitlines()) if ln.strip()]
     if not numbered:
-        return np.zeros((0, COLUMNS)), np.zeros(0, np.int64)
+        return np.zeros((0, COLUMNS)), np.zeros(0, np.int64), None
     lines = np.array([n for n, _ in numbered], np.int64)
     body = [ln for _, ln in numbered]
     comma = "," in body[0]
@@ -290,7 +305,7 @@ def _parse(text: str, source: str) -> tuple[np.ndarray, np.ndarray]:
         raise InputError(f"{source}: expected numbers ({exc})") from None
     rows = np.full((len(body), COLUMNS), -1.0)
     rows[:, :width] = values
-    return rows, lines
+    return rows, lines, width
 
 
 def _is_number(token: str) -> bool:
@@ -374,6 +389,59 @@ def _clean(rows: np.ndarray, lines: np.ndarray, *, kind: str, source: str) -> np
             )
         rows = rows[order]
     return rows
+
+
+def _values(column: np.ndarray) -> str:
+    """The first distinct values of a column, as written: ``[-19.1, 4.4852, ...]``."""
+    distinct = np.unique(column)
+    shown = ", ".join(f"{v:g}" for v in distinct[:5])
+    return f"[{shown}{', ...' if len(distinct) > 5 else ''}]"
+
+
+def _layout(rows: np.ndarray, columns: int | None) -> tuple[str | None, str]:
+    """(layout or None when no layout fits, what columns 8..10 hold) of ground-truth rows; see gt_layout."""
+    width = COLUMNS if columns is None else columns
+    c8, c9, c10 = rows[:, 7], rows[:, 8], rows[:, 9]
+    if width < 8 or (c8 == -1).all():
+        return "2d", "-1 everywhere in column 8"
+    whole = bool((c8 == np.round(c8)).all())
+    visibility = width < 9 or bool((((c9 >= 0) & (c9 <= 1)) | (c9 == -1)).all())
+    if whole and np.isin(c8, MOT_CLASSES).all() and visibility and (c10 == -1).all():
+        return "classes", f"classes {_values(c8)} in column 8"
+    if width == COLUMNS and (not whole or (c10 != -1).any()):
+        return "world", f"world coordinates in columns 8-10 (column 8 {_values(c8)}, column 10 {_values(c10)})"
+    return None, f"{_values(c8)} in column 8, {_values(c9)} in column 9" + (
+        f", {_values(c10)} in column 10" if width == COLUMNS else ""
+    )
+
+
+def gt_layout(seq: MotSequence, *, strict: bool = True) -> str | None:
+    """The layout of ground truth's columns 8..10, a key of :data:`GT_LAYOUTS`, decided from the values:
+
+    - ``"2d"``: -1 everywhere in column 8 (or no column 8): MOT15's 2D sequences;
+    - ``"classes"``: whole classes 1..13 in column 8, a visibility in [0, 1] (or -1) in column 9 and
+      nothing (-1) in column 10: MOT16/17/20;
+    - ``"world"``: a 10-column file with a fractional column 8 or a column 10 other than -1: MOT15's
+      world coordinates (classes are whole, and MOT16+ files have 9 columns).
+
+    When the values fit none of them: a one-line :class:`InputError`, or None with ``strict=False``.
+    """
+    if seq.kind != "gt":
+        raise InputError(f"gt_layout: expected a gt sequence, got a {seq.kind} sequence ({seq.source})")
+    layout, held = _layout(seq.rows, seq.columns) if len(seq.rows) else ("2d", "no rows")
+    if layout is None and strict:
+        raise InputError(
+            f"{seq.source}: columns 8-10 fit no MOTChallenge ground-truth layout: {held}; expected -1 in column 8 "
+            "(MOT15), classes 1..13 with a visibility in [0, 1] (MOT16/17/20) or world coordinates in a "
+            "10-column file (MOT15 3D); MOT15 rules (benchmark MOT15) ignore these columns"
+        )
+    log.debug("%s: ground-truth layout %s: %s", seq.source, layout, held)
+    return layout
+
+
+def describe_layout(seq: MotSequence) -> str:
+    """What columns 8..10 of ``seq`` hold, in words (for messages), whether or not a layout fits."""
+    return _layout(seq.rows, seq.columns)[1] if len(seq.rows) else "no rows"
 
 
 def _seqinfo(path: Path, seqinfo: str | Path | bool) -> dict:

@@ -1,6 +1,7 @@
 """``edgecv eval-det``: the table, JSON for scripts, YOLO folders, one-line errors with exit code 2."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -74,6 +75,12 @@ def test_coco_table_and_json(data):
     assert out["map"] == pytest.approx(MAP, abs=1e-9) and out["map50"] == pytest.approx(MAP50, abs=1e-9)
     assert out["ground_truth"].endswith("gt.json") and out["gt"] == 4 and out["pred"] == 6
     assert [c["name"] for c in out["per_class"]] == ["cat", "dog"]
+    # a COCO results list names no classes: its ids are the COCO ground truth's by definition, compared as they are
+    assert out["class_matching"] == {"by": "ids", "map_file": None, "left_out": [],
+                                     "note": "classes compared by id: the predictions name no classes",
+                                     "pairs": [{"pred_id": c, "pred_name": None, "gt_id": c, "gt_name": n, "how": "id",
+                                                "predictions": k} for c, n, k in ((0, "cat", 4), (1, "dog", 2))]}
+    assert "compared by id" not in proc.stdout
 
 
 def test_yolo_folders_give_the_same_map(data):
@@ -83,6 +90,8 @@ def test_yolo_folders_give_the_same_map(data):
     out = json.loads(proc.stdout)
     assert out["map"] == pytest.approx(MAP, abs=1e-9) and out["map75"] == pytest.approx(MAP75, abs=1e-9)
     assert [c["name"] for c in out["per_class"]] == ["kitten", "puppy"]
+    proc = edgecv("eval-det", "--gt", data / "gt_labels", "--pred", data / "pred_labels", "--image-size", "512x512")
+    assert "classes compared by id: the ground truth and the predictions name no classes" in proc.stdout
 
 
 @pytest.mark.parametrize(
@@ -105,3 +114,139 @@ def test_bad_input_prints_one_line_and_exits_2(data, args, message):
     assert message in proc.stderr and "Traceback" not in proc.stderr
     if "required" not in message:  # argparse adds its usage line
         assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("edgecv: error: ")
+
+
+# --- a real SSD's COCO predictions against YOLO labels: classes matched by name ------------------------------------
+
+SSD = "models/ssd_mobilenet_v1_coco_quant"
+
+
+@pytest.fixture(scope="module")
+def ssd_run(shared_data, tmp_path_factory):
+    """`edgecv detect` with the real SSD on its golden image (COCO 91-id classes, names from labelmap.txt), and the
+    golden results written as YOLO labels (COCO's 80 classes counted from 0, named in classes.txt), as a YOLO user
+    has them; plus the same truth in the SSD's own ids, for reference."""
+    pytest.importorskip("cv2")
+    ssd = shared_data / SSD
+    root = tmp_path_factory.mktemp("ssd_eval")
+    proc = edgecv("detect", "--model", ssd / "detect.tflite", "--spec", "ssd-mobilenet-v1-coco", "--labels",
+                  ssd / "labelmap.txt", "--source", ssd / "table.jpg", "--out", root / "run", "--score", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    labelmap = (ssd / "labelmap.txt").read_text().splitlines()
+    coco80 = [n for n in labelmap if n != "???"]
+    yolo, own = root / "yolo", root / "ssd_ids"
+    yolo.mkdir(), own.mkdir()
+    (yolo / "classes.txt").write_text("\n".join(coco80) + "\n")
+    lines80, lines91 = [], []
+    for line in (ssd / "table_results.txt").read_text().splitlines():  # label left top right bottom score, 640x480
+        label, *ltrb, _ = line.split()
+        name = label.replace("_", " ")
+        left, top, right, bottom = map(float, ltrb)
+        box = f"{(left + right) / 1280} {(top + bottom) / 960} {(right - left) / 640} {(bottom - top) / 480}"
+        lines80.append(f"{coco80.index(name)} {box}")
+        lines91.append(f"{labelmap.index(name)} {box}")  # edgecv's SSD class k is line k of the label map
+    (yolo / "table.txt").write_text("\n".join(lines80) + "\n")
+    (own / "table.txt").write_text("\n".join(lines91) + "\n")
+    german = root / "german"  # the same labels, named in German where the image has them
+    german.mkdir()
+    (german / "table.txt").write_text("\n".join(lines80) + "\n")
+    names = "\n".join(coco80) + "\n"
+    for en, de in (("dining table", "Esstisch"), ("cup", "Tasse"), ("book", "Buch"), ("knife", "Messer")):
+        names = names.replace(f"\n{en}\n", f"\n{de}\n")
+    (german / "classes.txt").write_text(names)
+    return {"pred": root / "run" / "predictions.json", "yolo": yolo, "own": own, "german": german, "root": root}
+
+
+def eval_json(*args):
+    proc = edgecv("eval-det", *args, "--image-size", "640x480", "--json")
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def test_ssd_predictions_against_yolo_labels_match_by_name(ssd_run):
+    doc = eval_json("--gt", ssd_run["yolo"], "--pred", ssd_run["pred"])
+    matching = doc["class_matching"]
+    assert matching["by"] == "names" and matching["left_out"] == []
+    pairs = {p["pred_name"]: (p["pred_id"], p["gt_id"]) for p in matching["pairs"]}
+    assert pairs["cup"] == (47, 41) and pairs["dining table"] == (67, 60) and pairs["book"] == (84, 73)
+    classes = {c["name"]: c for c in doc["per_class"]}
+    assert classes["cup"]["ap50"] == pytest.approx(1.0, abs=1e-9)
+    assert classes["dining table"]["ap50"] == pytest.approx(1.0, abs=1e-9)
+    assert classes["knife"]["pred"] == 0 and classes["knife"]["ap"] == 0.0  # the SSD calls it scissors
+    assert 0.4 < doc["map"] < 0.7 and doc["map50"] >= 0.5  # measured: mAP 0.550, mAP50 0.625
+    # the same numbers as the truth written in the SSD's own ids, compared as they are
+    reference = eval_json("--gt", ssd_run["own"], "--pred", ssd_run["pred"])  # unnamed truth: ids as they are
+    assert reference["class_matching"]["by"] == "ids"
+    assert reference["class_matching"]["note"] == "classes compared by id: the ground truth name no classes"
+    for key in ("map", "map50", "map75", "recall", "gt", "pred"):
+        assert doc[key] == pytest.approx(reference[key], abs=1e-12), key
+
+    proc = edgecv("eval-det", "--gt", ssd_run["yolo"], "--pred", ssd_run["pred"], "--image-size", "640x480")
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "prediction classes matched to ground-truth ids by name: 47 cup -> 41, 67 dining table -> 60," in proc.stdout
+
+
+def test_ssd_class_map_file(ssd_run):
+    """Ground truth named in another language: no shared name stops; a class map by name (YAML) or by id (JSON)
+    gives the numbers of the name match."""
+    german = ssd_run["german"]
+    by_name = eval_json("--gt", ssd_run["yolo"], "--pred", ssd_run["pred"])
+    yaml_map, json_map = ssd_run["root"] / "de.yaml", ssd_run["root"] / "de.json"
+    yaml_map.write_text("dining_table: Esstisch\ncup: tasse\nbook: Buch\n'???': null\n")
+    json_map.write_text(json.dumps({"67": 60, "47": 41, "84": 73}))
+    for path in (yaml_map, json_map):
+        doc = eval_json("--gt", german, "--pred", ssd_run["pred"], "--class-map", path)
+        assert doc["class_matching"]["by"] == "map" and doc["class_matching"]["map_file"] == str(path)
+        how = {p["pred_id"]: p["how"] for p in doc["class_matching"]["pairs"]}
+        assert how[47] == how[67] == how[84] == "map" and how[82] == "name"  # refrigerator: by name
+        for key in ("map", "map50", "map75", "recall"):
+            assert doc[key] == pytest.approx(by_name[key], abs=1e-12), key
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("no shared name", r"predictions and ground truth share no class by name: predictions have 47 'cup', 67 "
+                           r"'dining table', .*; ground truth has 41 'Tasse', .*; give a class map \(--class-map FILE"),
+        ("no shared id", r"share no class by id \(classes compared by id: the predictions name no classes\): predictions "
+                         r"have 47, 67, .*; ground truth has 41 'cup'.*--pred-labels"),
+        ("map not a mapping", r"class map .*bad\.yaml: expected a mapping of prediction class -> ground-truth class \(ids or names\), got list"),
+        ("map not YAML", r"class map .*bad\.yaml: not valid YAML"),
+        ("map not JSON", r"class map .*bad\.json: not valid JSON"),
+        ("map value a list", r"class map .*bad\.yaml: entry \"cup\": expected a ground-truth class id or name, or null, got \[41\]"),
+        ("unknown prediction name", r"'sofa_bed' is not a prediction class name; the predictions name '\?\?\?', 'person'"),
+        ("unknown ground-truth name", r"'teacup' is not a ground-truth class name; the ground truth names 'person'"),
+        ("ground-truth id out of range", r"ground-truth class id 80 is not one of the ground truth's classes \(0 'person'"),
+        ("mapped twice", r"prediction class 47 is mapped twice, to 41 and to 40"),
+        ("map missing", r"class map not found: "),
+    ],
+)
+def test_class_errors_one_line(ssd_run, case, message):
+    pred, gt = ssd_run["pred"], ssd_run["yolo"]
+    bad = ssd_run["root"] / ("bad.json" if case == "map not JSON" else "bad.yaml")
+    content = {
+        "map not a mapping": "- cup\n- 41\n", "map not YAML": "cup: [41\n", "map not JSON": "{'47': 41}",
+        "map value a list": "cup: [41]\n", "unknown prediction name": "sofa_bed: couch\n",
+        "unknown ground-truth name": "cup: teacup\n", "ground-truth id out of range": "47: 80\n",
+        "mapped twice": "cup: 41\n47: 40\n",
+    }.get(case)
+    if content is not None:
+        bad.write_text(content)
+    args = ["--gt", gt, "--pred", pred, "--image-size", "640x480"]
+    if case == "no shared name":
+        args[1] = ssd_run["german"]
+    elif case == "no shared id":
+        results = ssd_run["root"] / "results.json"
+        coco = json.loads(pred.read_text())
+        results.write_text(json.dumps([{**{k: a[k] for k in ("category_id", "bbox", "score")}, "image_id": "table"}
+                                       for a in coco["annotations"]]))
+        args[3] = results
+    elif case == "map missing":
+        args += ["--class-map", ssd_run["root"] / "none.yaml"]
+    else:
+        args += ["--class-map", bad]
+    proc = edgecv("eval-det", *args)
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("edgecv: error: ") and "Traceback" not in proc.stderr
+    assert re.search(message, lines[0]), lines[0]

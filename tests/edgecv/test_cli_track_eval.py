@@ -1,6 +1,7 @@
 """``edgecv track-eval``: the table, JSON, a tracker run on MOT15 detections, one-line errors with exit code 2."""
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -139,3 +140,76 @@ def test_bad_input_one_line_exit_2(tud, case, message):
     assert len(lines) == 1 and lines[0].startswith("edgecv: error: "), proc.stderr
     assert re.search(message, lines[0]), lines[0]
     assert "Traceback" not in proc.stderr and proc.stdout == ""
+
+
+def trackeval_on_files(root, benchmark, seq, gt_text, seq_length, tracker_text):
+    """TrackEval's own Evaluator on a MOTChallenge folder holding the two files as they are."""
+    trackeval = pytest.importorskip("trackeval")
+    split = f"{benchmark}-train"
+    (root / "gt" / split / seq / "gt").mkdir(parents=True)
+    (root / "gt" / split / seq / "gt" / "gt.txt").write_text(gt_text)
+    (root / "gt" / split / seq / "seqinfo.ini").write_text(f"[Sequence]\nname={seq}\nseqLength={seq_length}\n")
+    (root / "gt" / "seqmaps").mkdir()
+    (root / "gt" / "seqmaps" / f"{split}.txt").write_text(f"name\n{seq}\n")
+    (root / "trackers" / split / "t" / "data").mkdir(parents=True)
+    (root / "trackers" / split / "t" / "data" / f"{seq}.txt").write_text(tracker_text)
+    evaluator = trackeval.Evaluator({"USE_PARALLEL": False, "PRINT_RESULTS": False, "PRINT_CONFIG": False,
+                                     "TIME_PROGRESS": False, "OUTPUT_SUMMARY": False, "OUTPUT_DETAILED": False,
+                                     "PLOT_CURVES": False, "LOG_ON_ERROR": None})
+    dataset = trackeval.datasets.MotChallenge2DBox({"GT_FOLDER": str(root / "gt"), "TRACKERS_FOLDER": str(root / "trackers"),
+                                                    "BENCHMARK": benchmark, "PRINT_CONFIG": False})
+    res, msg = evaluator.evaluate([dataset], [trackeval.metrics.HOTA(), trackeval.metrics.CLEAR(), trackeval.metrics.Identity()])
+    assert msg["MotChallenge2DBox"] == {"t": "Success"}
+    return res["MotChallenge2DBox"]["t"]["COMBINED_SEQ"]["pedestrian"]
+
+
+@pytest.fixture(scope="module")
+def stadtmitte(corpus):
+    """TUD-Stadtmitte as motmetrics ships it: the published ground truth (world coordinates in columns 8-10)
+    and a tracker's output."""
+    data = corpus / "motmetrics" / "data" / "TUD-Stadtmitte"
+    if not data.is_dir():
+        if os.environ.get("EDGECV_CI"):
+            pytest.fail(f"motmetrics is missing from the corpus at {corpus}: benchmarks/corpus.py --install adds it")
+        pytest.skip(f"motmetrics is not in the corpus at {corpus} (python benchmarks/corpus.py --install)")
+    return {"gt": data / "gt.txt", "tracks": data / "test.txt"}
+
+
+def test_world_coordinates_score_as_trackeval(stadtmitte, tmp_path):
+    proc = edgecv("track-eval", "--gt", stadtmitte["gt"], "--tracks", stadtmitte["tracks"], "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert (doc["benchmark"], doc["gt_layout"], doc["frames"]) == ("MOT15", "world", 179)
+    theirs = trackeval_on_files(tmp_path, "MOT15", "TUD-Stadtmitte", stadtmitte["gt"].read_text(), 179,
+                                stadtmitte["tracks"].read_text())
+    pairs = {"hota": ("HOTA", "HOTA"), "deta": ("HOTA", "DetA"), "assa": ("HOTA", "AssA"), "loca": ("HOTA", "LocA"),
+             "mota": ("CLEAR", "MOTA"), "motp": ("CLEAR", "MOTP"), "idf1": ("Identity", "IDF1"),
+             "fp": ("CLEAR", "CLR_FP"), "fn": ("CLEAR", "CLR_FN"), "idsw": ("CLEAR", "IDSW"), "mt": ("CLEAR", "MT")}
+    for key, (metric, field) in pairs.items():
+        assert doc[key] == pytest.approx(float(np.mean(theirs[metric][field])), abs=1e-9, rel=0), key
+    assert (doc["fp"], doc["fn"], doc["idsw"]) == (45, 452, 7)  # motmetrics' own test expects these too
+
+    proc = edgecv("track-eval", "--gt", stadtmitte["gt"], "--tracks", stadtmitte["tracks"])
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert "TUD-Stadtmitte: 179 frames, 10 ground-truth tracks (1156 boxes)" in proc.stdout
+    assert "MOT15 rules (gt columns 8-10: world coordinates x,y,z (MOT15, 3D), not used)" in proc.stdout
+    forced = edgecv("track-eval", "--gt", stadtmitte["gt"], "--tracks", stadtmitte["tracks"], "--benchmark", "MOT15", "--json")
+    assert json.loads(forced.stdout) == doc
+
+
+def test_world_coordinates_refused_under_mot17_rules(stadtmitte):
+    proc = edgecv("track-eval", "--gt", stadtmitte["gt"], "--tracks", stadtmitte["tracks"], "--benchmark", "MOT17")
+    assert proc.returncode == 2 and proc.stdout == ""
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and "MOT17 ground truth needs classes 1..13 in column 8, got world coordinates" in lines[0]
+    assert "MOT15 rules (benchmark MOT15) ignore that column" in lines[0]
+
+
+def test_sort_on_stadtmitte_detections(stadtmitte, shared_data):
+    """A tracker run on the published detections, scored against the world-coordinate ground truth."""
+    proc = edgecv("track-eval", "--gt", stadtmitte["gt"], "--det", shared_data / "mot15" / "TUD-Stadtmitte" / "det.txt",
+                  "--tracker", "sort", "--fps", 25, "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    assert doc["gt_layout"] == "world" and doc["gt_dets"] == 1156
+    assert 0.6 < doc["mota"] < 0.8 and 0.45 < doc["hota"] < 0.6  # measured: MOTA 71.7, HOTA 53.0

@@ -1,6 +1,7 @@
 """COCO mAP by pycocotools, checked against a case worked out by hand; the COCO and YOLO readers."""
 
 import json
+import re
 import sys
 
 import numpy as np
@@ -434,3 +435,134 @@ def test_coco_crowd_annotations_are_kept_as_crowd_regions(tmp_path):
     assert gt.detections[0].data["iscrowd"].tolist() == [False, True]
     m = evaluate_detections(gt.detections, read_coco_predictions(pred_path, gt))
     assert m.map == pytest.approx(1.0, abs=1e-9) and m.gt == 2
+
+
+# --- prediction classes -> ground-truth classes --------------------------------------------------------------------
+
+from edgecv.detection.class_map import match_classes, normalize_name, read_class_map  # noqa: E402
+from edgecv.detection.ground_truth import load_prediction_set  # noqa: E402
+
+BOX = [[0, 0, 10, 10]]
+GT80 = [dets(BOX, classes=[0]), dets(BOX, classes=[2])]  # person (0), car (2): YOLO's COCO-80 ids
+PRED91 = [dets(BOX, [0.9], [1]), dets(BOX + [[50, 50, 60, 60]], [0.8, 0.7], [3, 90])]  # COCO-91 ids: person 1, car 3
+NAMES80 = {0: "person", 1: "bicycle", 2: "car"}
+NAMES91 = {0: "???", 1: "person", 2: "bicycle", 3: "car", 90: "toothbrush"}
+
+# gt names, prediction names, class map, expected (by, mapping, left_out) or the error
+MATCH_CASES = [
+    ("by name", NAMES80, NAMES91, None, ("names", {1: 0, 3: 2}, {90: 1})),
+    ("names differ in case and separators", {0: "Person", 2: "Sports_Car"}, {1: "person", 3: "sports-car", 90: "x"}, None,
+     ("names", {1: 0, 3: 2}, {90: 1})),
+    ("no prediction names: ids as they are", NAMES80, None, None, "share no class by id"),
+    ("names that are only ids are no names", NAMES80, {1: "1", 3: "3", 90: "90"}, None, "the predictions name no classes"),
+    ("same scheme, unnamed", None, None, None, "share no class by id"),
+    ("map by id", None, None, {1: 0, 3: 2, 90: None}, ("map", {1: 0, 3: 2}, {90: 1})),
+    ("map by name, the rest by name", NAMES80, NAMES91, {"car": "person"}, ("map", {1: 0, 3: 0}, {90: 1})),
+    ("map ids as strings (JSON keys)", None, None, {"1": "0"}, ("map", {1: 0}, {3: 1, 90: 1})),
+    ("map leaves out", NAMES80, NAMES91, {"person": None}, ("map", {3: 2}, {1: 1, 90: 1})),
+    ("no shared name", {0: "Person", 2: "Auto"}, {1: "human", 3: "automobile", 90: "x"}, None,
+     "share no class by name: predictions have 1 'human', 3 'automobile', 90 'x'; ground truth has 0 'Person', 2 'Auto'"),
+    ("ambiguous ground-truth name", {0: "person", 2: "person"}, NAMES91, None, "the ground truth names 2 classes 'person' (ids [0, 2])"),
+    ("map name without names", None, None, {"person": 0}, "prediction class 'person' is a name, but the predictions name no classes"),
+    ("map to a name the truth lacks", NAMES80, NAMES91, {"car": "truck"}, "'truck' is not a ground-truth class name"),
+    ("map to an id the truth lacks", NAMES80, NAMES91, {3: 7}, "ground-truth class id 7 is not one of the ground truth's classes"),
+    ("map from an id the predictions lack", NAMES80, NAMES91, {5: 0}, "prediction class id 5 is not one of the predictions' classes"),
+]
+
+
+@pytest.mark.parametrize("gt_names, pred_names, class_map, expected", [c[1:] for c in MATCH_CASES], ids=[c[0] for c in MATCH_CASES])
+def test_match_classes(gt_names, pred_names, class_map, expected):
+    if isinstance(expected, str):
+        with pytest.raises(InputError, match=re.escape(expected)) as info:
+            match_classes(GT80, PRED91, gt_names=gt_names, pred_names=pred_names, class_map=class_map)
+        assert "\n" not in str(info.value)
+        return
+    m = match_classes(GT80, PRED91, gt_names=gt_names, pred_names=pred_names, class_map=class_map)
+    by, mapping, left_out = expected
+    assert (m.by, m.mapping, m.left_out) == (by, mapping, left_out)
+    moved = m.apply(PRED91)
+    assert [d.class_id.tolist() for d in moved] == [[mapping[1]] if 1 in mapping else [],
+                                                    [mapping[c] for c in (3, 90) if c in mapping]]
+    assert sum(len(d) for d in moved) == 3 - sum(left_out.values())
+    assert m.to_dict()["left_out"] == [{"pred_id": c, "pred_name": m.pred_names.get(c), "predictions": n}
+                                       for c, n in sorted(left_out.items())]
+
+
+def test_match_by_name_gives_the_hand_case_numbers():
+    """The hand case with predictions numbered otherwise (cat 5, dog 9) and named: the same mAP as by id."""
+    renumbered = [dets(d.xyxy, d.confidence, np.where(d.class_id == 0, 5, 9)) for d in PRED]
+    m = match_classes(GT, renumbered, gt_names={0: "cat", 1: "dog"}, pred_names={5: "Cat", 9: "dog"})
+    assert (m.by, m.mapping, m.renamed) == ("names", {5: 0, 9: 1}, {5: 0, 9: 1})
+    check_hand_case(evaluate_detections(GT, m.apply(renumbered), labels=["cat", "dog"]))
+    same = match_classes(GT, PRED)  # unnamed, same ids: nothing changes
+    assert (same.by, same.mapping, same.note) == ("ids", {0: 0, 1: 1}, "classes compared by id: the ground truth and the predictions name no classes")
+    assert same.apply(PRED) == PRED
+
+
+def test_match_without_predictions_or_with_placeholder_names():
+    empty = match_classes(GT80, [Detections.empty(), Detections.empty()], gt_names=NAMES80, pred_names=NAMES91)
+    assert empty.mapping == {} and empty.left_out == {}  # nothing predicted: mAP 0, not an error
+    labelmap = {0: "???", 1: "person", 12: "???"}  # a label map's placeholders on both sides: the same id
+    m = match_classes([dets(BOX, classes=[1])], [dets(BOX * 2, [0.5, 0.4], [1, 12])], gt_names=labelmap, pred_names=labelmap)
+    assert m.mapping == {1: 1, 12: 12}
+    assert normalize_name("  Dining_Table ") == normalize_name("dining-table") == "dining table"
+
+
+@pytest.mark.parametrize(
+    "name, text, expected",
+    [
+        ("m.yaml", "1: 0\nperson: person\nmotorbike: motorcycle\n'???': null\n'7': '3'\n",
+         {1: 0, "person": "person", "motorbike": "motorcycle", "???": None, 7: 3}),
+        ("m.json", '{"1": 0, "motorbike": "motorcycle", "???": null}', {1: 0, "motorbike": "motorcycle", "???": None}),
+        ("m.yaml", "yes: 1\n", "expected a prediction class id or name as key, got true"),
+        ("m.yaml", "~: 1\n", "expected a prediction class id or name as key, got null"),
+        ("m.yaml", "1: 2.5\n", "entry 1: expected a ground-truth class id or name, or null, got 2.5"),
+        ("m.yaml", "1: {a: 2}\n", "entry 1: expected a ground-truth class id or name, or null, got {\"a\": 2}"),
+        ("m.yaml", "{}\n", "got an empty mapping"),
+        ("m.yaml", "just text\n", "got str"),
+        ("m.json", "[1, 2]", "got list"),
+        ("m.json", "{1: 2}", "not valid JSON (Expecting property name enclosed in double quotes at line 1)"),
+    ],
+)
+def test_read_class_map(tmp_path, name, text, expected):
+    path = tmp_path / name
+    path.write_text(text)
+    if isinstance(expected, dict):
+        assert read_class_map(path) == expected
+    else:
+        with pytest.raises(InputError, match=re.escape(expected)) as info:
+            read_class_map(path)
+        assert str(info.value).startswith(f"class map {path}") and "\n" not in str(info.value)
+
+
+def test_prediction_set_carries_class_names(tmp_path, files):
+    gt = read_coco_ground_truth(files["gt_json"])
+    coco = tmp_path / "pred.json"
+    coco.write_text(json.dumps({"images": [{"id": 5, "file_name": "1.png"}],
+                                "annotations": [{"image_id": 5, "category_id": 3, "bbox": [0, 0, 5, 5], "score": 0.5}],
+                                "categories": [{"id": 3, "name": "car"}]}))
+    pred = load_prediction_set(coco, gt)
+    assert pred.categories == {3: "car"} and pred.categories_source == f"{coco} categories"
+    assert [len(d) for d in pred.detections] == [1, 0] and pred.files == gt.files
+    results = load_prediction_set(files["results_json"], gt)  # a results list names nothing
+    assert results.categories == {} and results.categories_source == ""
+    # YOLO: classes.txt, else data.yaml 'names' up to two folders up (Ultralytics' dataset/labels/val/)
+    labels = tmp_path / "dataset" / "labels" / "val"
+    labels.mkdir(parents=True)
+    (labels / "1.txt").write_text("0 0.5 0.5 0.1 0.1 0.9\n")
+    assert load_prediction_set(labels, gt).categories == {}
+    (tmp_path / "dataset" / "data.yaml").write_text("path: .\nnames: {0: person, 1: car}\n")
+    (labels.parent / "data.yaml").write_text("lr: 0.01\n")  # another tool's data.yaml: no names, passed over
+    pred = load_prediction_set(labels, gt)
+    assert pred.categories == {0: "person", 1: "car"} and pred.categories_source.endswith("dataset/data.yaml")
+    train = labels.parent / "train"  # ground truth finds the same data.yaml
+    train.mkdir()
+    (train / "1.txt").write_text("1 0.5 0.5 0.1 0.1\n")
+    truth = read_yolo_ground_truth(train, image_size=SIZE)
+    assert truth.categories == {0: "person", 1: "car"} and truth.categories_source.endswith("dataset/data.yaml")
+    (labels / "classes.txt").write_text("human\n")
+    assert load_prediction_set(labels, gt).categories == {0: "human"}
+    (labels / "classes.txt").unlink()
+    (labels.parent / "data.yaml").write_text("names: [a\n")
+    with pytest.raises(InputError, match=r"cannot read .*labels/data\.yaml"):
+        load_prediction_set(labels, gt)

@@ -1,6 +1,7 @@
 """MOTChallenge text I/O: exact round trips, seqinfo.ini, and every kind of bad input refused or repaired loudly."""
 
 import logging
+import os
 import re
 
 import numpy as np
@@ -206,3 +207,66 @@ def test_shared_det_files_read_cleanly(shared_data, caplog):
     assert all(s.num_boxes > 0 and s.num_frames > 0 for s in seqs)
     gt = read_mot(shared_data / "mot15" / "TUD-Campus" / "gt.txt", kind="gt")
     assert (gt.name, gt.num_frames, gt.num_boxes, len(gt.ids)) == ("TUD-Campus", 71, 359, 8)
+
+
+# --- ground truth's columns 8..10: which layout the file's values show -----------------------------------------
+
+G = "1,1,10,20,30,40,1"  # frame, id, box, consider flag
+# name, file text, layout (None: no layout fits), class_id of frame 1
+LAYOUTS = [
+    ("MOT15 2D", f"{G},-1,-1,-1\n", "2d", [-1]),
+    ("7 columns", f"{G}\n", "2d", [-1]),
+    ("MOT17: class and visibility", f"{G},1,0.83\n1,2,9,9,5,5,0,7,0.1\n", "classes", [1, 7]),
+    ("MOT17 without visibility", f"{G},1\n1,2,9,9,5,5,1,12\n", "classes", [1, 12]),
+    ("MOT17 in 10 columns", f"{G},1,1,-1\n", "classes", [1]),
+    ("MOT15 3D: fractional x,y and z 0", f"{G},4.4852,5.5016,0\n1,2,9,9,5,5,1,-19.1,2.3,0\n", "world", [-1, -1]),
+    ("MOT15 3D: z -1", f"{G},-19.1,2.3,-1\n", "world", [-1]),
+    ("MOT15 3D: whole x,y", f"{G},3,5,0\n", "world", [-1]),
+    ("class 0", f"{G},0,1,-1\n1,2,9,9,5,5,1,1,1,-1\n", None, [0, 1]),
+    ("class 14", f"{G},14,1\n", None, [14]),
+    ("fractional class in 9 columns", f"{G},1.5,1\n", None, [1]),
+    ("visibility 2", f"{G},1,2\n", None, [1]),
+    ("some rows -1, some classes", f"{G},-1,-1,-1\n1,2,9,9,5,5,1,1,1,-1\n", None, [-1, 1]),
+]
+
+
+def motmetrics_data(corpus):
+    data = corpus / "motmetrics" / "data"
+    if not data.is_dir():
+        if os.environ.get("EDGECV_CI"):
+            pytest.fail(f"motmetrics is missing from the corpus at {corpus}: benchmarks/corpus.py --install adds it")
+        pytest.skip(f"motmetrics is not in the corpus at {corpus} (python benchmarks/corpus.py --install)")
+    return data
+
+
+@pytest.mark.parametrize("text, layout, classes", [c[1:] for c in LAYOUTS], ids=[c[0] for c in LAYOUTS])
+def test_gt_layout_from_the_values(tmp_path, text, layout, classes):
+    from edgecv.tracking.mot import gt_layout
+
+    gt = read_mot(write(tmp_path, text), kind="gt")
+    assert gt.columns == len(text.splitlines()[0].split(","))
+    assert gt.frames[1].class_id.tolist() == classes  # world coordinates are not classes
+    assert gt_layout(gt, strict=False) == layout
+    if layout is None:
+        with pytest.raises(InputError, match=r"f\.txt: columns 8-10 fit no MOTChallenge ground-truth layout: .* in "
+                           r"column 8.*; MOT15 rules \(benchmark MOT15\) ignore these columns") as info:
+            gt_layout(gt)
+        assert "\n" not in str(info.value)
+    else:
+        assert gt_layout(gt) == layout
+
+
+def test_gt_layout_of_published_motchallenge_files(corpus, shared_data):
+    """motmetrics ships MOTChallenge ground truth as published: TUD-Stadtmitte (MOT15 3D) with world coordinates."""
+    from edgecv.tracking.mot import gt_layout
+
+    data = motmetrics_data(corpus)
+    stadtmitte = read_mot(data / "TUD-Stadtmitte" / "gt.txt", kind="gt")
+    assert (stadtmitte.num_frames, stadtmitte.num_boxes, len(stadtmitte.ids), stadtmitte.columns) == (179, 1156, 10, 10)
+    assert gt_layout(stadtmitte) == "world"
+    assert stadtmitte.rows[0, 7:].tolist() == [4.4852, 5.5016, 0.0]  # kept as written
+    assert set(np.concatenate([d.class_id for d in stadtmitte.frames.values()]).tolist()) == {-1}
+    for path in (data / "TUD-Campus" / "gt.txt", shared_data / "mot15" / "TUD-Campus" / "gt.txt"):
+        assert gt_layout(read_mot(path, kind="gt")) == "2d"
+    with pytest.raises(InputError, match="expected a gt sequence, got a tracks sequence"):
+        gt_layout(read_mot(data / "TUD-Stadtmitte" / "test.txt", kind="tracks"))

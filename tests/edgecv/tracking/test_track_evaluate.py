@@ -5,6 +5,8 @@ folder layout) to 1e-9, on MOT15 and on MOT17/MOT20 ground truth with distractor
 import mode needs unique basenames.)
 """
 
+import logging
+import os
 import sys
 
 import numpy as np
@@ -158,6 +160,95 @@ def test_mot17_distractors_equal_trackeval(tmp_path, benchmark):
     assert ours.gt_dets == len(counted) and ours.gt_ids == len(np.unique(counted[:, 1]))
 
 
+def motmetrics_data(corpus):
+    data = corpus / "motmetrics" / "data"
+    if not data.is_dir():
+        if os.environ.get("EDGECV_CI"):
+            pytest.fail(f"motmetrics is missing from the corpus at {corpus}: benchmarks/corpus.py --install adds it")
+        pytest.skip(f"motmetrics is not in the corpus at {corpus} (python benchmarks/corpus.py --install)")
+    return data
+
+
+def test_mot15_world_coordinates_equal_trackeval(corpus, tmp_path):
+    """TUD-Stadtmitte's published ground truth has world coordinates in columns 8-10: read as MOT15 (TrackEval's
+    MOT15 rules ignore those columns), scored exactly as TrackEval scores the same file; the tracker output is
+    the one motmetrics ships beside it, and a jittered copy of the truth."""
+    data = motmetrics_data(corpus) / "TUD-Stadtmitte"
+    gt_text = (data / "gt.txt").read_text()
+    gt_rows = read_mot(data / "gt.txt", kind="gt").rows
+    trackers = {
+        "motmetrics": (data / "test.txt").read_text(),
+        "jittered": rows_text(jittered_copy(gt_rows, np.random.default_rng(4), switch_after=90, extra=20)),
+    }
+    gt_file, paths, theirs = official(tmp_path, "MOT15", "TUD-Stadtmitte", gt_text, 179, trackers)
+    assert gt_file.read_text() == gt_text  # TrackEval read the published file itself
+    for name, path in paths.items():
+        for benchmark in (None, "MOT15"):
+            ours = evaluate_tracking(gt_file, path, benchmark=benchmark)
+            assert (ours.benchmark, ours.gt_layout, ours.frames) == ("MOT15", "world", 179)
+            assert_equal_to_trackeval(ours, theirs[name])
+    # motmetrics' own test expects these CLEAR/ID numbers for its test.txt (tests/test_metrics.py, TUD-Stadtmitte)
+    m = evaluate_tracking(gt_file, paths["motmetrics"])
+    assert (m.fp, m.fn, m.idsw, m.mt, m.ml, m.gt_ids) == (45, 452, 7, 5, 1, 10)
+    assert (m.mota, m.idf1, m.idp, m.idr, m.recall, m.precision) == pytest.approx(
+        (0.564014, 0.644619, 0.819760, 0.531142, 0.608997, 0.939920), abs=1e-6
+    )
+
+
+def test_trackeval_refuses_world_coordinates_under_mot17_rules(corpus, tmp_path):
+    """Why MOT17 rules are refused for such a file: TrackEval itself stops on the 'classes' it finds there."""
+    data = motmetrics_data(corpus) / "TUD-Stadtmitte"
+    with pytest.raises(trackeval.utils.TrackEvalException, match="invalid gt classes"):
+        official(tmp_path, "MOT17", "TUD-Stadtmitte", (data / "gt.txt").read_text(), 179,
+                 {"motmetrics": (data / "test.txt").read_text()})
+
+
+MOT17_GT = "1,1,10,10,20,40,1,1,0.9\n1,2,50,10,20,40,1,3,1\n2,1,12,10,20,40,1,1,0.8\n"
+WORLD_GT = "1,1,10,10,20,40,1,4.4852,5.5016,0\n2,1,12,10,20,40,1,4.41,5.52,0\n"
+MOT15_GT = "1,1,10,10,20,40,1,-1,-1,-1\n2,1,12,10,20,40,1,-1,-1,-1\n"
+ODD_GT = "1,1,10,10,20,40,1,0,1,-1\n2,1,12,10,20,40,1,1,1,-1\n"
+CLASSES_10 = "1,1,10,10,20,40,1,1,0.9,4\n1,2,50,10,20,40,1,3,1,4\n2,1,12,10,20,40,1,1,0.8,4\n"  # column 10 not -1
+# ground truth, --benchmark, (rules, layout, ground-truth boxes scored) or the error
+BENCHMARK_CASES = [
+    ("mot15", MOT15_GT, None, ("MOT15", "2d", 2)),
+    ("mot15 forced", MOT15_GT, "MOT15", ("MOT15", "2d", 2)),
+    ("mot15 as MOT17", MOT15_GT, "MOT17", r"MOT17 ground truth needs classes 1..13 in column 8, got -1 everywhere"),
+    ("world", WORLD_GT, None, ("MOT15", "world", 2)),
+    ("world forced MOT15", WORLD_GT, "mot15", ("MOT15", "world", 2)),
+    ("world as MOT17", WORLD_GT, "MOT17", r"MOT17 ground truth needs classes 1..13 in column 8, got world coordinates "
+                                          r"in columns 8-10 \(column 8 \[4.41, 4.4852\], column 10 \[0\]\); MOT15 rules"),
+    ("world as MOT20", WORLD_GT, "MOT20", r"MOT20 ground truth needs classes"),
+    ("mot17", MOT17_GT, None, ("MOT17", "classes", 2)),  # the car (class 3) is not scored
+    ("mot17 forced MOT16", MOT17_GT, "MOT16", ("MOT16", "classes", 2)),
+    ("mot17 forced MOT15", MOT17_GT, "MOT15", ("MOT15", "classes", 3)),  # MOT15 rules: every row counts
+    ("classes, visibility -1", MOT17_GT.replace(",0.9\n", ",-1\n"), None, ("MOT17", "classes", 2)),
+    ("classes and 3 values after: world", CLASSES_10, None, ("MOT15", "world", 3)),
+    ("classes and 3 values after, forced MOT17", CLASSES_10, "MOT17", ("MOT17", "classes", 2)),
+    ("no layout", ODD_GT, None, r"columns 8-10 fit no MOTChallenge ground-truth layout: \[0, 1\] in column 8"),
+    ("no layout forced MOT15", ODD_GT, "MOT15", ("MOT15", "ignored", 2)),
+    ("unknown benchmark", MOT15_GT, "KITTI", r"benchmark: expected one of MOT15, MOT16, MOT17, MOT20, got 'KITTI'"),
+]
+
+
+@pytest.mark.parametrize("gt_text, benchmark, expected", [c[1:] for c in BENCHMARK_CASES], ids=[c[0] for c in BENCHMARK_CASES])
+def test_benchmark_from_the_file_or_forced(tmp_path, caplog, gt_text, benchmark, expected):
+    path = tmp_path / "gt.txt"
+    path.write_text(gt_text)
+    tracks = seq([[1, 5, 10, 10, 20, 40, 1, -1, -1, -1], [2, 5, 12, 10, 20, 40, 1, -1, -1, -1]])
+    if isinstance(expected, str):
+        with pytest.raises((InputError, ConfigError), match=expected) as info:
+            evaluate_tracking(path, tracks, benchmark=benchmark)
+        assert "\n" not in str(info.value)
+        return
+    with caplog.at_level(logging.WARNING, logger="edgecv.tracking.evaluate"):
+        m = evaluate_tracking(path, tracks, benchmark=benchmark)
+    assert (m.benchmark, m.gt_layout, m.gt_dets) == expected
+    assert m.tp == 2 and m.fn == expected[2] - 2
+    warned = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert bool(warned) == (expected[:2] == ("MOT15", "classes"))
+    assert all("MOT15 rules score every considered row" in w for w in warned)
+
+
 def test_in_memory_equals_files(shared_data, tmp_path):
     mot15 = shared_data / "mot15" / "TUD-Campus"
     gt = read_mot(mot15 / "gt.txt", kind="gt")
@@ -213,9 +304,9 @@ def test_errors(tmp_path):
         evaluate_tracking(gt, seq([[1, 5, 10, 10, 20, 40, 1, 2, -1, -1]]))
     with pytest.raises(InputError, match="tracker output: expected a tracks sequence, got a gt sequence"):
         evaluate_tracking(gt, gt)
-    with pytest.raises(InputError, match=r"column 8 holds classes \[0, 1\]"):
+    with pytest.raises(InputError, match=r"fit no MOTChallenge ground-truth layout: \[0, 1\] in column 8"):
         evaluate_tracking(seq([[1, 1, 10, 10, 20, 40, 1, 0, 1, -1], [1, 2, 10, 10, 20, 40, 1, 1, 1, -1]], kind="gt"), good)
-    with pytest.raises(InputError, match=r"MOT17 ground truth needs classes 1..13 in column 8, got \[-1\]"):
+    with pytest.raises(InputError, match=r"MOT17 ground truth needs classes 1..13 in column 8, got -1 everywhere"):
         evaluate_tracking(gt, good, benchmark="MOT17")
     with pytest.raises(ConfigError, match="benchmark: expected one of MOT15"):
         evaluate_tracking(gt, good, benchmark="KITTI")
