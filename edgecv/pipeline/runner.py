@@ -121,6 +121,7 @@ class RunReport:
     counts: dict[str, Any] = field(default_factory=dict)
     events: dict[str, int] = field(default_factory=dict)
     tracks: int = 0
+    detections: dict[str, Any] = field(default_factory=dict)
     peak_rss_mb: float | None = None
     error: str | None = None
 
@@ -136,13 +137,19 @@ class Pipeline:
     (:mod:`edgecv.pipeline.zones`). ``sinks``: objects with ``open(info)``, ``write(result)`` and ``close()``
     (:mod:`edgecv.pipeline.sinks`). ``classes``: the class ids to keep (None keeps every class).
     ``record_frames``: keep the index of every processed frame in ``processed`` (for scoring against ground
-    truth; off by default, since it grows with the run). All other state stays within fixed memory.
+    truth; off by default, since it grows with the run). ``thresholds``: a
+    :class:`~edgecv.tracking.thresholds.ThresholdFit` of ``tracker``, fed each frame's detection scores before
+    the tracker sees them. All other state stays within fixed memory.
+
+    The tracker's input is counted in the report's ``detections``: ``count``, ``frames`` (with at least one),
+    ``max_score`` and ``startable`` (those scoring at least the tracker's :attr:`start_score` in force then).
     """
 
     def __init__(self, detector: Any, *, tracker: Any = None, counters: Sequence[Any] = (), sinks: Sequence[Any] = (),
-                 classes: Sequence[int] | None = None, record_frames: bool = False,
+                 classes: Sequence[int] | None = None, record_frames: bool = False, thresholds: Any = None,
                  options: PipelineOptions = PipelineOptions()) -> None:
         self.detector = detector
+        self.thresholds = thresholds
         self.record_frames = record_frames
         self.classes = None if classes is None else np.asarray(sorted(set(classes)), np.int64)
         self.tracker = tracker
@@ -155,6 +162,9 @@ class Pipeline:
         """Forget tracks, events, counts and figures, for a new run."""
         if self.tracker is not None:
             self.tracker.reset()
+        if self.thresholds is not None:
+            self.thresholds.start()
+        self.seen = {"count": 0, "frames": 0, "max_score": None, "startable": 0}
         for counter in self.counters:
             counter.reset()
         self.track_events = TrackEvents()
@@ -204,6 +214,9 @@ class Pipeline:
         else:
             ended = []
         if self.tracker is not None:
+            if self.thresholds is not None and self.thresholds.pending:
+                self.thresholds.observe(dets.confidence, t)
+            self._count(dets.confidence)
             dets = self.tracker.update(dets, timestamp=t) if t is not None else self.tracker.update(dets)
             removed = ended + [tr.track_id for tr in self.tracker.removed]
             events += self.track_events.update(dets, frame=frame.index, time_s=t, removed_ids=removed)
@@ -212,6 +225,19 @@ class Pipeline:
         self.event_counts.update(e.kind for e in events)
         p.result = FrameResult(frame, p.item.seq, dets, events, p.item.captured_at, time.perf_counter(), t)
         self.latencies.add(p.result.latency_ms)
+
+    def _count(self, conf: np.ndarray) -> None:
+        """Count the tracker's input (for the report's ``detections``)."""
+        conf = conf[np.isfinite(conf)]
+        if not len(conf):
+            return
+        seen = self.seen
+        seen["count"] += len(conf)
+        seen["frames"] += 1
+        top = float(conf.max())
+        seen["max_score"] = top if seen["max_score"] is None else max(seen["max_score"], top)
+        start = self.tracker.start_score
+        seen["startable"] += len(conf) if start is None else int((conf >= start).sum())
 
     def _sinks(self, p: _Packet) -> None:
         for sink in self.sinks:
@@ -374,5 +400,6 @@ class Pipeline:
             stages={"capture": self._capture_summary(cap, wall), **{name: s.summary(wall) for name, s in self.stats.items()}},
             latency_ms=self.latencies.summary(), written_ms=self.written.summary(),
             capture=cap.stats.to_dict(), concurrent=self.options.concurrent, counts=counts,
-            events=dict(self.event_counts), tracks=self.event_counts["enter"], peak_rss_mb=_rss_mb()[1],
+            events=dict(self.event_counts), tracks=self.event_counts["enter"],
+            detections=dict(self.seen) if self.tracker is not None else {}, peak_rss_mb=_rss_mb()[1],
             error=str(cap.error) if cap.error is not None else None)

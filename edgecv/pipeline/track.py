@@ -6,6 +6,13 @@ artifact when given a folder, builds the detector, tracker, line and zone counte
 (``gt=`` or the scene generator's exact truth). ``OUT/summary.json`` holds the figures; it is rewritten
 every few seconds while the run goes, so a killed run still leaves a recent one.
 
+The tracker's score thresholds that the caller did not set follow the detector
+(:class:`~edgecv.tracking.thresholds.ThresholdFit`: the tracker's own until 2 s of detections are seen, then
+quantiles of their scores, never below the detector's score threshold);
+``summary["tracker_thresholds"]`` says which values ran and where each came from. A run
+whose detector found objects but whose tracker started no track says so: ``summary["warnings"]`` (and a
+logged warning) gives the cause, with the figures.
+
 Example:
     >>> result = track("artifacts/", "synthetic:frames=300", out="runs/track")    # doctest: +SKIP
     >>> result.summary["fps"], result.summary["tracking_metrics"]["idf1"]         # doctest: +SKIP
@@ -43,7 +50,7 @@ class DetectorSettings:
     spec: str | Path | None = None
     labels: Sequence[str] | None = None
     score: float | None = None
-    resize: str = "stretch"
+    resize: str | None = None  # None: the spec's resize, else stretch
     classes: Sequence[str | int] | None = None
     backend: str | None = None
     threads: int | None = None
@@ -111,6 +118,7 @@ def track(
     stop: threading.Event | None = None,
     progress: Callable[[Any], None] | None = None,
     note: Mapping[str, Any] | None = None,
+    thresholds: str | Any = "auto",
 ) -> TrackResult:
     """Detect and track ``source`` (any text :func:`edgecv.sources.open_source` takes) with ``model`` (a path,
     a folder, or a ready :class:`~edgecv.detection.detector.Detector`); write ``sinks`` to ``out``.
@@ -118,7 +126,9 @@ def track(
     ``lines`` and ``zones`` are texts as :meth:`Line.parse` and :meth:`Zone.parse` read them. Ground truth
     (``gt``, a MOTChallenge file, or the generator's own) is scored with TrackEval into
     ``summary["tracking_metrics"]``. ``note``: extra keys for the summary (the CLI records the signal
-    that stopped the run); it may be filled in while the run goes.
+    that stopped the run); it may be filled in while the run goes. ``thresholds``: ``auto`` (fit the
+    tracker's unset score thresholds to the detector), ``tracker`` (its own defaults), or a
+    :class:`~edgecv.tracking.thresholds.ThresholdCalibration`.
     """
     from edgecv.fileio import atomic_write_text, ensure_writable_dir
     from edgecv.pipeline.runner import Pipeline, PipelineOptions
@@ -126,12 +136,14 @@ def track(
     from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
     from edgecv.sources import open_source
     from edgecv.tracking import make_tracker
+    from edgecv.tracking.thresholds import ThresholdCalibration, ThresholdFit
 
     bad = [k for k in sinks if k not in SINKS]
     if bad:
         raise ConfigError(f"sinks: unknown {', '.join(bad)}; valid sinks: {', '.join(SINKS)}")
     if gt is not None and not Path(gt).is_file():
         raise ConfigError(f"ground truth {gt}: file not found")
+    calibration = thresholds if isinstance(thresholds, ThresholdCalibration) else ThresholdCalibration(mode=thresholds)
     counters = [LineCounter(Line.parse(t)) for t in lines] + [ZoneCounter(Zone.parse(t)) for t in zones]
     chosen = None
     if isinstance(model, (str, Path)):
@@ -148,6 +160,9 @@ def track(
             raise ConfigError(f"realtime needs a timed source (video, camera, stream), not {src.kind} {src.text}")
         fps = (src.fps or 30.0) / capture.stride
         trk = make_tracker(tracker, dict(tracker_options) if tracker_options else None, fps=fps)
+        spec = getattr(det, "spec", None)
+        fit = ThresholdFit(trk, user_keys=set(tracker_options or ()), calibration=calibration,
+                           detector_threshold=getattr(spec, "score_threshold", None))
         if gt is not None:
             from edgecv.tracking.evaluate import _import_trackeval
 
@@ -159,7 +174,7 @@ def track(
         ensure_writable_dir(out)
         made = [VideoSink(path, counters=counters, stride=capture.stride) if kind == VideoSink.name
                 else SINKS[kind](path) for kind, path in paths.items()]
-        pipeline = Pipeline(det, tracker=trk, counters=counters, sinks=made, classes=keep,
+        pipeline = Pipeline(det, tracker=trk, counters=counters, sinks=made, classes=keep, thresholds=fit,
                             record_frames=bool(getattr(src, "truth", None) is not None and src.length),
                             options=PipelineOptions(concurrent=concurrent))
         last = [time.monotonic()]
@@ -178,6 +193,10 @@ def track(
     summary = report.to_dict()
     summary.update(model=str(det.model.path), backend=det.model.backend, spec=det.spec.name or det.spec.decoder,
                    tracker=trk.name, out=str(out))
+    summary["tracker_thresholds"] = fit.to_dict()
+    summary["warnings"] = tracking_warnings(summary)
+    for w in summary["warnings"]:
+        log.warning("%s", w["message"])
     if keep is not None:
         summary["classes"] = list(keep)
     if chosen is not None:
@@ -202,6 +221,31 @@ def track(
     summary["files"] = files
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=1, default=str) + "\n")
     return TrackResult(summary, report, files, stopped)
+
+
+def tracking_warnings(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """What went wrong in a run that still ended: ``no_track_started`` when the detector found objects and
+    the tracker started no track, with its cause (``below_start_score``: every detection scored below the
+    score that starts a track; ``not_confirmed``: some could start one, none lasted ``min_hits`` frames)."""
+    seen = summary.get("detections") or {}
+    if not seen.get("count") or summary.get("tracks"):
+        return []
+    th = summary.get("tracker_thresholds") or {}
+    start = th.get("start_score")
+    head = f"{seen['count']} detection(s) in {seen['frames']} frame(s) but no track started: "
+    if seen.get("startable"):
+        cause = "not_confirmed"
+        at = "could start one" if start is None else f"scored at least {start:g}, the score that starts a track"
+        why = f"{seen['startable']} {at}, but none was found again in the next frames to be confirmed"
+    else:
+        cause = "below_start_score"
+        where = th.get("sources", {}).get("new_track_thresh", "")
+        why = (f"every detection scored below {start:g}, the score that starts a track (new_track_thresh"
+               f"{f' from {where}' if where else ''}); the best scored {seen['max_score']:.3g}. Set "
+               f"new_track_thresh and track_thresh below it with --tracker-config"
+               + (", or fit them to the detector with --thresholds auto" if th.get("state") == "off"
+                  and "user" not in th.get("sources", {}).values() else ""))
+    return [{"code": "no_track_started", "cause": cause, "message": head + why}]
 
 
 def _generator_truth(source: Any, processed: list[int], out: Path, classes: tuple[int, ...] | None) -> Path | None:

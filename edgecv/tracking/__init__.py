@@ -3,7 +3,9 @@
 Trackers share one constant-velocity Kalman filter (:mod:`edgecv.tracking.kalman`, all tracks in one numpy
 step) and one association core (:mod:`edgecv.tracking.association`, optimal IoU matching with a gate, SciPy
 imported on first use). Each is configured by one frozen options dataclass, works in seconds (``fps`` or
-per-frame timestamps), and returns a new Detections with ``tracker_id`` per frame.
+per-frame timestamps), and returns a new Detections with ``tracker_id`` per frame. Score thresholds can be
+fitted to the detector in use (:mod:`edgecv.tracking.thresholds`); a track shows the class most of its
+detections had (``class_vote``).
 
 Example:
     >>> import numpy as np
@@ -22,6 +24,7 @@ from edgecv.tracking.bytetrack import ByteTrackOptions, ByteTracker
 from edgecv.tracking.kalman import KalmanBoxFilter, SizeMotion, SortMotion
 from edgecv.tracking.ocsort import OcSortOptions, OcSortTracker
 from edgecv.tracking.sort import SortOptions, SortTracker
+from edgecv.tracking.thresholds import ThresholdCalibration, ThresholdFit
 from edgecv.tracking.track import Track, Tracker, TrackState
 from edgecv.tracking.trackers import TRACKERS, make_tracker, tracker_names
 
@@ -37,6 +40,8 @@ __all__ = [
     "SortMotion",
     "SortOptions",
     "SortTracker",
+    "ThresholdCalibration",
+    "ThresholdFit",
     "Track",
     "TrackState",
     "Tracker",

@@ -95,7 +95,9 @@ class ByteTrackOptions:
     Thresholds on scores are on the normalized score (``score_range``); ``*_match_thresh`` are the largest
     matching costs (1 - IoU, times the score where ``fuse_score``). ``max_lost_s`` is how long a lost track
     waits to be found again (ByteTrack: 30 frames at 30 frames/s). ``min_hits`` counts the detections a
-    tentative track needs, its first included. The ``noise_*`` settings are the filter's, in box sizes (see
+    tentative track needs, its first included. ``per_class``: match only within a class (the track's shown
+    class). ``class_vote``: show each track's class with the highest sum of scores over its detections (False:
+    its last detection's). The ``noise_*`` settings are the filter's, in box sizes (see
     :class:`~edgecv.tracking.kalman.SizeMotion`).
 
     Appearance (see the module docstring; off while ``appearance_weight`` is 0): ``appearance_weight`` is the
@@ -117,6 +119,7 @@ class ByteTrackOptions:
     min_hits: int = 2
     score_range: tuple[float, float] = (0.0, 1.0)
     per_class: bool = False
+    class_vote: bool = True
     output_boxes: str = "kalman"
     noise_position: float = 0.27
     noise_velocity: float = 1.03
@@ -147,6 +150,7 @@ class ByteTrackOptions:
         check(ok and lo_hi[0] < lo_hi[1], "bytetrack.score_range", "(low, high) with low < high", lo_hi)
         object.__setattr__(self, "score_range", tuple(float(v) for v in lo_hi))
         check(isinstance(self.per_class, bool), "bytetrack.per_class", "true or false", self.per_class)
+        check(isinstance(self.class_vote, bool), "bytetrack.class_vote", "true or false", self.class_vote)
         check(self.output_boxes in OUTPUT_BOXES, "bytetrack.output_boxes", f"one of {', '.join(OUTPUT_BOXES)}",
               self.output_boxes)
         for name in ("noise_position", "noise_velocity", "noise_measurement"):
@@ -176,6 +180,11 @@ class ByteTracker(Tracker):
     def _motion(self) -> MotionModel:
         o = self.options
         return SizeMotion(position=o.noise_position, velocity=o.noise_velocity, measurement=o.noise_measurement)
+
+    @property
+    def start_score(self) -> float | None:
+        lo, hi = self.options.score_range
+        return lo + self.options.new_track_thresh * (hi - lo)
 
     def reset(self) -> None:
         super().reset()

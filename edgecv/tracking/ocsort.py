@@ -101,7 +101,9 @@ class OcSortOptions:
     ``momentum_window_s``: how far back in seconds the direction is taken (OC-SORT: 3 frames at 30 frames/s).
     ``oru`` and ``ocr`` turn the re-update and the recovery stage on or off. ``max_lost_s``: seconds a lost
     track waits to be found again (OC-SORT: 30 frames at 30 frames/s). ``min_hits``: detections a tentative
-    track needs, its first included (ByteTrack's 2). ``motion``: ``xysr`` (SORT's filter, its noise as at 25
+    track needs, its first included (ByteTrack's 2). ``per_class``: match only within a class (the track's shown
+    class). ``class_vote``: show each track's class with the highest sum of scores over its detections (False:
+    its last detection's). ``motion``: ``xysr`` (SORT's filter, its noise as at 25
     frames/s) or ``xywh`` (:class:`~edgecv.tracking.kalman.SizeMotion` with the ``noise_*`` settings, in box
     sizes).
 
@@ -123,6 +125,7 @@ class OcSortOptions:
     min_hits: int = 2
     score_range: tuple[float, float] = (0.0, 1.0)
     per_class: bool = False
+    class_vote: bool = True
     output_boxes: str = "kalman"
     motion: str = "xysr"
     noise_position: float = 0.27
@@ -141,7 +144,7 @@ class OcSortOptions:
         check(_finite(self.inertia) and self.inertia >= 0, "ocsort.inertia", "a number >= 0", self.inertia)
         check(_finite(self.momentum_window_s) and self.momentum_window_s >= 0, "ocsort.momentum_window_s",
               "seconds >= 0", self.momentum_window_s)
-        for name in ("oru", "ocr", "per_class"):
+        for name in ("oru", "ocr", "per_class", "class_vote"):
             value = getattr(self, name)
             check(isinstance(value, bool), f"ocsort.{name}", "true or false", value)
         check(_finite(self.max_lost_s) and self.max_lost_s >= 0, "ocsort.max_lost_s", "seconds >= 0",
@@ -208,6 +211,11 @@ class OcSortTracker(Tracker):
         if o.motion == "xysr":
             return SortMotion()
         return SizeMotion(position=o.noise_position, velocity=o.noise_velocity, measurement=o.noise_measurement)
+
+    @property
+    def start_score(self) -> float | None:
+        lo, hi = self.options.score_range
+        return lo + self.options.new_track_thresh * (hi - lo)
 
     def reset(self) -> None:
         super().reset()

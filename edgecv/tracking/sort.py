@@ -46,7 +46,8 @@ class SortOptions:
     ``max_lost_s``: seconds a track survives without a match (reference: 1 frame, 0.04 s at 25 frames/s).
     ``min_hits``: matches in a row, after the detection that started the track, before it is reported.
     ``iou_threshold``: the least IoU of a match. ``min_confidence``: detections scoring less are ignored (the
-    reference keeps all). ``per_class``: match only within a class. ``output_boxes``: ``kalman`` (the filter's
+    reference keeps all). ``per_class``: match only within a class. ``class_vote``: show each track's class
+    with the highest sum of scores over its detections (False: its last detection's, as the reference). ``output_boxes``: ``kalman`` (the filter's
     box, as the reference) or ``detection`` (the matched input box). ``gate``: ``after`` matches as the
     reference (largest total IoU over all pairs, then pairs below ``iou_threshold`` dropped), ``before`` lets
     only pairs at or above ``iou_threshold`` compete (see :func:`~edgecv.tracking.iou_association`).
@@ -58,6 +59,7 @@ class SortOptions:
     iou_threshold: float = 0.3
     min_confidence: float | None = None
     per_class: bool = False
+    class_vote: bool = True
     output_boxes: str = "kalman"
     gate: str = "after"
     reference_fps: float = 25.0
@@ -71,6 +73,7 @@ class SortOptions:
         check(self.min_confidence is None or _finite(self.min_confidence), "sort.min_confidence",
               "a number or null", self.min_confidence)
         check(isinstance(self.per_class, bool), "sort.per_class", "true or false", self.per_class)
+        check(isinstance(self.class_vote, bool), "sort.class_vote", "true or false", self.class_vote)
         check(self.output_boxes in OUTPUT_BOXES, "sort.output_boxes", f"one of {', '.join(OUTPUT_BOXES)}",
               self.output_boxes)
         check(self.gate in GATES, "sort.gate", f"one of {', '.join(GATES)}", self.gate)
@@ -92,6 +95,10 @@ class SortTracker(Tracker):
 
     def _motion(self) -> MotionModel:
         return SortMotion(self.options.reference_fps)
+
+    @property
+    def start_score(self) -> float | None:
+        return self.options.min_confidence
 
     def _step(self, frame: _Frame, dt: float) -> np.ndarray:
         o = self.options

@@ -10,6 +10,10 @@ time in seconds) or ``dt=`` says otherwise.
 Tracks live in one table of arrays (state vectors, covariances, counters), so prediction, correction and
 bookkeeping are numpy operations over all tracks; :attr:`Tracker.tracks` gives them as :class:`Track` objects.
 
+A track's class: with ``class_vote`` (an option of every tracker, on by default) each track adds up the scores
+of its detections per class and shows the class with the most (a detector that calls one person "person",
+then "cell phone" for a frame, keeps showing "person"); without it, the class of its last detection.
+
 Example:
     >>> import numpy as np
     >>> from edgecv.tracking import SortTracker, TrackState
@@ -40,6 +44,9 @@ log = logging.getLogger(__name__)
 
 # Seconds of slack when comparing accumulated time steps with lifetimes (1/25 * 2 is not exactly 0.08).
 _TIME_EPS = 1e-6
+# Classes a track keeps votes for; a further class replaces the weakest (Space-Saving: it inherits its sum, so
+# a class seen often enough still wins).
+VOTE_SLOTS = 4
 
 
 class TrackState(enum.IntEnum):
@@ -57,7 +64,8 @@ class Track:
     """One track as of the latest update (a snapshot: changing the tracker does not change it).
 
     ``xyxy`` is the filter's estimate in the latest frame; ``velocity`` the box centre's in pixels per second;
-    ``confidence`` and ``class_id`` those of the last matched detection. ``hits`` counts matched detections,
+    ``confidence`` that of the last matched detection; ``class_id`` the class with the highest sum of scores
+    over the track's detections with ``class_vote``, else the last detection's. ``hits`` counts matched detections,
     the first one included; ``hit_streak`` counts matches in a row since the last miss, the detection that
     started the track not included (SORT's counter); ``age`` counts frames since the track began;
     ``frames_since_update`` and ``time_since_update`` (seconds) are 0 when matched in the latest frame.
@@ -79,7 +87,8 @@ class Track:
 class _Table:
     """Tracks as parallel arrays (one row per track, in the order the tracks began)."""
 
-    FIELDS = ("id", "state", "x", "P", "cls", "conf", "hits", "streak", "age", "missed", "since", "det", "born")
+    FIELDS = ("id", "state", "x", "P", "cls", "conf", "hits", "streak", "age", "missed", "since", "det", "born",
+              "vcls", "vsum")
 
     def __init__(self, dim: int) -> None:
         self.id = np.zeros(0, np.int64)
@@ -95,6 +104,8 @@ class _Table:
         self.since = np.zeros(0, np.float64)  # seconds since the last match
         self.det = np.zeros(0, np.int64)  # input row matched in the latest frame, -1 for none
         self.born = np.zeros(0, np.int64)  # frame index of the first detection
+        self.vcls = np.zeros((0, VOTE_SLOTS), np.int64)  # classes voted for
+        self.vsum = np.zeros((0, VOTE_SLOTS), np.float64)  # their sums of scores (0: an empty slot)
 
     def __len__(self) -> int:
         return len(self.id)
@@ -164,6 +175,11 @@ def _read_input(detections: Any) -> _Frame:
     return _Frame(xyxy[keep], conf[keep], cls[keep], keep, data)
 
 
+def _vote_weight(conf: np.ndarray) -> np.ndarray:
+    """A detection's vote: its score (kept above 0, so that any score counts and 0 can mark an empty slot)."""
+    return np.maximum(conf, 1e-6)
+
+
 def _check_fps(fps: Any) -> float:
     ok = isinstance(fps, (int, float, np.integer, np.floating)) and not isinstance(fps, bool)
     if not ok or not math.isfinite(fps) or fps <= 0:
@@ -204,6 +220,12 @@ class Tracker:
         return f"{type(self).__name__}({self.options!r}, fps={self.fps:g})"
 
     # -- public ------------------------------------------------------------------------------------------
+    @property
+    def start_score(self) -> float | None:
+        """The least detection score (on the detector's own scale) that can start a track, or None when any
+        detection can."""
+        return None
+
     def reset(self) -> None:
         """Forget every track and the time; identities start again from 1."""
         self._t = _Table(self.kf.dim)
@@ -295,7 +317,10 @@ class Tracker:
         t = self._t
         t.x[rows], t.P[rows] = self.kf.update(t.x[rows], t.P[rows], frame.xyxy[dets])
         t.conf[rows] = frame.conf[dets]
-        t.cls[rows] = frame.cls[dets]
+        if getattr(self.options, "class_vote", False):
+            self._vote(rows, frame.cls[dets], frame.conf[dets])
+        else:
+            t.cls[rows] = frame.cls[dets]
         t.det[rows] = frame.index[dets]
         t.hits[rows] += 1
         t.streak[rows] += 1
@@ -309,6 +334,10 @@ class Tracker:
             return
         x, P = self.kf.initiate(frame.xyxy[dets])
         zeros = np.zeros(n, np.int64)
+        vcls = np.zeros((n, VOTE_SLOTS), np.int64)
+        vcls[:, 0] = frame.cls[dets]
+        vsum = np.zeros((n, VOTE_SLOTS))
+        vsum[:, 0] = _vote_weight(frame.conf[dets])
         self._t.append(
             id=np.arange(self._next_id, self._next_id + n, dtype=np.int64),
             state=np.full(n, int(state), np.int8),
@@ -323,8 +352,24 @@ class Tracker:
             since=np.zeros(n),
             det=frame.index[dets],
             born=zeros + self.frame_index,
+            vcls=vcls,
+            vsum=vsum,
         )
         self._next_id += n
+
+    def _vote(self, rows: np.ndarray, cls: np.ndarray, conf: np.ndarray) -> None:
+        """Add each detection's score to its class's sum in track ``rows``; each track shows its leading class
+        (the earliest-voted one on a tie)."""
+        t = self._t
+        vc, vs = t.vcls[rows], t.vsum[rows]
+        k = np.arange(len(rows))
+        hit = (vc == cls[:, None]) & (vs > 0)
+        has = hit.any(axis=1)
+        slot = np.where(has, hit.argmax(axis=1), vs.argmin(axis=1))  # an empty slot (0) first, else the weakest
+        vs[k, slot] += _vote_weight(conf)  # a replaced class's sum is inherited (Space-Saving)
+        vc[k, slot] = cls
+        t.vcls[rows], t.vsum[rows] = vc, vs
+        t.cls[rows] = vc[k, vs.argmax(axis=1)]
 
     def _remove(self, mask: np.ndarray) -> None:
         """Remove the tracks in ``mask``, keeping their last snapshots (state REMOVED) in :attr:`removed`."""

@@ -100,6 +100,13 @@ def test_synthetic_end_to_end(fake, tmp_path, capsys, trackeval):
     # the dog (OC-SORT leaves the 0.6 cat alone) stands still, its bottom centre (36, 72) in "left", below the door
     assert s["counts"] == {"door": {"in": 0, "out": 0}, "left": {"inside": 1, "entered": 1}}
     assert s["events"] == {"enter": 1, "zone_enter": 1, "exit": 1} and s["tracks"] == 1
+    # 40 frames at 30 frames/s end within the 2 s calibration window: OC-SORT's own thresholds all along
+    th = s["tracker_thresholds"]
+    assert th["state"] == "calibrating" and th["detector_threshold"] == 0.5 and th["start_score"] == 0.7
+    assert th["values"] == {"track_thresh": 0.6, "new_track_thresh": 0.7} and th["calibration"] is None
+    assert set(th["sources"].values()) == {"tracker default (calibrating)"}
+    assert s["detections"] == {"count": 80, "frames": 40, "max_score": pytest.approx(0.9), "startable": 40}
+    assert s["warnings"] == []
     assert sorted(p.name for p in out.iterdir()) == ["gt.mot.txt", "summary.json", "synthetic_seed0.mp4",
                                                      "tracks.jsonl", "tracks.mot.txt"]
     records = check_outputs_agree(out, s, "synthetic_seed0.mp4", list(range(40)))
@@ -209,6 +216,10 @@ def test_option_choices_match_the_registries():
     assert TRACKER_CHOICES == tuple(TRACKERS)
     assert SINK_CHOICES == tuple(SINKS)
     assert RESIZE_CHOICES == tuple(RESIZE_MODES)
+    from edgecv.cli.track_cmd import THRESHOLD_CHOICES
+    from edgecv.tracking.thresholds import FIT_MODES
+
+    assert THRESHOLD_CHOICES == FIT_MODES
 
 
 # -- bad input ---------------------------------------------------------------------------------------------
@@ -343,3 +354,70 @@ def test_ctrl_c_stops_cleanly_with_every_output_closed(interrupted):
 def test_ctrl_c_is_recorded_in_summary_json(interrupted):
     _, _, out = interrupted
     assert json.loads((out / "summary.json").read_text()).get("stopped_by") == "SIGINT"
+
+
+# -- detections but no track -------------------------------------------------------------------------------
+def test_detections_that_start_no_track_print_a_warning(fake, tmp_path, capsys):
+    config = tmp_path / "tracker.yaml"
+    config.write_text("track_thresh: 0.95\nnew_track_thresh: 0.95\n")
+    out = tmp_path / "out"
+    code, stdout, err = track(capsys, fake, "--source", "synthetic:frames=12,size=96x96", "--out", out,
+                              "--tracker-config", config, "--sinks", "jsonl")
+    assert code == 0, err  # the run itself went well: a warning, not an error
+    s = json.loads((out / "summary.json").read_text())
+    assert s["tracks"] == 0 and s["detections"] == {"count": 24, "frames": 12, "max_score": pytest.approx(0.9),
+                                                    "startable": 0}
+    assert s["tracker_thresholds"]["sources"] == {"track_thresh": "user", "new_track_thresh": "user"}
+    message = ("24 detection(s) in 12 frame(s) but no track started: every detection scored below 0.95, the score "
+               "that starts a track (new_track_thresh from user); the best scored 0.9. Set new_track_thresh and "
+               "track_thresh below it with --tracker-config")
+    assert [w["message"] for w in s["warnings"]] == [message]
+    assert f"warning: {message}\n" in err
+    assert "tracker thresholds: track_thresh 0.95 (user); new_track_thresh 0.95 (user)" in stdout
+
+
+# -- a real detector on real footage ------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shaky_clip(shared_data, tmp_path_factory) -> Path:
+    """Frames 40-99 of OpenCV's vtest.avi (pedestrians, 10 frames/s) with a 15 px horizontal motion blur, as
+    from a shaking handheld camera: TensorFlow's SSD MobileNet scores its people 0.5 to 0.7, never more."""
+    video = shared_data / "video" / "vtest.avi"
+    path = tmp_path_factory.mktemp("shaky") / "shaky.avi"
+    cap = cv2.VideoCapture(str(video))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 576))
+    kernel = np.zeros((15, 15), np.float32)
+    kernel[7, :] = 1 / 15
+    for i in range(100):
+        ok, image = cap.read()
+        assert ok, f"{video}: frame {i} unreadable"
+        if i >= 40:
+            writer.write(cv2.filter2D(image, -1, kernel))
+    cap.release()
+    writer.release()
+    return path
+
+
+def test_real_ssd_on_a_shaky_clip_starts_tracks_only_with_fitted_thresholds(shared_data, shaky_clip, tmp_path,
+                                                                            capsys):
+    ssd = shared_data / "models" / "ssd_mobilenet_v1_coco_quant"
+    runs = {}
+    for mode in ("tracker", "auto"):
+        out = tmp_path / mode
+        code = main(["track", "--model", str(ssd / "detect.tflite"), "--spec", "ssd-mobilenet-v1-coco", "--labels",
+                     str(ssd / "labelmap.txt"), "--source", str(shaky_clip), "--out", str(out), "--sinks", "jsonl",
+                     "--classes", "person", "--thresholds", mode, "--threads", "1"])
+        _, err = capsys.readouterr()
+        assert code == 0, err
+        runs[mode] = (json.loads((out / "summary.json").read_text()), err)
+    s, err = runs["tracker"]
+    assert s["frames"] == 60 and s["detections"]["count"] >= 150 and s["detections"]["max_score"] < 0.7
+    assert s["tracks"] == 0 and [w["cause"] for w in s["warnings"]] == ["below_start_score"]
+    assert "warning: " in err and "but no track started: every detection scored below 0.7" in err
+    s, err = runs["auto"]
+    th = s["tracker_thresholds"]
+    assert th["state"] == "calibrated" and th["calibration"]["frames"] == 20  # 2 s at 10 frames/s
+    assert 0.5 <= th["values"]["track_thresh"] <= th["values"]["new_track_thresh"] < 0.65
+    assert s["tracks"] >= 4 and s["warnings"] == [] and "warning" not in err
+    records = [json.loads(line) for line in (tmp_path / "auto" / "tracks.jsonl").read_text().splitlines()]
+    assert sum(len(r["tracks"]) for r in records) >= 50  # 59 here, in the 40 frames after the calibration
+    assert {t["label"] for r in records for t in r["tracks"]} == {"person"}

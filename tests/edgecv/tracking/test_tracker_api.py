@@ -156,20 +156,24 @@ def test_output_boxes_detection_returns_the_matched_input_boxes(name):
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_per_class_tracks_only_match_their_own_class(name):
+@pytest.mark.parametrize("per_class, class_vote, same, classes", [
+    (False, False, True, {1: 1}),  # one track, showing its last detection's class
+    (False, True, True, {1: 0}),  # one track, showing the class it was seen as four times out of five
+    (True, True, False, {1: 0, 2: 1}),  # a new track for the new class
+])
+def test_per_class_and_class_vote(name, per_class, class_vote, same, classes):
     def frame(cls: int) -> Detections:
         return Detections(np.array([[10.0, 10.0, 50.0, 90.0]]), [0.9], [cls])
 
-    for per_class, same in ((False, True), (True, False)):
-        tracker = make_tracker(name, {"per_class": per_class})
-        for _ in range(4):
-            first = tracker.update(frame(0))
-        second = tracker.update(frame(1))
-        ids = {t.track_id: t.class_id for t in tracker.tracks}
-        if same:
-            assert second.tracker_id.tolist() == first.tracker_id.tolist() and ids == {1: 1}
-        else:
-            assert 1 in ids and ids[1] == 0 and 2 in ids and ids[2] == 1  # a new track for the new class
+    tracker = make_tracker(name, {"per_class": per_class, "class_vote": class_vote})
+    for _ in range(4):
+        first = tracker.update(frame(0))
+    second = tracker.update(frame(1))
+    shown = {t.track_id: t.class_id for t in tracker.tracks}
+    assert shown == classes
+    if same:
+        assert second.tracker_id.tolist() == first.tracker_id.tolist() == [1]
+        assert second.class_id.tolist() == [classes[1]]
 
 
 @pytest.mark.parametrize("name", NAMES)
