@@ -183,14 +183,17 @@ class TFLiteSource(RuntimeSource):
             raise ModelFileError(f"{path} has integer inputs; only float .tflite models can be a source for export")
 
     def _make_tflite(self, work: Path) -> Path:
-        return self.path
+        from converters.densify import dense_view
+
+        # A sparse model's dense copy: tf2onnx reads neither sparse constants nor DENSIFY ops.
+        return dense_view(self.path, work)
 
     def _make_onnx(self, work: Path) -> Path:
         import_tensorflow()
         import tf2onnx
 
         target = work / "source.onnx"
-        tf2onnx.convert.from_tflite(str(self.path), opset=ONNX_OPSET, output_path=str(target))
+        tf2onnx.convert.from_tflite(str(self.view("tflite", work)), opset=ONNX_OPSET, output_path=str(target))
         return target
 
     def _make_saved_model(self, work: Path) -> Path:

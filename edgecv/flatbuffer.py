@@ -3,7 +3,13 @@ of crashing the interpreter.
 
 It follows the TFLite schema for the tables the interpreter reads (model, subgraphs, tensors,
 operators, buffers, signatures) and checks every offset, vector and string against the file size, every
-tensor and opcode index against its table, and every constant buffer against its tensor's shape.
+tensor and opcode index against its table, and every constant buffer against its tensor's shape, in every
+encoding the schema allows: data inside the flatbuffer or after it (``Buffer.offset``/``size``), packed
+INT4/UINT4/INT2, STRING layouts, and sparse tensors, whose metadata (traversal order, block map, DENSE and
+SPARSE_CSR levels with their index vectors) is bounds-checked and gives the number of values the buffer
+must hold. Only what is provably inconsistent is refused: a type or index format newer than this reader is
+left to the runtime, and dynamic dims are -1 in ``shape_signature`` only (LiteRT itself refuses -1 in
+``shape``).
 
 :func:`read_tflite` walks the same tables after that check and returns each subgraph's operators (builtin
 names, custom ops by their custom_code) and tensors (dtype, shape, shape_signature), for
@@ -22,9 +28,16 @@ from pathlib import Path
 
 from edgecv.errors import ModelFileError
 
-# TFLite TensorType -> bytes per element (0 where the size is not fixed).
-_TYPE_SIZES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 5: 0, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 13: 0, 14: 0, 15: 4, 16: 2, 17: 0, 18: 2}
+# TensorType code -> bits per element of constant data as LiteRT lays it out: INT4, UINT4 and INT2 are packed
+# (two or four to a byte). STRING (5) has a variable-size layout of its own; RESOURCE (13) and VARIANT (14) hold
+# no constant data; a code missing here (a type newer than this table) is never a reason to refuse a file.
+_TYPE_BITS = {0: 32, 1: 16, 2: 32, 3: 8, 4: 64, 6: 8, 7: 16, 8: 64, 9: 8, 10: 64, 11: 128, 12: 64, 15: 32, 16: 16,
+              17: 4, 18: 16, 19: 2, 20: 4, 21: 8, 22: 8}
+_STRING = 5
 _MAX_ELEMENTS = 1 << 34
+# SparseIndexVector union member -> numpy dtype of its values (Int32Vector, Uint16Vector, Uint8Vector).
+_INDEX_TYPES = {1: "<i4", 2: "<u2", 3: "u1"}
+_DENSE, _SPARSE_CSR = 0, 1
 
 
 class _Corrupt(Exception):
@@ -126,65 +139,196 @@ class _Table:
             self.r._need(start, n + 1, "string")
 
 
+def _buffers(r: _Reader, model: _Table) -> list[tuple[int, int]]:
+    """(start, size) of each buffer's bytes in the file: its ``data`` vector, or data stored after the
+    flatbuffer at ``offset`` (large models; valid when the offset is above 1); (0, 0) when empty."""
+    out = []
+    for b in model.tables(4):
+        data = b.vector(0, 1)
+        offset, size = b.scalar(1, "u64", 8), b.scalar(2, "u64", 8)
+        if data is not None:
+            out.append(data)
+        elif offset > 1:
+            if offset + size > r.size:
+                raise _Corrupt(f"a buffer's data (offset {offset}, size {size}) runs past the end of the file")
+            out.append((offset, size))
+        else:
+            out.append((0, 0))
+    return out
+
+
+def _index_vector(r: _Reader, md: _Table, type_field: int, where: str):
+    """The values of a SparseIndexVector union (numpy array); None for a union member this reader does not know."""
+    import numpy as np
+
+    kind = md.scalar(type_field, "u8", 1)
+    at = md.field(type_field + 1, 4)
+    if kind == 0 or at is None:
+        raise _Corrupt(f"{where} is SPARSE_CSR without its {'array_segments' if type_field == 2 else 'array_indices'}")
+    dtype = _INDEX_TYPES.get(kind)
+    if dtype is None:
+        return None
+    vec = r.table(r.deref(at)).vector(0, np.dtype(dtype).itemsize)
+    if vec is None:
+        return np.zeros(0, dtype)
+    start, n = vec
+    # A copy: a view would pin the mmap, which must close even when a check fails.
+    return np.frombuffer(bytes(r.buf[start : start + n * np.dtype(dtype).itemsize]), dtype)
+
+
+def _sparse_values(r: _Reader, sp: _Table, shape: list[int], where: str) -> int | None:
+    """How many values a sparse tensor stores, from its SparsityParameters, after checking them against its
+    dense ``shape`` (so that densifying it stays inside both arrays); None when it uses an index type or a
+    dimension format this reader does not know."""
+    order, block_map, dims = sp.ints(0), sp.ints(1), sp.tables(2)
+    n, k = len(shape), len(block_map)
+    if sorted(order[:n]) != list(range(n)) or sorted(order[n:]) != list(range(n, n + k)):
+        raise _Corrupt(f"{where} has traversal order {order}: expected a permutation of its {n} dims, "
+                       f"then of its {k} block dims")
+    if len(dims) != n + k:
+        raise _Corrupt(f"{where} has {len(dims)} dim_metadata entries: expected {n + k} (one per traversed dim)")
+    if any(not 0 <= b < n for b in block_map) or len(set(block_map)) != k:
+        raise _Corrupt(f"{where} has block_map {block_map}: expected distinct dims of its shape {shape}")
+    sizes = list(shape)  # dims of shape, divided by their block size, then the block sizes
+    for j, dim in enumerate(block_map):
+        block = dims[order.index(n + j)].scalar(1, "i32", 4)
+        if block <= 0 or shape[dim] % block:
+            raise _Corrupt(f"{where} has block size {block} for dim {dim} of shape {shape}: expected a divisor")
+        sizes[dim] //= block
+        sizes.append(block)
+    lo, hi = 0, 1  # the positions the previous level produced
+    for level, md in enumerate(dims):
+        size = sizes[order[level]]
+        fmt = md.scalar(0, "u8", 1)
+        if fmt == _DENSE:
+            dense = md.scalar(1, "i32", 4)
+            if dense != size:
+                raise _Corrupt(f"{where} has dense level {level} of size {dense}: its shape {shape} says {size}")
+            lo, hi = lo * size, hi * size
+            if hi > _MAX_ELEMENTS:
+                raise _Corrupt(f"{where} has an impossible shape {shape}")
+        elif fmt == _SPARSE_CSR:
+            seg = _index_vector(r, md, 2, f"level {level} of {where}")
+            idx = _index_vector(r, md, 4, f"level {level} of {where}")
+            if seg is None or idx is None:
+                return None
+            if len(seg) < hi + 1:
+                raise _Corrupt(f"level {level} of {where} has {len(seg)} array_segments: expected at least {hi + 1}")
+            seg = seg[lo : hi + 1].astype("int64")
+            if seg[0] < 0 or (seg[1:] < seg[:-1]).any() or seg[-1] > len(idx):
+                raise _Corrupt(f"level {level} of {where} has array_segments that decrease or pass its "
+                               f"{len(idx)} array_indices")
+            used = idx[seg[0] : seg[-1]]
+            if len(used) and (int(used.min()) < 0 or int(used.max()) >= size):
+                raise _Corrupt(f"level {level} of {where} has an array index outside 0..{size - 1}")
+            lo, hi = int(seg[0]), int(seg[-1])
+        else:
+            return None
+    return hi - lo
+
+
+def _check_strings(r: _Reader, start: int, size: int, where: str) -> None:
+    """A STRING tensor's buffer: int32 count N, N+1 int32 offsets into the buffer, then the bytes."""
+    if size < 4:
+        raise _Corrupt(f"{where} is a STRING tensor whose buffer ({size} bytes) has no string count")
+    count = r.i32(start)
+    header = 4 * (count + 2)
+    if count < 0 or header > size:
+        raise _Corrupt(f"{where} is a STRING tensor of {count} strings: its header needs {max(header, 0)} bytes, "
+                       f"its buffer has {size}")
+    offsets = struct.unpack_from(f"<{count + 1}i", r.buf, start + 4)
+    if offsets[0] < header or offsets[-1] > size or any(b < a for a, b in zip(offsets, offsets[1:])):
+        raise _Corrupt(f"{where} is a STRING tensor whose string offsets leave its {size}-byte buffer")
+
+
+def _check_tensor(r: _Reader, t: _Table, buffers: list[tuple[int, int]], where: str) -> None:
+    shape = t.ints(0)
+    t.ints(7)
+    t.string(3)
+    for v in t.tables(9):  # the subtypes of a VARIANT tensor
+        v.ints(0)
+    ttype = t.scalar(1, "u8", 1)
+    buf = t.scalar(2, "u32", 4)
+    if buf >= len(buffers):
+        raise _Corrupt(f"{where} names buffer {buf} of {len(buffers)}")
+    if any(d < 0 for d in shape):  # dynamic dims are 1 here, -1 only in shape_signature; LiteRT refuses -1
+        raise _Corrupt(f"{where} has a negative dimension {shape}")
+    count = 1
+    for d in shape:
+        count *= d
+    if count > _MAX_ELEMENTS:
+        raise _Corrupt(f"{where} has an impossible shape {shape}")
+    q = t.field(4, 4)
+    if q is not None:
+        qt = r.table(r.deref(q))
+        qt.vector(0, 4), qt.vector(1, 4), qt.vector(2, 4), qt.vector(3, 8)
+        if qt.field(5, 4) is not None:
+            qt_details = r.table(r.deref(qt.field(5, 4)))
+            if qt.scalar(4, "u8", 1) == 1:  # CustomQuantization
+                qt_details.vector(0, 1)
+    sparsity = t.field(6, 4)
+    if sparsity is not None:
+        count = _sparse_values(r, r.table(r.deref(sparsity)), shape, f"sparse {where}")
+    start, size = buffers[buf] if buf else (0, 0)
+    if not size or count is None:
+        return
+    if ttype == _STRING:
+        _check_strings(r, start, size, where)
+        return
+    bits = _TYPE_BITS.get(ttype)
+    if bits is not None and size * 8 < count * bits:
+        need = (count * bits + 7) // 8
+        if sparsity is not None:
+            raise _Corrupt(f"a constant sparse {where} stores {count} values by its sparsity metadata: it needs "
+                           f"{need} bytes, its buffer has {size}")
+        raise _Corrupt(f"a constant {where} needs {need} bytes for {count} elements, its buffer has {size}")
+
+
+def _check_operator(r: _Reader, op: _Table, n_opcodes: int, n_t: int, g: int) -> None:
+    if op.scalar(0, "u32", 4) >= n_opcodes:
+        raise _Corrupt(f"an operator of subgraph {g} uses an opcode index outside its table")
+    for i in op.ints(1) + op.ints(2) + op.ints(8):
+        if not -1 <= i < n_t:
+            raise _Corrupt(f"an operator of subgraph {g} uses tensor index {i} of {n_t}")
+    for options in (4, 12):  # builtin_options, builtin_options_2
+        if op.field(options, 4) is not None:
+            r.table(r.deref(op.field(options, 4)))
+    op.vector(5, 1)
+    op.vector(7, 1)
+    offset, size = op.scalar(9, "u64", 8), op.scalar(10, "u64", 8)
+    if offset > 1 and offset + size > r.size:
+        raise _Corrupt(f"an operator's custom options (offset {offset}, size {size}) run past the end of the file")
+
+
 def _check_model(r: _Reader) -> None:
     model = r.table(r.deref(0))
     opcodes = model.tables(1)
     for oc in opcodes:
         oc.string(1)
-    buffers = model.tables(4)
-    buffer_bytes = []
-    for b in buffers:
-        data = b.vector(0, 1)
-        offset, size = b.scalar(1, "u64", 8), b.scalar(2, "u64", 8)
-        if offset > 1 and offset + size > r.size:
-            raise _Corrupt(f"a buffer's data (offset {offset}, size {size}) runs past the end of the file")
-        buffer_bytes.append(data[1] if data else (size if offset > 1 else 0))
+    buffers = _buffers(r, model)
+    model.string(3)
+    model.ints(5)
     for m in model.tables(6):
         m.string(0)
         if m.scalar(1, "u32", 4) >= len(buffers):
             raise _Corrupt("a metadata entry names a buffer that does not exist")
+    for group in model.tables(8):  # external buffers live in other files; only their records are checked
+        group.string(0)
+    for ext in model.tables(9):
+        ext.string(4)
     subgraphs = model.tables(2)
     if not subgraphs:
         raise _Corrupt("the model has no subgraph")
     for g, sg in enumerate(subgraphs):
         tensors = sg.tables(0)
         n_t = len(tensors)
-        for t in tensors:
-            shape = t.ints(0)
-            t.ints(7)
-            t.string(3)
-            ttype = t.scalar(1, "u8", 1)
-            buf = t.scalar(2, "u32", 4)
-            if buf >= len(buffers):
-                raise _Corrupt(f"a tensor of subgraph {g} names buffer {buf} of {len(buffers)}")
-            if any(d < 0 for d in shape):
-                raise _Corrupt(f"a tensor of subgraph {g} has a negative dimension {shape}")
-            count = 1
-            for d in shape:
-                count *= d
-            if count > _MAX_ELEMENTS:
-                raise _Corrupt(f"a tensor of subgraph {g} has an impossible shape {shape}")
-            width = _TYPE_SIZES.get(ttype)
-            if width is None:
-                raise _Corrupt(f"a tensor of subgraph {g} has unknown type code {ttype}")
-            if buf and buffer_bytes[buf] and width and buffer_bytes[buf] < count * width:
-                raise _Corrupt(f"a constant tensor of subgraph {g} needs {count * width} bytes, its buffer has {buffer_bytes[buf]}")
-            q = t.field(4, 4)
-            if q is not None:
-                qt = r.table(r.deref(q))
-                qt.vector(0, 4), qt.vector(1, 4), qt.vector(2, 4), qt.vector(3, 8)
+        for i, t in enumerate(tensors):
+            _check_tensor(r, t, buffers, f"tensor {i} of subgraph {g}")
         for name, ids in (("input", sg.ints(1)), ("output", sg.ints(2))):
             if any(not 0 <= i < n_t for i in ids):
                 raise _Corrupt(f"subgraph {g} lists an {name} tensor index outside 0..{n_t - 1}")
         for op in sg.tables(3):
-            if op.scalar(0, "u32", 4) >= len(opcodes):
-                raise _Corrupt(f"an operator of subgraph {g} uses an opcode index outside its table")
-            for i in op.ints(1) + op.ints(2) + op.ints(8):
-                if not -1 <= i < n_t:
-                    raise _Corrupt(f"an operator of subgraph {g} uses tensor index {i} of {n_t}")
-            if op.field(4, 4) is not None:
-                r.table(r.deref(op.field(4, 4)))
-            op.vector(5, 1)
+            _check_operator(r, op, len(opcodes), n_t, g)
         sg.string(4)
     for sd in model.tables(7):
         for tm in sd.tables(0) + sd.tables(1):
@@ -247,8 +391,8 @@ TENSOR_TYPES: dict[int, str] = dict(enumerate(
 @dataclass(frozen=True)
 class TfliteTensor:
     """One tensor of a subgraph: ``shape`` as stored (dynamic dims are 1 there), ``signature`` with -1 for
-    dynamic dims (the shape when the file has no signature), ``const_bytes`` of constant data (0: an
-    activation) and whether it carries quantization parameters."""
+    dynamic dims (the shape when the file has no signature), ``const_bytes`` of constant data as stored (0: an
+    activation), whether it carries quantization parameters and whether it is stored sparse."""
 
     name: str
     dtype: str
@@ -256,6 +400,7 @@ class TfliteTensor:
     signature: tuple[int, ...]
     const_bytes: int
     quantized: bool
+    sparse: bool = False
 
 
 @dataclass(frozen=True)
@@ -298,11 +443,7 @@ def _op_name(oc: _Table) -> tuple[str, bool]:
 def _read_subgraphs(r: _Reader) -> list[TfliteSubgraph]:
     model = r.table(r.deref(0))
     opnames = [_op_name(oc) for oc in model.tables(1)]
-    sizes = []
-    for b in model.tables(4):
-        data = b.vector(0, 1)
-        offset, size = b.scalar(1, "u64", 8), b.scalar(2, "u64", 8)
-        sizes.append(data[1] if data else (size if offset > 1 else 0))
+    sizes = [size for _, size in _buffers(r, model)]
     out = []
     for sg in model.tables(2):
         tensors = []
@@ -322,6 +463,7 @@ def _read_subgraphs(r: _Reader) -> list[TfliteSubgraph]:
                 signature=tuple(t.ints(7)) or shape,
                 const_bytes=sizes[buf] if 0 < buf < len(sizes) else 0,
                 quantized=quantized,
+                sparse=t.field(6, 4) is not None,
             ))
         ops = []
         for op in sg.tables(3):
