@@ -23,6 +23,7 @@ EXAMPLES = """\
 examples:
   edgecv detect --model face_detection_short_range.tflite --spec blazeface-short-range --source photos/ --out runs/faces
   edgecv detect --model detect.tflite --spec ssd-mobilenet-v1-coco --labels labelmap.txt --source a.avi --out runs/a
+  edgecv detect --model palm_detection_full.tflite --spec palm-detection --source hands/ --out runs/palms
   edgecv detect --model artifacts/detector.int8.onnx --source frame.jpg --out runs/one --resize letterbox --json
   edgecv eval-det --gt instances_val.json --pred runs/faces/predictions.json
 
@@ -30,7 +31,7 @@ OUT receives the annotated images (a video: an annotated .mp4), predictions.json
 annotations, categories; what 'edgecv eval-det --pred' reads) and detections.jsonl (one JSON line per
 frame: boxes as x0,y0,x1,y1 in frame pixels, scores, labels, stage times). Files appear only when the run
 succeeds. Images that cannot be decoded are skipped with a warning. Without --spec, the spec recorded in
-the model's manifest (edgecv export --detector) is used.
+the model's manifest (edgecv export --detector) is used. 'edgecv specs list' shows the built-in specs.
 """
 
 
@@ -46,13 +47,14 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--model", required=True, type=Path, help="a .tflite, .onnx or OpenVINO .xml detector")
-    p.add_argument("--spec", help="detector spec: a built-in name (blazeface-short-range, ssd-mobilenet-v1-coco, ...) "
-                   "or a YAML file (default: the one in the model's manifest)")
+    p.add_argument("--spec", help="detector spec: a built-in name (see 'edgecv specs list') or a YAML file "
+                   "(docs/specs.md; default: the one in the model's manifest)")
     p.add_argument("--source", required=True, help="an image file, a folder of images, or a video file")
     p.add_argument("--out", required=True, type=Path, help="output folder (created if needed)")
     p.add_argument("--score", type=float, help="minimum score (default: the spec's score_threshold)")
-    p.add_argument("--resize", choices=RESIZE_CHOICES, default="stretch",
-                   help="how frames fit the model input: stretch (default) or letterbox (keeps the aspect ratio)")
+    p.add_argument("--resize", choices=RESIZE_CHOICES,
+                   help="how frames fit the model input: stretch, or letterbox (keeps the aspect ratio) "
+                   "(default: the spec's resize, else stretch)")
     p.add_argument("--illumination", choices=ILLUMINATION_CHOICES, default="none",
                    help="lighting correction before the model (default none)")
     p.add_argument("--labels", type=Path, help="class names, one per line (line k is class k), or a YAML file with "

@@ -25,6 +25,7 @@ COMMANDS = {
     "distill": "edgecv.cli.distill_cmd",
     "eval-det": "edgecv.cli.eval_det_cmd",
     "detect": "edgecv.cli.detect_cmd",
+    "specs": "edgecv.cli.specs_cmd",
     "track-eval": "edgecv.cli.track_eval_cmd",
     "track": "edgecv.cli.track_cmd",
     "devices": "edgecv.cli.devices_cmd",
@@ -44,6 +45,7 @@ examples:
   edgecv distill --teacher model.keras --width 0.5 --train digits.npz --out runs/distill
   edgecv eval-det --gt instances_val.json --pred results.json --json
   edgecv detect --model face.tflite --spec blazeface-short-range --source photos/ --out runs/faces
+  edgecv specs list                               the built-in detector specs; 'specs show NAME' prints one
   edgecv track-eval --gt gt.txt --det det.txt --tracker bytetrack --fps 25
   edgecv devices check model.int8.tflite --device coral-edgetpu   will it run there?
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 TRACKER_CHOICES = ("bytetrack", "ocsort", "sort")
 SINK_CHOICES = ("video", "jsonl", "mot")
 RESIZE_CHOICES = ("stretch", "letterbox", "letterbox_top_left")
+THRESHOLD_CHOICES = ("auto", "tracker")
 
 # Exit codes (also in --help).
 EXIT_OK, EXIT_ERROR, EXIT_LOST, EXIT_STOPPED = 0, 1, 3, 130
@@ -33,6 +35,13 @@ artifacts (the fastest on this machine is picked by measuring each).
 Live sources keep only the newest frame when processing falls behind and count the frames dropped; a
 dropped stream is reopened with exponential backoff (--reconnect attempts). Files process every frame
 unless --stride or --realtime says otherwise.
+
+Tracker score thresholds that --tracker-config does not set are fitted to the detector: the tracker's own
+until 2 s of detections are seen, then the lower quartile and median of their scores (track_thresh,
+new_track_thresh), never above the tracker's own, never below the detector's score threshold (the spec's or
+--score); --thresholds tracker keeps the tracker's own. summary.json's tracker_thresholds says which values
+ran and where each came from. A run whose detector found objects but which started no track prints a
+warning (summary.json: warnings).
 
 OUT receives the annotated video (<source>.mp4), tracks.jsonl (one line per frame: tracks, enter/exit and
 line/zone events), tracks.mot.txt (MOTChallenge) and summary.json (fps, per-stage times, queue depths,
@@ -61,6 +70,10 @@ def add_parser(sub) -> None:
     p.add_argument("--out", type=Path, default=Path("runs/track"), help="output folder (default: runs/track)")
     p.add_argument("--tracker", choices=TRACKER_CHOICES, default="ocsort", help="tracker (default ocsort)")
     p.add_argument("--tracker-config", type=Path, metavar="YAML", help="tracker options (a YAML mapping)")
+    p.add_argument("--thresholds", choices=THRESHOLD_CHOICES, default="auto",
+                   help="score thresholds the tracker config does not set: auto (default) fits them to the "
+                   "scores of the detector's first 2 s of detections (see below), tracker keeps the tracker's "
+                   "own defaults")
     p.add_argument("--sinks", default=",".join(SINK_CHOICES),
                    help=f"outputs to write, comma-separated from {', '.join(SINK_CHOICES)} (default: all)")
     p.add_argument("--video-format", choices=("mp4", "mkv"), default="mp4",
@@ -79,7 +92,8 @@ def add_parser(sub) -> None:
     p.add_argument("--gt", type=Path, metavar="MOT_TXT", help="ground truth to score the tracks against (MOTChallenge)")
     p.add_argument("--classes", metavar="NAMES", help="classes to keep, comma-separated names or ids (default: all)")
     p.add_argument("--score", type=float, help="minimum detection score (default: the spec's)")
-    p.add_argument("--resize", choices=RESIZE_CHOICES, default="stretch", help="how frames fit the model input")
+    p.add_argument("--resize", choices=RESIZE_CHOICES,
+                   help="how frames fit the model input (default: the spec's resize, else stretch)")
     p.add_argument("--backend", help="runtime to use (default: the first installed for the format)")
     p.add_argument("--threads", type=int, help="runtime threads (default: every core)")
     p.add_argument("--sequential", action="store_true",
@@ -156,11 +170,14 @@ def run(args) -> int:
                            tracker_options=_tracker_options(args.tracker_config),
                            sinks=[k.strip() for k in args.sinks.split(",") if k.strip()],
                            video_format=args.video_format, lines=args.line, zones=args.zone, capture=capture,
-                           concurrent=not args.sequential, gt=args.gt, stop=stop, progress=progress, note=note)
+                           concurrent=not args.sequential, gt=args.gt, stop=stop, progress=progress, note=note,
+                           thresholds=args.thresholds)
         finally:
             bar.close()
     summary = result.summary
     print(json.dumps(summary, indent=2, default=str) if args.json else format_summary(summary))
+    for w in summary.get("warnings", ()):
+        print(f"warning: {w['message']}", file=sys.stderr)
     if signals.caught:
         return EXIT_STOPPED
     return EXIT_LOST if summary["state"] == "lost" else EXIT_OK
@@ -189,6 +206,10 @@ def format_summary(s: dict[str, Any]) -> str:
                                                                       or "none"))
     for name, c in s["counts"].items():
         lines.append(f"  {name}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+    th = s.get("tracker_thresholds") or {}
+    if th.get("values"):
+        lines.append("tracker thresholds: " + "; ".join(f"{k} {v:g} ({th['sources'][k]})"
+                                                         for k, v in th["values"].items()))
     if "model_choice" in s:
         lines.append("model chosen by measuring: " + ", ".join(
             f"{r['artifact']} {fmt_float(r['p50_ms'], '.3f')} ms" if r["p50_ms"] is not None else f"{r['artifact']} failed"

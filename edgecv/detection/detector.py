@@ -194,7 +194,8 @@ class Detector:
     ``model``: a loaded :class:`~edgecv.model.Model` (with ``float_io=True`` for quantized artifacts), or
     a path to load (float I/O, ``threads`` and ``backend`` as :func:`edgecv.load` takes them). ``spec``,
     ``labels``, ``score_threshold``: see :func:`resolve_spec`. ``options``: how frames are resized and lit,
-    and their colour order (``frame_color="BGR"`` for frames OpenCV decoded). One detector per thread.
+    and their colour order (``frame_color="BGR"`` for frames OpenCV decoded); a ``resize`` or ``pad_value``
+    left None is the spec's (``detector.options`` holds the resolved ones). One detector per thread.
     """
 
     def __init__(
@@ -214,8 +215,8 @@ class Detector:
             model = load(model, float_io=True, threads=threads, backend=backend)
         self.model = model
         self.spec = resolve_spec(model, spec, labels=labels, score_threshold=score_threshold)
-        self.preprocessor = _preprocessor(model, self.spec, options)
-        self.options = options
+        self.options = options.resolved(self.spec)
+        self.preprocessor = _preprocessor(model, self.spec, self.options)
         self.input_size = self.preprocessor.input_size
         self.last_timing: StageTimes | None = None
         self.timings = Timings()

@@ -26,6 +26,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from functools import partial
@@ -155,6 +156,8 @@ def plan_letterbox(frame_size: Size, input_size: Size, *, centre: bool = True) -
     return FrameTransform(nw / w, nh / h, pad_x, pad_y, (h, w), (ih, iw))
 
 
+DEFAULT_RESIZE = "stretch"
+DEFAULT_PAD_VALUE = 114
 RESIZE_MODES: dict[str, Callable[[Size, Size], FrameTransform]] = {
     "stretch": plan_stretch,
     "letterbox": plan_letterbox,
@@ -169,16 +172,17 @@ RESIZE_MODES: dict[str, Callable[[Size, Size], FrameTransform]] = {
 class FrameOptions:
     """How frames become inputs, besides the model's own normalization.
 
-    ``resize``: one of :data:`RESIZE_MODES`. ``pad_value``: the gray level (0..255) of letterbox padding;
-    114 is YOLO's. ``illumination``: one of :data:`ILLUMINATIONS`. ``gamma``: the exponent of ``gamma``,
-    ``out = 255 * (in / 255) ** gamma`` (below 1 brightens, above 1 darkens); ``auto_gamma`` picks it per
-    frame so that the mean luminance goes to mid-grey, within 0.25..4. ``clahe_clip`` and
-    ``clahe_tiles``: OpenCV CLAHE's clip limit and tiles per side. ``frame_color``: the channel order of
-    3- and 4-channel frames, ``BGR`` for frames OpenCV decoded.
+    ``resize``: one of :data:`RESIZE_MODES`; None (the default) takes the detector spec's ``resize``, else
+    ``stretch``. ``pad_value``: the gray level (0..255) of letterbox padding; None takes the spec's, else
+    114 (YOLO's). :meth:`resolved` fills both in. ``illumination``: one of :data:`ILLUMINATIONS`.
+    ``gamma``: the exponent of ``gamma``, ``out = 255 * (in / 255) ** gamma`` (below 1 brightens, above 1
+    darkens); ``auto_gamma`` picks it per frame so that the mean luminance goes to mid-grey, within 0.25..4.
+    ``clahe_clip`` and ``clahe_tiles``: OpenCV CLAHE's clip limit and tiles per side. ``frame_color``: the
+    channel order of 3- and 4-channel frames, ``BGR`` for frames OpenCV decoded.
     """
 
-    resize: str = "stretch"
-    pad_value: int = 114
+    resize: str | None = None
+    pad_value: int | None = None
     illumination: str = "none"
     gamma: float = 0.7
     clahe_clip: float = 2.0
@@ -186,16 +190,34 @@ class FrameOptions:
     frame_color: str = "RGB"
 
     def __post_init__(self) -> None:
-        check(self.resize in RESIZE_MODES, "resize", f"one of {', '.join(RESIZE_MODES)}", self.resize)
+        if self.resize is not None:
+            check(self.resize in RESIZE_MODES, "resize", f"one of {', '.join(RESIZE_MODES)}", self.resize)
         check(self.illumination in ILLUMINATIONS, "illumination", f"one of {', '.join(ILLUMINATIONS)}",
               self.illumination)
         check(self.frame_color in FRAME_COLORS, "frame_color", f"one of {', '.join(FRAME_COLORS)}", self.frame_color)
-        check(_is_int(self.pad_value) and 0 <= self.pad_value <= 255, "pad_value", "an integer in 0..255",
-              self.pad_value)
+        if self.pad_value is not None:
+            check(_is_int(self.pad_value) and 0 <= self.pad_value <= 255, "pad_value", "an integer in 0..255",
+                  self.pad_value)
         check(_is_positive(self.gamma), "gamma", "a positive number", self.gamma)
         check(_is_positive(self.clahe_clip), "clahe_clip", "a positive number", self.clahe_clip)
         check(_is_int(self.clahe_tiles) and self.clahe_tiles >= 1, "clahe_tiles", "a positive integer",
               self.clahe_tiles)
+
+    def resolved(self, spec: DetectorSpec | None = None) -> FrameOptions:
+        """These options with ``resize`` and ``pad_value`` filled in: given ones win, then ``spec``'s, then
+        :data:`DEFAULT_RESIZE` and :data:`DEFAULT_PAD_VALUE`.
+
+        Example:
+            >>> FrameOptions().resolved().resize, FrameOptions(resize="letterbox").resolved().pad_value
+            ('stretch', 114)
+        """
+        resize = self.resize or (spec.resize if spec is not None else None) or DEFAULT_RESIZE
+        pad = self.pad_value
+        if pad is None:
+            pad = spec.pad_value if spec is not None and spec.pad_value is not None else DEFAULT_PAD_VALUE
+        if (resize, pad) == (self.resize, self.pad_value):
+            return self
+        return dataclasses.replace(self, resize=resize, pad_value=pad)
 
 
 def _is_int(v: object) -> bool:
@@ -374,7 +396,7 @@ class FramePreprocessor:
         self.input_size: Size = (int(input_size[0]), int(input_size[1]))
         self.preprocess = preprocess
         self.dtype = np.dtype(dtype).name
-        self.options = options
+        self.options = options.resolved()
         self.channels = channels
         self._cv2 = _cv2("resize frames")
         self._illumination = ILLUMINATIONS[options.illumination](options)
@@ -393,21 +415,30 @@ class FramePreprocessor:
         Normalization and colour order come from ``spec`` when it gives them, else from the model's
         manifest; a float input with neither is a ConfigError (integer inputs take raw pixels). A model
         loaded with ``float_io=True`` takes float input even when quantized. ``input_size`` (h, w) is
-        needed only when the model's height or width is dynamic.
+        needed only when the model's height or width is dynamic; the spec's ``input_size`` is the
+        default. The spec's ``layout`` replaces the one guessed from the input's shape; its ``resize`` and
+        ``pad_value`` fill in what ``options`` leaves unset.
         """
         if not model.inputs:
             raise ConfigError(f"{model.path.name}: expected a model with an image input, got no inputs")
         info = model.inputs[0]
-        if info.layout not in LAYOUTS or len(info.shape) != 4:
-            raise ConfigError(f"{model.path.name}: expected an NHWC or NCHW image input, got {info.describe()}")
-        h, w, c = info.shape[1:] if info.layout == "NHWC" else (*info.shape[2:], info.shape[1])
+        layout = (spec.layout if spec is not None else None) or info.layout
+        if layout not in LAYOUTS or len(info.shape) != 4:
+            raise ConfigError(f"{model.path.name}: expected an NHWC or NCHW image input, got {info.describe()}"
+                              + ("" if len(info.shape) != 4 else "; set layout: NHWC or NCHW in the detector spec"))
+        h, w, c = info.shape[1:] if layout == "NHWC" else (*info.shape[2:], info.shape[1])
+        if c is not None and c not in (1, 3):
+            raise ConfigError(f"{model.path.name}: input {info.describe()} read as {layout} has {c} channels; "
+                              "expected 1 or 3 (check the detector spec's layout)")
+        if input_size is None and spec is not None:
+            input_size = spec.input_size
         if input_size is not None:
             dims = "x".join("?" if d is None else str(d) for d in (h, w))
             check(all(m is None or m == g for m, g in zip((h, w), input_size)), "input_size",
                   f"the model's {dims}", tuple(input_size))
         elif h is None or w is None:
             raise ConfigError(f"{model.path.name}: input {info.describe()} has a dynamic height or width; "
-                              "pass input_size=(h, w)")
+                              "set input_size: [height, width] in the detector spec (or pass input_size=(h, w))")
         size = tuple(input_size) if input_size is not None else (h, w)
         dtype = "float32" if (model.float_io and info.is_quantized) else info.dtype
         manifest_pre = model.manifest.preprocess if model.manifest is not None else None
@@ -426,8 +457,8 @@ class FramePreprocessor:
         if c is not None and (c == 1) != (color == "GRAY"):
             raise ConfigError(f"{model.path.name}: input {info.describe()} has {c} channel(s) but the colour "
                               f"order is {color}; 1 channel needs GRAY, 3 need RGB or BGR")
-        pre = Preprocess(layout=info.layout, color=color, mean=mean, std=std)
-        return cls(size, pre, dtype=dtype, options=options)
+        pre = Preprocess(layout=layout, color=color, mean=mean, std=std)
+        return cls(size, pre, dtype=dtype, options=options.resolved(spec))
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:

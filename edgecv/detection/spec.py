@@ -1,8 +1,10 @@
-"""Detector specs: how to turn one model's raw outputs into final detections, as a small YAML file.
+"""Detector specs: everything needed to run one detector, as a small YAML file (docs/specs.md).
 
-A spec names a decoder and its options, the score threshold, the NMS settings, the class labels and the
-input normalization (``input = (pixel - mean) / std`` with pixels in 0..255, in ``color`` order). Built-in
-specs live in ``edgecv/detection/specs/``; ``spec.to_dict()`` is what goes into an artifact's manifest.
+A spec names a decoder and its options, the score threshold, the NMS settings, the class labels, the
+input normalization (``input = (pixel - mean) / std`` with pixels in 0..255, in ``color`` order), how a
+frame fits the input (``resize``, ``pad_value``), and, where the model leaves them open, its input
+``layout`` and ``input_size``. Built-in specs live in ``edgecv/detection/specs/``; ``spec.to_dict()`` is
+what goes into an artifact's manifest.
 
 Example:
     >>> spec = load_spec("blazeface-short-range")
@@ -24,6 +26,7 @@ import numpy as np
 from edgecv.detection._config import check, from_mapping, to_plain
 from edgecv.detection.decoders import DECODERS, Decoder, get_decoder
 from edgecv.detection.detections import Detections
+from edgecv.detection.frames import LAYOUTS, RESIZE_MODES
 from edgecv.detection.nms import NMS_METHODS, nms
 from edgecv.errors import ConfigError
 from edgecv.manifest import COLOR_ORDERS, Preprocess
@@ -51,10 +54,14 @@ class NmsOptions:
 
 @dataclass(frozen=True)
 class DetectorSpec:
-    """Decoder, thresholds, labels and input normalization of one detector.
+    """Decoder, thresholds, labels, input normalization and frame fitting of one detector.
 
     ``decoder_options`` is the decoder's options object (a dict is turned into one). ``nms`` None means
-    no NMS (the model already ran it). ``labels`` are indexed by class id.
+    no NMS (the model already ran it). ``labels`` are indexed by class id. ``resize`` and ``pad_value``
+    are the defaults of :class:`~edgecv.detection.frames.FrameOptions` when the caller gives none;
+    ``layout`` (NHWC/NCHW) overrides the layout guessed from the model's input shape; ``input_size``
+    (height, width) is the size to feed a model whose input height and width are dynamic. None
+    everywhere means "not said": the model's own, or the runtime default.
     """
 
     decoder: str
@@ -66,6 +73,10 @@ class DetectorSpec:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     color: str | None = None
+    resize: str | None = None
+    pad_value: int | None = None
+    layout: str | None = None
+    input_size: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         cls = get_decoder(self.decoder)
@@ -89,6 +100,18 @@ class DetectorSpec:
             check(all(s != 0 for s in self.std), "std", "non-zero values", list(self.std))
         if self.color is not None:
             check(self.color in COLOR_ORDERS, "color", f"one of {', '.join(COLOR_ORDERS)}", self.color)
+        if self.resize is not None:
+            check(self.resize in RESIZE_MODES, "resize", f"one of {', '.join(RESIZE_MODES)}", self.resize)
+        if self.pad_value is not None:
+            check(isinstance(self.pad_value, int) and not isinstance(self.pad_value, bool)
+                  and 0 <= self.pad_value <= 255, "pad_value", "an integer in 0..255", self.pad_value)
+        if self.layout is not None:
+            check(self.layout in LAYOUTS, "layout", f"one of {', '.join(LAYOUTS)}", self.layout)
+        if self.input_size is not None:
+            size = tuple(self.input_size)
+            check(len(size) == 2 and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in size),
+                  "input_size", "[height, width], two positive integers", list(size))
+            object.__setattr__(self, "input_size", size)
 
     # -- running -----------------------------------------------------------------------------------------
     def detect(self, outputs: Sequence[np.ndarray], *, input_size: tuple[int, int]) -> Detections:
@@ -110,6 +133,21 @@ class DetectorSpec:
         """The label of each detection's class, or the class id as text where there is no label."""
         labels = self.labels or ()
         return [labels[c] if 0 <= c < len(labels) else str(c) for c in detections.class_id.tolist()]
+
+    @property
+    def expected_input_size(self) -> tuple[int, int] | None:
+        """(height, width) of the model input this spec is for: ``input_size``, else the size the decoder's
+        anchors were made for, else None (any size)."""
+        if self.input_size is not None:
+            return (self.input_size[0], self.input_size[1])
+        return getattr(self.decoder_options, "input_size", None)
+
+    @property
+    def num_classes(self) -> int | None:
+        """The number of classes the spec names: its labels, else the decoder's ``num_classes``, else None."""
+        if self.labels is not None:
+            return len(self.labels)
+        return getattr(self.decoder_options, "num_classes", None)
 
     @property
     def preprocess(self) -> Preprocess | None:
@@ -164,6 +202,12 @@ def _read_labels(path: Path) -> tuple[str, ...]:
 def spec_names(folder: Path = SPEC_DIR) -> list[str]:
     """Names of the built-in specs."""
     return names_in(folder)
+
+
+def spec_path(name_or_path: str | Path) -> Path:
+    """The YAML file :func:`load_spec` reads for ``name_or_path`` (a built-in name has no suffix)."""
+    path = Path(name_or_path)
+    return SPEC_DIR / f"{name_or_path}.yaml" if not path.suffix else path
 
 
 def load_spec(name_or_path: str | Path) -> DetectorSpec:

@@ -194,7 +194,7 @@ def test_an_op_without_an_int8_kernel_is_refused_with_its_name(pixels, tmp_path)
     "detector, error, message",
     [
         ("blazeface-short-range", InputError, r"ssd_anchors: expected outputs \[1,896,16\] \(boxes\) .* got \[1,5\]$"),
-        ("no-such-spec", ConfigError, "unknown detector spec 'no-such-spec'; built-in specs: blazeface-short-range"),
+        ("no-such-spec", ConfigError, "unknown detector spec 'no-such-spec'; built-in specs: blazeface-back, blazeface-full-range, blazeface-short-range"),
     ],
 )
 def test_a_detector_spec_that_does_not_fit_stops_before_anything_is_written(tiny_onnx, pixels, tmp_path, detector, error, message):

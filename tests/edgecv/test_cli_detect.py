@@ -144,7 +144,7 @@ BAD = [
     # (case, arguments (MODEL, NAN, SPEC, IMAGES, OUT are filled in), expected error)
     ("missing source", ["--source", "nowhere/"], "source not found: nowhere/"),
     ("unknown source kind", ["--source", "SPEC"], "cannot tell what kind of source"),
-    ("unknown spec", ["--spec", "nope"], "unknown detector spec 'nope'; built-in specs: blazeface-short-range"),
+    ("unknown spec", ["--spec", "nope"], "unknown detector spec 'nope'; built-in specs: blazeface-back, blazeface-full-range"),
     ("no spec anywhere", ["--spec", None], "fake.onnx has no detector spec in its manifest; pass a spec (--spec)"),
     ("spec does not fit", ["--spec", "blazeface-short-range"],
      "detector spec 'blazeface-short-range' does not fit fake.onnx: ssd_anchors: expected outputs [1,896,16]"),
@@ -202,9 +202,11 @@ def test_help_and_blazeface_on_a_folder(shared_data, tmp_path):
         return subprocess.run([sys.executable, "-m", "edgecv", *map(str, args)], capture_output=True, text=True,
                               timeout=120)
 
+    # No --resize: the spec's (letterbox, as MediaPipe runs BlazeFace).
     proc = edgecv("detect", "--model", model, "--spec", "blazeface-short-range", "--source", folder,
-                  "--out", tmp_path / "out", "--resize", "letterbox")
+                  "--out", tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
+    assert "spec blazeface-short-range, input 128x128 letterbox, score >= 0.5" in proc.stdout
     assert "WARNING edgecv.sources: skipping zero.png: cannot decode the image" in proc.stderr
     lines = proc.stdout.splitlines()
     assert lines[2].split()[:3] == ["3", "1", "3"] and "by class: face 3" in proc.stdout
@@ -255,3 +257,20 @@ def test_sources_registry_picks_the_kind_and_reads_frames(images, tmp_path):
     (tmp_path / "fake.avi").write_bytes(b"nope")
     with pytest.raises(InputError, match="cannot open video"):
         open_source(tmp_path / "fake.avi")
+
+
+@pytest.mark.parametrize("spec_resize, flag, used", [(None, [], "stretch"), ("letterbox", [], "letterbox"),
+                                                     ("letterbox", ["--resize", "stretch"], "stretch")])
+def test_the_spec_resize_is_the_default_and_the_flag_wins(fake, images, tmp_path, capsys, spec_resize, flag, used):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(fake["spec"].read_text() + (f"resize: {spec_resize}\n" if spec_resize else ""))
+    out = tmp_path / "out"
+    assert main(["detect", "--model", str(fake["model"]), "--spec", str(spec), "--source", str(images / "colour.png"),
+                 "--out", str(out), "--json", *flag]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["resize"] == used
+    # The boxes moved accordingly: the 64x192 frame in a 32x48 input, by hand (see test_detector).
+    from tests.edgecv.detection.test_detector import _expected
+
+    rows = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    np.testing.assert_allclose([d["xyxy"] for d in rows[0]["detections"]], _expected((64, 192), used), atol=0.01)

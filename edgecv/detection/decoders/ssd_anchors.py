@@ -30,6 +30,9 @@ from edgecv.detection.detections import Detections
 from edgecv.errors import InputError
 
 
+BOX_FORMATS = ("YXHW", "XYWH", "XYXY")
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """A logistic function that does not overflow for large negative logits."""
     e = np.exp(-np.abs(x))
@@ -38,11 +41,17 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class SsdAnchorsDecoder:
-    """Options named as in MediaPipe's ``TensorsToDetectionsCalculatorOptions``.
+    """Options named as in MediaPipe's ``TensorsToDetectionsCalculatorOptions`` (docs/specs.md maps each).
 
-    ``num_coords`` defaults to what the box and keypoints need. ``reverse_output_order`` means boxes are
-    (x, y, w, h) and keypoints (x, y); otherwise (y, x, h, w) and (y, x). Scores go through a sigmoid when
-    ``sigmoid_score``, after clipping to +-``score_clipping_thresh`` when set.
+    ``num_coords`` defaults to what the box and keypoints need. ``box_format`` (MediaPipe's names) is the
+    order of the four box values: ``YXHW`` (centre, size), ``XYWH``, or ``XYXY`` (distances from the
+    anchor centre to the left, top, right and bottom edges); keypoints are (y, x) under ``YXHW`` and
+    (x, y) otherwise. Without ``box_format``, ``reverse_output_order`` picks ``XYWH``, else ``YXHW``.
+    Scores go through a sigmoid when ``sigmoid_score``, after clipping to +-``score_clipping_thresh`` when
+    set. ``num_boxes`` and ``num_classes``, when given, must match the anchors and the score tensor.
+    ``allow_classes`` / ``ignore_classes`` restrict the classes a box may take (one of the two).
+    ``flip_vertically`` mirrors boxes and keypoints top to bottom. Boxes with a negative or NaN size are
+    dropped, as MediaPipe does.
     """
 
     name: ClassVar[str] = "ssd_anchors"
@@ -62,6 +71,12 @@ class SsdAnchorsDecoder:
     sigmoid_score: bool = False
     score_clipping_thresh: float | None = None
     min_score_thresh: float | None = None
+    box_format: str | None = None
+    num_boxes: int | None = None
+    num_classes: int | None = None
+    allow_classes: tuple[int, ...] = ()
+    ignore_classes: tuple[int, ...] = ()
+    flip_vertically: bool = False
     _anchors: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -81,7 +96,27 @@ class SsdAnchorsDecoder:
         if self.score_clipping_thresh is not None:
             check(self.score_clipping_thresh > 0, f"{w}.score_clipping_thresh", "a positive number or null",
                   self.score_clipping_thresh)
-        object.__setattr__(self, "_anchors", generate_anchors(self.anchors))
+        if self.box_format is not None:
+            check(self.box_format in BOX_FORMATS, f"{w}.box_format", f"one of {', '.join(BOX_FORMATS)} or null",
+                  self.box_format)
+        if self.num_classes is not None:
+            check(self.num_classes > 0, f"{w}.num_classes", "a positive integer or null", self.num_classes)
+        for name in ("allow_classes", "ignore_classes"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+            check(all(c >= 0 for c in getattr(self, name)), f"{w}.{name}", "class ids 0 or more",
+                  list(getattr(self, name)))
+        check(not (self.allow_classes and self.ignore_classes), f"{w}.allow_classes/ignore_classes",
+              "at most one of the two", (list(self.allow_classes), list(self.ignore_classes)))
+        anchors = generate_anchors(self.anchors)
+        if self.num_boxes is not None:
+            check(self.num_boxes == len(anchors), f"{w}.num_boxes",
+                  f"{len(anchors)}, the number of anchors the anchor options make", self.num_boxes)
+        object.__setattr__(self, "_anchors", anchors)
+
+    @property
+    def format(self) -> str:
+        """The box format in effect: ``box_format``, else XYWH under ``reverse_output_order``, else YXHW."""
+        return self.box_format or ("XYWH" if self.reverse_output_order else "YXHW")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> SsdAnchorsDecoder:
@@ -89,6 +124,11 @@ class SsdAnchorsDecoder:
 
     def to_dict(self) -> dict[str, Any]:
         return to_plain(self)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(height, width) the anchors were made for: the model input this decoder fits."""
+        return (self.anchors.input_size_height, self.anchors.input_size_width)
 
     @property
     def num_anchors(self) -> int:
@@ -111,23 +151,35 @@ class SsdAnchorsDecoder:
         anchors = self._anchors.astype(np.float64)
         ax, ay, aw, ah = anchors.T
         o = self.box_coord_offset
-        if self.reverse_output_order:
+        fmt = self.format
+        if fmt == "XYWH":
             x, y, w, h = raw[:, o], raw[:, o + 1], raw[:, o + 2], raw[:, o + 3]
-        else:
+        elif fmt == "YXHW":
             y, x, h, w = raw[:, o], raw[:, o + 1], raw[:, o + 2], raw[:, o + 3]
+        else:  # XYXY: distances to the left, top, right and bottom edges
+            left, top, right, bottom = raw[:, o], raw[:, o + 1], raw[:, o + 2], raw[:, o + 3]
+            x, y, w, h = (right - left) / 2, (bottom - top) / 2, left + right, top + bottom
         cx = x / self.x_scale * aw + ax
         cy = y / self.y_scale * ah + ay
         if self.apply_exponential_on_box_size:
             w, h = np.exp(w / self.w_scale) * aw, np.exp(h / self.h_scale) * ah
         else:
             w, h = w / self.w_scale * aw, h / self.h_scale * ah
+        if self.flip_vertically:
+            cy = 1.0 - cy
         xyxy = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
 
         scores = raw_scores[0].reshape(self.num_anchors, -1).astype(np.float64)
-        if self.score_clipping_thresh is not None:
-            scores = np.clip(scores, -self.score_clipping_thresh, self.score_clipping_thresh)
+        if self.num_classes is not None and scores.shape[1] != self.num_classes:
+            raise InputError(f"{self.name}: expected scores for num_classes={self.num_classes}, got "
+                             f"{describe([raw_scores])}")
         if self.sigmoid_score:
+            if self.score_clipping_thresh is not None:
+                scores = np.clip(scores, -self.score_clipping_thresh, self.score_clipping_thresh)
             scores = sigmoid(scores)
+        allowed = self._allowed(scores.shape[1])
+        if allowed is not None:
+            scores = np.where(allowed, scores, -np.inf)
         class_id = scores.argmax(axis=1)
         confidence = scores[np.arange(self.num_anchors), class_id]
 
@@ -135,11 +187,26 @@ class SsdAnchorsDecoder:
         if self.num_keypoints:
             k, v, ko = self.num_keypoints, self.num_values_per_keypoint, self.keypoint_coord_offset
             kp = raw[:, ko : ko + k * v].reshape(-1, k, v)
-            kx, ky = (kp[..., 0], kp[..., 1]) if self.reverse_output_order else (kp[..., 1], kp[..., 0])
-            kx = (kx / self.x_scale * aw[:, None] + ax[:, None]) * width
-            ky = (ky / self.y_scale * ah[:, None] + ay[:, None]) * height
-            data["keypoints"] = np.stack([kx, ky], axis=-1).astype(np.float32)
+            kx, ky = (kp[..., 1], kp[..., 0]) if fmt == "YXHW" else (kp[..., 0], kp[..., 1])
+            kx = kx / self.x_scale * aw[:, None] + ax[:, None]
+            ky = ky / self.y_scale * ah[:, None] + ay[:, None]
+            if self.flip_vertically:
+                ky = 1.0 - ky
+            data["keypoints"] = np.stack([kx * width, ky * height], axis=-1).astype(np.float32)
         det = Detections(xyxy=xyxy, confidence=confidence, class_id=class_id.astype(np.int64), data=data)
+        keep = (w >= 0) & (h >= 0) & np.isfinite(confidence)  # NaN sizes compare False
         if self.min_score_thresh is not None:
-            det = det[det.confidence >= self.min_score_thresh]
-        return det
+            keep &= confidence >= self.min_score_thresh
+        return det if keep.all() else det[keep]
+
+    def _allowed(self, num_classes: int) -> np.ndarray | None:
+        """Which class columns a box may take, or None for all."""
+        if self.allow_classes:
+            allowed = np.zeros(num_classes, bool)
+            allowed[[c for c in self.allow_classes if c < num_classes]] = True
+            return allowed
+        if self.ignore_classes:
+            allowed = np.ones(num_classes, bool)
+            allowed[[c for c in self.ignore_classes if c < num_classes]] = False
+            return allowed
+        return None

@@ -115,6 +115,57 @@ def test_ssd_anchors_scores_clipping_classes_and_threshold():
     np.testing.assert_allclose(flat.confidence, sig(logits[0, :, 0]), rtol=1e-6)
 
 
+def test_ssd_anchors_box_format_xyxy_is_distances_from_the_anchor_centre():
+    raw = np.zeros((1, 4, 6), f32)
+    raw[0, 1] = [2, 1, 4, 3, 1, -2]  # anchor (12, 4): left 2, top 1, right 4, bottom 3; keypoint (x, y)
+    det = ssd(box_format="XYXY").decode([raw, np.zeros((1, 4, 1), f32)], input_size=(16, 16))
+    np.testing.assert_allclose(det.xyxy[1], [12 - 2, 4 - 1, 12 + 4, 4 + 3], atol=1e-5)
+    np.testing.assert_allclose(det.data["keypoints"][1], [[13, 2]], atol=1e-5)
+    # box_format wins over reverse_output_order; without it, reverse_output_order picks XYWH over YXHW.
+    assert ssd(box_format="YXHW").format == "YXHW" and ssd().format == "XYWH"
+    assert ssd(reverse_output_order=False).format == "YXHW"
+
+
+def test_ssd_anchors_class_filters_flip_and_degenerate_boxes():
+    raw = np.zeros((1, 4, 6), f32)
+    raw[0, :, 2:4] = 4  # 4x4 boxes
+    raw[0, 3, 2] = -1  # a negative width: dropped, as MediaPipe does
+    logits = np.array([[[3.0, 1.0], [3.0, 1.0], [-1.0, 2.0], [0.0, 0.0]]], f32)
+    assert ssd().decode([raw, logits], input_size=(16, 16)).class_id.tolist() == [0, 0, 1]
+    allowed = ssd(allow_classes=[1]).decode([raw, logits], input_size=(16, 16))
+    assert allowed.class_id.tolist() == [1, 1, 1]
+    np.testing.assert_allclose(allowed.confidence[0], 1 / (1 + np.exp(-1.0)), rtol=1e-6)
+    assert ssd(ignore_classes=[1]).decode([raw, logits], input_size=(16, 16)).class_id.tolist() == [0, 0, 0]
+    flipped = ssd(flip_vertically=True).decode([raw, logits], input_size=(16, 16))
+    plain = ssd().decode([raw, logits], input_size=(16, 16))
+    np.testing.assert_allclose(flipped.xyxy[:, [1, 3]], 16 - plain.xyxy[:, [3, 1]], atol=1e-5)
+    np.testing.assert_allclose(flipped.data["keypoints"][..., 1], 16 - plain.data["keypoints"][..., 1], atol=1e-5)
+    # Clipping applies to logits that go through the sigmoid, as in MediaPipe; plain scores are left alone.
+    big = np.array([[[50.0], [0.0], [0.0], [0.0]]], f32)
+    assert ssd(sigmoid_score=False, score_clipping_thresh=2.0).decode([raw, big], input_size=(16, 16)).confidence[0] == 50
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"num_boxes": 5}, r"ssd_anchors.num_boxes: expected 4, the number of anchors the anchor options make, got 5"),
+        ({"box_format": "CXCYWH"}, "ssd_anchors.box_format: expected one of YXHW, XYWH, XYXY or null, got 'CXCYWH'"),
+        ({"allow_classes": [0], "ignore_classes": [1]}, "ssd_anchors.allow_classes/ignore_classes: expected at most one"),
+        ({"num_classes": 0}, "ssd_anchors.num_classes: expected a positive integer or null, got 0"),
+        ({"max_results": 10}, "ssd_anchors: unknown key.s. max_results"),
+    ],
+)
+def test_ssd_anchors_bad_options(options, message):
+    base = {"anchors": dataclasses.asdict(GRID), "num_keypoints": 1}
+    with pytest.raises(ConfigError, match=message):
+        SsdAnchorsDecoder.from_dict({**base, **options})
+
+
+def test_ssd_anchors_num_classes_must_match_the_scores():
+    with pytest.raises(InputError, match=r"ssd_anchors: expected scores for num_classes=2, got \[1,4,1\]"):
+        ssd(num_classes=2).decode([np.zeros((1, 4, 6), f32), np.zeros((1, 4, 1), f32)], input_size=(16, 16))
+
+
 @pytest.mark.parametrize(
     "outputs, message",
     [
@@ -397,3 +448,21 @@ def test_grid_wrong_outputs_give_one_line_errors(outputs, options, size, message
         return
     with pytest.raises(InputError, match=message):
         GridDecoder(**options).decode(args, input_size=size)
+
+
+@pytest.mark.parametrize(
+    "options, shape, want",
+    [
+        # An Ultralytics export with nms=True: [1, 300, 6] (x0, y0, x1, y1, score, class).
+        ({"layout": "v8", "num_classes": 80}, (1, 300, 6), r"\[1,4\+nc,N\] \(Ultralytics v8/v11\) with nc=80"),
+        ({"num_classes": 80}, (1, 300, 6), r"\[1,4\+nc,N\] \(Ultralytics v8/v11\) or \[1,N,5\+nc\] \(YOLOv5\) with nc=80"),
+        ({"layout": "v8", "num_classes": 1}, (1, 300, 6), r"with nc=1"),  # auto would take it for a v5 head: say v8
+        ({"layout": "v8", "num_classes": 1}, (1, 56, 2100), r"with nc=1"),  # a YOLOv8-pose head (4 + 1 + 17 * 3)
+        ({"layout": "v8", "num_classes": 80}, (1, 116, 2100), r"with nc=80"),  # a YOLOv8-seg head (4 + 80 + 32)
+    ],
+)
+def test_yolo_with_num_classes_refuses_heads_that_are_not_detection_heads(options, shape, want):
+    # docs/specs.md: with layout and num_classes from the export's metadata, other heads are one-line errors.
+    dims = ",".join(map(str, shape))
+    with pytest.raises(InputError, match=rf"yolo: expected one output .*{want}, got \[{dims}\]$"):
+        YoloDecoder(**options).decode([np.zeros(shape, f32)], input_size=(320, 320))

@@ -398,7 +398,7 @@ BAD = [
     ("model layout", lambda: FramePreprocessor.from_model(fake_model((1, 10), "float32")), ConfigError,
      "detector.tflite: expected an NHWC or NCHW image input, got images 1x10 float32 NC"),
     ("dynamic size", lambda: FramePreprocessor.from_model(fake_model((1, None, None, 3), "uint8")), ConfigError,
-     r"dynamic height or width; pass input_size=\(h, w\)"),
+     r"dynamic height or width; set input_size: \[height, width\] in the detector spec \(or pass input_size=\(h, w\)\)"),
     ("wrong size", lambda: FramePreprocessor.from_model(fake_model((1, 8, 8, 3), "uint8"), input_size=(9, 8)),
      ConfigError, r"input_size: expected the model's 8x8, got \(9, 8\)"),
     ("gray model, rgb spec", lambda: FramePreprocessor.from_model(
@@ -437,3 +437,23 @@ def test_importing_frames_loads_no_cv2():
 def test_frame_transform_is_plain_data():
     t = FrameTransform(0.5, 0.5, 0, 40, (480, 640), (320, 320))
     assert t == plan_letterbox((480, 640), (320, 320)) and dataclasses.asdict(t)["pad_y"] == 40
+
+
+@pytest.mark.parametrize(
+    "options, spec_fields, resize, pad",
+    [
+        (FrameOptions(), {}, "stretch", 114),  # nothing said anywhere: the defaults
+        (FrameOptions(), {"resize": "letterbox", "pad_value": 0}, "letterbox", 0),  # the spec's
+        (FrameOptions(resize="stretch"), {"resize": "letterbox", "pad_value": 0}, "stretch", 0),  # the caller's wins
+        (FrameOptions(pad_value=7), {"resize": "letterbox_top_left", "pad_value": 0}, "letterbox_top_left", 7),
+    ],
+)
+def test_frame_options_take_the_spec_resize_and_padding_unless_given(options, spec_fields, resize, pad):
+    spec = dataclasses.replace(load_spec("scene-detector"), **{"resize": None, **spec_fields})
+    done = options.resolved(spec)
+    assert (done.resize, done.pad_value) == (resize, pad)
+    assert done.resolved() == done and options.resolved() == dataclasses.replace(
+        options, resize=options.resize or "stretch", pad_value=114 if options.pad_value is None else options.pad_value)
+    # A preprocessor built without a spec has concrete options too.
+    cv2_or_skip()
+    assert FramePreprocessor((8, 8), Preprocess(), options=options).options.resize == (options.resize or "stretch")

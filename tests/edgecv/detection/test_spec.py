@@ -16,8 +16,12 @@ from edgecv.errors import ConfigError
 REPO = Path(__file__).resolve().parents[3]
 
 
+BUILT_IN = ["blazeface-back", "blazeface-full-range", "blazeface-short-range", "nudenet-320n", "palm-detection",
+            "pose-detection", "scene-detector", "ssd-mobilenet-v1-coco"]
+
+
 def test_built_in_specs_are_listed_and_shipped_as_package_data():
-    assert spec_names() == ["blazeface-short-range", "scene-detector", "ssd-mobilenet-v1-coco"]
+    assert spec_names() == BUILT_IN
     package_data = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["edgecv"]
     assert "detection/specs/*.yaml" in package_data
 
@@ -48,6 +52,59 @@ def test_ssd_mobilenet_spec():
     assert spec.decoder_options == TflitePostprocessDecoder(label_offset=1)
     assert spec.score_threshold == 0.5 and spec.labels is None and spec.nms is None
     assert spec.preprocess is None and spec.color == "RGB"
+    # TensorFlow's object detection API resizes SSD inputs without keeping the aspect ratio.
+    assert spec.resize == "stretch" and spec.expected_input_size is None and spec.num_classes is None
+
+
+# name -> (input size, anchors, keypoints, [lo, hi] input range, score threshold, labels): MediaPipe's published
+# graphs (palm_detection_cpu, pose_detection_cpu, face_detection_*_range) as read from the mediapipe 0.10.14 wheel.
+MEDIAPIPE = [
+    ("blazeface-short-range", (128, 128), 896, 6, (-1.0, 1.0), 0.5, ("face",)),
+    ("blazeface-full-range", (192, 192), 2304, 6, (-1.0, 1.0), 0.6, ("face",)),
+    ("blazeface-back", (256, 256), 896, 6, (-1.0, 1.0), 0.65, ("face",)),
+    ("palm-detection", (192, 192), 2016, 7, (0.0, 1.0), 0.5, ("palm",)),
+    ("pose-detection", (224, 224), 2254, 4, (-1.0, 1.0), 0.5, ("person",)),
+]
+
+
+@pytest.mark.parametrize("name, size, anchors, keypoints, value_range, score, labels", MEDIAPIPE)
+def test_mediapipe_specs_carry_everything_mediapipe_runs_them_with(name, size, anchors, keypoints, value_range, score,
+                                                                     labels):
+    spec = load_spec(name)
+    dec = spec.decoder_options
+    assert spec.expected_input_size == size and dec.num_anchors == dec.num_boxes == anchors
+    assert dec.num_keypoints == keypoints and dec.num_coords == 4 + 2 * keypoints and dec.num_classes == 1
+    assert dec.format == "XYWH" and dec.sigmoid_score and dec.score_clipping_thresh == 100.0
+    assert (dec.x_scale, dec.y_scale, dec.w_scale, dec.h_scale) == (float(size[0]),) * 4
+    assert spec.preprocess.input_range == value_range and spec.color == "RGB"
+    assert spec.score_threshold == score and spec.labels == labels and spec.num_classes == 1
+    assert spec.nms.method == "weighted" and spec.nms.iou_threshold == 0.3
+    # ImageToTensorCalculator: keep_aspect_ratio true, border_mode BORDER_ZERO (black padding).
+    assert spec.resize == "letterbox" and spec.pad_value == 0
+
+
+def test_the_run_settings_a_spec_carries_round_trip(tmp_path):
+    text = """\
+decoder: yolo
+decoder_options: {layout: v8, num_classes: 2}
+labels: [cat, dog]
+mean: [0]
+std: [255]
+color: BGR
+resize: letterbox_top_left
+pad_value: 0
+layout: NCHW
+input_size: [320, 256]
+"""
+    path = tmp_path / "cats.yaml"
+    path.write_text(text)
+    spec = load_spec(path)
+    assert (spec.resize, spec.pad_value, spec.layout, spec.input_size) == ("letterbox_top_left", 0, "NCHW", (320, 256))
+    assert spec.expected_input_size == (320, 256) and spec.num_classes == 2
+    assert DetectorSpec.from_dict(json.loads(json.dumps(spec.to_dict()))) == spec
+    # Left out, each is None: the model's own layout and size, the caller's (or the default) resize and padding.
+    bare = DetectorSpec(decoder="yolo", decoder_options={})
+    assert (bare.resize, bare.pad_value, bare.layout, bare.input_size, bare.num_classes) == (None,) * 5
 
 
 @pytest.mark.parametrize("name", ["blazeface-short-range", "ssd-mobilenet-v1-coco"])
@@ -78,7 +135,15 @@ GOOD = {"decoder": "yolo", "decoder_options": {"layout": "v8"}}
     "content, message",
     [
         ({**GOOD, "treshold": 0.5},
-         "unknown key.s. treshold; valid keys: decoder, decoder_options, name, score_threshold, nms, labels, mean, std, color"),
+         "unknown key.s. treshold; valid keys: decoder, decoder_options, name, score_threshold, nms, labels, mean, std, "
+         "color, resize, pad_value, layout, input_size$"),
+        ({**GOOD, "resize": "crop"}, "resize: expected one of stretch, letterbox, letterbox_top_left, got 'crop'"),
+        ({**GOOD, "pad_value": 300}, "pad_value: expected an integer in 0..255, got 300"),
+        ({**GOOD, "pad_value": 0.5}, "pad_value: expected an integer, got 0.5"),
+        ({**GOOD, "layout": "HWC"}, "layout: expected one of NHWC, NCHW, got 'HWC'"),
+        ({**GOOD, "input_size": [320]}, r"input_size: expected \[height, width\], two positive integers, got \[320\]"),
+        ({**GOOD, "input_size": [320, 0]}, r"input_size: expected \[height, width\], two positive integers"),
+        ({**GOOD, "input_size": 320}, "input_size: expected a list, got 320"),
         ({"decoder_options": {}}, "missing key 'decoder' .one of ssd_anchors, tflite_postprocess, yolo."),
         ({"decoder": "retina"}, "unknown decoder 'retina'; valid decoders: ssd_anchors, tflite_postprocess, yolo"),
         ({**GOOD, "decoder_options": {"layot": "v8"}}, "yolo: unknown key.s. layot; valid keys: layout"),
@@ -110,7 +175,7 @@ def test_bad_spec_files_give_one_line_config_errors(tmp_path, content, message):
 @pytest.mark.parametrize(
     "name, message",
     [
-        ("blazeface", "unknown detector spec 'blazeface'; built-in specs: blazeface-short-range, scene-detector, ssd-mobilenet-v1-coco"),
+        ("blazeface", "unknown detector spec 'blazeface'; built-in specs: " + ", ".join(BUILT_IN)),
         ("absent.yaml", "detector spec not found: absent.yaml"),
     ],
 )
