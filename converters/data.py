@@ -4,6 +4,8 @@
 (batch 1, already preprocessed) with an optional integer label. Accepted data:
 
 - a folder of images (searched recursively; ``root/<class>/image.png`` gives labels),
+- one image file, or a glob of image files (``photos/*.jpg``, ``data/**/*.png``): the same rules as a folder,
+  whose root is the glob's part before its first wildcard (``data/*/*.png`` gives labels from ``data/<class>/``),
 - a video file (frames sampled evenly across it),
 - a ``.npy`` array or a ``.npz`` file (images under ``x``/``images``, labels under ``y``/``labels``),
 - a numpy array, or an iterable of arrays or ``(array, label)`` pairs (Python API only),
@@ -11,7 +13,16 @@
 
 Images from folders and videos get a plain resize (no crop, no letterbox) to the model's height and width:
 ``cv2.INTER_AREA`` when shrinking, ``cv2.INTER_LINEAR`` when enlarging. Arrays are never resized: uint8 arrays
-are pixels that must have the model's height, width and channels; float arrays are model inputs used as-is.
+are pixels that must have the model's height, width and channels. A float array for an image input is
+read by its value range (over the chosen samples), against the model range that ``mean``/``std`` give
+pixels 0..255 (``edgecv export --help`` says the same):
+
+- inside the model range (2% slack): model inputs, used as-is;
+- outside it but inside 0..255: float pixels (channels in the model's layout and colour order),
+  normalized once with ``mean``/``std`` (a warning says so, and the set's description);
+- inside both, spanning more than 10% of 0..255 (``mean 123.7, std 1`` and values 0..130): ambiguous,
+  refused with both readings named; give uint8 pixels instead;
+- inside neither: model inputs used as-is, with a warning that ``mean``/``std`` do not describe them.
 
 Example:
     >>> spec = InputSpec((1, 28, 28, 1), "NHWC", preprocess=Preprocess(mean=(0,), std=(255,)))
@@ -34,17 +45,18 @@ import numpy as np
 from edgecv.deps import require
 from edgecv.errors import ConfigError, InputError
 from edgecv.manifest import Preprocess
-from edgecv.preprocess import to_model_input
+from edgecv.preprocess import normalize, to_model_input
 from edgecv.tensors import TensorInfo
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 ACCEPTED = (
-    f"expected a folder of images ({', '.join(IMAGE_SUFFIXES)}), a video ({', '.join(VIDEO_SUFFIXES)}), "
-    "a .npy or .npz array, or (from Python) an iterable of arrays"
+    f"expected a folder of images, an image or a glob of them ({', '.join(IMAGE_SUFFIXES)}), a video "
+    f"({', '.join(VIDEO_SUFFIXES)}), a .npy or .npz array, or (from Python) an iterable of arrays"
 )
+_GLOB_CHARS = "*?["
 _CHECK_CHUNK = 256  # samples per block when scanning a (memory-mapped) float array for NaN/inf
 
 
@@ -155,8 +167,8 @@ def open_dataset(
         raise ConfigError(f"{what} limit: expected a positive number of samples or None, got {limit}")
     ctx = _Context(spec, what, labels, require_labels, limit)
     kind = _kind_of(data, what)
-    if isinstance(data, str):
-        data = Path(data)
+    if isinstance(data, (str, Path)):
+        data = str(data) if kind == "glob" else Path(data)
     reader = _READERS[kind](data, ctx)
     if reader.size == 0:
         raise InputError(f"{what} set {reader.name} is empty")
@@ -166,7 +178,7 @@ def open_dataset(
         count = f"{missing} of {len(indices)} samples"
         raise InputError(f"{what} set {reader.name}: {count} have no label{reader.label_hint}")
     of = f"{len(indices)} of {reader.size}" if len(indices) < reader.size else f"{reader.size}"
-    return Dataset(reader, indices, spec, f"{of} {reader.unit} {reader.where}")
+    return Dataset(reader, indices, spec, f"{of} {reader.unit} {reader.where}{reader.note}")
 
 
 # --- choosing samples --------------------------------------------------------------------------------------
@@ -264,6 +276,7 @@ class _Reader:
     unit: str = "samples"
     evenly: bool = False  # sample evenly spaced indices (videos) instead of seeded-random ones
     label_hint: str = ""
+    note: str = ""  # appended to the description: how float arrays were read
 
     def samples(self, indices: np.ndarray) -> Iterator[tuple[np.ndarray, int | None]]:
         raise NotImplementedError
@@ -277,27 +290,34 @@ class _Reader:
 
 
 class _FolderReader(_Reader):
-    """Images under a folder, sorted by path; ``root/<class>/...`` gives the label of ``<class>``."""
+    """Images under a folder, sorted by path; ``root/<class>/...`` gives the label of ``<class>``. Also one
+    image file, and the image files a glob matches (its root: the part before the first wildcard)."""
 
     unit = "images"
 
-    def __init__(self, root: Path, ctx: _Context) -> None:
+    def __init__(self, source: Path | str, ctx: _Context) -> None:
         _image_spec(ctx, need_size=True)
         self.cv2 = require("cv2", extra="opencv", purpose="read calibration images")
         self.ctx = ctx
-        self.name = f"{root}/"
-        self.where = f"in {root.name or root.resolve().name}/"
-        self.label_hint = f" (labels come from class folders: {self.name}<class>/image.png)"
-        found = [
-            p.relative_to(root)
-            for p in root.rglob("*")
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not _hidden(p.relative_to(root))
-        ]
-        if not found:
-            raise InputError(f"{ctx.what} set {self.name} has no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+        if isinstance(source, str):  # a glob
+            root, found = _glob(source, ctx.what)
+            self.name, self.where = source, f"matching {source}"
+        elif source.is_file():
+            root, found = source.parent, [Path(source.name)]
+            self.name, self.where = str(source), f"from {source.name}"
+        else:
+            root = source
+            found = [p.relative_to(root) for p in root.rglob("*")
+                     if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() and not _hidden(p.relative_to(root))]
+            self.name, self.where = f"{root}/", f"in {root.name or root.resolve().name}/"
+            if not found:
+                raise InputError(f"{ctx.what} set {self.name} has no images (looked for {', '.join(IMAGE_SUFFIXES)})")
+        self.label_hint = f" (labels come from class folders: {root}/<class>/image.png)"
         found.sort(key=lambda rel: rel.as_posix())
         self.files = [root / rel for rel in found]
         self.size = len(self.files)
+        if self.size == 1:
+            self.unit = "image"
         self.labels = self._folder_labels([rel.parts[0] if len(rel.parts) > 1 else None for rel in found])
 
     def _folder_labels(self, folders: list[str | None]) -> list[int | None]:
@@ -399,6 +419,7 @@ class _Block:
         self.array, self.ctx, self.name = array, ctx, name
         spec = ctx.spec
         self.channel_axis: int | None = None  # where a missing channel axis goes
+        self.float_pixels = False  # a float array read as pixels 0..255 (module docstring): normalized here
         if array.dtype == np.uint8:
             self.pixels = True
             self._check_pixels(array.shape)
@@ -439,20 +460,59 @@ class _Block:
             x = np.expand_dims(x, self.channel_axis)
         if self.pixels:
             return _pixels_to_input(x, self.ctx.spec)
+        if self.float_pixels:
+            spec = self.ctx.spec
+            return normalize(x, spec.preprocess, channels_last=spec.layout != "NCHW").astype(spec.dtype)
         return x.astype(self.ctx.spec.dtype)  # a copy: never hand out a view of the user's array or file
 
-    def first_nonfinite(self, rows: np.ndarray) -> tuple[int, str] | None:
-        """The first of ``rows`` holding NaN or inf, and which; reads ``_CHECK_CHUNK`` rows at a time."""
-        if self.pixels or not np.issubdtype(self.array.dtype, np.floating):
-            return None
+    @property
+    def is_float(self) -> bool:
+        return not self.pixels and np.issubdtype(self.array.dtype, np.floating)
+
+    def scan(self, rows: np.ndarray) -> tuple[tuple[int, str] | None, float, float]:
+        """The first of ``rows`` holding NaN or inf (and which), and the value range of ``rows``; reads
+        ``_CHECK_CHUNK`` rows at a time. Only for float arrays."""
+        lo, hi = np.inf, -np.inf
         for start in range(0, len(rows), _CHECK_CHUNK):
             part = rows[start : start + _CHECK_CHUNK]
             block = np.asarray(self.array[part]).reshape(len(part), -1)
             bad = ~np.isfinite(block).all(axis=1)
             if bad.any():
                 k = int(np.argmax(bad))
-                return int(part[k]), "NaN" if np.isnan(block[k]).any() else "inf"
-        return None
+                return (int(part[k]), "NaN" if np.isnan(block[k]).any() else "inf"), lo, hi
+            if block.size:
+                lo, hi = min(lo, float(block.min())), max(hi, float(block.max()))
+        return None, lo, hi
+
+
+def _read_floats_as_pixels(lo: float, hi: float, ctx: _Context, name: str) -> bool:
+    """Whether a float array holding ``lo..hi`` is pixels 0..255 to normalize (True) or model inputs to use
+    as-is (False), by the rule in the module docstring; InputError when both readings fit."""
+    spec, pre = ctx.spec, ctx.spec.preprocess
+    mean, std = np.asarray(pre.mean, np.float64), np.asarray(pre.std, np.float64)
+    if len(spec.shape) != 4 or spec.layout not in ("NHWC", "NCHW") or not np.isfinite(lo) or (np.all(mean == 0) and np.all(std == 1)):
+        return False  # not an image input, no samples, or both readings are the same numbers
+    ends = np.concatenate([(0.0 - mean) / std, (255.0 - mean) / std])
+    low, high = float(ends.min()), float(ends.max())
+    slack = 0.02 * (high - low)
+    as_inputs = low - slack <= lo and hi <= high + slack
+    as_pixels = -0.5 <= lo and hi <= 255.5
+    held = f"{name} holds {lo:.4g}..{hi:.4g}"
+    model = f"model inputs for mean {_values(pre.mean)}, std {_values(pre.std)} ({low:.4g}..{high:.4g})"
+    if as_inputs and as_pixels and hi - lo > 25.5:
+        raise InputError(f"{held}: that reads both as {model} and as pixels 0..255; give the pixels as uint8")
+    if as_inputs:
+        log.info("%s: %s, used as-is", held, model)
+        return False
+    if as_pixels:
+        log.warning("%s, outside %s: read as pixels 0..255 and normalized once with mean/std", held, model)
+        return True
+    log.warning("%s: neither %s nor pixels 0..255; used as model inputs as-is (do --mean/--std describe the model?)", held, model)
+    return False
+
+
+def _values(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 class _ArrayReader(_Reader):
@@ -478,8 +538,13 @@ class _ArrayReader(_Reader):
         return len(indices) if self.labels is None else 0
 
     def check(self, indices: np.ndarray) -> None:
-        if bad := self.block.first_nonfinite(indices):
+        if not self.block.is_float:
+            return
+        bad, lo, hi = self.block.scan(indices)
+        if bad:
             raise InputError(f"{self.block.name} has {bad[1]} at sample {bad[0]}")
+        self.block.float_pixels = _read_floats_as_pixels(lo, hi, self.ctx, self.block.name)
+        self.note = " (float pixels, normalized with mean/std)" if self.block.float_pixels else ""
 
 
 def _load(path: Path, ctx: _Context) -> tuple[np.ndarray, None]:
@@ -572,14 +637,43 @@ class _IterableReader(_Reader):
         return sum(self.rows[i][2] is None for i in indices)
 
     def check(self, indices: np.ndarray) -> None:
+        lo, hi = np.inf, -np.inf
         for i in indices:
             block, row, _ = self.rows[i]
-            if bad := block.first_nonfinite(np.array([row])):
+            if not block.is_float:
+                continue
+            bad, b_lo, b_hi = block.scan(np.array([row]))
+            if bad:
                 raise InputError(f"{block.name} has {bad[1]} at sample {i}")
+            lo, hi = min(lo, b_lo), max(hi, b_hi)
+        pixels = _read_floats_as_pixels(lo, hi, self.ctx, f"{self.ctx.what} data {self.name}")
+        for block, _, _ in self.rows:
+            block.float_pixels = pixels and block.is_float
+        self.note = " (float pixels, normalized with mean/std)" if pixels else ""
+
+
+def _glob(pattern: str, what: str) -> tuple[Path, list[Path]]:
+    """The root of a glob (its folders before the first wildcard) and the image files it matches, relative
+    to the root; hidden ones left out as in a folder."""
+    parts = Path(pattern).parts
+    fixed = next(i for i, part in enumerate(parts) if any(c in part for c in _GLOB_CHARS))
+    root = Path(*parts[:fixed]) if fixed else Path(".")
+    rest = str(Path(*parts[fixed:]))
+    try:
+        matched = [p for p in root.glob(rest) if p.is_file()]
+    except ValueError as exc:  # a malformed pattern ("a**b")
+        raise InputError(f"{what} data {pattern} is not a usable glob: {exc}") from None
+    found = [p.relative_to(root) for p in matched if p.suffix.lower() in IMAGE_SUFFIXES and not _hidden(p.relative_to(root))]
+    if not found:
+        other = f"; it matches {len(matched)} files, none an image ({', '.join(IMAGE_SUFFIXES)})" if matched else " matches no file"
+        raise InputError(f"{what} data {pattern}{other}")
+    return root, found
 
 
 _READERS: dict[str, Callable[[Any, _Context], _Reader]] = {
     "folder": _FolderReader,
+    "image": _FolderReader,
+    "glob": _FolderReader,
     "video": _VideoReader,
     "array": _ArrayReader,
     "iterable": _IterableReader,
@@ -595,13 +689,17 @@ def _kind_of(data: Any, what: str) -> str:
         if path.is_dir():
             return "folder"
         if not path.exists():
+            if any(c in str(data) for c in _GLOB_CHARS):
+                return "glob"
             raise InputError(f"{what} data {data} not found; {ACCEPTED}")
         suffix = path.suffix.lower()
         if path.is_file() and suffix in VIDEO_SUFFIXES:
             return "video"
         if path.is_file() and suffix in (".npy", ".npz"):
             return "array"
-        raise InputError(f"{what} data {data} is not a folder, video or array ({suffix or 'no suffix'}); {ACCEPTED}")
+        if path.is_file() and suffix in IMAGE_SUFFIXES:
+            return "image"
+        raise InputError(f"{what} data {data} is not a folder, image, video or array ({suffix or 'no suffix'}); {ACCEPTED}")
     if (isinstance(data, Iterable) and not isinstance(data, (bytes, dict))) or callable(data):
         return "iterable"
     raise InputError(f"{what} data of type {type(data).__name__} is not usable; {ACCEPTED}")

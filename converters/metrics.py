@@ -6,6 +6,16 @@ to the float model's, and how far the matched detections' scores moved.
 The source's outputs on the eval set are computed once and kept on disk, so each artifact is compared
 chunk by chunk and memory stays bounded however large the set is.
 
+SQNR and cosine are figures of one output over the whole set: each output's values on every sample form
+one vector, compared with the source's (``sum ref^2 / sum (ref - got)^2`` and ``sum ref*got /
+sqrt(sum ref^2 * sum got^2)``). Both weigh a sample by its energy, so they always agree: cosine >=
+``sqrt(1 - 10^(-SQNR/10))`` whenever SQNR > 0. A sample whose output is ~0 everywhere (a text map
+without text, a sigmoid far from its threshold) can no longer make cosine look bad while SQNR looks
+perfect, as it did when cosine was a mean over samples. SQNR lies in [-100, 100] dB: 100 means identical
+within float rounding, -100 that the artifact gives NaN/inf where the source does not (or nothing like
+it). A multi-output model is summarized by its worst output for each figure; ``Scores.outputs`` keeps
+every output's.
+
 Example:
     >>> import numpy as np
     >>> ref = np.array([1.0, -2.0, 3.0])
@@ -25,13 +35,73 @@ from edgecv.errors import InputError
 
 CHUNK = 64  # samples per batch when scoring
 
+SQNR_MAX_DB = 100.0  # identical within float rounding; higher figures are shown as this
+SQNR_MIN_DB = -100.0  # NaN/inf where the source is finite, or noise 10^10 times the signal
+
+
 def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio in dB: ``10 log10(sum ref^2 / sum (ref - got)^2)``; 100 if equal."""
-    ref = np.asarray(ref, np.float64)
-    noise = float(np.sum((ref - np.asarray(got, np.float64)) ** 2))
-    if noise == 0:
-        return 100.0
-    return float(10.0 * np.log10(max(float(np.sum(ref**2)), 1e-30) / noise))
+    """Signal-to-quantization-noise ratio in dB: ``10 log10(sum ref^2 / sum (ref - got)^2)``, in
+    [-100, 100] (100: equal within float rounding)."""
+    acc = _Fidelity()
+    acc.add(np.ravel(ref), np.ravel(got))
+    return acc.sqnr_db
+
+
+def cosine_similarity(ref: np.ndarray, got: np.ndarray) -> float:
+    """``sum ref*got / sqrt(sum ref^2 * sum got^2)`` over all values; 1 when both are all zero, 0 when one is."""
+    acc = _Fidelity()
+    acc.add(np.ravel(ref), np.ravel(got))
+    return acc.cosine
+
+
+class _Fidelity:
+    """Running sums for one output's SQNR and cosine over a whole set, added chunk by chunk."""
+
+    def __init__(self) -> None:
+        self.ref2 = self.got2 = self.dot = self.noise = 0.0
+        self.nonfinite = 0  # values that are NaN/inf in the artifact but not the same in the source
+
+    def add(self, ref: np.ndarray, got: np.ndarray) -> None:
+        r, q = np.asarray(ref, np.float64), np.asarray(got, np.float64)
+        finite = np.isfinite(r) & np.isfinite(q)
+        if not finite.all():
+            same = (r == q) | (np.isnan(r) & np.isnan(q))  # the same inf or NaN on both sides agrees
+            self.nonfinite += int(np.count_nonzero(~finite & ~same))
+            r, q = np.where(finite, r, 0.0), np.where(finite, q, 0.0)
+        self.ref2 += float(np.sum(r * r))
+        self.got2 += float(np.sum(q * q))
+        self.dot += float(np.sum(r * q))
+        self.noise += float(np.sum((r - q) ** 2))
+
+    @property
+    def sqnr_db(self) -> float:
+        if self.nonfinite:
+            return SQNR_MIN_DB
+        if self.noise == 0:
+            return SQNR_MAX_DB
+        db = 10.0 * np.log10(max(self.ref2, 1e-300) / self.noise)
+        return float(min(max(db, SQNR_MIN_DB), SQNR_MAX_DB))
+
+    @property
+    def cosine(self) -> float:
+        if self.nonfinite:
+            return 0.0
+        if self.ref2 == 0 or self.got2 == 0:
+            return 1.0 if self.ref2 == self.got2 else 0.0  # all-zero on both sides agrees; on one side does not
+        return float(np.clip(self.dot / np.sqrt(self.ref2 * self.got2), -1.0, 1.0))
+
+
+@dataclass(frozen=True)
+class OutputScores:
+    """One output's fidelity to the source over the whole eval set (see the module docstring)."""
+
+    name: str
+    sqnr_db: float
+    cosine: float
+    nonfinite: int = 0  # values NaN/inf in the artifact where the source's are finite (or differ)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "sqnr_db": round(self.sqnr_db, 3), "cosine": round(self.cosine, 6), "nonfinite": self.nonfinite}
 
 
 @dataclass(frozen=True)
@@ -48,9 +118,13 @@ class Scores:
     detection_f1: float | None = None
     score_error: float | None = None
     detections: int | None = None  # how many this model found on the eval set
+    # Every output's SQNR and cosine; ``sqnr_db`` and ``cosine`` above are the worst output's of each.
+    outputs: tuple[OutputScores, ...] = ()
 
     def to_dict(self) -> dict:
-        return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+        d = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in asdict(self).items() if k != "outputs"}
+        d["outputs"] = [o.to_dict() for o in self.outputs]
+        return d
 
 
 def class_output(shapes: list[tuple[int, ...]]) -> int | None:
@@ -73,8 +147,9 @@ class Reference:
     """
 
     def __init__(self, chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray | None]]], run_source, work: Path,
-                 *, detect: Callable[[list[np.ndarray]], Any] | None = None) -> None:
+                 *, detect: Callable[[list[np.ndarray]], Any] | None = None, names: list[str] | None = None) -> None:
         self._chunks = chunks
+        self._names = names
         self._work = work
         self._detect = detect
         self._detections: list = []  # the source's, one Detections per sample
@@ -115,7 +190,7 @@ class Reference:
         return sum(len(d) for d in self._detections) if self._detect is not None else None
 
     def _score(self, outputs: Iterator[list[np.ndarray]]) -> Scores:
-        signal = noise = cos_sum = None
+        fidelity: list[_Fidelity] = []
         correct = agree = start = 0
         tp = fp = fn = found = 0
         score_err = 0.0
@@ -131,17 +206,9 @@ class Reference:
                     tp, fp, fn, found = tp + m.tp, fp + m.fp, fn + m.fn, found + len(dets)
                     if m.tp:
                         score_err += float(np.abs(dets.confidence[m.pairs[:, 0]] - ref_dets.confidence[m.pairs[:, 1]]).sum())
-            if signal is None:
-                signal, noise, cos_sum = (np.zeros(len(ref)) for _ in range(3))
-            for i, (g, r) in enumerate(zip(got, ref)):
-                r = r.astype(np.float64).reshape(size, -1)
-                q = np.asarray(g, np.float64).reshape(size, -1)
-                signal[i] += np.sum(r**2)
-                noise[i] += np.sum((r - q) ** 2)
-                nr, nq = np.linalg.norm(r, axis=1), np.linalg.norm(q, axis=1)
-                both_zero = (nr == 0) & (nq == 0)  # all-zero on both sides agrees; zero on one side does not
-                cos = np.sum(r * q, axis=1) / np.maximum(nr * nq, 1e-30)
-                cos_sum[i] += float(np.sum(np.where(both_zero, 1.0, cos)))
+            fidelity = fidelity or [_Fidelity() for _ in ref]
+            for acc, g, r in zip(fidelity, got, ref):
+                acc.add(r.ravel(), np.ravel(g))
             if self.class_index is not None:
                 pred = np.argmax(got[self.class_index].reshape(size, -1), axis=1)
                 agree += int(np.sum(pred == np.argmax(ref[self.class_index].reshape(size, -1), axis=1)))
@@ -149,17 +216,21 @@ class Reference:
                     correct += int(np.sum(pred == self.labels[start : start + size]))
             start += size
         n = self.samples
-        sqnr = [100.0 if nz == 0 else float(10 * np.log10(max(s, 1e-30) / nz)) for s, nz in zip(signal, noise)]
+        if start != n:  # a run that stops early must not be scored on the samples it reached
+            raise InputError(f"the artifact was scored on {start} of the {n} eval samples: the set or the run stopped early")
+        names = self._names if self._names is not None and len(self._names) == len(fidelity) else [f"output {i}" for i in range(len(fidelity))]
+        per_output = tuple(OutputScores(nm, a.sqnr_db, a.cosine, a.nonfinite) for nm, a in zip(names, fidelity))
         has_classes = self.class_index is not None
         return Scores(
             samples=n,
             top1=correct / n if has_classes and self.labels is not None else None,
             agreement=agree / n if has_classes else None,
-            sqnr_db=min(sqnr),
-            cosine=float(np.min(cos_sum / n)),
+            sqnr_db=min(o.sqnr_db for o in per_output),
+            cosine=min(o.cosine for o in per_output),
             detection_f1=(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0) if self._detect is not None else None,
             score_error=(score_err / tp if tp else 0.0) if self._detect is not None else None,
             detections=found if self._detect is not None else None,
+            outputs=per_output,
         )
 
 
@@ -210,7 +281,12 @@ def drop_points(reference: Reference, scores: Scores) -> float | None:
 
 
 def judge_quantized(reference: Reference, scores: Scores, *, max_drop: float, min_sqnr: float) -> Verdict:
-    """Against labels when there are some; else top-1 agreement with the float model; else output SQNR."""
+    """Against labels when there are some; else top-1 agreement with the float model; else output SQNR.
+    An artifact with NaN/inf outputs where the float model's are finite fails whatever the rest."""
+    broken = next((o for o in scores.outputs if o.nonfinite), None)
+    if broken is not None:
+        return Verdict(False, drop_points(reference, scores),
+                       f"output {broken.name!r} is NaN or infinite at {broken.nonfinite} values where the float model's is finite")
     drop = drop_points(reference, scores)
     if drop is None:
         if scores.detection_f1 is not None:

@@ -105,22 +105,10 @@ class Graph:
 
     @property
     def precision(self) -> str:
-        """What the model computes in, from its tensors: int8, int16x8, dynamic (int8 weights, float
-        activations), fp16 or fp32."""
-        acts = [t for t in self.tensors.values() if not t.constant and t.dtype]
-        consts = [t for t in self.tensors.values() if t.constant and t.dtype]
-        if any(t.dtype == "int16" and t.quantized for t in acts):
-            return "int16x8"
-        quant_ops = {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
-                     "MatMulInteger", "FakeQuantize", "DynamicQuantizeLinear"}
-        int8_acts = any(t.dtype in ("int8", "uint8") for t in acts if t.name not in self.inputs)
-        if int8_acts or any(op.type in quant_ops for op in self.ops):
-            return "int8"
-        if any(t.dtype in ("int8", "uint8") for t in consts) and any(t.dtype in FLOATS for t in acts):
-            return "dynamic"
-        if any(t.dtype == "float16" for t in consts) or any(t.dtype == "float16" for t in acts):
-            return "fp16"
-        return "fp32"
+        """What the model computes in: fp32, fp16, dynamic, int8, int16x8 or mixed (:mod:`edgecv.precision`)."""
+        from edgecv.precision import graph_precision
+
+        return graph_precision(self)
 
     def op_types(self) -> Counter[str]:
         return Counter(op.type for op in self.ops)

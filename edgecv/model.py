@@ -62,6 +62,7 @@ class Model:
         self._batch1 = any(t.shape and t.shape[0] == 1 for t in self.inputs)
         self._resizes = session.resizes
         self._dequant = [i for i, t in enumerate(self.outputs) if t.is_quantized] if float_io else []
+        self._graph_precision: str | None = None
 
     # -- description -------------------------------------------------------------------------------------
     @property
@@ -75,7 +76,14 @@ class Model:
 
     @property
     def precision(self) -> str:
-        return self.manifest.precision if self.manifest else "unknown"
+        """The manifest's precision; without a manifest, read from the graph (:mod:`edgecv.precision`)."""
+        if self.manifest:
+            return self.manifest.precision
+        if self._graph_precision is None:
+            from edgecv.compat import read_graph
+
+            self._graph_precision = read_graph(self.path).precision
+        return self._graph_precision
 
     def __repr__(self) -> str:
         ins = ", ".join(t.describe() for t in self.inputs)

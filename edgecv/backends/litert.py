@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
 
 import numpy as np
 
-from edgecv.backends.base import Backend, Session, default_threads, first_line
+from edgecv.backends.base import Backend, Session, default_threads
 from edgecv.deps import is_installed, version_of
 from edgecv.errors import MissingDependencyError, ModelFileError
 from edgecv.tensors import QuantParams, TensorInfo, normalize_shape
@@ -50,6 +51,80 @@ def _info(detail: dict, position: int) -> TensorInfo:
     signature = detail.get("shape_signature")
     shape = normalize_shape(signature if signature is not None and len(signature) else detail["shape"])
     return TensorInfo(detail["name"], shape, np.dtype(detail["dtype"]).name, quant=_quant(detail), index=position)
+
+
+# LiteRT's error reporter glues its messages together ("...was not true.Node number 3 (CONV_2D) failed to
+# prepare.", ".../ops_custom Node number 192 ..."): a message ends where a period is directly followed by a
+# capital letter or a source path, and before "Node number N (".
+_JOINED = re.compile(r"(?<=[.!?])(?=[A-Z]|tflite/|tensorflow/)|\s+(?=Node number \d+ \()")
+_SOURCE = re.compile(r"^((?:\S+/)?\S+\.(?:cc|cpp|h)):(\d+)\s+(.*)$")
+_NOISE = re.compile(r"^(INFO:|Failed to apply the default TensorFlow Lite delegate|Ignoring failed application of the default "
+                    r"TensorFlow Lite delegate|Registration failed)")
+_TENSOR = re.compile(r"^Tensor (\d+) has invalid quantization parameters$")
+_NODE = re.compile(r"^Node number (\d+) \((\w+)\) failed to (\w+)$")
+_PER_CHANNEL = re.compile(r"quantized_dimension|num_scales|per-axis|affine_quantization|scale->size|zero_point->size")
+
+
+def litert_message(text: str, path: Path | None = None) -> str:
+    """LiteRT's multi-part error as one readable line: what failed (the tensor or op, named from the file when
+    it can be read) first, then why, sources in parentheses, boilerplate dropped.
+
+    Example:
+        >>> litert_message("tflite/kernels/conv.cc:573 (scale->size == channels_out) was not true.Node number 3 (CONV_2D) failed to prepare.")
+        'op 3 (CONV_2D) failed to prepare: invalid per-channel quantization: (scale->size == channels_out) was not true (tflite/kernels/conv.cc:573)'
+    """
+    parts: list[str] = []
+    for line in text.splitlines():
+        for part in _JOINED.split(line.strip()):
+            part = part.strip().rstrip(".").strip()
+            if part and not _NOISE.match(part) and part not in parts:
+                parts.append(part)
+    subject, details = None, []
+    for part in parts:
+        if m := _TENSOR.match(part):
+            subject = f"{_tensor_name(path, int(m.group(1)))} has invalid quantization parameters"
+        elif m := _NODE.match(part):
+            subject = f"{_op_name(path, int(m.group(1)), m.group(2))} failed to {m.group(3)}"
+        elif m := _SOURCE.match(part):
+            details.append(f"{m.group(3)} ({m.group(1)}:{m.group(2)})")
+        else:
+            details.append(part)
+    if not details and subject is None:
+        return "no message from LiteRT"
+    why = "; ".join(details)
+    if _PER_CHANNEL.search(why) and (subject is None or "quantization" not in subject):
+        why = f"invalid per-channel quantization: {why}"
+    return f"{subject}: {why}" if subject and why else subject or why
+
+
+def _main_graph(path: Path | None):
+    if path is None:
+        return None
+    from edgecv.flatbuffer import read_tflite
+
+    try:
+        return read_tflite(path)[0]
+    except (ModelFileError, OSError):
+        return None
+
+
+def _tensor_name(path: Path | None, index: int) -> str:
+    """``tensor 6 'conv/weights' [16,5,5,8]``, or ``tensor 6`` when the file cannot tell."""
+    graph = _main_graph(path)
+    if graph is None or not 0 <= index < len(graph.tensors):
+        return f"tensor {index}"
+    t = graph.tensors[index]
+    return f"tensor {index} {t.name!r} [{','.join(map(str, t.shape))}]"
+
+
+def _op_name(path: Path | None, index: int, op_type: str) -> str:
+    """``op 3 (CONV_2D 'conv2d_1')``: named after its first output, as TFLite ops have no names."""
+    graph = _main_graph(path)
+    if graph is None or not 0 <= index < len(graph.ops) or not graph.ops[index].outputs:
+        return f"op {index} ({op_type})"
+    out = graph.ops[index].outputs[0]
+    name = graph.tensors[out].name.split(";")[0] if 0 <= out < len(graph.tensors) else ""
+    return f"op {index} ({op_type} {name!r})" if name else f"op {index} ({op_type})"
 
 
 class LiteRTSession(Session):
@@ -99,7 +174,7 @@ class LiteRTBackend(Backend):
             interpreter = interpreter_cls(model_path=str(path), num_threads=default_threads(threads))
             return LiteRTSession(interpreter)
         except (ValueError, RuntimeError) as exc:
-            raise ModelFileError(f"cannot load {path} with LiteRT: {first_line(exc)}") from None
+            raise ModelFileError(f"cannot load {path} with LiteRT: {litert_message(str(exc), path)}") from None
 
     def version(self) -> str | None:
         for module, _, dist in _PROVIDERS:

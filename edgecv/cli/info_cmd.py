@@ -32,6 +32,7 @@ def run(args) -> int:
         "format": model.format,
         "backend": model.backend,
         "precision": model.precision,
+        "precision_from": "manifest" if model.manifest else "graph",
         "size_bytes": file_size(model.path),
         "inputs": [t.to_dict() for t in model.inputs],
         "outputs": [t.to_dict() for t in model.outputs],
@@ -40,7 +41,8 @@ def run(args) -> int:
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    lines = [f"{model.path}  ({model.format}, {model.backend}, {model.precision}, {info['size_bytes']} bytes)"]
+    precision = model.precision if model.manifest else f"{model.precision} (read from the graph)"
+    lines = [f"{model.path}  ({model.format}, {model.backend}, {precision}, {info['size_bytes']} bytes)"]
     lines += ["inputs:"] + [f"  {t.describe()}" for t in model.inputs]
     lines += ["outputs:"] + [f"  {t.describe()}" for t in model.outputs]
     m = model.manifest

@@ -333,7 +333,7 @@ NAN[2, 5, 5, 0] = np.nan
 BAD_INPUTS = [
     ("empty folder", _empty_folder, InputError, r"calibration set .*photos/ has no images \(looked for .jpg"),
     ("missing path", lambda tmp: (tmp / "nope", {}), InputError, r"nope not found; expected a folder of images"),
-    ("unsupported suffix", _file("notes.txt"), InputError, r"is not a folder, video or array \(\.txt\); expected"),
+    ("unsupported suffix", _file("notes.txt"), InputError, r"is not a folder, image, video or array \(\.txt\); expected"),
     ("undecodable image", _garbage_png, InputError, r"calibration image .*x\.png cannot be read"),
     ("not a video", _file("clip.mp4", b"\0" * 100), InputError, r"video .*clip\.mp4 cannot be opened"),
     ("wrong size array", _npy(noise((4, 32, 32, 3))), InputError, r"x\.npy: images are 32x32x3, the model takes 28x28x1$"),
@@ -378,3 +378,98 @@ def test_specs_that_images_cannot_fill_are_config_errors(tmp_path, spec, message
     write_png(tmp_path / "x.png", noise((8, 8, 3)))
     with pytest.raises(ConfigError, match=message):
         open_dataset(tmp_path, spec=spec)
+
+
+# --- one image, globs (issue 14) ----------------------------------------------------------------------------------
+
+
+def test_one_image_file_is_a_set_of_one_read_like_a_folder(tmp_path):
+    rgb = noise((20, 30, 3), 11)
+    write_png(tmp_path / "only" / "shot.png", rgb)
+    one = open_dataset(tmp_path / "only" / "shot.png", spec=NHWC8, what="eval")
+    assert len(one) == 1 and one.description == "1 image from shot.png" and not one.has_labels
+    np.testing.assert_array_equal(one.batch(), open_dataset(tmp_path / "only", spec=NHWC8).batch())
+    assert len(open_dataset(str(tmp_path / "only" / "shot.png"), spec=NHWC8)) == 1  # a string too
+
+
+@pytest.mark.parametrize("as_path", [False, True])  # the CLI hands a Path
+def test_a_glob_takes_the_images_it_matches_with_labels_from_class_folders(tmp_path, as_path):
+    for k, cls in enumerate(["3", "7", "3"]):
+        write_png(tmp_path / "set" / cls / f"{k}.png", noise((8, 8, 3), k))
+    write_png(tmp_path / "set" / "7" / "big.jpg", noise((8, 8, 3), 9))  # not matched by *.png
+    (tmp_path / "set" / "3" / "notes.png.txt").write_text("x")
+    pattern = str(tmp_path / "set" / "*" / "*.png")
+    ds = open_dataset(Path(pattern) if as_path else pattern, spec=NHWC8, limit=None, require_labels=True, what="eval")
+    assert len(ds) == 3 and ds.description == f"3 images matching {pattern}"
+    assert [y for _, y in ds] == [3, 3, 7]  # sorted by path: 3/0.png, 3/2.png, 7/1.png
+    folder = open_dataset(tmp_path / "set", spec=NHWC8, limit=None)
+    np.testing.assert_array_equal(ds.batch(), folder.batch()[:3])  # the folder has 3/0, 3/2, 7/1, then 7/big.jpg
+    recursive = open_dataset(str(tmp_path / "set" / "**" / "*.jpg"), spec=NHWC8)
+    assert len(recursive) == 1
+
+
+@pytest.mark.parametrize("pattern, message", [
+    ("none/*.png", r"^eval data \S*none/\*\.png matches no file$"),
+    ("txt/*", r"^eval data \S*txt/\* ; it matches 1 files, none an image"),
+    ("txt/**a/*.png", r"^eval data \S*txt/\*\*a/\*\.png is not a usable glob: "),
+])
+def test_a_glob_without_images_is_refused(tmp_path, pattern, message):
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "a.txt").write_text("x")
+    with pytest.raises(InputError, match=message.replace(" ;", ";")):
+        open_dataset(str(tmp_path / pattern), spec=NHWC8, what="eval")
+
+
+# --- float arrays: model inputs or pixels, by their range (issue 14) -----------------------------------------------
+
+CAFFE = Preprocess(mean=(123.675,), std=(1.0,))  # mean subtraction only: model inputs -123.7..131.3
+IMAGENET = Preprocess(mean=(123.675, 116.28, 103.53), std=(58.395, 57.12, 57.375))
+RAW = Preprocess(mean=(0,), std=(1,))
+
+
+def _uniform(lo, hi, shape=(5, 8, 8, 3)):
+    return np.random.default_rng(3).uniform(lo, hi, size=shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("name, pre, layout, array, reading, log_level", [
+    ("model inputs [-1, 1]", SYM, "NHWC", _uniform(-1, 1), "as-is", "INFO"),
+    ("float pixels for [-1, 1]", SYM, "NHWC", _uniform(0, 255), "pixels", "WARNING"),
+    ("model inputs [0, 1]", UNIT, "NHWC", _uniform(0, 1), "as-is", "INFO"),
+    ("float pixels for [0, 1]", UNIT, "NHWC", _uniform(0, 255), "pixels", "WARNING"),
+    ("all zeros", UNIT, "NHWC", np.zeros((3, 8, 8, 3), np.float32), "as-is", "INFO"),
+    ("ImageNet inputs, NCHW", IMAGENET, "NCHW", _uniform(-2.1, 2.6, (4, 3, 8, 8)), "as-is", "INFO"),
+    ("ImageNet float pixels, NCHW", IMAGENET, "NCHW", _uniform(0, 255, (4, 3, 8, 8)), "pixels", "WARNING"),
+    ("outside both", SYM, "NHWC", _uniform(-3, 3), "as-is", "WARNING"),
+    ("mean 0, std 1: one reading", RAW, "NHWC", _uniform(0, 255), "as-is", None),
+    ("both fit", CAFFE, "NHWC", _uniform(0, 130), "refused", None),
+])
+def test_a_float_array_is_read_as_model_inputs_or_pixels_by_its_range(tmp_path, caplog, name, pre, layout, array, reading, log_level):
+    np.save(tmp_path / "x.npy", array)
+    shape = (1, *array.shape[1:])
+    spec = InputSpec(shape, layout, preprocess=pre)
+    caplog.set_level("INFO", logger="converters.data")
+    if reading == "refused":
+        with pytest.raises(InputError, match=r"^calibration array \S*x\.npy holds 0\.\d+\.\.1[23]\d\.?\d*: that reads both as model inputs for "
+                                              r"mean 123\.675, std 1 \(-123\.7\.\.131\.3\) and as pixels 0\.\.255; give the pixels as uint8$"):
+            open_dataset(tmp_path / "x.npy", spec=spec)
+        return
+    ds = open_dataset(tmp_path / "x.npy", spec=spec)
+    x = ds.batch()
+    if reading == "pixels":
+        axis_shape = (1, -1, 1, 1) if layout == "NCHW" else (1, 1, 1, -1)
+        mean, std = np.reshape(pre.mean, axis_shape), np.reshape(pre.std, axis_shape)
+        np.testing.assert_allclose(x, (array - mean) / std, rtol=1e-5, atol=1e-5)
+        assert ds.description.endswith("(float pixels, normalized with mean/std)")
+    else:
+        np.testing.assert_array_equal(x, array)
+        assert "normalized" not in ds.description
+    notes = [r for r in caplog.records if r.name == "converters.data" and "x.npy holds" in r.getMessage()]
+    assert [r.levelname for r in notes] == ([log_level] if log_level else [])
+
+
+def test_float_pixels_from_python_are_normalized_once_too(caplog):
+    pixels = _uniform(0, 255, (2, 8, 8, 3))
+    spec = InputSpec((1, 8, 8, 3), "NHWC", preprocess=SYM)
+    ds = open_dataset([pixels[0], pixels[1]], spec=spec, limit=None)
+    np.testing.assert_allclose(ds.batch(), (pixels - 127.5) / 127.5, atol=1e-6)
+    assert ds.description == "2 samples from Python (float pixels, normalized with mean/std)"

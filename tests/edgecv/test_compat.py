@@ -103,7 +103,7 @@ def test_onnx_graph_matches_onnx_parse(rich_onnx):
     assert graph.tensors["images"].shape_text() == "[batch,3,16,16]"
     two = graph.tensors["two"]  # a Constant node's output is a constant tensor too
     assert two.constant and two.dtype == "float32" and two.shape == (1, 4, 1, 1) and two.nbytes == 16
-    assert graph.precision == "int8"  # DequantizeLinear of int8 weights
+    assert graph.precision == "dynamic"  # int8 weights through DequantizeLinear, float activations: weight-only
     assert graph.param_bytes == 108 + 4 + 8 + 16
 
 

@@ -160,7 +160,7 @@ def test_cli_remote_table_names_the_device(server, artifact, tmp_path):
     lines = proc.stdout.splitlines()
     assert lines[0].split()[:3] == ["artifact", "backend", "precision"]
     assert [ln.split()[0] for ln in lines[2:4]] == ["tiny.onnx", "b.onnx"]
-    assert lines[2].split()[2] == "fp32" and lines[3].split()[2] == "unknown"  # b.onnx has no manifest
+    assert lines[2].split()[2] == "fp32" and lines[3].split()[2] == "fp32"  # b.onnx has no manifest: read from its graph
     assert lines[-1].startswith(f"on {server.target}: ") and f"{os.cpu_count()} cores" in lines[-1]
     assert not any(d.exists() for d in _workdirs(proc.stderr))
 
@@ -186,7 +186,7 @@ def test_api_copies_companions_and_manifests_into_one_folder_and_removes_it(host
     assert (a.artifact, a.precision, a.backend) == (str(artifact), "fp32", "onnxruntime")
     assert (x.artifact, x.format, x.precision, x.backend) == (str(xml), "openvino", "fp16", "openvino")
     assert x.size_bytes == xml.stat().st_size + xml.with_suffix(".bin").stat().st_size
-    assert (o.artifact, o.precision, o.batch) == (str(other), "unknown", 2)
+    assert (o.artifact, o.precision, o.batch) == (str(other), "fp32", 2)  # no manifest: read from its graph
     assert o.throughput == pytest.approx(2e3 / o.mean_ms)
     assert a.device == x.device == host.device and a.device["remote"] == host.target
 
