@@ -13,9 +13,17 @@ inputs as the source:
 - quantized ones (dynamic, int8, int16x8) pass an accuracy gate on the eval set: top-1 drop against
   labels, else top-1 agreement with the source, else output SQNR. An int8 artifact that fails is rebuilt
   with the layers that cause the loss kept in float (:mod:`converters.fallback`).
-Every artifact is scored on the eval set (or the calibration set) for the report. Only then is it moved
-into ``out`` (by rename, so readers never see half a file), with its manifest beside it. An artifact that
-fails goes to ``out/_failed/`` instead and never replaces a good one.
+Every artifact is scored on the eval set (or the calibration set) for the report, and timed with
+``edgecv bench``'s own code and settings (:func:`edgecv.bench.benchmark`, in its own process). Only then is
+it moved into ``out`` (by rename, so readers never see half a file), with its manifest beside it. An
+artifact that fails goes to ``out/_failed/`` instead and never replaces a good one. An artifact is
+"passed" only when its files are on disk in ``out``, it loaded, ran and passed every check.
+
+Dynamic input dims (``?x3x?x?``): ``input_shape`` is the shape checks and calibration run at. The dims
+stay dynamic in ONNX and OpenVINO artifacts, which are also checked at a second shape (the dynamic height
+and width one stride multiple larger); ``ExportOptions.static_shape`` fixes ``input_shape`` in every
+artifact instead. TFLite always gets the static shape (its converters need one), noted in the report.
+Each manifest records which input dims are dynamic and the shapes checked.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from converters.sources import Source, open_source, source_from_keras
 from converters.targets import TARGETS, Target, artifact_name, parse_targets
 from converters.toolchain import toolchain_versions
 from converters.validate import Tolerance, compare_outputs, judge, sample_inputs, to_layout
+from edgecv.bench import RUNS, WARMUP, example_shape, fit_shape
 from edgecv.errors import ConfigError, EdgeCVError, InputError
 from edgecv.fileio import ensure_writable_dir, file_size, sha256_of
 from edgecv.formats import FORMATS
@@ -55,12 +64,18 @@ class ExportOptions:
 
     samples: int = 8
     seed: int = 0
-    fp32: Tolerance = Tolerance(rel=1e-3, min_top1=1.0)
-    fp16: Tolerance = Tolerance(rel=2e-2, min_top1=0.875)
+    fp32: Tolerance = Tolerance(rel=1e-3, min_top1=1.0, atol=1e-6)
+    fp16: Tolerance = Tolerance(rel=2e-2, min_top1=0.875, atol=1e-4)
     quant: QuantOptions = QuantOptions()
-    bench_runs: int = 50  # latency p50 of each artifact for the report; 0 skips it
+    # Latency p50 of each artifact for the report, measured as `edgecv bench` does (its defaults, its own
+    # process); 0 runs skips it.
+    bench_runs: int = RUNS
+    bench_warmup: int = WARMUP
+    bench_threads: int | None = None  # None: every core, as edgecv bench
     # Batch dimension fixed to 1 in the artifact: the Edge TPU and NPUs take static shapes only.
     static_batch: bool = False
+    # The export's input_shape fixed in every artifact (else dynamic dims stay dynamic in ONNX and OpenVINO).
+    static_shape: bool = False
 
     def tolerance(self, precision: str) -> Tolerance:
         return getattr(self, precision)
@@ -81,7 +96,9 @@ class ArtifactResult:
     scores: Scores | None = None
     drop: float | None = None  # top-1 points lost against the source (labels, else agreement)
     p50_ms: float | None = None
+    bench: dict | None = None  # the edgecv bench settings p50_ms was measured with, and the command
     fallback: dict | None = None  # layers kept in float and what they cost
+    shapes: dict | None = None  # the artifact's input dims (None: dynamic), whether fixed and why, shapes checked
 
     @property
     def max_abs_diff(self) -> float | None:
@@ -106,7 +123,9 @@ class ArtifactResult:
             "scores": self.scores.to_dict() if self.scores else None,
             "drop_points": None if self.drop is None else round(self.drop, 4),
             "p50_ms": self.p50_ms,
+            "bench": self.bench,
             "fallback": self.fallback,
+            "shapes": self.shapes,
             "outputs": [d.to_dict() for d in self.diffs],
         }
 
@@ -123,7 +142,8 @@ class ExportReport:
 
     @property
     def ok(self) -> bool:
-        return all(a.status == "passed" for a in self.artifacts)
+        """Every artifact passed and its file is on disk."""
+        return all(a.status == "passed" and a.path is not None and a.path.is_file() for a in self.artifacts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -166,6 +186,10 @@ def export(
     detector: quantized artifacts are then judged on their detections against the float model's on the
     eval set (``max_drop`` in points: F1 lost plus the mean score change of matched detections, x100),
     and the spec goes into every manifest.
+    ``input_shape`` (the first input's full shape, batch first, in the source's layout) is the shape
+    checks and calibration run at; a source with dynamic dims besides the batch needs it. Dynamic dims
+    stay dynamic in ONNX and OpenVINO artifacts unless ``options.static_shape``; TFLite artifacts get
+    ``input_shape`` (see the module docstring).
     Returns an :class:`ExportReport`; ``report.ok`` is False when any artifact failed. Bad arguments and
     bad data raise :class:`edgecv.errors.EdgeCVError` before anything is written.
     """
@@ -181,10 +205,13 @@ def export(
         source.inputs = [replace(t, layout=layout) if len(t.shape) == 4 else t for t in source.inputs]
     source_layout = source.layout if source.layout in ("NHWC", "NCHW") else "NHWC"
     preprocess = replace(preprocess or Preprocess(), layout=source_layout)
+    plan = _shape_plan(source, input_shape, static=options.static_shape)
+    input_shape = plan.check
     inputs = sample_inputs(source.inputs, preprocess, count=options.samples, seed=options.seed, input_shape=input_shape)
     calib_set = _open_data(calib, source, preprocess, input_shape, labels, qopts.calib_samples, options.seed, "calibration")
     eval_set = _open_data(eval_data, source, preprocess, input_shape, labels, qopts.eval_samples, options.seed, "eval")
-    reference = source.reference(inputs)
+    reference = _in_parts(source.reference, inputs)
+    second_inputs, second_reference = _second_check(source, preprocess, plan, options)
     detect = _detect_fn(spec, inputs[0].shape, source.layout)
     if detect is not None:  # a spec that does not fit the model's outputs fails here, before anything is written
         detect([o[:1] for o in reference])
@@ -197,10 +224,12 @@ def export(
     work = Path(tempfile.mkdtemp(prefix=".edgecv-work-", dir=out))
     try:
         scoring, description = _scoring_set(eval_set, calib_set, inputs)
-        ref = Reference(scoring, lambda x: source.reference([x]), work, detect=detect)
+        ref = Reference(scoring, lambda x: _in_parts(source.reference, [x]), work, detect=detect,
+                        names=[t.name for t in source.outputs])
         _check_labels(ref, labels)
         quant_job = QuantJob(calib_set, qopts, probe=eval_set)
-        ctx = _Context(source, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options, ref, quant_job, spec)
+        ctx = _Context(source, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options, ref,
+                       quant_job, spec, plan, second_inputs, second_reference)
         bar = _progress(jobs, progress)
         for target, precision in bar:
             if hasattr(bar, "set_description"):
@@ -210,8 +239,107 @@ def export(
         shutil.rmtree(work, ignore_errors=True)
     settings = {"max_drop": qopts.max_drop, "min_sqnr": qopts.min_sqnr, "calibration": qopts.calibration,
                 "calib": calib_set.description if calib_set is not None else None,
-                "detector": spec.name if spec is not None else None, "source_detections": ref.source_detections}
+                "detector": spec.name if spec is not None else None, "source_detections": ref.source_detections,
+                "shapes": plan.to_dict(), "bench": _bench_settings(options)}
     return ExportReport(str(source.path), out, results, ref.source, _source_size(source), description, settings)
+
+
+SECOND_SHAPE_STEP = 32  # the second check shape: each dynamic height/width this much larger (a stride multiple)
+# Input elements per artifact call when scoring (~4 images of 640x480x3): a runtime's working memory grows
+# with the batch it is given, and ONNX Runtime keeps its arena at the peak for the session's life.
+RUN_ELEMENTS = 4_000_000
+
+
+def _dims(shape) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
+@dataclass(frozen=True)
+class ShapePlan:
+    """The input shapes an export checks and calibrates at, and which artifacts get a fixed shape.
+
+    ``source`` is the source's first input shape (None: dynamic), ``check`` the shape given (batch first,
+    source layout; None when the source is static and none was given), ``second`` a second check shape for
+    artifacts that keep dynamic dims, ``static`` whether ``check`` is fixed in every artifact.
+    """
+
+    source: tuple
+    check: tuple | None = None
+    second: tuple | None = None
+    static: bool = False
+
+    @property
+    def dynamic_axes(self) -> list[int]:
+        return [i for i, d in enumerate(self.source) if d is None]
+
+    def fixed_for(self, target: Target) -> tuple | None:
+        """The shape fixed in ``target``'s artifacts, or None when they keep the source's dims."""
+        if self.check is None or not self.dynamic_axes:
+            return None
+        if self.static or (target.static_only and any(i > 0 for i in self.dynamic_axes)):
+            return self.check
+        return None
+
+    def note_for(self, target: Target) -> str:
+        fixed = self.fixed_for(target)
+        if fixed is None:
+            return ""
+        if self.static:
+            return f"input fixed to {_dims(fixed)} (static shape asked)"
+        return f"input fixed to {_dims(fixed)}: {target.name} takes static shapes (dims {_dims(self.source)} in the source)"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": list(self.source), "dynamic_axes": self.dynamic_axes, "check": list(self.check) if self.check else None,
+                "second": list(self.second) if self.second else None, "static": self.static}
+
+
+def _shape_plan(source: Source, input_shape, *, static: bool) -> ShapePlan:
+    """Check ``input_shape`` against the source's first input and decide the check shapes (one line errors)."""
+    info = source.inputs[0]
+    dims = tuple(info.shape)
+    if input_shape is None:
+        if any(d is None for d in dims[1:]):
+            raise ConfigError(f"input {info.name!r} is {_dims(dims)}, with dynamic dims: give the shape to check and calibrate at "
+                              f"with --input-shape (input_shape=), e.g. {example_shape(dims)}; the dims stay dynamic in ONNX "
+                              "and OpenVINO artifacts unless --static-shape (ExportOptions.static_shape)")
+        if static and dims and dims[0] is None:
+            raise ConfigError("--static-shape (ExportOptions.static_shape) needs --input-shape (input_shape=) to fix")
+        return ShapePlan(dims)
+    check = fit_shape(info, input_shape)
+    spatial = {"NCHW": (2, 3), "NHWC": (1, 2)}.get(source.layout if len(dims) == 4 else "", tuple(range(1, len(dims))))
+    grow = [i for i in spatial if dims[i] is None]
+    second = None
+    if grow and not static:
+        second = tuple(d + SECOND_SHAPE_STEP if i in grow else d for i, d in enumerate(check))
+    return ShapePlan(dims, check, second, static)
+
+
+def _second_check(source: Source, preprocess: Preprocess, plan: ShapePlan, options: ExportOptions):
+    """Sample inputs at the second check shape and the source's outputs on them (None, None without one)."""
+    if plan.second is None:
+        return None, None
+    inputs = sample_inputs(source.inputs, preprocess, count=SECOND_SAMPLES, seed=options.seed + 1, input_shape=plan.second)
+    try:
+        return inputs, _in_parts(source.reference, inputs)
+    except Exception as exc:  # the source's own runtime refuses the shape: nothing to check artifacts against
+        why = first_line(exc) if isinstance(exc, EdgeCVError) else f"{type(exc).__name__}: {first_line(exc)}"
+        raise ConfigError(f"the source does not run at the second check shape {_dims(plan.second)} ({why}); "
+                          "fix the shape in the artifacts with --static-shape (ExportOptions.static_shape)") from None
+
+
+SECOND_SAMPLES = 2
+
+
+def _in_parts(run, arrays: list[np.ndarray]) -> list[np.ndarray]:
+    """``run(arrays)`` on slices of at most :data:`RUN_ELEMENTS` input elements, outputs joined: a runtime
+    given a large batch at full resolution holds all of its activations at once."""
+    n = len(arrays[0]) if arrays and arrays[0].ndim else 0
+    per_sample = max(1, sum(int(np.prod(a.shape[1:])) for a in arrays))
+    step = max(1, RUN_ELEMENTS // per_sample)
+    if n <= step:
+        return run(arrays)
+    parts = [run([a[i : i + step] for a in arrays]) for i in range(0, n, step)]
+    return [np.concatenate(p, axis=0) for p in zip(*parts)]
 
 
 def _detector_spec(detector):
@@ -320,14 +448,18 @@ class _Context:
     scoring: Reference
     quant: QuantJob
     detector: Any = None  # edgecv.detection.DetectorSpec
+    plan: ShapePlan | None = None
+    second_inputs: list[np.ndarray] | None = None  # sample inputs at plan.second, and the source's outputs on them
+    second_reference: list[np.ndarray] | None = None
 
 
 @dataclass
 class _Built:
-    """One converted file with its figures, before it is placed."""
+    """One converted file with its figures, before it is placed. It holds no runtime session: a session
+    keeps its working memory (at full resolution, hundreds of MB) for as long as it lives, and the
+    fallback keeps every build it tries."""
 
     path: Path
-    model: Any
     scores: Scores
     verdict: Verdict
 
@@ -337,17 +469,53 @@ def _build(ctx: _Context, target: Target, precision: str, staging: Path, keep_fl
     tmp_file = staging / artifact_name(ctx.stem, target, precision)
     job = ctx.quant.with_float(keep_float)
     target.convert(ctx.source, precision, tmp_file, ctx.work, job if PRECISIONS[precision].quantized else None,
-                   static_batch=ctx.options.static_batch)
+                   static_batch=ctx.options.static_batch, input_shape=ctx.plan.fixed_for(target))
     model = load(tmp_file, float_io=True)
-    src_inputs = ctx.source.inputs
+    src_layout = ctx.source.inputs[0].layout
 
     def run(x: np.ndarray) -> list[np.ndarray]:
-        return model.run([to_layout(x, src_inputs[0].layout, model.inputs[0].layout)])
+        return _in_parts(model.run, [to_layout(x, src_layout, model.inputs[0].layout)])
 
     scores = ctx.scoring.score(run)
     q = ctx.options.quant
     verdict = judge_quantized(ctx.scoring, scores, max_drop=q.max_drop, min_sqnr=q.min_sqnr) if PRECISIONS[precision].quantized else Verdict(True, None)
-    return _Built(tmp_file, model, scores, verdict)
+    return _Built(tmp_file, scores, verdict)
+
+
+def _checks(ctx: _Context, target: Target, precision: str, model, result: ArtifactResult) -> str | None:
+    """Run ``model`` on the sample inputs at each check shape and compare with the source; the reason it
+    fails, or None. Float artifacts must match within their tolerance at every shape; quantized ones
+    (judged on the eval set) must give every output, finite, at the second shape. Sets ``result.shapes``."""
+    source, options = ctx.source, ctx.options
+    names = [t.name for t in source.outputs]
+    quantized = PRECISIONS[precision].quantized
+    checked = [{"shape": [1, *ctx.inputs[0].shape[1:]], "samples": int(ctx.inputs[0].shape[0])}]
+    result.shapes = {"input": list(model.inputs[0].shape), "dynamic_axes": [i for i, d in enumerate(model.inputs[0].shape) if d is None],
+                     "fixed": ctx.plan.fixed_for(target) is not None, "note": ctx.plan.note_for(target), "checked": checked}
+
+    def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        fed = [to_layout(a, i.layout, m.layout) for a, i, m in zip(inputs, source.inputs, model.inputs)]
+        return _in_parts(model.run, fed)
+
+    reason = None
+    if not quantized:
+        result.diffs = compare_outputs(ctx.reference, run(ctx.inputs), names=names)
+        reason = judge(result.diffs, options.tolerance(precision))
+    if ctx.second_inputs is None or ctx.plan.fixed_for(target) is not None:
+        return reason
+    second = [1, *ctx.second_inputs[0].shape[1:]]
+    try:
+        got = run(ctx.second_inputs)
+    except EdgeCVError as exc:  # e.g. a converter fixed a dim the source leaves dynamic
+        return reason or f"does not run at the second check shape {_dims(second)}: {_why(exc)}"
+    diffs = compare_outputs(ctx.second_reference, got, names=names)
+    checked.append({"shape": second, "samples": int(ctx.second_inputs[0].shape[0]), "outputs": [d.to_dict() for d in diffs]})
+    if quantized:
+        why = next((f"output {d.name!r} has no counterpart of the same shape" for d in diffs if not np.isfinite(d.rel_diff)), None)
+        why = why or next(("an output is not finite" for g in got if not np.all(np.isfinite(np.asarray(g, np.float64)))), None)
+    else:
+        why = judge(diffs, options.tolerance(precision))
+    return reason or (f"at the second check shape {_dims(second)}: {why}" if why else None)
 
 
 def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult:
@@ -360,34 +528,37 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
             from converters.fallback import keep_layers_in_float
 
             built, result.fallback = keep_layers_in_float(ctx, target, precision, built)
-        if PRECISIONS[precision].quantized:
-            reason = None if built.verdict.passed else built.verdict.reason
-        else:
-            fed = [to_layout(a, i.layout, m.layout) for a, i, m in zip(inputs, source.inputs, built.model.inputs)]
-            result.diffs = compare_outputs(ctx.reference, built.model.run(fed), names=[t.name for t in source.outputs])
-            reason = judge(result.diffs, options.tolerance(precision))
+        model = load(built.path, float_io=True)
+        checks_reason = _checks(ctx, target, precision, model, result)
+        reason = checks_reason if built.verdict.passed else (built.verdict.reason or "fails the accuracy gate")  # the gate first
         result.scores, result.drop = built.scores, drop_points(ctx.scoring, built.scores)
-        result.status = "passed" if reason is None else "failed"
-        result.reason = reason or ""
-        result.p50_ms = _p50(built.path, options.bench_runs)
+        io = ([t.to_dict() for t in model.inputs], [t.to_dict() for t in model.outputs], model.backend, model.inputs[0].layout)
+        del model
     except Exception as exc:  # any converter failure becomes this artifact's failed row, never a crash
         log.debug("export of %s %s failed", target.name, precision, exc_info=True)
-        result.reason = first_line(exc) if isinstance(exc, EdgeCVError) else f"{type(exc).__name__}: {first_line(exc)}"
+        result.reason = _why(exc)
         result.seconds = time.perf_counter() - start
         return result
+    try:
+        result.p50_ms, result.bench = _p50(built.path, ctx, target)
+    except Exception as exc:  # a file the benchmark cannot run has not passed
+        log.debug("benchmark of %s %s failed", target.name, precision, exc_info=True)
+        reason = reason or f"benchmark failed: {_why(exc)}"
     result.seconds = time.perf_counter() - start
-    tmp_file, model = built.path, built.model
+    tmp_file = built.path
     result.size_bytes = file_size(tmp_file)
+    result.status = "passed" if reason is None else "failed"  # decided here; placing it may still fail it
+    result.reason = reason or ""
 
     manifest = Manifest(
         format=target.name,
         precision=precision,
         artifact=tmp_file.name,
-        quantization=_quantization_info(ctx, precision, model, result),
-        inputs=[t.to_dict() for t in model.inputs],
-        outputs=[t.to_dict() for t in model.outputs],
+        quantization=_quantization_info(ctx, precision, io[0], result),
+        inputs=io[0],
+        outputs=io[1],
         preprocess=Preprocess(
-            layout=model.inputs[0].layout if model.inputs[0].layout in ("NHWC", "NCHW") else ctx.preprocess.layout,
+            layout=io[3] if io[3] in ("NHWC", "NCHW") else ctx.preprocess.layout,
             color=ctx.preprocess.color,
             mean=ctx.preprocess.mean,
             std=ctx.preprocess.std,
@@ -398,7 +569,7 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
         validation={
             "status": result.status,
             "reason": result.reason,
-            "backend": model.backend,
+            "backend": io[2],
             "samples": int(inputs[0].shape[0]) if inputs and inputs[0].ndim else 1,
             "seed": options.seed,
             "tolerance": {"max_drop": options.quant.max_drop, "min_sqnr": options.quant.min_sqnr}
@@ -407,16 +578,26 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
             "outputs": [d.to_dict() for d in result.diffs],
             "eval": {"scores": result.scores.to_dict() if result.scores else None, "source": ctx.scoring.source.to_dict(),
                      "drop_points": result.drop},
+            "shapes": result.shapes,
+            "bench": result.bench,
         },
         extra={"detector": ctx.detector.to_dict()} if ctx.detector is not None else {},
     )
     dest_dir = ctx.out if result.status == "passed" else ctx.out / FAILED_DIR
-    dest_dir.mkdir(exist_ok=True)
-    result.path = _place(tmp_file, dest_dir, manifest)
+    try:
+        dest_dir.mkdir(exist_ok=True)
+        result.path = _place(tmp_file, dest_dir, manifest)
+    except Exception as exc:
+        log.debug("placing %s %s failed", target.name, precision, exc_info=True)
+        result.status, result.reason = "failed", f"could not write the artifact to {dest_dir}: {_why(exc)}"
     return result
 
 
-def _quantization_info(ctx: _Context, precision: str, model, result: ArtifactResult) -> dict[str, Any] | None:
+def _why(exc: BaseException) -> str:
+    return first_line(exc) if isinstance(exc, EdgeCVError) else f"{type(exc).__name__}: {first_line(exc)}"
+
+
+def _quantization_info(ctx: _Context, precision: str, inputs: list[dict], result: ArtifactResult) -> dict[str, Any] | None:
     if precision == "fp32":
         return None
     info: dict[str, Any] = {"precision": precision, "description": PRECISIONS[precision].description}
@@ -430,16 +611,35 @@ def _quantization_info(ctx: _Context, precision: str, model, result: ArtifactRes
         if result.format == "openvino":
             info["bias_correction"] = "full" if q.bias_correction else "fast"
     info["float_layers"] = (result.fallback or {}).get("kept", [])
-    info["io"] = [t.dtype for t in model.inputs]
+    info["io"] = [t["dtype"] for t in inputs]
     return info
 
 
-def _p50(path: Path, runs: int) -> float | None:
-    if runs <= 0:
+def _bench_settings(options: ExportOptions) -> dict[str, Any] | None:
+    if options.bench_runs <= 0:
         return None
+    return {"runs": options.bench_runs, "warmup": options.bench_warmup, "threads": options.bench_threads}
+
+
+def _p50(path: Path, ctx: _Context, target: Target) -> tuple[float | None, dict | None]:
+    """Latency p50 of ``path`` with :func:`edgecv.bench.benchmark`, the code ``edgecv bench`` runs, with
+    its settings (runs, warm-up, threads, batch 1, its own process), at the first check shape (batch 1)
+    where the artifact keeps dynamic dims; and the settings with the command that reproduces the figure."""
+    settings = _bench_settings(ctx.options)
+    if settings is None:
+        return None, None
     from edgecv.bench import benchmark
 
-    return benchmark(path, runs=runs, warmup=5, isolate=False).p50_ms
+    plan = ctx.plan
+    keeps_dynamic = plan.check is not None and plan.fixed_for(target) is None and any(i > 0 for i in plan.dynamic_axes)
+    shape = (1, *plan.check[1:]) if keeps_dynamic else None  # artifacts keeping dynamic dims keep the source's layout
+    r = benchmark(path, **settings, input_shape=shape, isolate=True)
+    command = f"edgecv bench {path.name} --runs {r.runs} --warmup {r.warmup}"
+    command += f" --threads {settings['threads']}" if settings["threads"] is not None else ""
+    command += f" --input-shape {_dims(shape)}" if shape is not None else ""
+    return r.p50_ms, {**settings, "input_shape_arg": list(shape) if shape is not None else None, "batch": r.batch,
+                      "threads_used": r.threads, "input_shape": r.input_shape, "backend": r.backend, "own_process": True,
+                      "command": command}
 
 
 def _source_size(source: Source) -> int:

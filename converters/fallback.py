@@ -42,7 +42,7 @@ def keep_layers_in_float(ctx, target, precision: str, plain) -> tuple[Any, dict]
 
     options = ctx.options.quant
     start = time.perf_counter()
-    errors = target.layer_errors(ctx.source, precision, plain.path, ctx.work, ctx.quant)
+    errors = target.layer_errors(ctx.source, precision, plain.path, ctx.work, ctx.quant, input_shape=ctx.plan.fixed_for(target))
     attempts: dict[tuple[str, ...], Any] = {(): plain}
     counter = iter(range(1, 10_000))
 
@@ -77,7 +77,7 @@ def keep_layers_in_float(ctx, target, precision: str, plain) -> tuple[Any, dict]
         "passed": final.verdict.passed,
         "attempts": [{"float_layers": len(k), "passed": b.verdict.passed, "drop": b.verdict.drop, "sqnr_db": b.scores.sqnr_db}
                      for k, b in attempts.items()],
-        "costs": _costs(ctx, plain, kept, attempt),
+        "costs": _costs(ctx, target, plain, kept, attempt),
         "seconds": round(time.perf_counter() - start, 1),
     }
     return final, info
@@ -145,23 +145,26 @@ def _prune(kept: tuple[str, ...], attempt) -> tuple[str, ...]:
     return kept
 
 
-def _costs(ctx, plain, kept: tuple[str, ...], attempt) -> list[dict]:
-    """Size and latency of each prefix of ``kept`` against plain int8: what each float layer adds."""
+def _costs(ctx, target, plain, kept: tuple[str, ...], attempt) -> list[dict]:
+    """Size and latency of each prefix of ``kept`` against plain int8: what each float layer adds
+    (latency measured as ``edgecv bench`` measures it, see :func:`converters.export._p50`)."""
     from converters.export import _p50
 
-    runs = ctx.options.bench_runs
+    def p50(path) -> float | None:
+        return _p50(path, ctx, target)[0]
+
     rows = []
-    prev_size, prev_p50 = file_size(plain.path), _p50(plain.path, runs)
+    prev_size, prev_p50 = file_size(plain.path), p50(plain.path)
     base_size, base_p50 = prev_size, prev_p50
     for i, name in enumerate(kept if len(kept) <= 8 else ()):
         built = attempt(tuple(kept[: i + 1]))
-        size, p50 = file_size(built.path), _p50(built.path, runs)
+        size, ms = file_size(built.path), p50(built.path)
         rows.append({"layer": name, "added_bytes": size - prev_size,
-                     "added_p50_ms": None if p50 is None or prev_p50 is None else round(p50 - prev_p50, 4)})
-        prev_size, prev_p50 = size, p50
+                     "added_p50_ms": None if ms is None or prev_p50 is None else round(ms - prev_p50, 4)})
+        prev_size, prev_p50 = size, ms
     if kept:
         built = attempt(kept)
-        size, p50 = file_size(built.path), _p50(built.path, runs)
+        size, ms = file_size(built.path), p50(built.path)
         rows.append({"layer": "(all kept layers)", "added_bytes": size - base_size,
-                     "added_p50_ms": None if p50 is None or base_p50 is None else round(p50 - base_p50, 4)})
+                     "added_p50_ms": None if ms is None or base_p50 is None else round(ms - base_p50, 4)})
     return rows

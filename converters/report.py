@@ -14,6 +14,8 @@ from pathlib import Path
 from edgecv.cli.table import fmt_float, human_bytes, render
 from edgecv.fileio import atomic_write_bytes, atomic_write_text
 
+FIDELITY_NOTE = ("SQNR dB and cosine: each output against the source's over the whole set (100 dB: identical within "
+                 "float rounding); a row shows its worst output, report.json every output")
 HEADERS = ["format", "precision", "check", "size", "x size", "metric", "drop pts", "SQNR dB", "cosine", "p50 ms", "float layers"]
 ALIGN = "lllrrrrrrrr"
 
@@ -92,6 +94,33 @@ def _cost(cost: dict | None) -> str:
     return f" (costs {cost['added_bytes'] / 1024:+.1f} KB" + (f", {ms:+.3f} ms p50)" if ms is not None else ")")
 
 
+def _dims(shape) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
+def notes(report) -> list[str]:
+    """One line each: the input shapes checked, the artifacts whose shape was fixed and why, and how p50
+    was measured (``edgecv bench``'s code and settings, with the command that reproduces it)."""
+    lines = []
+    checked: dict[str, list[str]] = {}
+    for a in report.artifacts:
+        shapes = a.shapes or {}
+        if shapes.get("checked"):
+            text = " and ".join(f"{_dims(c['shape'])} ({c['samples']} samples)" for c in shapes["checked"])
+            checked.setdefault(text, []).append(f"{a.format} {a.precision}")
+        if shapes.get("note"):
+            lines.append(f"{a.format} {a.precision}: {shapes['note']}")
+    source = (report.settings.get("shapes") or {}).get("source")
+    if source and None in source:
+        head = f"input dims {_dims(source)} in the source; kept dynamic unless noted"
+        lines.insert(0, head + "".join(f"; checked at {k}: {', '.join(v)}" for k, v in checked.items()))
+    bench = next((a.bench for a in report.artifacts if a.bench), None)
+    if bench:
+        lines.append(f"p50 ms: measured as edgecv bench measures it (own process, {bench['runs']} runs after {bench['warmup']} "
+                     f"warm-up, {bench['threads_used']} threads, batch {bench['batch']}); e.g. {bench['command']}")
+    return lines
+
+
 def headers(report) -> list[str]:
     return [metric_name(report) if h == "metric" else h for h in HEADERS]
 
@@ -102,7 +131,8 @@ def format_text(report) -> str:
     if found is not None:
         text += f"detections of the float model on it: {found} (drop pts: F1 points lost against these plus the mean score change of the matched detections, x100)\n"
     text += "\n" if text else ""
-    text += render(headers(report), rows(report), align=ALIGN)
+    text += render(headers(report), rows(report), align=ALIGN) + f"\n{FIDELITY_NOTE}"
+    text += "".join(f"\n{n}" for n in notes(report))
     for a in report.artifacts:
         if a.fallback and a.fallback.get("kept"):
             text += f"\n\n{a.format} {a.precision}: kept in float to meet the budget ({_fallback_summary(a.fallback)}):"
@@ -121,6 +151,8 @@ def format_markdown(report) -> str:
     lines = [f"# Export report: {Path(report.source).name}", "", f"Scored on {report.eval_description}.", "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" if a == "l" else "---:" for a in ALIGN) + "|"]
     lines += ["| " + " | ".join(c or " " for c in r) + " |" for r in rows(report)]
+    lines += ["", f"{FIDELITY_NOTE}."]
+    lines += [f"- {n}" for n in notes(report)]
     for a in report.artifacts:
         fb = a.fallback
         if not fb:

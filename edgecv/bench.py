@@ -26,6 +26,10 @@ from edgecv.fileio import file_size
 from edgecv.formats import check_model_file
 from edgecv.remote import local_device
 
+# edgecv bench's defaults; export measures its artifacts' latency with the same ones.
+RUNS = 100
+WARMUP = 10
+
 
 @dataclass(frozen=True)
 class BenchResult:
@@ -49,6 +53,7 @@ class BenchResult:
     peak_rss_mb: float | None  # peak resident memory of the process
     size_bytes: int
     device: dict | None = None  # the machine that ran it: edgecv.remote.local_device(), or the ssh target's
+    input_shape: list | None = None  # the first input's shape as fed (dynamic dims fixed)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,16 +64,24 @@ def benchmark(
     *,
     backend: str | None = None,
     threads: int | None = None,
-    runs: int = 100,
-    warmup: int = 10,
+    runs: int = RUNS,
+    warmup: int = WARMUP,
     batch: int = 1,
+    input_shape: tuple[int, ...] | None = None,
     isolate: bool = True,
 ) -> BenchResult:
-    """Measure one artifact. ``isolate=False`` runs in this process (peak memory is then the process's)."""
+    """Measure one artifact. ``input_shape`` is the first input's full shape (batch first), needed when it
+    has dynamic dims; its batch then replaces ``batch``. ``isolate=False`` runs in this process (peak memory
+    is then the process's, and other work in it skews the timings)."""
     check_settings(runs=runs, warmup=warmup, batch=batch)
+    if input_shape is not None:
+        input_shape = tuple(int(d) for d in input_shape)
+        if batch not in (1, input_shape[0]):
+            raise ConfigError(f"batch {batch} and input shape {_dims(input_shape)} disagree; the shape's first dim is the batch")
     path = Path(path)
     check_model_file(path)
-    args = {"path": str(path), "backend": backend, "threads": threads, "runs": runs, "warmup": warmup, "batch": batch}
+    args = {"path": str(path), "backend": backend, "threads": threads, "runs": runs, "warmup": warmup, "batch": batch,
+            "input_shape": list(input_shape) if input_shape is not None else None}
     if not isolate:
         return BenchResult(**_measure(**args, probe=True), device=local_device())
     proc = subprocess.run(
@@ -107,13 +120,38 @@ def _rss_mb() -> tuple[float | None, float | None]:
             return None, None
 
 
-def _bench_inputs(model, batch: int) -> list[np.ndarray]:
+def _dims(shape) -> str:
+    return "x".join("?" if d is None else str(d) for d in shape)
+
+
+def example_shape(shape) -> str:
+    """A concrete shape to suggest for ``shape``: batch 1, other dynamic dims 224 (``?x3x?x?`` -> ``1x3x224x224``)."""
+    return "x".join(str(d) if d is not None else ("1" if i == 0 else "224") for i, d in enumerate(shape))
+
+
+def fit_shape(info, input_shape) -> tuple[int, ...]:
+    """``input_shape`` checked against input ``info``: same rank, every fixed dim equal (a fixed batch of 1
+    takes any batch: edgecv's Model runs it once per item)."""
+    shape = tuple(int(d) for d in input_shape)
+    want = info.shape
+    fits = len(shape) == len(want) and all(w is None or w == g or (i == 0 and w == 1) for i, (w, g) in enumerate(zip(want, shape)))
+    if not fits:
+        raise ConfigError(f"input shape {_dims(shape)} does not fit input {info.name!r} {_dims(want)}: "
+                          "give one dim per axis, the fixed ones as they are")
+    return shape
+
+
+def _bench_inputs(model, batch: int, input_shape=None) -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     arrays = []
-    for info in model.inputs:
-        shape = [batch if i == 0 else d for i, d in enumerate(info.shape)]
+    for k, info in enumerate(model.inputs):
+        if k == 0 and input_shape is not None:
+            shape = list(fit_shape(info, input_shape))
+        else:
+            shape = [batch if i == 0 else d for i, d in enumerate(info.shape)]
         if any(d is None for d in shape):
-            raise ConfigError(f"input {info.name!r} has dynamic dimensions {info.shape}; benchmark needs a fixed shape")
+            raise ConfigError(f"input {info.name!r} is {_dims(info.shape)}, with dynamic dims; give the shape to run it at "
+                              f"with --input-shape (input_shape=), e.g. {example_shape(info.shape)}")
         dtype = np.dtype(info.dtype)
         if np.issubdtype(dtype, np.integer):
             lo, hi = (np.iinfo(dtype).min, np.iinfo(dtype).max) if dtype.itemsize == 1 else (0, 1)
@@ -123,7 +161,8 @@ def _bench_inputs(model, batch: int) -> list[np.ndarray]:
     return arrays
 
 
-def _measure(path: str, backend: str | None, threads: int | None, runs: int, warmup: int, batch: int, probe: bool = False) -> dict:
+def _measure(path: str, backend: str | None, threads: int | None, runs: int, warmup: int, batch: int,
+             input_shape: list | None = None, probe: bool = False) -> dict:
     from edgecv.backends import BACKENDS
     from edgecv.backends.base import default_threads
     from edgecv.formats import format_for_path
@@ -136,7 +175,8 @@ def _measure(path: str, backend: str | None, threads: int | None, runs: int, war
     baseline, _ = _rss_mb()
     # The worker is already a child process; in-process runs keep load()'s crash check (probe=True).
     model = load(path, backend=name, threads=threads, isolate=probe)
-    arrays = _bench_inputs(model, batch)
+    arrays = _bench_inputs(model, batch, input_shape)
+    batch = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else batch
     for _ in range(warmup):
         model.run(arrays)
     times = np.empty(runs)
@@ -169,6 +209,7 @@ def _measure(path: str, backend: str | None, threads: int | None, runs: int, war
         "baseline_rss_mb": baseline,
         "peak_rss_mb": peak,
         "size_bytes": file_size(path),
+        "input_shape": list(arrays[0].shape) if arrays else None,
     }
 
 

@@ -24,15 +24,21 @@ class Target:
     name: str
     suffix: str
     precisions: tuple[str, ...]
-    convert: Callable  # (source, precision, out_file: Path, work: Path, quant: QuantJob | None) -> None
-    # (source, precision, artifact: Path, work: Path, quant: QuantJob) -> list[LayerError], worst first
+    # (source, precision, out_file: Path, work: Path, quant: QuantJob | None, *, static_batch, input_shape) -> None;
+    # input_shape (in the source's layout) fixes the artifact's input shape, else dynamic dims stay dynamic
+    convert: Callable
+    # (source, precision, artifact: Path, work: Path, quant: QuantJob, *, input_shape) -> list[LayerError], worst first
     layer_errors: Callable | None = None
+    # The format takes static shapes only (its converters need fixed spatial dims): a source with dynamic
+    # dims other than the batch is written at the export's input shape, and the report says so.
+    static_only: bool = False
 
 
 TARGETS: dict[str, Target] = {
     t.name: t
     for t in (
-        Target("tflite", ".tflite", ("fp32", "fp16", "dynamic", "int8", "int16x8"), tflite.convert, tflite.layer_errors),
+        Target("tflite", ".tflite", ("fp32", "fp16", "dynamic", "int8", "int16x8"), tflite.convert, tflite.layer_errors,
+               static_only=True),
         Target("onnx", ".onnx", ("fp32", "fp16", "dynamic", "int8"), onnx.convert, onnx.layer_errors),
         Target("openvino", ".xml", ("fp32", "fp16", "dynamic", "int8"), openvino.convert, openvino.layer_errors),
     )

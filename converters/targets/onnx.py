@@ -27,23 +27,49 @@ DYNAMIC_OPS = ["MatMul", "Gemm"]
 MIN_QDQ_OPSET = 13  # per-channel DequantizeLinear needs the axis attribute
 
 
-def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False) -> None:
+def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False,
+            input_shape: tuple[int, ...] | None = None) -> None:
+    """``input_shape`` fixes the (first) input's shape in the artifact; without it dynamic dims stay dynamic."""
     _convert(source, precision, out_file, work, quant)
-    if static_batch:
+    if input_shape is not None:
+        fix_input_shape(out_file, input_shape)
+    elif static_batch:
         _batch_one(out_file)
 
 
-def _batch_one(path: Path) -> None:
-    """Fix the batch (first) dimension of every graph input and output to 1, then infer the shapes inside."""
-    onnx = require("onnx", extra="convert", purpose="fix the batch dimension of an ONNX model")
-    model = onnx.load(str(path))
-    for value in [*model.graph.input, *model.graph.output]:
-        dims = value.type.tensor_type.shape.dim
-        if dims and (dims[0].HasField("dim_param") or dims[0].dim_value <= 0):
-            dims[0].Clear()
-            dims[0].dim_value = 1
+def fix_input_shape(path: Path, shape: tuple[int, ...], dst: Path | None = None) -> Path:
+    """Fix the first graph input of ``path`` to ``shape`` (written to ``dst``, default in place), then infer
+    the shapes inside and of the outputs (dims that inference cannot fix stay dynamic)."""
+    onnx = require("onnx", extra="convert", purpose="fix the input shape of an ONNX model")
+    from converters.onnx_graph import load_without_initializer_inputs
+
+    model = load_without_initializer_inputs(path)
+    value = model.graph.input[0]
+    dims = value.type.tensor_type.shape.dim
+    if len(dims) != len(shape):
+        raise ConversionError(f"input shape {list(shape)} has {len(shape)} dims; input {value.name!r} has {len(dims)}")
+    for d, n in zip(dims, shape):
+        if d.HasField("dim_value") and d.dim_value > 0 and d.dim_value != n:
+            raise ConversionError(f"input shape {list(shape)} does not fit input {value.name!r}: a dim fixed to {d.dim_value} is given as {n}")
+        d.Clear()
+        d.dim_value = int(n)
+    for out in model.graph.output:
+        for d in out.type.tensor_type.shape.dim:
+            if not (d.HasField("dim_value") and d.dim_value > 0):
+                d.Clear()  # unknown: inferred below from the fixed input
     del model.graph.value_info[:]  # stale dynamic shapes; inferred again below
-    onnx.save(onnx.shape_inference.infer_shapes(model), str(path))
+    target = dst or path
+    onnx.save(onnx.shape_inference.infer_shapes(model), str(target))
+    return target
+
+
+def fixed_source(source, work: Path, shape: tuple[int, ...]) -> Path:
+    """The source as ONNX with its input fixed to ``shape`` (cached per work folder and shape)."""
+    target = work / f"onnx-fixed-{'x'.join(map(str, shape))}" / "source.onnx"
+    if not target.is_file():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fix_input_shape(source.view("onnx", work), shape, target)
+    return target
 
 
 def _convert(source, precision: str, out_file: Path, work: Path, quant=None) -> None:
@@ -193,18 +219,17 @@ class _Reader:
         return iter(self.get_next, None)
 
 
-def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> list:
+def layer_errors(source, precision: str, artifact: Path, work: Path, quant, *, input_shape=None) -> list:
     """Per-tensor SQNR between each QDQ'd activation and its float value in the same graph (isolated
-    quantization error), with ONNX Runtime's QDQ debugging tools, on eval samples. A node's clipping is
+    quantization error), with ONNX Runtime's QDQ debugging graphs, on eval samples. A node's clipping is
     the worst of its activation inputs and outputs: a tensor keeps its QDQ while its producer or any
-    consumer is quantized. Names are node names for ``nodes_to_exclude``."""
+    consumer is quantized. Names are node names for ``nodes_to_exclude``.
+
+    Memory stays at one sample's activations: each sample's intermediate tensors are reduced to running
+    sums (signal and noise energy, ranges) before the next runs, where ONNX Runtime's
+    ``collect_activations`` would keep every tensor of every sample of both graphs (at 640x480, GBs)."""
     import onnx
-    from onnxruntime.quantization.qdq_loss_debug import (
-        collect_activations,
-        compute_activation_error,
-        create_activation_matching,
-        modify_model_output_intermediate_tensors,
-    )
+    from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
 
     from converters.targets import ClipMeter, LayerError
 
@@ -214,36 +239,110 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     float_aug, qdq_aug = debug / "float.onnx", debug / "qdq.onnx"
     _quietly(modify_model_output_intermediate_tensors, prepared, float_aug)
     _quietly(modify_model_output_intermediate_tensors, artifact, qdq_aug)
-    with contextlib.redirect_stdout(io.StringIO()):
-        float_acts = collect_activations(str(float_aug), _Reader(prepared, quant, limit=PROBE_SAMPLES, probe=True))
-        qdq_acts = collect_activations(str(qdq_aug), _Reader(prepared, quant, limit=PROBE_SAMPLES, probe=True))
-        errors = compute_activation_error(create_activation_matching(qdq_acts, float_acts))
-    graph = onnx.load(str(prepared)).graph
+    errors = _qdq_errors(qdq_aug, _Reader(prepared, quant, limit=PROBE_SAMPLES, probe=True))
+    graph = onnx.load(str(prepared), load_external_data=False).graph
     weights = {i.name for i in graph.initializer}
     meter = ClipMeter()
     if quant.probe is not None:
         _calib_ranges(float_aug, _Reader(prepared, quant), meter)
-        for tensor, arrays in float_acts.items():
-            for a in arrays:
-                meter.probe(tensor, a)
+        _each_tensor(float_aug, _Reader(prepared, quant, limit=PROBE_SAMPLES, probe=True), meter.probe, debug_session=True)
     heads = _heads(graph)
     rows = []
     for node in graph.node:
         if node.op_type in SHAPE_ONLY:  # excluding a reshape changes no arithmetic
             continue
-        outputs = [t for t in node.output if t in errors and "qdq_err" in errors[t] and np.isfinite(errors[t]["qdq_err"])]
+        outputs = [t for t in node.output if t in errors and np.isfinite(errors[t])]
         measured = [t for t in (*node.input, *node.output) if t and t not in weights and t in meter]
         if not outputs and not measured:
             continue
         rows.append(LayerError(
             node.name,
             node.op_type,
-            min((float(errors[t]["qdq_err"]) for t in outputs), default=100.0),
+            min((errors[t] for t in outputs), default=100.0),
             max((meter.ratio(t) for t in measured), default=None),
             min((meter.db(t) for t in measured), default=None),
             node.name in heads,
         ))
     return sorted(rows, key=lambda e: e.sqnr_db)
+
+
+def _qdq_pairs(names: list[str]) -> dict[str, tuple[str, str]]:
+    """Activation -> (its tensor before QuantizeLinear, after DequantizeLinear), among the exposed tensor
+    ``names`` of a QDQ graph: ONNX Runtime's ``create_activation_matching``, on names instead of values."""
+    from onnxruntime.quantization.quant_utils import DEQUANT_OUTPUT_SUFFIX, QUANT_INPUT_SUFFIX
+
+    have = set(names)
+    post1 = DEQUANT_OUTPUT_SUFFIX + "_1"
+    pairs: dict[str, tuple[str, str]] = {}
+    for name in names:
+        if name.endswith(QUANT_INPUT_SUFFIX):
+            act = name[: -len(QUANT_INPUT_SUFFIX)]
+            pre, post = name, act
+        elif name.endswith(DEQUANT_OUTPUT_SUFFIX):
+            act = name[: -len(DEQUANT_OUTPUT_SUFFIX)]
+            pre, post = act, name
+        elif name.endswith(post1):
+            act = name[: -len(post1)]
+            pre, post = act, name
+        else:
+            continue
+        if pre in have and post in have:
+            pairs[act] = (pre, post)
+    return pairs
+
+
+def _qdq_errors(qdq_aug: Path, reader) -> dict[str, float]:
+    """Activation -> SQNR (dB) of its value after QDQ against before, over every sample of ``reader``
+    (``20 log10(|pre| / |pre - post|)`` over all samples, as ONNX Runtime's debugger computes it)."""
+    session = _debug_session(qdq_aug)
+    names = _saved_names(session)
+    pairs = _qdq_pairs(list(names.values()))
+    wanted = {n for pair in pairs.values() for n in pair}
+    outputs = [o for o, t in names.items() if t in wanted]
+    sums = {act: [0.0, 0.0] for act in pairs}
+    for feed in reader:
+        values = {names[o]: np.asarray(v) for o, v in zip(outputs, session.run(outputs, feed))}
+        for act, (pre, post) in pairs.items():
+            a = values[pre].astype(np.float64)
+            sums[act][0] += float(np.sum(a * a))
+            sums[act][1] += float(np.sum((a - values[post]) ** 2))
+        del values
+    eps = float(np.finfo(float).eps)  # as ONNX Runtime clamps both norms
+    return {act: float(20 * np.log10(max(np.sqrt(sig), eps) / max(np.sqrt(noise), eps))) for act, (sig, noise) in sums.items()}
+
+
+def _debug_session(model_path: Path):
+    """A session on a debugging graph, without graph optimizations (as ONNX Runtime's debugger runs it)."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    return ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+
+
+def _saved_names(session) -> dict[str, str]:
+    """Output name -> the tensor it exposes, for the outputs the debugging graph added."""
+    from onnxruntime.quantization.qdq_loss_debug import _TENSOR_SAVE_POSTFIX as saved  # the debug tools' naming
+
+    return {o.name: o.name[: -len(saved)] for o in session.get_outputs() if o.name.endswith(saved)}
+
+
+def _each_tensor(model_path: Path, reader, fn, *, debug_session: bool = False) -> None:
+    """``fn(tensor, value)`` for every exposed float tensor of ``model_path`` on each sample of ``reader``,
+    one sample at a time."""
+    import onnxruntime as ort
+
+    if debug_session:
+        session = _debug_session(model_path)
+    else:
+        session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    names = _saved_names(session)
+    outputs = list(names)
+    for feed in reader:
+        for name, value in zip(outputs, session.run(outputs, feed)):
+            value = np.asarray(value)
+            if value.size and np.issubdtype(value.dtype, np.floating):
+                fn(names[name], value)
 
 
 PROBE_SAMPLES = 16  # eval samples the per-layer comparison runs on
@@ -269,14 +368,4 @@ def _heads(graph) -> set[str]:
 def _calib_ranges(model_path: Path, reader, meter) -> None:
     """Feed ``meter`` every intermediate tensor of ``model_path`` (a graph with them exposed) on the
     calibration samples, one sample at a time so memory stays flat."""
-    import onnxruntime as ort
-    from onnxruntime.quantization.qdq_loss_debug import _TENSOR_SAVE_POSTFIX as saved  # the debug tools' naming
-
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    tensor = {n: n[: -len(saved)] if n.endswith(saved) else n for n in names}
-    for feed in reader:
-        for name, value in zip(names, session.run(names, feed)):
-            value = np.asarray(value)
-            if value.size and np.issubdtype(value.dtype, np.floating):
-                meter.calib(tensor[name], value)
+    _each_tensor(model_path, reader, meter.calib)

@@ -25,10 +25,19 @@ _QUANTIZABLE = {"Convolution", "GroupConvolution", "MatMul", "Add", "Multiply", 
                 "AvgPool", "MaxPool", "Subtract", "Interpolate", "ReduceMean"}
 
 
-def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False) -> None:
+def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False,
+            input_shape: tuple[int, ...] | None = None) -> None:
+    """``input_shape`` fixes the (first) input's shape in the IR; without it dynamic dims stay dynamic."""
     ov = require("openvino", extra="convert", purpose="write OpenVINO IR")
     model = _float_model(ov, source, work)
-    if static_batch:
+    if input_shape is not None:
+        try:
+            model.reshape({model.inputs[0]: ov.PartialShape([int(d) for d in input_shape])})
+        except Exception as exc:
+            from edgecv.backends.base import first_line
+
+            raise ConversionError(f"OpenVINO could not fix the input to {list(input_shape)}: {first_line(exc)}") from None
+    elif static_batch:
         model.reshape({port: _batch_one(port.get_partial_shape()) for port in model.inputs})
     if precision in ("dynamic", "int8"):
         model = _quantized(model, precision, quant)
@@ -79,7 +88,7 @@ def _quantized(model, precision: str, quant):
             if len(model.inputs) != 1:
                 raise ConversionError(f"int8 calibration supports models with one image input; this one has {len(model.inputs)}")
             shape = [d.get_length() if d.is_static else None for d in model.inputs[0].get_partial_shape()]
-            samples = list(quant.samples(shape))  # NNCF iterates several times; calibration is capped
+            samples = _Samples(quant, shape)  # NNCF iterates several times; each pass reads the samples anew
             ignored = nncf.IgnoredScope(names=list(quant.keep_float), validate=False) if quant.keep_float else None
             return nncf.quantize(
                 model,
@@ -100,12 +109,26 @@ def _quantized(model, precision: str, quant):
             log.debug("nncf: %s", buffer.getvalue().strip()[-2000:])
 
 
-def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> list:
+class _Samples:
+    """The calibration samples as a re-iterable of known length, read anew on every pass rather than held
+    in memory (300 samples at 640x480 are over 1 GB)."""
+
+    def __init__(self, quant, shape) -> None:
+        self._quant, self._shape = quant, shape
+
+    def __iter__(self):
+        return self._quant.samples(self._shape)
+
+    def __len__(self) -> int:
+        return len(self._quant.calib)
+
+
+def layer_errors(source, precision: str, artifact: Path, work: Path, quant, *, input_shape=None) -> list:
     """Per-layer error of the int8 IR against float, by running both with every quantized layer's output
     exposed. The error is accumulated along the graph, so each layer is ranked by how much SQNR it loses
     relative to the layers feeding it. Each layer's clip ratio is that of its activation inputs, where
-    NNCF puts its quantizers. Names are the op names NNCF's ignored scope takes."""
-    from converters.metrics import sqnr_db
+    NNCF puts its quantizers. Names are the op names NNCF's ignored scope takes. Each sample's outputs
+    are reduced to running sums before the next runs, so memory stays at one sample's activations."""
     from converters.targets import ClipMeter, LayerError
 
     ov = require("openvino", extra="convert", purpose="inspect OpenVINO models")
@@ -133,16 +156,17 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
             f_res = f_compiled(x)
             for k, i in zip(feed_keys, feed_at):
                 meter.calib(k, f_res[i])
-    refs: dict[str, list] = {n: [] for n in names}
-    gots: dict[str, list] = {n: [] for n in names}
+    energy = {n: [0.0, 0.0] for n in names}  # sum ref^2, sum (ref - got)^2: metrics.sqnr_db over all samples
     for x in quant.probe_samples(shape, limit=PROBE_SAMPLES):
         q_res, f_res = q_compiled(x), f_compiled(x)
         for n, qi, fi in zip(names, q_at, f_at):
-            gots[n].append(q_res[qi])
-            refs[n].append(f_res[fi])
+            ref = np.asarray(f_res[fi], np.float64)
+            energy[n][0] += float(np.sum(ref**2))
+            energy[n][1] += float(np.sum((ref - np.asarray(q_res[qi], np.float64)) ** 2))
         for k, i in zip(feed_keys, feed_at):
             meter.probe(k, f_res[i])
-    sqnr = {n: sqnr_db(np.concatenate(refs[n]).ravel(), np.concatenate(gots[n]).ravel()) for n in names}
+        del q_res, f_res
+    sqnr = {n: 100.0 if noise == 0 else float(10.0 * np.log10(max(sig, 1e-30) / noise)) for n, (sig, noise) in energy.items()}
     rows = []
     for op in candidates:
         n = op.get_friendly_name()

@@ -24,18 +24,26 @@ from edgecv.errors import ConversionError
 _IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
 
 
-def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False) -> None:
+def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False,
+            input_shape: tuple[int, ...] | None = None) -> None:
+    """``input_shape`` (in the source's layout) fixes the input's shape: TFLite converters need static
+    spatial dims, so export passes it whenever the source has dynamic ones."""
     if source.kind == "tflite" and precision in ("fp32", "fp16"):
+        dense = source.view("tflite", work)  # a sparse source's dense copy (converters/densify.py)
+        if precision == "fp32" and dense != source.path:
+            shutil.copyfile(dense, out_file)
+            return
         raise ConversionError(f"a .tflite source is already TFLite; export it to onnx or openvino (or quantize it: "
                               f"int8, dynamic, int16x8)")
-    if source.kind == "onnx" and precision in ("fp32", "fp16") and not static_batch:
+    if source.kind == "onnx" and precision in ("fp32", "fp16") and (input_shape is not None or not static_batch):
         from converters.onnx_to_tflite import onnx_to_tflite
 
-        shutil.copyfile(onnx_to_tflite(source.path, work / "onnx2tf", precision=precision), out_file)
+        onnx_file, folder = _onnx_for(source, work, input_shape)
+        shutil.copyfile(onnx_to_tflite(onnx_file, folder, precision=precision), out_file)
         return
     tf = import_tensorflow()
-    saved_model = source.view("saved_model", work)
-    converter = _converter(tf, saved_model, precision, quant, static_batch=static_batch)
+    saved_model = _saved_model(source, work, input_shape)
+    converter = _converter(tf, saved_model, precision, quant, static_batch=static_batch, input_shape=_to_fix(source, input_shape))
     if quant is not None and quant.keep_float and precision in ("int8", "int16x8"):
         data = _convert_with_float_layers(tf, converter, precision, quant)
     else:
@@ -67,8 +75,39 @@ def _refuse_float_ops(data: bytes) -> None:
                                   "inside the int8 model; export fp16 or dynamic, or replace the op")
 
 
-def _converter(tf, saved_model: Path, precision: str, quant, *, static_batch: bool = False):
-    converter = _batch_one(tf, saved_model) if static_batch else tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
+def _onnx_for(source, work: Path, input_shape) -> tuple[Path, Path]:
+    """The ONNX file onnx2tf converts (the source's, or a copy with its input fixed) and its work folder."""
+    if input_shape is None:
+        return source.path, work / "onnx2tf"
+    from converters.targets.onnx import fixed_source
+
+    return fixed_source(source, work, input_shape), work / f"onnx2tf-{'x'.join(map(str, input_shape))}"
+
+
+def _saved_model(source, work: Path, input_shape) -> Path:
+    """The SavedModel the TFLite converter starts from. With ``input_shape``, ONNX and TFLite sources go
+    through ONNX with the input fixed (onnx2tf then writes a static SavedModel); Keras and SavedModel
+    sources keep theirs, and the converter fixes the shape (:func:`_fixed`)."""
+    if input_shape is None or source.kind not in ("onnx", "tflite"):
+        return source.view("saved_model", work)
+    from converters.onnx_to_tflite import onnx_to_tflite
+
+    onnx_file, folder = _onnx_for(source, work, input_shape)
+    return onnx_to_tflite(onnx_file, folder, precision="fp32").parent
+
+
+def _to_fix(source, input_shape):
+    """The shape the converter itself must fix: none when :func:`_saved_model` already wrote it fixed."""
+    return None if source.kind in ("onnx", "tflite") else input_shape
+
+
+def _converter(tf, saved_model: Path, precision: str, quant, *, static_batch: bool = False, input_shape=None):
+    if input_shape is not None:
+        converter = _fixed(tf, saved_model, input_shape)
+    elif static_batch:
+        converter = _batch_one(tf, saved_model)
+    else:
+        converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     if precision == "fp32":
         return converter
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -95,15 +134,25 @@ def _converter(tf, saved_model: Path, precision: str, quant, *, static_batch: bo
 def _batch_one(tf, saved_model: Path):
     """A converter for the serving signature with the batch dimension fixed to 1 (no -1 in any shape
     signature: static-shape delegates such as the Edge TPU's refuse dynamic tensors)."""
+    return _fixed(tf, saved_model, None)
+
+
+def _fixed(tf, saved_model: Path, input_shape):
+    """A converter for the serving signature with its input fixed to ``input_shape`` (None: the batch to 1)."""
     loaded = tf.saved_model.load(str(saved_model))
     fn = loaded.signatures["serving_default"]
     specs = fn.structured_input_signature[1]
     if len(specs) != 1:
-        raise ConversionError(f"a static batch needs a model with one input; this one has {len(specs)}")
+        raise ConversionError(f"a static shape needs a model with one input; this one has {len(specs)}")
     name, spec = next(iter(specs.items()))
-    shape = [1, *spec.shape[1:]]
-    if any(d is None for d in shape):
-        raise ConversionError(f"a static batch needs the other input dims known; input {name!r} is {list(spec.shape)}")
+    if input_shape is None:
+        shape = [1, *spec.shape[1:]]
+        if any(d is None for d in shape):
+            raise ConversionError(f"a static batch needs the other input dims known; input {name!r} is {list(spec.shape)}")
+    else:
+        shape = [int(d) for d in input_shape]
+        if len(shape) != len(spec.shape) or any(w is not None and w != g for w, g in zip(spec.shape, shape)):
+            raise ConversionError(f"input shape {shape} does not fit input {name!r} {list(spec.shape)}")
 
     @tf.function(input_signature=[tf.TensorSpec(shape, spec.dtype, name=name)])
     def serve(x):
@@ -160,7 +209,7 @@ def _convert_with_float_layers(tf, converter, precision: str, quant) -> bytes:
         raise ConversionError(f"TFLite quantizer failed with layers kept in float: {_why(exc)}") from None
 
 
-def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> list:
+def layer_errors(source, precision: str, artifact: Path, work: Path, quant, *, input_shape=None) -> list:
     """Per-layer SQNR of int8 against float, each layer fed the same quantized input (isolated error).
 
     Uses the converter's quantization debugger, so the names are the ones ``denylisted_nodes`` takes.
@@ -169,10 +218,10 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     from converters.targets import LayerError
 
     tf = import_tensorflow()
-    saved_model = source.view("saved_model", work)
-    converter = _converter(tf, saved_model, "int8", quant)
+    saved_model = _saved_model(source, work, input_shape)
+    converter = _converter(tf, saved_model, "int8", quant, input_shape=_to_fix(source, input_shape))
     shape = _input_shape(tf, saved_model)
-    samples = list(quant.probe_samples(shape, limit=32))
+    samples = list(quant.probe_samples(shape, limit=PROBE_SAMPLES))
     options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"sqnr": _sqnr_metric})
     try:
         debugger = tf.lite.experimental.QuantizationDebugger(
@@ -186,6 +235,9 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant) -> l
     table.seek(0)
     rows = [LayerError(r["tensor_name"], r["op_name"], float(r["sqnr"])) for r in csv.DictReader(table)]
     return sorted(rows, key=lambda e: e.sqnr_db)
+
+
+PROBE_SAMPLES = 32  # eval samples the quantization debugger runs on (held in memory: it iterates them twice)
 
 
 def _sqnr_metric(float_tensors, quant_tensors, scale: float, zero_point: int) -> float:

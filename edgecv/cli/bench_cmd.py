@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgecv.cli.options import shape
 from edgecv.cli.table import fmt_float, human_bytes, render
 
 EXAMPLES = """\
@@ -13,6 +14,7 @@ examples:
   edgecv bench model.fp32.tflite model.fp32.onnx model.fp32.xml
   edgecv bench artifacts/ --threads 1 --runs 200
   edgecv bench model.fp32.onnx --backend openvino --json
+  edgecv bench text_det.onnx --input-shape 1x3x480x640
   edgecv bench artifacts/ --remote pi@raspberrypi --python /home/pi/venv/bin/python
   edgecv bench model.fp32.xml --remote pi@10.0.0.7 --port 2222 --identity ~/.ssh/pi_ed25519 --json
 
@@ -23,6 +25,8 @@ prompts) and edgecv with the artifact's runtime on the device. Every result reco
 
 
 def add_parser(sub) -> None:
+    from edgecv.bench import RUNS, WARMUP
+
     p = sub.add_parser(
         "bench",
         help="benchmark artifacts side by side",
@@ -34,9 +38,11 @@ def add_parser(sub) -> None:
     p.add_argument("artifacts", nargs="+", type=Path, help=".tflite, .onnx or .xml files, or folders of them")
     p.add_argument("--backend", help="runtime to use (default: the first installed for each format)")
     p.add_argument("--threads", type=int, help="threads per runtime (default: every core)")
-    p.add_argument("--runs", type=int, default=100, help="timed runs (default 100)")
-    p.add_argument("--warmup", type=int, default=10, help="untimed runs first (default 10)")
+    p.add_argument("--runs", type=int, default=RUNS, help=f"timed runs (default {RUNS})")
+    p.add_argument("--warmup", type=int, default=WARMUP, help=f"untimed runs first (default {WARMUP})")
     p.add_argument("--batch", type=int, default=1, help="images per run (default 1)")
+    p.add_argument("--input-shape", type=shape, metavar="SHAPE",
+                   help="the first input's full shape, e.g. 1x3x480x640: needed for dynamic dims; its first dim is the batch")
     p.add_argument("--json", action="store_true", help="print results as JSON")
     r = p.add_argument_group("on another device over ssh")
     r.add_argument("--remote", metavar="USER@HOST", help="benchmark on this device instead of here")
@@ -76,8 +82,11 @@ def run(args) -> int:
     if not args.remote:
         if args.python or args.port is not None or args.identity or args.ssh_option:
             raise ConfigError("--python, --port, --identity and --ssh-option need --remote USER@HOST")
-        results = _each(paths, lambda path: benchmark(path, **settings), quiet=args.json)
+        results = _each(paths, lambda path: benchmark(path, **settings, input_shape=args.input_shape), quiet=args.json)
     else:
+        if args.input_shape is not None:
+            raise ConfigError("--input-shape is not supported with --remote yet; benchmark a fixed-shape artifact "
+                              "(edgecv export --input-shape SHAPE --static-shape)")
         from edgecv.remote import RemoteHost
 
         host = RemoteHost(args.remote, python=args.python or "python3", port=args.port, identity=args.identity,
@@ -127,6 +136,9 @@ def format_results(results) -> str:
     head = ["artifact", "backend", "precision", "size", "load ms", "p50 ms", "p90 ms", "p99 ms", "mean ms", "img/s", "peak MB"]
     threads = {r.threads for r in results}
     note = f"\n{results[0].runs} runs after {results[0].warmup} warm-up, batch {results[0].batch}, threads {', '.join(map(str, sorted(threads)))}"
+    shapes = {"x".join(map(str, r.input_shape)) for r in results if r.input_shape}
+    if shapes:
+        note += f", input shape {', '.join(sorted(shapes))}"
     # Local runs keep their table as it was; a remote device is named under it.
     remotes = {r.device["remote"]: r.device for r in results if r.device and r.device.get("remote")}
     note += "".join(f"\non {describe_device(d)}" for d in remotes.values())

@@ -13,6 +13,8 @@ examples:
   edgecv export classifier.keras --out artifacts/
   edgecv export classifier.keras --quant int8 --calib photos/ --eval labelled/ --max-drop 0.5
   edgecv export model.onnx --to onnx,openvino --quant int8,dynamic --calib frames.npy --mean 0 --std 1
+  edgecv export text_det.onnx --input-shape 1x3x480x640 --quant none,int8 --calib pages/
+  edgecv export text_det.onnx --input-shape 1x3x480x640 --static-shape --to onnx,openvino
   edgecv export face.tflite --to onnx,openvino --quant int8 --calib street.mp4 --mean 127.5 --std 127.5 --json
   edgecv export face.tflite --to onnx,openvino --quant int8 --calib street.mp4 --eval faces/ \
       --spec blazeface-short-range --max-drop 5 --mean 127.5 --std 127.5
@@ -24,6 +26,10 @@ than --max-drop points (or, for outputs that are not class scores, falls below -
 with the layers that cause the loss kept in float. For a detector, --spec (a built-in name or a YAML
 detector spec) makes the gate compare detections with the float model's on the --eval images: the drop
 is the points of F1 lost plus the mean score change of matched detections (x100). OUT/report.{json,md,png} describe the run.
+A model with dynamic input dims (?x3x?x?) needs --input-shape: checks and calibration run at it, the dims stay
+dynamic in ONNX and OpenVINO artifacts (also checked at the shape with height and width 32 larger), and TFLite
+gets that static shape; --static-shape fixes it in every artifact. Each artifact's latency p50 is measured as
+`edgecv bench` measures it (same code, defaults and own process); the report gives the command.
 """
 
 
@@ -44,14 +50,21 @@ def add_parser(sub) -> None:
     p.add_argument("--to", default="tflite,onnx,openvino", help="comma-separated formats (default: all three)")
     p.add_argument("--quant", "--precision", dest="quant", default="none,fp16",
                    help=f"comma-separated precisions: {precision_choices} (default: none,fp16)")
-    p.add_argument("--calib", type=Path, help="calibration data for int8: image folder, video, .npy or .npz")
-    p.add_argument("--eval", type=Path, dest="eval_data", help="evaluation data; class subfolders or .npz labels give top-1")
+    p.add_argument("--calib", type=Path,
+                   help="calibration data for int8: an image folder, an image, a quoted glob ('shots/*.jpg'), a video, or a .npy/.npz "
+                   "(uint8 pixels, or float read by its value range: within what --mean/--std make of pixels 0..255, model inputs "
+                   "used as-is; else within 0..255, pixels normalized once, with a warning; within both and spanning over 25, "
+                   "refused as ambiguous)")
+    p.add_argument("--eval", type=Path, dest="eval_data", help="evaluation data, the same kinds as --calib; class subfolders or .npz labels give top-1")
     p.add_argument("--max-drop", type=float, help="accuracy budget for quantized artifacts, in points of top-1 (of detection agreement with --spec; default 1.0)")
     p.add_argument("--min-sqnr", type=float, help="output SQNR floor in dB for models without class scores (default 20)")
     p.add_argument("--spec", help="detector spec (built-in name or YAML file): judge quantized artifacts on their detections")
     p.add_argument("--out", type=Path, default=Path("export"), help="output folder (default: ./export)")
     p.add_argument("--name", help="artifact file stem (default: the model's file name)")
-    p.add_argument("--input-shape", type=shape, help="fix dynamic input dims, e.g. 1,224,224,3")
+    p.add_argument("--input-shape", type=shape, metavar="SHAPE",
+                   help="the shape to check and calibrate at, batch first, e.g. 1x3x480x640: needed for dynamic dims, "
+                   "which stay dynamic in ONNX and OpenVINO artifacts (checked at a second shape too); TFLite gets it fixed")
+    p.add_argument("--static-shape", action="store_true", help="fix --input-shape in every artifact (the manifest records it)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
     q = p.add_argument_group("quantization (expert)")
     q.add_argument("--calib-samples", type=int, default=300, help="calibration samples, chosen deterministically (default 300)")
@@ -97,7 +110,7 @@ def run(args) -> int:
         input_shape=args.input_shape,
         layout=args.layout,
         detector=args.spec,
-        options=ExportOptions(samples=args.samples, quant=quant),
+        options=ExportOptions(samples=args.samples, quant=quant, static_shape=args.static_shape),
         progress=not args.json,
     )
     written = write_report(report, report.out)

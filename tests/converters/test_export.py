@@ -94,7 +94,7 @@ def test_a_mismatching_artifact_goes_to_failed_and_never_replaces_a_good_one(tin
 
     from tests.conftest import make_tiny_onnx
 
-    def wrong_weights(source, precision, out_file, work, quant=None, *, static_batch=False):
+    def wrong_weights(source, precision, out_file, work, quant=None, *, static_batch=False, input_shape=None):
         make_tiny_onnx(out_file, seed=99)  # a different model: validation must catch it
 
     monkeypatch.setitem(TARGETS, "onnx", TARGETS["onnx"].__class__("onnx", ".onnx", ("fp32", "fp16"), wrong_weights))
@@ -107,7 +107,7 @@ def test_a_mismatching_artifact_goes_to_failed_and_never_replaces_a_good_one(tin
 
 
 def test_a_converter_crash_leaves_nothing_behind(tiny_onnx, tmp_path, monkeypatch):
-    def explode(source, precision, out_file, work, quant=None, *, static_batch=False):
+    def explode(source, precision, out_file, work, quant=None, *, static_batch=False, input_shape=None):
         out_file.write_bytes(b"half")
         raise RuntimeError("converter blew up\nwith a long trace")
 
@@ -186,3 +186,191 @@ def test_mnist8_artifacts_keep_the_accuracy_baseline(shared_data, tmp_path):
             assert top1 >= BASELINES["mnist8_int8_top1_images_8000_9999"][a.format] - 0.0005, (a.path.name, top1)
         else:
             assert top1 >= BASELINES["mnist8_top1_images_8000_9999"] - 0.001, (a.path.name, top1)
+
+
+# --- dynamic input dims, fixed shapes, "passed" only with a file, p50 as edgecv bench measures it ---------------
+
+
+def make_dynamic_onnx(path: Path) -> Path:
+    """The tiny CNN (conv, global average pool, dense) with input ``N x 3 x H x W``: it runs at any size."""
+    import onnx
+
+    from tests.conftest import make_tiny_onnx
+
+    model = onnx.load(str(make_tiny_onnx(path)))
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    for d, name in zip(dims, ("N", None, "H", "W")):
+        if name:
+            d.Clear()
+            d.dim_param = name
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def dynamic_onnx(tmp_path_factory) -> Path:
+    return make_dynamic_onnx(tmp_path_factory.mktemp("dyn") / "dyn.onnx")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, r"input 'x' is \?x3x\?x\?, with dynamic dims: give the shape to check and calibrate at with --input-shape "
+             r"\(input_shape=\), e\.g\. 1x3x224x224"),
+        ({"input_shape": (1, 16, 16, 3)}, r"input shape 1x16x16x3 does not fit input 'x' \?x3x\?x\?"),
+        ({"input_shape": (1, 3, 16)}, r"input shape 1x3x16 does not fit input 'x'"),
+    ],
+)
+def test_dynamic_dims_need_a_fitting_input_shape_before_anything_is_written(dynamic_onnx, tmp_path, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        export(dynamic_onnx, to="onnx", quant="fp32", out=tmp_path / "never", **kwargs)
+    assert not (tmp_path / "never").exists()
+
+
+def test_static_shape_needs_an_input_shape_on_a_dynamic_batch(tiny_onnx, tmp_path):
+    with pytest.raises(ConfigError, match="--static-shape .* needs --input-shape"):
+        export(tiny_onnx, to="onnx", quant="fp32", out=tmp_path, options=ExportOptions(static_shape=True))
+
+
+def _manifest(path: Path) -> dict:
+    return json.loads(Path(f"{path}.json").read_text())
+
+
+def test_dynamic_dims_stay_dynamic_and_are_checked_at_two_shapes(dynamic_onnx, tmp_path):
+    report = export(dynamic_onnx, to="onnx,openvino", quant="fp32,fp16", out=tmp_path, input_shape=(1, 3, 16, 16),
+                    options=ExportOptions(bench_runs=0))
+    assert report.ok, [a.reason for a in report.artifacts]
+    for a in report.artifacts:
+        assert a.status == "passed" and a.path.is_file() and a.path.parent == tmp_path
+        m = _manifest(a.path)
+        assert m["inputs"][0]["shape"] == [None, 3, None, None]
+        shapes = m["validation"]["shapes"]
+        assert shapes["fixed"] is False and shapes["dynamic_axes"] == [0, 2, 3] and shapes["note"] == ""
+        assert [c["shape"] for c in shapes["checked"]] == [[1, 3, 16, 16], [1, 3, 48, 48]]
+        assert shapes["checked"][1]["outputs"][0]["rel_diff"] < (1e-3 if a.precision == "fp32" else 2e-2)
+        model = edgecv.load(a.path)  # the artifact really takes another size
+        x = np.random.default_rng(1).normal(size=(2, 3, 40, 24)).astype(np.float32)
+        np.testing.assert_allclose(model.run(x)[0], tiny_cnn_reference(x, tiny_cnn_weights()), rtol=2e-2, atol=2e-2)
+    assert report.settings["shapes"] == {"source": [None, 3, None, None], "dynamic_axes": [0, 2, 3], "check": [1, 3, 16, 16],
+                                         "second": [1, 3, 48, 48], "static": False}
+
+
+def test_static_shape_fixes_the_input_in_every_artifact(dynamic_onnx, tmp_path):
+    report = export(dynamic_onnx, to="onnx,openvino", quant="fp32", out=tmp_path, input_shape=(1, 3, 16, 16),
+                    options=ExportOptions(bench_runs=0, static_shape=True))
+    assert report.ok, [a.reason for a in report.artifacts]
+    for a in report.artifacts:
+        assert edgecv.load(a.path).inputs[0].shape == (1, 3, 16, 16)
+        shapes = _manifest(a.path)["validation"]["shapes"]
+        assert shapes["fixed"] is True and shapes["dynamic_axes"] == [] and shapes["note"] == "input fixed to 1x3x16x16 (static shape asked)"
+        assert [c["shape"] for c in shapes["checked"]] == [[1, 3, 16, 16]]  # a fixed artifact has one shape to check
+
+
+@pytest.mark.slow
+def test_tflite_gets_the_static_shape_with_a_note(dynamic_onnx, tmp_path):
+    from converters.report import format_text
+
+    np.save(tmp_path / "calib.npy", np.random.default_rng(0).integers(0, 256, size=(24, 16, 16, 3), dtype=np.uint8))
+    report = export(dynamic_onnx, to="tflite", quant="fp32,int8", calib=tmp_path / "calib.npy", out=tmp_path / "out",
+                    input_shape=(1, 3, 16, 16), options=ExportOptions(bench_runs=0))
+    assert report.ok, [a.reason for a in report.artifacts]
+    for a in report.artifacts:
+        assert edgecv.load(a.path).inputs[0].shape == (1, 16, 16, 3)
+        assert a.shapes["note"] == "input fixed to 1x3x16x16: tflite takes static shapes (dims ?x3x?x? in the source)"
+        assert [c["shape"] for c in a.shapes["checked"]] == [[1, 3, 16, 16]]
+        assert f"tflite {a.precision}: input fixed to 1x3x16x16: tflite takes static shapes" in format_text(report)
+
+
+def test_an_artifact_that_fixes_a_dynamic_dim_fails_at_the_second_shape(dynamic_onnx, tmp_path, monkeypatch):
+    from tests.conftest import make_tiny_onnx
+
+    def fixed_size(source, precision, out_file, work, quant=None, *, static_batch=False, input_shape=None):
+        make_tiny_onnx(out_file)  # the same weights, but 8x8 only
+
+    monkeypatch.setitem(TARGETS, "onnx", TARGETS["onnx"].__class__("onnx", ".onnx", ("fp32",), fixed_size))
+    report = export(dynamic_onnx, to="onnx", quant="fp32", out=tmp_path, input_shape=(1, 3, 8, 8), options=ExportOptions(bench_runs=0))
+    (a,) = report.artifacts
+    assert not report.ok and a.status == "failed"
+    assert a.reason == "does not run at the second check shape 1x3x40x40: input 'x': expected shape ?x3x8x8, got 2x3x40x40"
+    assert a.path == tmp_path / FAILED_DIR / "dyn.fp32.onnx" and not (tmp_path / "dyn.fp32.onnx").exists()
+
+
+def test_an_artifact_the_benchmark_cannot_run_is_not_passed(tiny_onnx, tmp_path, monkeypatch):
+    import edgecv.bench
+    from edgecv.errors import BackendError
+
+    def crash(path, **kwargs):
+        raise BackendError(f"benchmark of {Path(path).name} crashed (signal 11)")
+
+    monkeypatch.setattr(edgecv.bench, "benchmark", crash)
+    report = export(tiny_onnx, to="onnx", quant="fp32", out=tmp_path, options=ExportOptions(bench_runs=3))
+    (a,) = report.artifacts
+    assert not report.ok and a.status == "failed" and a.reason == "benchmark failed: benchmark of tiny.fp32.onnx crashed (signal 11)"
+    assert a.path == tmp_path / FAILED_DIR / "tiny.fp32.onnx" and _manifest(a.path)["validation"]["status"] == "failed"
+    assert not (tmp_path / "tiny.fp32.onnx").exists()
+
+
+def test_a_passed_row_without_its_file_is_not_ok(tiny_onnx, tmp_path):
+    report = export(tiny_onnx, to="onnx", quant="fp32", out=tmp_path, options=ExportOptions(bench_runs=0))
+    assert report.ok
+    report.artifacts[0].path.unlink()
+    assert not report.ok
+
+
+def test_p50_is_measured_with_edgecv_bench_code_and_settings(dynamic_onnx, tmp_path, monkeypatch):
+    """Not timing equality (the machine is noisy): the same function, settings and process isolation as
+    `edgecv bench` on the same file, recorded in the report with the command that reproduces the figure."""
+    import edgecv.bench
+    from edgecv.cli.main import build_parser
+
+    calls = []
+    real = edgecv.bench.benchmark
+
+    def spy(path, **kwargs):
+        calls.append((Path(path).name, kwargs))
+        return real(path, **kwargs)
+
+    monkeypatch.setattr(edgecv.bench, "benchmark", spy)
+    options = ExportOptions(bench_runs=7, bench_warmup=2, bench_threads=1)
+    report = export(dynamic_onnx, to="onnx", quant="fp32", out=tmp_path, input_shape=(1, 3, 16, 16), options=options)
+    (a,) = report.artifacts
+    assert report.ok and calls == [("dyn.fp32.onnx", {"runs": 7, "warmup": 2, "threads": 1, "input_shape": (1, 3, 16, 16), "isolate": True})]
+    assert a.bench["command"] == "edgecv bench dyn.fp32.onnx --runs 7 --warmup 2 --threads 1 --input-shape 1x3x16x16"
+    assert a.bench["input_shape_arg"] == a.bench["input_shape"] == [1, 3, 16, 16] and a.bench["batch"] == 1 and a.bench["threads_used"] == 1
+    assert _manifest(a.path)["validation"]["bench"] == a.bench
+    # The command's arguments are what bench's CLI passes to the same function.
+    args = build_parser().parse_args(a.bench["command"].split()[1:])
+    assert (args.runs, args.warmup, args.threads, args.input_shape, args.batch) == (7, 2, 1, (1, 3, 16, 16), 1)
+    # Defaults: export times its artifacts with edgecv bench's defaults.
+    defaults = build_parser().parse_args(["bench", "x.onnx"])
+    default = ExportOptions()
+    assert (default.bench_runs, default.bench_warmup, default.bench_threads) == (defaults.runs, defaults.warmup, defaults.threads)
+
+
+def test_cli_export_keeps_or_fixes_dynamic_dims(dynamic_onnx, tmp_path, capsys):
+    from edgecv.cli.main import main
+
+    assert main(["export", str(dynamic_onnx), "--to", "onnx", "--quant", "none", "--out", str(tmp_path / "dyn")]) != 0
+    assert "with dynamic dims: give the shape to check and calibrate at with --input-shape" in capsys.readouterr().err
+    assert main(["export", str(dynamic_onnx), "--to", "onnx", "--quant", "none", "--input-shape", "1x3x16x16",
+                 "--out", str(tmp_path / "dyn"), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["artifacts"]
+    assert row["status"] == "passed" and Path(row["path"]).is_file() and row["shapes"]["input"] == [None, 3, None, None]
+    assert row["bench"]["runs"] == 100 and row["bench"]["input_shape"] == [1, 3, 16, 16] and row["p50_ms"] > 0
+    assert main(["export", str(dynamic_onnx), "--to", "onnx", "--quant", "none", "--input-shape", "1x3x16x16", "--static-shape",
+                 "--out", str(tmp_path / "fixed"), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)["artifacts"]
+    assert row["shapes"]["input"] == [1, 3, 16, 16] and row["shapes"]["fixed"] is True and row["bench"]["input_shape"] == [1, 3, 16, 16]
+    assert _manifest(Path(row["path"]))["inputs"][0]["shape"] == [1, 3, 16, 16]
+
+
+def test_int8_artifacts_keep_dynamic_dims_and_calibrate_at_the_input_shape(dynamic_onnx, tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, size=(24, 16, 16, 3), dtype=np.uint8)
+    np.save(tmp_path / "calib.npy", pixels)
+    report = export(dynamic_onnx, to="onnx,openvino", quant="int8", calib=tmp_path / "calib.npy", out=tmp_path / "out",
+                    input_shape=(1, 3, 16, 16), options=ExportOptions(bench_runs=0))
+    assert report.ok, [a.reason for a in report.artifacts]
+    for a in report.artifacts:
+        assert edgecv.load(a.path).inputs[0].shape == (None, 3, None, None)
+        assert [c["shape"] for c in a.shapes["checked"]] == [[1, 3, 16, 16], [1, 3, 48, 48]]
+        assert a.scores.agreement >= 0.9  # top-1 against the float model on the calibration set

@@ -61,3 +61,27 @@ def test_markdown_and_files(tmp_path):
     data = json.loads((tmp_path / "report.json").read_text())
     assert data["artifacts"][1]["fallback"]["kept"] == ["Convolution_797"]
     assert (tmp_path / "report.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_notes_name_the_shapes_checked_the_fixed_ones_and_how_p50_was_measured(tmp_path):
+    from converters.report import notes
+
+    checked = [{"shape": [1, 3, 480, 640], "samples": 8}, {"shape": [1, 3, 512, 672], "samples": 2}]
+    bench = {"runs": 100, "warmup": 10, "threads": None, "threads_used": 2, "batch": 1, "input_shape": [1, 3, 480, 640],
+             "command": "edgecv bench det.fp32.onnx --runs 100 --warmup 10 --input-shape 1x3x480x640"}
+    onnx = ArtifactResult("onnx", "fp32", path=tmp_path / "det.fp32.onnx", status="passed", p50_ms=41.5, bench=bench,
+                          shapes={"input": [None, 3, None, None], "fixed": False, "note": "", "checked": checked})
+    tfl = ArtifactResult("tflite", "fp32", path=tmp_path / "det.fp32.tflite", status="passed", p50_ms=40.0, bench=bench,
+                         shapes={"input": [1, 480, 640, 3], "fixed": True, "checked": checked[:1],
+                                 "note": "input fixed to 1x3x480x640: tflite takes static shapes (dims ?x3x?x? in the source)"})
+    report = ExportReport("det.onnx", tmp_path, [onnx, tfl], None, 1000, "8 synthetic sample inputs",
+                          {"shapes": {"source": [None, 3, None, None]}})
+    assert notes(report) == [
+        "input dims ?x3x?x? in the source; kept dynamic unless noted; checked at 1x3x480x640 (8 samples) and 1x3x512x672 "
+        "(2 samples): onnx fp32; checked at 1x3x480x640 (8 samples): tflite fp32",
+        "tflite fp32: input fixed to 1x3x480x640: tflite takes static shapes (dims ?x3x?x? in the source)",
+        "p50 ms: measured as edgecv bench measures it (own process, 100 runs after 10 warm-up, 2 threads, batch 1); "
+        "e.g. edgecv bench det.fp32.onnx --runs 100 --warmup 10 --input-shape 1x3x480x640",
+    ]
+    assert all(n in format_text(report) for n in notes(report))
+    assert all(f"- {n}" in format_markdown(report) for n in notes(report))

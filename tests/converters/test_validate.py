@@ -59,3 +59,16 @@ def test_transposed_feature_maps_are_compared_in_the_reference_layout():
 def test_judge(diff, verdict):
     result = judge([diff], Tolerance(rel=1e-3, min_top1=1.0))
     assert result == verdict if verdict is None else verdict in result
+
+
+@pytest.mark.parametrize(
+    "diff, verdict",
+    [
+        # A probability map that peaks at 5e-5 on the check inputs: float rounding of 1.4e-7 is 2.6e-3 relative.
+        (OutputDiff("map", 1.4e-7, 2.6e-3, None), None),
+        (OutputDiff("map", 2e-6, 2.6e-3, None), "differs by 2.60e-03 relative (max 1e-03), 2.00e-06 absolute (max 1e-06)"),
+        (OutputDiff("map", 2e-6, 5e-4, None), None),  # within the relative tolerance
+    ],
+)
+def test_judge_with_an_absolute_floor(diff, verdict):
+    assert judge([diff], Tolerance(rel=1e-3, min_top1=1.0, atol=1e-6)) == (verdict if verdict is None else f"output 'map' {verdict}")

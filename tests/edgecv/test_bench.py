@@ -38,3 +38,49 @@ def test_bad_file_fails_before_spawning(tmp_path):
     bad.write_bytes(b"\x00" * 32)
     with pytest.raises(ModelFileError, match="TFL3"):
         benchmark(bad)
+
+
+@pytest.fixture(scope="module")
+def dynamic_onnx(tmp_path_factory):
+    from tests.converters.test_export import make_dynamic_onnx
+
+    return make_dynamic_onnx(tmp_path_factory.mktemp("dyn") / "dyn.onnx")
+
+
+def test_a_dynamic_model_is_benchmarked_at_the_given_shape(dynamic_onnx):
+    r = benchmark(dynamic_onnx, runs=3, warmup=1, input_shape=(2, 3, 24, 16), isolate=False)
+    assert r.input_shape == [2, 3, 24, 16] and r.batch == 2 and r.throughput == pytest.approx(2e3 / r.mean_ms)
+    isolated = benchmark(dynamic_onnx, runs=3, warmup=1, input_shape=(1, 3, 24, 16))
+    assert isolated.input_shape == [1, 3, 24, 16] and isolated.batch == 1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, r"input 'x' is \?x3x\?x\?, with dynamic dims; give the shape to run it at with --input-shape \(input_shape=\), "
+             r"e\.g\. 1x3x224x224"),
+        ({"input_shape": (1, 24, 16, 3)}, r"input shape 1x24x16x3 does not fit input 'x' \?x3x\?x\?"),
+        ({"input_shape": (1, 3, 24)}, "input shape 1x3x24 does not fit"),
+        ({"input_shape": (2, 3, 24, 16), "batch": 4}, "batch 4 and input shape 2x3x24x16 disagree"),
+    ],
+)
+def test_dynamic_model_shape_errors(dynamic_onnx, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        benchmark(dynamic_onnx, runs=1, warmup=0, isolate=False, **kwargs)
+
+
+def test_cli_bench_takes_an_input_shape(dynamic_onnx, capsys):
+    from edgecv.cli.main import main
+
+    assert main(["bench", str(dynamic_onnx), "--runs", "2", "--warmup", "0", "--input-shape", "1x3x24x16", "--json"]) == 0
+    import json
+
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["input_shape"] == [1, 3, 24, 16] and row["runs"] == 2
+
+
+def test_cli_bench_refuses_an_input_shape_with_remote(dynamic_onnx, capsys):
+    from edgecv.cli.main import main
+
+    assert main(["bench", str(dynamic_onnx), "--input-shape", "1x3x24x16", "--remote", "pi@host"]) != 0
+    assert "--input-shape is not supported with --remote yet" in capsys.readouterr().err
