@@ -183,7 +183,8 @@ def test_mnist8_artifacts_keep_the_accuracy_baseline(shared_data, tmp_path):
         assert top1 == pytest.approx(a.scores.top1), a.path.name  # the report's figure is the model's
         if a.precision == "int8":
             assert a.fallback is None  # no layer needed float
-            assert top1 >= BASELINES["mnist8_int8_top1_images_8000_9999"][a.format] - 0.0005, (a.path.name, top1)
+            # int8 kernels differ by CPU (AVX2 emulation, VNNI): up to 3 of the 2,000 images move.
+            assert top1 >= BASELINES["mnist8_int8_top1_images_8000_9999"][a.format] - 0.0015, (a.path.name, top1)
         else:
             assert top1 >= BASELINES["mnist8_top1_images_8000_9999"] - 0.001, (a.path.name, top1)
 

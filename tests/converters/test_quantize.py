@@ -309,6 +309,7 @@ def test_blazeface_int8_finds_the_golden_face_again(shared_data, tmp_path):
     for name, path in (("plain", plain.artifacts[0].path), ("fixed", a.path)):
         faces[name] = spec.detect(load(path, float_io=True).run(x), input_size=(128, 128))
     assert len(float_face) == 1 and float_face.confidence[0] > 0.9
-    assert len(faces["plain"]) == 0 or faces["plain"].confidence.max() < 0.6  # plain int8 loses the face
+    # Plain int8 loses the face (AVX2) or most of its confidence (0.63 against 0.94 with VNNI kernels).
+    assert len(faces["plain"]) == 0 or faces["plain"].confidence.max() < float_face.confidence[0] - 0.25
     assert len(faces["fixed"]) == 1 and abs(faces["fixed"].confidence[0] - float_face.confidence[0]) < 0.05
     assert match_detections(faces["fixed"], float_face, iou_threshold=0.8).tp == 1
