@@ -24,6 +24,7 @@ from pathlib import Path
 from edgecv.errors import ConversionError
 
 _FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite"}
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def onnx_to_tflite(onnx_path: Path, work: Path, *, precision: str) -> Path:
@@ -33,11 +34,16 @@ def onnx_to_tflite(onnx_path: Path, work: Path, *, precision: str) -> Path:
     if not target.is_file():
         work.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+        # The child runs in the work folder, so whatever onnx2tf writes relative to its working directory
+        # stays there; this package is put on its path, as the working directory no longer provides it.
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(_PACKAGE_ROOT)) if p)
+        paths = {"onnx": str(Path(onnx_path).resolve()), "work": str(work.resolve())}
         proc = subprocess.run(
-            [sys.executable, "-m", "converters.onnx_to_tflite", json.dumps({"onnx": str(onnx_path), "work": str(work)})],
+            [sys.executable, "-m", "converters.onnx_to_tflite", json.dumps(paths)],
             capture_output=True,
             text=True,
             env=env,
+            cwd=work,
         )
         if proc.returncode != 0 or not target.is_file():
             lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.startswith("edgecv-error:")]

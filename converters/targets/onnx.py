@@ -143,7 +143,6 @@ def _prepared(fp32: Path, work: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     import onnx
     from onnx import version_converter
-    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from converters.onnx_graph import load_without_initializer_inputs
 
@@ -154,7 +153,7 @@ def _prepared(fp32: Path, work: Path) -> Path:
     staged, processed = target.with_name("staged.onnx"), target.with_name("processed.onnx")
     onnx.save(model, str(staged))
     try:
-        _quietly(quant_pre_process, staged, processed)
+        _pre_process(staged, processed, target.parent / "pre-process")
     except ConversionError as exc:
         # Pre-processing only helps (fusions, shapes); quantizing without it still works.
         log.info("ONNX quantization pre-processing skipped: %s", exc)
@@ -164,6 +163,50 @@ def _prepared(fp32: Path, work: Path) -> Path:
     _flatten_gemm_bias(model)
     onnx.save(model, str(target))
     return target
+
+
+# ONNX Runtime's quantization pre-processing, run in a child process whose working directory is a scratch
+# folder of the export: its symbolic shape inference, when incomplete (dynamic dims, as in DB text
+# detectors), saves "sym_shape_infer_temp.onnx" and a "<uuid>.data" file of every weight into the current
+# directory before raising. The rest of the pre-processing (fusions, ONNX shape inference) then runs without it.
+_PRE_PROCESS = """
+import sys
+from onnxruntime.quantization.shape_inference import quant_pre_process
+
+src, dst = sys.argv[1:3]
+try:
+    quant_pre_process(src, dst)
+except Exception as exc:
+    line = (str(exc).strip().splitlines() or [""])[0][:300]
+    print(f"edgecv-note: pre-processing without symbolic shape inference ({type(exc).__name__}: {line})", file=sys.stderr)
+    try:
+        quant_pre_process(src, dst, skip_symbolic_shape=True)
+    except Exception as exc:
+        line = (str(exc).strip().splitlines() or [""])[0][:300]
+        print(f"edgecv-error: {type(exc).__name__}: {line}", file=sys.stderr)
+        sys.exit(1)
+"""
+
+
+def _pre_process(src: Path, dst: Path, scratch: Path) -> None:
+    """``quant_pre_process(src, dst)`` with nothing written outside ``scratch`` (see ``_PRE_PROCESS``)."""
+    import subprocess
+    import sys
+
+    scratch.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run([sys.executable, "-c", _PRE_PROCESS, str(src.resolve()), str(dst.resolve())],
+                          cwd=scratch, capture_output=True, text=True)
+    shutil.rmtree(scratch, ignore_errors=True)  # the symbolic step's leftovers: a copy of every weight
+    output = "\n".join(t.strip() for t in (proc.stdout, proc.stderr) if t.strip())
+    if output:
+        log.debug("onnxruntime quantization pre-processing: %s", output)
+    for line in proc.stderr.splitlines():
+        if line.startswith("edgecv-note:"):
+            log.info("ONNX quantization %s", line.removeprefix("edgecv-note:").strip())
+    if proc.returncode != 0 or not dst.is_file():
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgecv-error:")]
+        why = lines[-1].removeprefix("edgecv-error:").strip() if lines else f"exited with code {proc.returncode}"
+        raise ConversionError(f"ONNX Runtime quantization pre-processing failed: {why}")
 
 
 def _name_nodes(model) -> None:

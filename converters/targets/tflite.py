@@ -1,5 +1,7 @@
 """Write TFLite artifacts with the TFLite converter from a SavedModel (Keras and SavedModel sources, and
-ONNX sources through the SavedModel onnx2tf writes); float ONNX sources go through onnx2tf directly.
+ONNX and float TFLite sources through the SavedModel onnx2tf writes); fp32 and fp16 of ONNX and float TFLite
+sources (the latter through tf2onnx) come from onnx2tf directly. fp32 of a float TFLite source is the file
+itself, so it is refused, except for a sparse model, whose fp32 artifact is its dense copy.
 
 Quantized precisions:
 - ``dynamic``: int8 weights, float activations;
@@ -28,14 +30,15 @@ def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, s
             input_shape: tuple[int, ...] | None = None) -> None:
     """``input_shape`` (in the source's layout) fixes the input's shape: TFLite converters need static
     spatial dims, so export passes it whenever the source has dynamic ones."""
-    if source.kind == "tflite" and precision in ("fp32", "fp16"):
+    if source.kind == "tflite" and precision == "fp32":
         dense = source.view("tflite", work)  # a sparse source's dense copy (converters/densify.py)
-        if precision == "fp32" and dense != source.path:
-            shutil.copyfile(dense, out_file)
-            return
-        raise ConversionError(f"a .tflite source is already TFLite; export it to onnx or openvino (or quantize it: "
-                              f"int8, dynamic, int16x8)")
-    if source.kind == "onnx" and precision in ("fp32", "fp16") and (input_shape is not None or not static_batch):
+        if dense == source.path:
+            raise ConversionError("a .tflite source is already TFLite fp32; export it to onnx or openvino, or to another "
+                                  "TFLite precision (fp16, dynamic, int8, int16x8)")
+        shutil.copyfile(dense, out_file)
+        return
+    if source.kind in ("onnx", "tflite") and precision in ("fp32", "fp16") and (input_shape is not None or not static_batch):
+        # A float .tflite goes through ONNX (tf2onnx) like the quantized precisions do: onnx2tf writes fp16.
         from converters.onnx_to_tflite import onnx_to_tflite
 
         onnx_file, folder = _onnx_for(source, work, input_shape)
@@ -76,9 +79,9 @@ def _refuse_float_ops(data: bytes) -> None:
 
 
 def _onnx_for(source, work: Path, input_shape) -> tuple[Path, Path]:
-    """The ONNX file onnx2tf converts (the source's, or a copy with its input fixed) and its work folder."""
+    """The ONNX file onnx2tf converts (the source's ONNX view, or a copy with its input fixed) and its work folder."""
     if input_shape is None:
-        return source.path, work / "onnx2tf"
+        return source.view("onnx", work), work / "onnx2tf"
     from converters.targets.onnx import fixed_source
 
     return fixed_source(source, work, input_shape), work / f"onnx2tf-{'x'.join(map(str, input_shape))}"

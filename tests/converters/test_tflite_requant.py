@@ -1,5 +1,5 @@
 """A float .tflite quantized to int8 TFLite (through ONNX and a SavedModel), judged against the float model;
-its float precisions are still refused (it already is TFLite)."""
+its fp32 is still refused (it already is that file; fp16: test_tflite_from_tflite.py)."""
 
 from __future__ import annotations
 
