@@ -54,6 +54,10 @@ class Source(ABC):
     def layout(self) -> str:
         return self.inputs[0].layout if self.inputs else "other"
 
+    def check_convertible(self, fmt: str) -> None:
+        """Raise :class:`ConversionError` when this source holds something the path to ``fmt`` cannot
+        convert; sources with nothing to check pass."""
+
 
 def _natural_key(name: str) -> list:
     return [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", name)]
@@ -182,6 +186,19 @@ class TFLiteSource(RuntimeSource):
         if any(t.dtype not in ("float32", "float16") for t in self.inputs):
             raise ModelFileError(f"{path} has integer inputs; only float .tflite models can be a source for export")
 
+    def check_convertible(self, fmt: str) -> None:
+        if fmt not in CUSTOM_OPS_CONVERTED:
+            return
+        from edgecv.flatbuffer import read_tflite
+
+        tool, converted = CUSTOM_OPS_CONVERTED[fmt]
+        found = {op.name for graph in read_tflite(self.path) for op in graph.ops if op.custom}
+        refused = sorted(found - converted)
+        if refused:
+            named = ", ".join(f"{op} ({CUSTOM_OP_ORIGINS[op]})" if op in CUSTOM_OP_ORIGINS else op for op in refused)
+            ops = "custom op" if len(refused) == 1 else "custom ops"
+            raise ConversionError(f"tflite source uses {ops} {named}, which {tool} cannot convert to {FORMAT_NAMES[fmt]}")
+
     def _make_tflite(self, work: Path) -> Path:
         from converters.densify import dense_view
 
@@ -189,11 +206,15 @@ class TFLiteSource(RuntimeSource):
         return dense_view(self.path, work)
 
     def _make_onnx(self, work: Path) -> Path:
+        self.check_convertible("onnx")
         import_tensorflow()
+        import onnx
         import tf2onnx
 
+        model, _ = tf2onnx.convert.from_tflite(str(self.view("tflite", work)), opset=ONNX_OPSET)
+        refuse_unconverted_ops(model, "tf2onnx")  # before anything is written
         target = work / "source.onnx"
-        tf2onnx.convert.from_tflite(str(self.view("tflite", work)), opset=ONNX_OPSET, output_path=str(target))
+        onnx.save(model, str(target))
         return target
 
     def _make_saved_model(self, work: Path) -> Path:
@@ -205,6 +226,27 @@ class TFLiteSource(RuntimeSource):
 
 
 ONNX_OPSET = 17
+
+# Custom TFLite ops each format's conversion path converts (tool, ops). Any other custom op is refused before
+# converting: tf2onnx would write an ONNX graph that ONNX Runtime rejects, and OpenVINO fails naming no op.
+CUSTOM_OPS_CONVERTED: dict[str, tuple[str, frozenset[str]]] = {
+    "onnx": ("tf2onnx", frozenset({"TFLite_Detection_PostProcess"})),
+    "openvino": ("OpenVINO", frozenset()),
+}
+FORMAT_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO IR"}
+_MEDIAPIPE_OPS = ("Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D", "TransformLandmarks",
+                  "TransformTensorBilinear", "Landmarks2TransformMatrix")
+CUSTOM_OP_ORIGINS = {op: "MediaPipe" for op in _MEDIAPIPE_OPS}
+
+
+def refuse_unconverted_ops(model, tool: str) -> None:
+    """Raise when ``model`` (an ONNX ModelProto) still holds ops ONNX does not define, as tf2onnx leaves the
+    ops it could not convert (it logs "Unsupported ops" and writes them as they were)."""
+    import onnx
+
+    unknown = sorted({n.op_type for n in model.graph.node if n.domain in ("", "ai.onnx") and not onnx.defs.has(n.op_type)})
+    if unknown:
+        raise ConversionError(f"{tool} could not convert op{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} to ONNX")
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # Runtime's ConvInteger is slower than float Conv on x86.
 DYNAMIC_OPS = ["MatMul", "Gemm"]
 MIN_QDQ_OPSET = 13  # per-channel DequantizeLinear needs the axis attribute
+QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False,
@@ -81,9 +82,12 @@ def _convert(source, precision: str, out_file: Path, work: Path, quant=None) -> 
     from converters.onnx_graph import load_without_initializer_inputs
 
     if precision == "fp16":
-        from onnxruntime.transformers.float16 import convert_float_to_float16
+        from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-        model = convert_float_to_float16(load_without_initializer_inputs(fp32), keep_io_types=True)
+        # Quantize/DequantizeLinear (a dynamic-range TFLite's int8 weights) take a float16 scale only from
+        # opset 19; they stay float32 and the float16 graph around them gets Casts.
+        blocked = [*DEFAULT_OP_BLOCK_LIST, *QDQ_OPS]
+        model = convert_float_to_float16(load_without_initializer_inputs(fp32), keep_io_types=True, op_block_list=blocked)
         onnx.save(model, str(out_file))
         return
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static

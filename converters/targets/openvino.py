@@ -61,6 +61,7 @@ def _float_model(ov, source, work: Path):
     if not cached.is_file():
         # OpenVINO reads ONNX and TFLite directly; Keras goes through its SavedModel (passing the Keras
         # object itself breaks once tfmot is imported).
+        source.check_convertible("openvino")
         origin = source.path if source.kind in ("onnx", "tflite") else source.view("saved_model", work)
         try:
             model = ov.convert_model(str(origin))

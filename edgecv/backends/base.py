@@ -70,5 +70,5 @@ def first_line(exc: BaseException) -> str:
         line = line.strip()
         # OpenVINO starts with "Exception from src/...cpp:84:", which says where, not what.
         if line and not (line.startswith("Exception from ") and line.endswith(":")):
-            return line[:300]
+            return line if len(line) <= 300 else line[:300].rsplit(" ", 1)[0] + " ..."
     return type(exc).__name__

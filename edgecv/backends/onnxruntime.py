@@ -62,7 +62,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidProtobuf, ...)
-            raise ModelFileError(f"cannot load {path} with ONNX Runtime: {first_line(exc)}") from None
+            # ORT repeats the path ("Load model from <path> failed:"), which would crowd out the reason.
+            why = first_line(RuntimeError(str(exc).replace(f"Load model from {path} failed:", "")))
+            raise ModelFileError(f"cannot load {path} with ONNX Runtime: {why}") from None
         return OnnxRuntimeSession(session)
 
     def version(self) -> str | None:
