@@ -6,7 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgecv.cli.options import add_preprocess_options, preprocess_from, read_labels, shape
+from edgecv.cli.options import add_data_options, add_preprocess_options, preprocess_from, read_labels, shape
 
 EXAMPLES = """\
 examples:
@@ -19,7 +19,7 @@ examples:
   edgecv export face.tflite --to onnx,openvino --quant int8 --calib street.mp4 --eval faces/ \
       --spec blazeface-short-range --max-drop 5 --mean 127.5 --std 127.5
 
---calib and --eval take a folder of images, a video (sampled evenly) or a .npy/.npz array. An --eval
+--calib and --eval take an image folder, an image, a glob, a video (sampled evenly) or a .npy/.npz array. An --eval
 folder of class subfolders (or an .npz with 'x' and 'y') gives top-1; without labels each artifact is
 compared with the float model (top-1 agreement, output SQNR, cosine). An int8 artifact that loses more
 than --max-drop points (or, for outputs that are not class scores, falls below --min-sqnr) is rebuilt
@@ -50,12 +50,7 @@ def add_parser(sub) -> None:
     p.add_argument("--to", default="tflite,onnx,openvino", help="comma-separated formats (default: all three)")
     p.add_argument("--quant", "--precision", dest="quant", default="none,fp16",
                    help=f"comma-separated precisions: {precision_choices} (default: none,fp16)")
-    p.add_argument("--calib", type=Path,
-                   help="calibration data for int8: an image folder, an image, a quoted glob ('shots/*.jpg'), a video, or a .npy/.npz "
-                   "(uint8 pixels, or float read by its value range: within what --mean/--std make of pixels 0..255, model inputs "
-                   "used as-is; else within 0..255, pixels normalized once, with a warning; within both and spanning over 25, "
-                   "refused as ambiguous)")
-    p.add_argument("--eval", type=Path, dest="eval_data", help="evaluation data, the same kinds as --calib; class subfolders or .npz labels give top-1")
+    add_data_options(p, eval_help="evaluation data, the same kinds as --calib; class subfolders or .npz labels give top-1")
     p.add_argument("--max-drop", type=float, help="accuracy budget for quantized artifacts, in points of top-1 (of detection agreement with --spec; default 1.0)")
     p.add_argument("--min-sqnr", type=float, help="output SQNR floor in dB for models without class scores (default 20)")
     p.add_argument("--spec", help="detector spec (built-in name or YAML file): judge quantized artifacts on their detections")

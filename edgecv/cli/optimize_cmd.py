@@ -7,7 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
-from edgecv.cli.options import add_preprocess_options, preprocess_from, read_labels
+from edgecv.cli.options import add_data_options, add_preprocess_options, preprocess_from, read_labels
 
 EXAMPLES = """\
 examples:
@@ -41,12 +41,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument("model", type=Path, help="source model: .keras, .h5, SavedModel folder, .onnx or float .tflite")
     p.add_argument("--device", required=True, help="device profile name (edgecv devices list) or YAML file")
-    p.add_argument("--calib", type=Path,
-                   help="calibration data for int8: an image folder, an image, a quoted glob ('shots/*.jpg'), a video, or a .npy/.npz "
-                   "(uint8 pixels, or float read by its value range: within what --mean/--std make of pixels 0..255, model inputs "
-                   "used as-is; else within 0..255, pixels normalized once, with a warning; within both and spanning over 25, "
-                   "refused as ambiguous)")
-    p.add_argument("--eval", type=Path, dest="eval_data", help="evaluation data, the same kinds as --calib (class subfolders or .npz labels give top-1)")
+    add_data_options(p, eval_help="evaluation data, the same kinds as --calib (class subfolders or .npz labels give top-1)")
     p.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget in points (default 1.0)")
     p.add_argument("--spec", help="detector spec: judge candidates on their detections")
     p.add_argument("--out", type=Path, default=Path("optimize"), help="output folder (default: ./optimize)")

@@ -26,6 +26,16 @@ def shape(text: str) -> tuple[int, ...]:
     return dims
 
 
+def add_data_options(p: argparse.ArgumentParser, *, eval_help: str) -> None:
+    """--calib and --eval, as export and optimize take them (the reading rules are converters.data's)."""
+    p.add_argument("--calib", type=Path,
+                   help="calibration data for int8: an image folder, an image, a quoted glob ('shots/*.jpg'), a video, or a .npy/.npz "
+                   "(uint8 pixels, or float read by its value range: within what --mean/--std make of pixels 0..255, model inputs "
+                   "used as-is; else within 0..255, pixels normalized once, with a warning; within both and spanning over 25, "
+                   "refused as ambiguous)")
+    p.add_argument("--eval", type=Path, dest="eval_data", help=eval_help)
+
+
 def add_preprocess_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("preprocessing (recorded in each manifest)")
     g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed from the model)")
