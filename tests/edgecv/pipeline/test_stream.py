@@ -43,6 +43,20 @@ def _serve(video: Path, port: int) -> subprocess.Popen:
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def _wait_listening(port: int, server: subprocess.Popen, timeout: float = 15.0) -> None:
+    """Until ffmpeg listens on ``port`` (read from /proc/net/tcp: a probe connection would be its one client)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            pytest.fail(f"ffmpeg exited with {server.returncode} before listening")
+        with open("/proc/net/tcp") as table:
+            rows = [line.split() for line in table.readlines()[1:]]
+        if any(row[1].endswith(f":{port:04X}") and row[3] == "0A" for row in rows):  # 0A: LISTEN
+            return
+        time.sleep(0.05)
+    pytest.fail(f"ffmpeg did not listen on port {port} within {timeout:.0f} s")
+
+
 def _lines(path: Path) -> list[str]:
     if not path.exists():
         return []
@@ -70,6 +84,7 @@ def test_stream_survives_a_server_restart(shared_data, tmp_path):
     port, out = _free_port(), tmp_path / "out"
     url = f"tcp://127.0.0.1:{port}"
     server = _serve(video, port)
+    _wait_listening(port, server)  # else the client may knock before ffmpeg opens the port and stop at once
     client = subprocess.Popen([sys.executable, "-m", "edgecv", "track", "--model", str(model), "--spec", str(spec),
                                "--source", url, "--out", str(out), "--json", "--reconnect", "12"],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
