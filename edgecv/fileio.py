@@ -1,4 +1,4 @@
-"""File helpers: atomic writes, content hashes, writability checks.
+"""File helpers: reading a user's text file, atomic writes, content hashes, writability checks.
 
 Example:
     >>> import tempfile, pathlib
@@ -14,7 +14,18 @@ import os
 import tempfile
 from pathlib import Path
 
-from edgecv.errors import OutputError
+from edgecv.errors import InputError, OutputError
+
+
+def read_user_text(path: str | Path, what: str) -> str:
+    """The UTF-8 text of a file the user named; a missing or unreadable one is a one-line :class:`InputError`
+    naming ``what`` it is ("labels file", "class map")."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError(f"{what} not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read {what} {path}: {exc}") from None
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -45,6 +45,7 @@ import numpy as np
 
 from edgecv.detection.detections import Detections
 from edgecv.errors import InputError
+from edgecv.fileio import read_user_text
 
 #: How one prediction class found its ground-truth class.
 HOW = ("map", "name", "id")
@@ -145,12 +146,7 @@ def read_class_map(path: str | Path) -> dict[int | str, int | str | None]:
     import yaml
 
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"class map not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read class map {path}: {exc}") from None
+    text = read_user_text(path, "class map")
     try:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:

@@ -40,6 +40,7 @@ import numpy as np
 
 from edgecv.detection.detections import Detections
 from edgecv.errors import ConfigError, InputError
+from edgecv.fileio import read_user_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CLASSES_FILE = "classes.txt"
@@ -517,12 +518,7 @@ def read_labels(path: str | Path) -> dict[int, str]:
     """Class names: a text file with one name per line (the i-th name is class i), or a YAML file with ``names``
     (a list, or a ``{id: name}`` mapping, as in YOLO ``data.yaml``)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"labels file not found: {path}") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read labels file {path}: {exc}") from None
+    text = read_user_text(path, "labels file")
     if path.suffix.lower() not in (".yaml", ".yml"):
         return dict(enumerate(_lines(text)))
     import yaml
