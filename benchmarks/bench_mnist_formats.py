@@ -14,7 +14,7 @@ from pathlib import Path
 
 from _common import shared_model
 
-from converters.export import export
+from edgecv.converters.export import export
 from edgecv.bench import benchmark
 from edgecv.cli.bench_cmd import format_results
 from edgecv.cli.export_cmd import format_report

@@ -29,11 +29,11 @@ from compress_mnist import (FORMATS, PIXELS, ROUNDS, RUNS, SEED, STUDENT_EPOCHS,
                             measure, table)
 from train_mnist_cnn import EVAL, TRAIN, load_mnist, train_mnist_cnn
 
-from converters.distill import distill
-from converters.flops import count_macs
-from converters.prune import prune
-from converters.qat import qat, qat_artifacts
-from converters.train_data import open_training_data
+from edgecv.converters.distill import distill
+from edgecv.converters.flops import count_macs
+from edgecv.converters.prune import prune
+from edgecv.converters.qat import qat, qat_artifacts
+from edgecv.converters.train_data import open_training_data
 
 log = logging.getLogger("compose_mnist")
 

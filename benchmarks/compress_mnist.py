@@ -25,7 +25,7 @@ Rows (fp32 unless said; each exported with ``export(..., options=ExportOptions(b
                  also add accuracy, so QAT int8 is judged against both this row and the teacher.
   magnitude 50%/80%, 2:4, channels 50%: ``prune(teacher, ...)`` with 2 fine-tuning epochs (channels: 4).
 
-Figures per artifact (``converters.footprint.measure_artifacts`` and ``edgecv.bench``): top-1 on images 8000..9999,
+Figures per artifact (``edgecv.converters.footprint.measure_artifacts`` and ``edgecv.bench``): top-1 on images 8000..9999,
 file size, zipped size, latency p50. Parameters are the Keras model's (the teacher's for int8 rows);
 ``nonzero`` counts the weights that are not zero. The targets checked at the end: QAT int8 within 0.2 points
 of the fp32 teacher, and of the teacher fine-tuned as long (``teacher +2 ep``), in each format; the KD student beats the plain-CE student; 50% channel pruning at least
@@ -50,13 +50,13 @@ import numpy as np
 from _common import work_dir
 from train_mnist_cnn import EVAL, TRAIN, load_mnist, train_mnist_cnn
 
-from converters.distill import distill
-from converters.export import ExportOptions, export
-from converters.footprint import Footprint, measure_artifacts
-from converters.prune import prune
-from converters.qat import QatOptions, qat, qat_artifacts
-from converters.train_data import TrainingData, open_training_data
-from edgecv.cli.table import fmt_float, human_bytes, render
+from edgecv.converters.distill import distill
+from edgecv.converters.export import ExportOptions, export
+from edgecv.converters.footprint import Footprint, measure_artifacts
+from edgecv.converters.prune import prune
+from edgecv.converters.qat import QatOptions, qat, qat_artifacts
+from edgecv.converters.train_data import TrainingData, open_training_data
+from edgecv.tables import fmt_float, human_bytes, render
 from edgecv.manifest import Preprocess
 
 log = logging.getLogger("compress_mnist")

@@ -9,7 +9,7 @@ them), each run through :class:`edgecv.detection.detector.Detector` after 5 unti
 
 1. Timing, median ms per frame of each stage (and of the per-frame total), for:
    - BlazeFace short-range: the fp32 .tflite from shared data, and its ONNX and OpenVINO exports, fp32 and
-     int8 (``converters.export.export(..., quant="int8")``, calibrated on 200 other vtest frames prepared
+     int8 (``edgecv.converters.export.export(..., quant="int8")``, calibrated on 200 other vtest frames prepared
      exactly as the detector prepares them; the export's own gate and float fallback as they come). The
      exports are cached in ``--cache`` (default: a folder in the system temp dir) and reused;
    - SSD MobileNet v1 COCO, the quantized .tflite as shipped (uint8 input, raw pixels; labelmap.txt);
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from _common import REPO, SHARED_DATA, shared_model
 
-from edgecv.cli.table import fmt_float, render
+from edgecv.tables import fmt_float, render
 from edgecv.detection import Detections, FrameOptions, load_spec, nms
 from edgecv.detection.detector import Detector
 from edgecv.detection.frames import resize_frame
@@ -57,7 +57,7 @@ PRED_SCORE = 0.01  # predictions scored down to here, as COCO evaluation expects
 # --- HOOK: the built-in detector ------------------------------------------------------------------------
 # When converters/assets/scene_detector.keras (trained by converters/builtin_detector.py) and its spec
 # edgecv/detection/specs/scene-detector.yaml exist, it is exported to every format (fp32) and timed on the
-# same frames as the others. Pixels / 255 in, as converters.builtin_detector.PREPROCESS says.
+# same frames as the others. Pixels / 255 in, as edgecv.converters.builtin_detector.PREPROCESS says.
 SCENE_KERAS = REPO / "converters" / "assets" / "scene_detector.keras"
 SCENE_SPEC = "scene-detector"
 SCENE_PREPROCESS = Preprocess(layout="NHWC", color="RGB", mean=(0.0,), std=(255.0,))
@@ -95,8 +95,8 @@ def split_frames(count: int, total: int = 795) -> tuple[list[int], list[int]]:
 def blazeface_exports(cache: Path, calib: list[np.ndarray], resize: str, key: str) -> list[dict]:
     """fp32 and int8 ONNX and OpenVINO exports of BlazeFace (reused from ``cache`` when present): int8 as
     export makes it by default (accuracy gate, float fallback), and plain int8 (no fallback)."""
-    from converters.export import ExportOptions, export
-    from converters.quant import QuantOptions
+    from edgecv.converters.export import ExportOptions, export
+    from edgecv.converters.quant import QuantOptions
 
     folder = cache / f"blazeface_{resize}_{key}"
     listing = folder / "artifacts.json"
@@ -136,7 +136,7 @@ def scene_detector_exports(cache: Path) -> tuple[list[dict], str]:
         spec = load_spec(SCENE_SPEC)
     except EdgeCVError as exc:
         return [], f"skipped the built-in scene detector: {exc}"
-    from converters.export import ExportOptions, export
+    from edgecv.converters.export import ExportOptions, export
 
     folder = cache / "scene_detector"
     report = export(SCENE_KERAS, to="tflite,onnx,openvino", quant="fp32", detector=spec,
@@ -337,7 +337,7 @@ def main() -> None:
     print(timing_table(timing))
     statuses = "; ".join(f"{a['format']} {a['label']} {a['status']}"
                          + (f" ({a['float_layers']} float layers)" if a.get("float_layers") else "") for a in exports)
-    print(f"\nexports, as the gate of converters.export judged them: {statuses}")
+    print(f"\nexports, as the gate of edgecv.converters.export judged them: {statuses}")
     if scene_note:
         print(scene_note)
     print(f"\nint8 BlazeFace against the fp32 .tflite on the same frames (predictions scored down to {PRED_SCORE})\n")

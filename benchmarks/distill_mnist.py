@@ -29,8 +29,8 @@ import numpy as np
 
 from train_mnist_cnn import EVAL, TRAIN, build_cnn, load_mnist
 
-from converters.distill import DistillOptions, distill
-from converters.export import ExportOptions, export
+from edgecv.converters.distill import DistillOptions, distill
+from edgecv.converters.export import ExportOptions, export
 from edgecv.manifest import Preprocess
 
 FORMATS = ("tflite", "onnx", "openvino")

@@ -107,8 +107,8 @@ def make_scenes(path: Path, count: int, height: int, width: int, seed: int = 1) 
 
 def child(args: argparse.Namespace) -> None:
     """Run the export here (the measured process) and print one JSON line."""
-    from converters.export import ExportOptions, export
-    from converters.quant import QuantOptions
+    from edgecv.converters.export import ExportOptions, export
+    from edgecv.converters.quant import QuantOptions
 
     shape = tuple(int(d) for d in args.shape.lower().split("x"))
     quant = QuantOptions(calib_samples=args.samples, eval_samples=args.samples, min_sqnr=args.min_sqnr,

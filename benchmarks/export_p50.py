@@ -25,7 +25,7 @@ from pathlib import Path
 from _common import REPO
 from export_memory import make_model
 
-from converters.export import export
+from edgecv.converters.export import export
 from edgecv.bench import benchmark
 
 PPOCR = REPO / ".corpus" / "rapidocr_onnxruntime" / "models" / "ch_PP-OCRv4_det_infer.onnx"

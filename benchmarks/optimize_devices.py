@@ -51,7 +51,7 @@ def blazeface_inputs(work: Path) -> dict:
 
 
 def main() -> None:
-    from converters.optimize import OptimizeOptions, optimize
+    from edgecv.converters.optimize import OptimizeOptions, optimize
     from edgecv.cli.optimize_cmd import format_result
     from edgecv.errors import ValidationError
 

@@ -38,7 +38,7 @@ def rss_mb() -> float:
 
 
 def main() -> None:
-    from converters.track_demo import TRACKER, TRACKER_OPTIONS
+    from edgecv.converters.track_demo import TRACKER, TRACKER_OPTIONS
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=20.0)

@@ -33,7 +33,7 @@ from pathlib import Path
 
 from _common import SHARED_DATA, shared_model
 
-from edgecv.cli.table import fmt_float, render
+from edgecv.tables import fmt_float, render
 from edgecv.pipeline.capture import CaptureOptions
 from edgecv.pipeline.track import DetectorSettings, build_detector, track
 
@@ -41,8 +41,8 @@ from edgecv.pipeline.track import DetectorSettings, build_detector, track
 def builtin_artifacts(folder: Path | None, tmp: Path) -> Path:
     if folder is not None:
         return folder
-    from converters.builtin_detector import PREPROCESS, SPEC, WEIGHTS, make_frames
-    from converters.export import ExportOptions, export
+    from edgecv.converters.builtin_detector import PREPROCESS, SPEC, WEIGHTS, make_frames
+    from edgecv.converters.export import ExportOptions, export
     from edgecv.scenes import CLASSES
 
     calib, _ = make_frames(300, seed=2000)

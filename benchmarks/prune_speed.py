@@ -31,8 +31,8 @@ import numpy as np
 
 from train_mnist_cnn import EVAL, TRAIN, build_cnn, load_mnist
 
-from converters.export import ExportOptions, export
-from converters.prune import prune, top1
+from edgecv.converters.export import ExportOptions, export
+from edgecv.converters.prune import prune, top1
 from edgecv.bench import benchmark
 from edgecv.manifest import Preprocess
 

@@ -34,12 +34,12 @@ from pathlib import Path
 import numpy as np
 from _common import SHARED_DATA, shared_model
 
-from converters.export import ExportOptions, export
-from converters.metrics import sqnr_db
-from converters.quant import QuantOptions
-from converters.report import write_report
+from edgecv.converters.export import ExportOptions, export
+from edgecv.converters.metrics import sqnr_db
+from edgecv.converters.quant import QuantOptions
+from edgecv.converters.report import write_report
 from edgecv.bench import benchmark
-from edgecv.cli.table import render
+from edgecv.tables import render
 from edgecv.detection import load_spec, match_detections
 from edgecv.manifest import Preprocess
 from edgecv.model import load

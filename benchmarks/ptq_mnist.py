@@ -35,13 +35,13 @@ import numpy as np
 from _common import shared_model
 from train_mnist_cnn import EVAL, TRAIN, load_mnist, train_mnist_cnn
 
-from converters.data import Dataset, InputSpec, open_dataset
-from converters.export import ArtifactResult, ExportOptions, export
-from converters.quant import QuantJob, QuantOptions, fit_layout
-from converters.sources import Source, open_source
-from converters.targets import TARGETS
-from converters.tf_env import import_tensorflow
-from converters.toolchain import toolchain_versions
+from edgecv.converters.data import Dataset, InputSpec, open_dataset
+from edgecv.converters.export import ArtifactResult, ExportOptions, export
+from edgecv.converters.quant import QuantJob, QuantOptions, fit_layout
+from edgecv.converters.sources import Source, open_source
+from edgecv.converters.targets import TARGETS
+from edgecv.converters.tf_env import import_tensorflow
+from edgecv.converters.toolchain import toolchain_versions
 from edgecv.fileio import file_size
 from edgecv.manifest import Preprocess
 from edgecv.model import load

@@ -22,7 +22,7 @@ from _common import shared_model
 
 from edgecv.bench import BenchResult, benchmark
 from edgecv.cli.bench_cmd import format_results
-from edgecv.cli.table import render
+from edgecv.tables import render
 from edgecv.remote import RemoteHost, describe_device
 from tests.edgecv.sshd_helper import find_sshd, local_sshd
 

@@ -18,8 +18,8 @@ import numpy as np
 from _common import shared_model
 
 import edgecv
-from converters.export import export
-from edgecv.cli.table import render
+from edgecv.converters.export import export
+from edgecv.tables import render
 from edgecv.manifest import Preprocess
 
 

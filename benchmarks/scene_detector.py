@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/scene_detector.py [--weights converters/assets/scene_detector.keras] [--frames 500] [--json]
 
-Data: ``converters.builtin_detector.make_frames`` (``edgecv.scenes`` at 160x160, objects from 16 px). Calibration: 300 frames of seed 2000. Evaluation: ``--frames``
+Data: ``edgecv.converters.builtin_detector.make_frames`` (``edgecv.scenes`` at 160x160, objects from 16 px). Calibration: 300 frames of seed 2000. Evaluation: ``--frames``
 frames of seed 1000 (never trained on: training used seed 0). Each artifact is run through ``edgecv.load``
 (float I/O) and decoded with the built-in ``scene-detector`` spec at score threshold 0.05 (the whole
 precision-recall curve), then scored with pycocotools (``edgecv.detection.evaluate``). int8 is
@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.builtin_detector import PREPROCESS, SPEC, WEIGHTS, detect_frames, make_frames
-from converters.export import ExportOptions, export
-from converters.track_demo import artifact_detections
+from edgecv.converters.builtin_detector import PREPROCESS, SPEC, WEIGHTS, detect_frames, make_frames
+from edgecv.converters.export import ExportOptions, export
+from edgecv.converters.track_demo import artifact_detections
 from edgecv.bench import benchmark
-from edgecv.cli.table import fmt_float, human_bytes, render
+from edgecv.tables import fmt_float, human_bytes, render
 from edgecv.detection import load_spec
 from edgecv.detection.evaluate import evaluate_detections
 from edgecv.scenes import CLASSES

@@ -49,7 +49,7 @@ import numpy as np
 from _common import work_dir
 
 import edgecv
-from edgecv.cli.table import render
+from edgecv.tables import render
 from edgecv.detection import Detections
 from edgecv.manifest import Preprocess
 from edgecv.preprocess import to_model_input
@@ -161,9 +161,9 @@ def truth_detections(gt: Detections, rng: np.random.Generator) -> Detections:
 
 def detector_runner(work: Path):
     """The built-in detector as fp32 ONNX through edgecv.load: frame -> Detections (scores from 0.1)."""
-    from converters.builtin_detector import PREPROCESS as DET_PRE
-    from converters.builtin_detector import SPEC, WEIGHTS
-    from converters.export import ExportOptions, export
+    from edgecv.converters.builtin_detector import PREPROCESS as DET_PRE
+    from edgecv.converters.builtin_detector import SPEC, WEIGHTS
+    from edgecv.converters.export import ExportOptions, export
     from edgecv.detection import load_spec
     from edgecv.scenes import CLASSES
 

@@ -51,7 +51,7 @@ from pathlib import Path
 import numpy as np
 from _common import REPO, SHARED_DATA
 
-from edgecv.cli.table import render
+from edgecv.tables import render
 from edgecv.detection import Detections
 from edgecv.tracking import TRACKERS, make_tracker
 from edgecv.tracking.evaluate import evaluate_tracking

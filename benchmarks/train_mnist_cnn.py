@@ -19,7 +19,7 @@ import numpy as np
 
 from _common import SHARED_DATA
 
-from converters.tf_env import import_tensorflow
+from edgecv.converters.tf_env import import_tensorflow
 
 TRAIN = slice(0, 8000)
 EVAL = slice(8000, 10000)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from converters.tf_env import import_tensorflow
+from edgecv.converters.tf_env import import_tensorflow
 from edgecv.manifest import Preprocess
 from edgecv.synthetic import SHAPE_CLASSES, shape_images
 

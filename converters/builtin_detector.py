@@ -3,7 +3,7 @@
 It is trained by this module on :mod:`edgecv.scenes` frames (exact boxes), so detection and tracking run
 with nothing downloaded. Run it as a script to retrain and rewrite the committed weights::
 
-    .venv/bin/python -m converters.builtin_detector --out converters/assets/scene_detector.keras
+    .venv/bin/python -m edgecv.converters.builtin_detector --out converters/assets/scene_detector.keras
 
 Model: 160x160 RGB pixels / 255 in; a stride-2..16 backbone of depthwise-separable convs (each stage's
 blocks after its first are residual) and a top-down path back to stride 8; two heads on the 20x20 grid,
@@ -72,7 +72,7 @@ class DetectorTraining:
 
 def build_detector(*, num_classes: int = 4, input_size: tuple[int, int] = INPUT_SIZE, seed: int = 0):
     """The untrained detector (a Keras functional model with outputs ``scores`` and ``boxes``)."""
-    from converters.tf_env import import_tensorflow
+    from edgecv.converters.tf_env import import_tensorflow
 
     import_tensorflow()
     import keras
@@ -188,7 +188,7 @@ def make_frames(count: int, *, seed: int) -> tuple[np.ndarray, list[Detections]]
 def train_detector(*, options: DetectorTraining = DetectorTraining(), progress: bool = True) -> Any:
     """Build and train the detector on ``options.frames`` scene frames (seeded), each epoch in a new order
     and randomly mirrored; returns the Keras model."""
-    from converters.tf_env import import_tensorflow
+    from edgecv.converters.tf_env import import_tensorflow
 
     tf = import_tensorflow()
     import keras

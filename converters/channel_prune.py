@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from converters.flops import graph_nodes, graph_of
+from edgecv.converters.flops import graph_nodes, graph_of
 from edgecv.errors import ConfigError
 
 log = logging.getLogger(__name__)

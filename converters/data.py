@@ -228,7 +228,7 @@ def _pixels_to_input(pixels: np.ndarray, spec: InputSpec) -> np.ndarray:
     """uint8 ``[1, H, W, C]`` pixels (RGB, or gray when C is 1) -> the model input.
 
     Float inputs are normalized; integer inputs get raw pixels (int8 as pixel - 128, like the validation
-    inputs of converters.validate; to_model_input's plain cast would wrap 200 to -56).
+    inputs of edgecv.converters.validate; to_model_input's plain cast would wrap 200 to -56).
     """
     pre = replace(spec.preprocess, layout=spec.layout)
     if spec.dtype == "int8":

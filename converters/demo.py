@@ -26,7 +26,7 @@ EVAL_IMAGES = 400
 class DemoReport:
     out: Path
     keras_top1: float
-    export: object  # converters.export.ExportReport
+    export: object  # edgecv.converters.export.ExportReport
     accuracy: dict[str, float] = field(default_factory=dict)  # artifact path -> top-1 on held-out images
     bench: list = field(default_factory=list)  # edgecv.bench.BenchResult
 
@@ -54,10 +54,10 @@ def run_demo(
     progress: bool = False,
 ) -> DemoReport:
     """Train (or reuse) the default model in ``out``, export, evaluate and benchmark every artifact."""
-    from converters.builtin import IMAGE_SIZE, LABELS, PREPROCESS, build_default_classifier
-    from converters.export import export
-    from converters.report import write_report
-    from converters.sources import open_source
+    from edgecv.converters.builtin import IMAGE_SIZE, LABELS, PREPROCESS, build_default_classifier
+    from edgecv.converters.export import export
+    from edgecv.converters.report import write_report
+    from edgecv.converters.sources import open_source
     from edgecv.bench import benchmark
     from edgecv.synthetic import shape_images
 

@@ -42,9 +42,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from converters.student import load_keras, narrow_copy
-from converters.tf_env import import_tensorflow
-from converters.train_data import TrainingData, open_training_data
+from edgecv.converters.student import load_keras, narrow_copy
+from edgecv.converters.tf_env import import_tensorflow
+from edgecv.converters.train_data import TrainingData, open_training_data
 from edgecv.errors import ConfigError, InputError
 from edgecv.manifest import Preprocess
 
@@ -107,8 +107,8 @@ def distill(
     """Train a student classifier on ``train`` against ``teacher`` (loss in the module docstring).
 
     ``teacher``/``student`` are Keras 3 models or .keras/.h5 paths with one image input and one
-    ``[N, classes]`` output; ``student=None`` means :func:`converters.student.narrow_copy` of the teacher at
-    ``width``. ``train`` is anything :func:`converters.train_data.open_training_data` reads, preprocessed
+    ``[N, classes]`` output; ``student=None`` means :func:`edgecv.converters.student.narrow_copy` of the teacher at
+    ``width``. ``train`` is anything :func:`edgecv.converters.train_data.open_training_data` reads, preprocessed
     with ``preprocess``. A hint given as one name uses that layer name on both sides. Returns a
     :class:`DistillResult` whose ``model`` is a new functional model; bad arguments raise
     :class:`edgecv.errors.ConfigError` (data problems :class:`edgecv.errors.InputError`) before training.

@@ -12,7 +12,7 @@ inputs as the source:
 - float artifacts (fp32, fp16) must match the source's outputs within a tolerance on sample inputs;
 - quantized ones (dynamic, int8, int16x8) pass an accuracy gate on the eval set: top-1 drop against
   labels, else top-1 agreement with the source, else output SQNR. An int8 artifact that fails is rebuilt
-  with the layers that cause the loss kept in float (:mod:`converters.fallback`).
+  with the layers that cause the loss kept in float (:mod:`edgecv.converters.fallback`).
 Every artifact is scored on the eval set (or the calibration set) for the report, and timed with
 ``edgecv bench``'s own code and settings (:func:`edgecv.bench.benchmark`, in its own process). Only then is
 it moved into ``out`` (by rename, so readers never see half a file), with its manifest beside it. An
@@ -39,12 +39,12 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from converters.metrics import Reference, Scores, Verdict, drop_points, judge_quantized
-from converters.quant import PRECISIONS, QuantJob, QuantOptions, parse_precisions
-from converters.sources import Source, open_source, source_from_keras
-from converters.targets import TARGETS, Target, artifact_name, parse_targets
-from converters.toolchain import toolchain_versions
-from converters.validate import Tolerance, compare_outputs, judge, sample_inputs, to_layout
+from edgecv.converters.metrics import Reference, Scores, Verdict, drop_points, judge_quantized
+from edgecv.converters.quant import PRECISIONS, QuantJob, QuantOptions, parse_precisions
+from edgecv.converters.sources import Source, open_source, source_from_keras
+from edgecv.converters.targets import TARGETS, Target, artifact_name, parse_targets
+from edgecv.converters.toolchain import toolchain_versions
+from edgecv.converters.validate import Tolerance, compare_outputs, judge, sample_inputs, to_layout
 from edgecv.bench import RUNS, WARMUP, example_shape, fit_shape
 from edgecv.errors import ConfigError, EdgeCVError, InputError
 from edgecv.fileio import ensure_writable_dir, file_size, sha256_of
@@ -375,7 +375,7 @@ def _open_data(data, source: Source, preprocess: Preprocess, input_shape, labels
     """Open and read through a calibration or eval set once, so bad data fails before any work."""
     if data is None:
         return None
-    from converters.data import InputSpec, open_dataset
+    from edgecv.converters.data import InputSpec, open_dataset
 
     if len(source.inputs) != 1:
         raise ConfigError(f"{what} data is supported for models with one image input; this one has {len(source.inputs)}")
@@ -390,7 +390,7 @@ def _open_data(data, source: Source, preprocess: Preprocess, input_shape, labels
 
 def _scoring_set(eval_set, calib_set, inputs: list[np.ndarray]):
     """What every artifact is scored on: the eval set, else the calibration set, else the sample inputs."""
-    from converters.metrics import CHUNK
+    from edgecv.converters.metrics import CHUNK
 
     if eval_set is not None:
         dataset, description = eval_set, f"eval set: {eval_set.description}"
@@ -525,7 +525,7 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
     try:
         built = _build(ctx, target, precision, ctx.work / f"{target.name}-{precision}")
         if not built.verdict.passed and precision in ("int8", "int16x8") and options.quant.fallback and target.layer_errors:
-            from converters.fallback import keep_layers_in_float
+            from edgecv.converters.fallback import keep_layers_in_float
 
             built, result.fallback = keep_layers_in_float(ctx, target, precision, built)
         model = load(built.path, float_io=True)

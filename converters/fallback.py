@@ -26,7 +26,7 @@ import logging
 import time
 from typing import Any
 
-from converters.metrics import Scores, Verdict
+from edgecv.converters.metrics import Scores, Verdict
 from edgecv.fileio import file_size
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def keep_layers_in_float(ctx, target, precision: str, plain) -> tuple[Any, dict]
     """Search for the fewest float layers that make the artifact pass. Returns the best build and a
     report dict (ranking, layers kept, attempts, costs). When nothing within the cap passes, the best
     attempt is returned with its failing verdict."""
-    from converters.export import _build
+    from edgecv.converters.export import _build
 
     options = ctx.options.quant
     start = time.perf_counter()
@@ -91,7 +91,7 @@ def rank(errors: list, method: str) -> list[str]:
     when there was no eval set apart from the calibration set).
 
     Example:
-        >>> from converters.targets import LayerError as E
+        >>> from edgecv.converters.targets import LayerError as E
         >>> rows = [E("a", "Conv", 12.0, 1.0, 100.0), E("b", "Conv", 30.0, 6.7, 8.0), E("c", "Conv", 20.0, 1.2, 40.0),
         ...         E("head", "Conv", 35.0, 1.1, 60.0, head=True)]
         >>> rank(rows, "error"), rank(rows, "clipping")
@@ -147,8 +147,8 @@ def _prune(kept: tuple[str, ...], attempt) -> tuple[str, ...]:
 
 def _costs(ctx, target, plain, kept: tuple[str, ...], attempt) -> list[dict]:
     """Size and latency of each prefix of ``kept`` against plain int8: what each float layer adds
-    (latency measured as ``edgecv bench`` measures it, see :func:`converters.export._p50`)."""
-    from converters.export import _p50
+    (latency measured as ``edgecv bench`` measures it, see :func:`edgecv.converters.export._p50`)."""
+    from edgecv.converters.export import _p50
 
     def p50(path) -> float | None:
         return _p50(path, ctx, target)[0]

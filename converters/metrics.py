@@ -244,7 +244,7 @@ def _per_sample(detect: Callable, outputs: list[np.ndarray]) -> list:
 
 def _align(got: list[np.ndarray], tails: list[tuple[int, ...]]) -> list[np.ndarray]:
     """An artifact's outputs in the source's order and layout (``tails``: the source's shapes without the batch)."""
-    from converters.validate import match_outputs
+    from edgecv.converters.validate import match_outputs
 
     batch = len(got[0]) if got else 0
     matched = match_outputs([(batch, *t) for t in tails], got)

@@ -39,7 +39,7 @@ def onnx_to_tflite(onnx_path: Path, work: Path, *, precision: str) -> Path:
         env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(_PACKAGE_ROOT)) if p)
         paths = {"onnx": str(Path(onnx_path).resolve()), "work": str(work.resolve())}
         proc = subprocess.run(
-            [sys.executable, "-m", "converters.onnx_to_tflite", json.dumps(paths)],
+            [sys.executable, "-m", "edgecv.converters.onnx_to_tflite", json.dumps(paths)],
             capture_output=True,
             text=True,
             env=env,
@@ -56,7 +56,7 @@ def _fold_constants(src: Path, dst: Path) -> None:
     import onnx
     import onnxruntime as ort
 
-    from converters.onnx_graph import load_without_initializer_inputs
+    from edgecv.converters.onnx_graph import load_without_initializer_inputs
 
     # Old IR versions list initializers as graph inputs; onnx2tf would treat them as real inputs.
     model = load_without_initializer_inputs(src)

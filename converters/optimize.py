@@ -2,7 +2,7 @@
 benchmarked, and the best one chosen with the reasons written down.
 
 1. Candidates: the (format, precision) pairs of the profile (``DeviceProfile.candidates()``).
-2. Each is built by :func:`converters.export.export` (post-training quantization calibrated on ``calib``,
+2. Each is built by :func:`edgecv.converters.export.export` (post-training quantization calibrated on ``calib``,
    the accuracy gate on ``eval_data`` with ``max_drop``, float fallback where the device runs float layers,
    the batch fixed to 1 where the accelerator takes static shapes only, the profile's int8 I/O type),
    in its own process, several at once (``workers``, default: the local cores). Each candidate's result is
@@ -152,8 +152,8 @@ def _data_key(data: Any) -> Any:
 
 def _build(task: dict[str, Any]) -> dict[str, Any]:
     """Build one candidate (in a worker process): export it into its folder and record the result there."""
-    from converters.export import ExportOptions, export
-    from converters.quant import QuantOptions
+    from edgecv.converters.export import ExportOptions, export
+    from edgecv.converters.quant import QuantOptions
 
     folder = Path(task["folder"])
     if folder.exists():
@@ -166,7 +166,7 @@ def _build(task: dict[str, Any]) -> dict[str, Any]:
                     options=ExportOptions(bench_runs=0, quant=quant, static_batch=task["static_batch"]))
     result = report.artifacts[0].to_dict()
     result["seconds"] = round(time.perf_counter() - started, 1)
-    from converters.report import metric_name
+    from edgecv.converters.report import metric_name
 
     record = {"key": task["key"], "build": result, "metric": metric_name(report)}
     atomic_write_text(folder / CANDIDATE_FILE, json.dumps(record, indent=1, default=str) + "\n")
@@ -345,7 +345,7 @@ def _choose(candidates: list[Candidate], profile: Any, max_drop: float) -> Candi
 
 
 def _write(result: OptimizeResult, profile: Any, max_drop: float) -> None:
-    from edgecv.cli.table import fmt_float, human_bytes
+    from edgecv.tables import fmt_float, human_bytes
     from edgecv.formats import format_for_path
     from edgecv.manifest import manifest_path
 

@@ -1,6 +1,6 @@
 """Pruning a Keras 3 classifier, then fine-tuning it on labelled data: one command, three methods.
 
-- ``channels``: structured filter pruning (:mod:`converters.channel_prune`). Whole Conv (and hidden Dense)
+- ``channels``: structured filter pruning (:mod:`edgecv.converters.channel_prune`). Whole Conv (and hidden Dense)
   filters go, and the model is rebuilt physically smaller, so it runs faster in every format.
 - ``magnitude``: tfmot ``prune_low_magnitude`` to the target share of zero weights in the Conv2D and Dense
   kernels (polynomial schedule). The model keeps its shape: smaller when compressed, not faster on CPUs.
@@ -8,7 +8,7 @@
   sparse tensor cores accelerate.
 
 tfmot needs tf_keras and switches the whole process to it, so the two weight methods run in a child
-process (:mod:`converters.prune_worker`); the caller gets a Keras 3 model back either way.
+process (:mod:`edgecv.converters.prune_worker`); the caller gets a Keras 3 model back either way.
 
 Example:
     >>> r = prune("digits.keras", train="digits.npz", method="channels", sparsity=0.5, epochs=2)  # doctest: +SKIP
@@ -30,10 +30,10 @@ from typing import Any, Callable
 
 import numpy as np
 
-from converters.channel_prune import CRITERIA, prune_channels
-from converters.flops import count_macs, graph_of
-from converters.tf_env import import_tensorflow
-from converters.train_data import TrainingData, open_training_data
+from edgecv.converters.channel_prune import CRITERIA, prune_channels
+from edgecv.converters.flops import count_macs, graph_of
+from edgecv.converters.tf_env import import_tensorflow
+from edgecv.converters.train_data import TrainingData, open_training_data
 from edgecv.errors import ConfigError, ConversionError, InputError
 from edgecv.manifest import Preprocess
 
@@ -150,7 +150,7 @@ def prune(
     options: PruneOptions = PruneOptions(),
 ) -> PruneResult:
     """Prune ``model`` (an in-memory Keras 3 model, or a ``.keras``/``.h5`` path) with ``method`` and
-    fine-tune it for ``epochs`` on ``train`` (anything :func:`converters.train_data.open_training_data`
+    fine-tune it for ``epochs`` on ``train`` (anything :func:`edgecv.converters.train_data.open_training_data`
     accepts, or a :class:`TrainingData`). Returns a :class:`PruneResult` with a new model; the given model
     is not changed. Bad options are a :class:`ConfigError`, bad data an :class:`InputError`."""
     spec = METHODS.get(method) if isinstance(method, str) else None
@@ -201,7 +201,7 @@ def _keras_model(model):
     import keras
 
     if isinstance(model, (str, Path)):
-        from converters.sources import open_source
+        from edgecv.converters.sources import open_source
 
         source = open_source(model)
         if source.kind != "keras":
@@ -269,7 +269,7 @@ def _arrays(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
 def _prune_in_child(model, data: TrainingData, job: _Job, mode: str):
     import keras
 
-    from converters import tfkeras_rebuild
+    from edgecv.converters import tfkeras_rebuild
 
     problems = tfkeras_rebuild.unsupported_layers(model)
     if problems:
@@ -319,7 +319,7 @@ def _run_worker(work: Path, timeout: float, mode: str) -> None:
            "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
     log.info("%s pruning runs in a worker process (tfmot needs tf_keras)", mode)
     try:
-        proc = subprocess.run([sys.executable, "-m", "converters.prune_worker", str(work)], env=env,
+        proc = subprocess.run([sys.executable, "-m", "edgecv.converters.prune_worker", str(work)], env=env,
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         raise ConversionError(f"{mode} pruning: the worker process took longer than {timeout:.0f} s") from None

@@ -1,8 +1,8 @@
 """The child process of weight pruning: tfmot needs tf_keras (Keras 2), and importing it flips the whole
 process to legacy Keras, so magnitude and 2:4 pruning run here, never in the caller's process.
 
-The parent (:mod:`converters.prune`) saves its Keras 3 model with :mod:`converters.tfkeras_rebuild` and
-the data as ``.npz`` in a job folder and runs ``python -m converters.prune_worker JOB``. The child rebuilds
+The parent (:mod:`edgecv.converters.prune`) saves its Keras 3 model with :mod:`edgecv.converters.tfkeras_rebuild` and
+the data as ``.npz`` in a job folder and runs ``python -m edgecv.converters.prune_worker JOB``. The child rebuilds
 the model in tf_keras (the weight copy checked exact), wraps every Conv2D and Dense in
 ``prune_low_magnitude``, fine-tunes, strips the wrappers and writes the weights back, with its
 predictions on a few inputs so the parent can check its own copy.
@@ -51,7 +51,7 @@ def run_job(job_dir: Path) -> dict:
     import tensorflow_model_optimization as tfmot
 
     tf.get_logger().setLevel(logging.ERROR)
-    from converters import tfkeras_rebuild
+    from edgecv.converters import tfkeras_rebuild
 
     job = json.loads((job_dir / "job.json").read_text())
     model = tfkeras_rebuild.rebuild(*tfkeras_rebuild.load(job_dir / "model"))  # checks the weight copy is exact

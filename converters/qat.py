@@ -2,8 +2,8 @@
 
 tfmot 0.8.1 takes only tf_keras models and switches its process to tf_keras, so :func:`qat` never imports
 it here: it checks the model and data, writes the model's architecture and weights
-(:mod:`converters.tfkeras_rebuild`) and the preprocessed training data into a job folder, and runs
-:mod:`converters.qat_worker` in a child process, which rebuilds the model in tf_keras, fine-tunes it with
+(:mod:`edgecv.converters.tfkeras_rebuild`) and the preprocessed training data into a job folder, and runs
+:mod:`edgecv.converters.qat_worker` in a child process, which rebuilds the model in tf_keras, fine-tunes it with
 fake quantization and writes the QAT SavedModel and an int8 TFLite file converted from it.
 :func:`qat_artifacts` then writes the QAT model as TFLite, ONNX (QDQ, by tf2onnx) and OpenVINO IR
 (FakeQuantize ops), each with a manifest and its top-1 on the validation split.
@@ -33,8 +33,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from converters import qat_worker
-from converters.train_data import TrainingData, open_training_data
+from edgecv.converters import qat_worker
+from edgecv.converters.train_data import TrainingData, open_training_data
 from edgecv import errors
 from edgecv.errors import ConfigError, ConversionError, InputError
 from edgecv.manifest import Preprocess
@@ -62,7 +62,7 @@ class QatOptions:
     rebuild_atol: float = 1e-5
     timeout_s: float = 3600.0
     # Batches that set each activation range before fine-tuning (0: tfmot's own [-6, 6] start, which a
-    # short fine-tune barely moves; see converters.qat_worker._calibrate_ranges).
+    # short fine-tune barely moves; see edgecv.converters.qat_worker._calibrate_ranges).
     range_batches: int = 16
     # ONNX weights: uint8 with zero point 128 runs exactly in ONNX Runtime on x86 CPUs without VNNI; int8
     # weights there go through u8 x s8 kernels whose 16-bit sums saturate (see _quantize_onnx_weights).
@@ -145,7 +145,7 @@ def qat(
 
     folder = None if out is not None else tempfile.TemporaryDirectory(prefix="edgecv-qat-")
     job = Path(folder.name) if folder is not None else _fresh_dir(Path(out))
-    from converters import tfkeras_rebuild
+    from edgecv.converters import tfkeras_rebuild
 
     arch, weights = tfkeras_rebuild.describe(keras_model)
     tfkeras_rebuild.save(arch, weights, job / "model")
@@ -182,10 +182,10 @@ def qat(
 
 
 def _keras_model(model):
-    from converters import tfkeras_rebuild
+    from edgecv.converters import tfkeras_rebuild
 
     if isinstance(model, (str, Path)):
-        from converters.sources import KerasSource, open_source
+        from edgecv.converters.sources import KerasSource, open_source
 
         source = open_source(model)
         if not isinstance(source, KerasSource):
@@ -211,7 +211,7 @@ def _source_info(model, keras_model) -> dict[str, Any]:
 
 def _check_layers(model) -> None:
     """Every layer must be one tf_keras can rebuild and tfmot can quantize; else one error naming them all."""
-    from converters.tfkeras_rebuild import unsupported_layers
+    from edgecv.converters.tfkeras_rebuild import unsupported_layers
 
     found = unsupported_layers(model)
     problems = [f"{n} ({c}{'' if why == 'layer type not supported' else ': ' + why})" for n, c, why in found]
@@ -253,12 +253,12 @@ def _fresh_dir(path: Path) -> Path:
 
 
 def _run_worker(job: Path, timeout_s: float) -> dict[str, Any]:
-    """Run :mod:`converters.qat_worker` on ``job`` in a fresh interpreter; its metrics, or its error raised here."""
+    """Run :mod:`edgecv.converters.qat_worker` on ``job`` in a fresh interpreter; its metrics, or its error raised here."""
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     root = str(Path(__file__).resolve().parents[1])  # the child imports this same checkout of edgecv
     env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    cmd = [sys.executable, "-m", "converters.qat_worker", str(job)]
+    cmd = [sys.executable, "-m", "edgecv.converters.qat_worker", str(job)]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -294,7 +294,7 @@ def qat_artifacts(
 
     An artifact whose graph lost its quantization (no QDQ pairs, no FakeQuantize) is a ConversionError.
     """
-    from converters.export import _place
+    from edgecv.converters.export import _place
     from edgecv.fileio import ensure_writable_dir
     from edgecv.model import load
 
@@ -332,7 +332,7 @@ def _write_onnx(result: QatResult, target: Path, work: Path) -> None:
     stored quantized (:func:`_quantize_onnx_weights`)."""
     import onnx
 
-    from converters.sources import ONNX_OPSET
+    from edgecv.converters.sources import ONNX_OPSET
 
     env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -426,7 +426,7 @@ def _top1(model, x: np.ndarray, y: np.ndarray, chunk: int = 64) -> float | None:
 
 
 def _manifest(result: QatResult, fmt: str, path: Path, model, top1: float | None, samples: int, labels):
-    from converters.toolchain import toolchain_versions
+    from edgecv.converters.toolchain import toolchain_versions
     from edgecv.manifest import Manifest
 
     s = result.settings

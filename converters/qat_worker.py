@@ -1,11 +1,11 @@
-"""The child-process half of quantization-aware training (:mod:`converters.qat` starts it).
+"""The child-process half of quantization-aware training (:mod:`edgecv.converters.qat` starts it).
 
 tfmot takes only tf_keras models and switches its process to tf_keras (TF_USE_LEGACY_KERAS=1), which
 breaks Keras 3 objects there; so QAT runs here, in a process of its own:
-``python -m converters.qat_worker JOB_DIR``. The job folder holds what the parent wrote:
+``python -m edgecv.converters.qat_worker JOB_DIR``. The job folder holds what the parent wrote:
 
 - ``job.json``: epochs, batch size, seed, learning rate, TFLite I/O type, rebuild tolerance, from_logits;
-- ``model/``: the Keras 3 model's architecture and weights (:mod:`converters.tfkeras_rebuild`);
+- ``model/``: the Keras 3 model's architecture and weights (:mod:`edgecv.converters.tfkeras_rebuild`);
 - ``data.npz``: preprocessed ``x``, ``y``, ``x_val``, ``y_val``, and a ``sample`` with the Keras 3
   model's ``reference`` outputs; or ``train_ds/`` (a saved ``tf.data.Dataset``) for the training batches.
 
@@ -16,7 +16,7 @@ fake-quant ranges become the int8 scales) and ``metrics.json``; on failure ``err
 error class and its one-line message, and the exit code is 1.
 
 Example:
-    $ TF_USE_LEGACY_KERAS=1 python -m converters.qat_worker /tmp/qat-job     # doctest: +SKIP
+    $ TF_USE_LEGACY_KERAS=1 python -m edgecv.converters.qat_worker /tmp/qat-job     # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("converters.qat_worker")
+log = logging.getLogger("edgecv.converters.qat_worker")
 
 SAVED_MODEL = "saved_model"
 TFLITE = "model.qat.int8.tflite"
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the job in ``argv[0]``; 0 on success, 1 with ``error.json`` written on failure."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        sys.stderr.write("usage: python -m converters.qat_worker JOB_DIR\n")
+        sys.stderr.write("usage: python -m edgecv.converters.qat_worker JOB_DIR\n")
         return 2
     # Must precede the first TensorFlow import: tf.keras and tfmot then use tf_keras.
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(job: Path) -> dict[str, Any]:
     """Do the job in folder ``job``; returns the metrics it also writes."""
-    from converters import tfkeras_rebuild
-    from converters.tf_env import import_tensorflow
-    from converters.train_data import TrainingData
+    from edgecv.converters import tfkeras_rebuild
+    from edgecv.converters.tf_env import import_tensorflow
+    from edgecv.converters.train_data import TrainingData
     from edgecv.backends.base import first_line
     from edgecv.errors import ConversionError
 

@@ -46,7 +46,7 @@ FALLBACK_RANKINGS = ("auto", "clipping", "error", "leave-one-out")
 
 def parse_precisions(names) -> list[str]:
     """``"none,int8"`` or a list -> precision names in order; ``none`` means fp32."""
-    from converters.targets import _parse_names
+    from edgecv.converters.targets import _parse_names
 
     if isinstance(names, str):
         names = names.split(",")
@@ -106,7 +106,7 @@ class QuantJob:
     layer names in the target format's own naming.
     """
 
-    calib: object  # converters.data.Dataset, or None for precisions without calibration
+    calib: object  # edgecv.converters.data.Dataset, or None for precisions without calibration
     options: QuantOptions = QuantOptions()
     keep_float: tuple[str, ...] = ()
     # The eval set, when it is not the calibration set: where the fallback looks for layers whose

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edgecv.cli.table import fmt_float, human_bytes, render
+from edgecv.tables import fmt_float, human_bytes, render
 from edgecv.fileio import atomic_write_bytes, atomic_write_text
 
 FIDELITY_NOTE = ("SQNR dB and cosine: each output against the source's over the whole set (100 dB: identical within "

@@ -23,7 +23,7 @@ import numpy as np
 from edgecv.errors import ConversionError, ModelFileError, UnsupportedFormatError
 from edgecv.model import load
 from edgecv.tensors import TensorInfo, normalize_shape
-from converters.tf_env import import_tensorflow
+from edgecv.converters.tf_env import import_tensorflow
 
 
 class Source(ABC):
@@ -169,7 +169,7 @@ class OnnxSource(RuntimeSource):
         return self.path
 
     def _make_tflite(self, work: Path) -> Path:
-        from converters.onnx_to_tflite import onnx_to_tflite
+        from edgecv.converters.onnx_to_tflite import onnx_to_tflite
 
         return onnx_to_tflite(self.path, work / "onnx2tf", precision="fp32")
 
@@ -200,7 +200,7 @@ class TFLiteSource(RuntimeSource):
             raise ConversionError(f"tflite source uses {ops} {named}, which {tool} cannot convert to {FORMAT_NAMES[fmt]}")
 
     def _make_tflite(self, work: Path) -> Path:
-        from converters.densify import dense_view
+        from edgecv.converters.densify import dense_view
 
         # A sparse model's dense copy: tf2onnx reads neither sparse constants nor DENSIFY ops.
         return dense_view(self.path, work)
@@ -220,7 +220,7 @@ class TFLiteSource(RuntimeSource):
     def _make_saved_model(self, work: Path) -> Path:
         # A float .tflite cannot be re-quantized directly: TFLite -> ONNX (tf2onnx) -> SavedModel (onnx2tf),
         # which the TFLite converter then quantizes like any other.
-        from converters.onnx_to_tflite import onnx_to_tflite
+        from edgecv.converters.onnx_to_tflite import onnx_to_tflite
 
         return onnx_to_tflite(self.view("onnx", work), work / "onnx2tf", precision="fp32").parent
 

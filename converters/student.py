@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from converters.tf_env import import_tensorflow
+from edgecv.converters.tf_env import import_tensorflow
 from edgecv.errors import ConfigError, ModelFileError, UnsupportedFormatError
 
 log = logging.getLogger(__name__)

@@ -64,7 +64,7 @@ class TrackDemo:
 def artifact_detections(path: Path, images: np.ndarray, spec: Any) -> list:
     """Detections of the artifact at ``path`` on ``images`` (uint8 RGB at the detector's input size)."""
     import edgecv
-    from converters.builtin_detector import INPUT_SIZE, PREPROCESS
+    from edgecv.converters.builtin_detector import INPUT_SIZE, PREPROCESS
 
     model = edgecv.load(path, float_io=True)
     out = []
@@ -79,9 +79,9 @@ def run_track_demo(*, out: str | Path = "runs/demo", frames: int = 600, runs: in
     """Export, validate, benchmark, then track ``frames`` generated frames; write everything to ``out``."""
     import keras
 
-    from converters.builtin_detector import PREPROCESS, SPEC, WEIGHTS, detect_frames, make_frames
-    from converters.export import ExportOptions, export
-    from converters.report import write_report
+    from edgecv.converters.builtin_detector import PREPROCESS, SPEC, WEIGHTS, detect_frames, make_frames
+    from edgecv.converters.export import ExportOptions, export
+    from edgecv.converters.report import write_report
     from edgecv.detection import load_spec
     from edgecv.detection.evaluate import evaluate_detections
     from edgecv.pipeline.track import DetectorSettings, track
@@ -126,7 +126,7 @@ def run_track_demo(*, out: str | Path = "runs/demo", frames: int = 600, runs: in
 
 def format_report(demo: TrackDemo) -> str:
     """The demo's Markdown report: artifacts (size, latency, fidelity gate, mAP) and the tracking run."""
-    from edgecv.cli.table import fmt_float, human_bytes
+    from edgecv.tables import fmt_float, human_bytes
 
     s = demo.summary
     lines = ["# edgecv demo: the built-in detector, exported, validated, benchmarked, tracking", "",

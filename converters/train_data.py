@@ -3,7 +3,7 @@
 :func:`open_training_data` takes what a user has - a folder of class subfolders, a ``.npz`` with images
 ``x`` and labels ``y``, a ``(x, y)`` pair of arrays, or a ``tf.data.Dataset`` of ``(image, label)``
 batches - and gives :class:`TrainingData`: model inputs preprocessed like the model's (the same rules
-as calibration data, :mod:`converters.data`), integer labels, and a seeded validation split.
+as calibration data, :mod:`edgecv.converters.data`), integer labels, and a seeded validation split.
 
 Example:
     >>> td = open_training_data("digits.npz", input_shape=(28, 28, 1), preprocess=Preprocess(mean=(0,), std=(255,)))  # doctest: +SKIP
@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from converters.data import InputSpec, open_dataset
+from edgecv.converters.data import InputSpec, open_dataset
 from edgecv.errors import InputError
 from edgecv.manifest import Preprocess
 

@@ -1,4 +1,4 @@
-"""Device profiles: one YAML file per target in the ``devices/`` folder (installed with the package), validated
+"""Device profiles: one YAML file per target in the repo's ``devices/`` folder (installed as ``edgecv.profiles``), validated
 on load into a :class:`DeviceProfile`. A user adds a device by adding a file; a misspelt field is an error
 that names its line.
 
@@ -31,9 +31,10 @@ DTYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int16", "uint16", 
 
 
 def _profile_dir() -> Path:
-    import devices
+    # Installed as edgecv.profiles (the repo's devices/ folder), so a user's own devices/ can't shadow it.
+    from importlib.resources import files
 
-    return Path(devices.__file__).resolve().parent
+    return Path(str(files("edgecv.profiles")))
 
 
 @dataclass(frozen=True)
@@ -280,7 +281,7 @@ def _check_values(p: DeviceProfile, at: str) -> None:
 
 
 def profile_names(folder: Path | None = None) -> list[str]:
-    """The names of the profiles in ``folder`` (default: the installed ``devices/``)."""
+    """The names of the profiles in ``folder`` (default: the installed ``edgecv.profiles``)."""
     return names_in(folder or _profile_dir())
 
 

@@ -189,7 +189,7 @@ def tiny_keras_path(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def exported(tiny_keras_path, tmp_path_factory):
     """The tiny Keras model exported to every format and precision (done once per test session)."""
-    from converters.export import export
+    from edgecv.converters.export import export
 
     out = tmp_path_factory.mktemp("exported")
     report = export(tiny_keras_path, out=out, labels=["circle", "square", "triangle", "cross"])

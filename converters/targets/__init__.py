@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from converters.targets import onnx, openvino, tflite
+from edgecv.converters.targets import onnx, openvino, tflite
 from edgecv.errors import ConfigError
 
 

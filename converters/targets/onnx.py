@@ -42,7 +42,7 @@ def fix_input_shape(path: Path, shape: tuple[int, ...], dst: Path | None = None)
     """Fix the first graph input of ``path`` to ``shape`` (written to ``dst``, default in place), then infer
     the shapes inside and of the outputs (dims that inference cannot fix stay dynamic)."""
     onnx = require("onnx", extra="convert", purpose="fix the input shape of an ONNX model")
-    from converters.onnx_graph import load_without_initializer_inputs
+    from edgecv.converters.onnx_graph import load_without_initializer_inputs
 
     model = load_without_initializer_inputs(path)
     value = model.graph.input[0]
@@ -79,7 +79,7 @@ def _convert(source, precision: str, out_file: Path, work: Path, quant=None) -> 
         shutil.copyfile(fp32, out_file)
         return
     onnx = require("onnx", extra="convert", purpose="write quantized ONNX")
-    from converters.onnx_graph import load_without_initializer_inputs
+    from edgecv.converters.onnx_graph import load_without_initializer_inputs
 
     if precision == "fp16":
         from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
@@ -148,7 +148,7 @@ def _prepared(fp32: Path, work: Path) -> Path:
     import onnx
     from onnx import version_converter
 
-    from converters.onnx_graph import load_without_initializer_inputs
+    from edgecv.converters.onnx_graph import load_without_initializer_inputs
 
     model = load_without_initializer_inputs(fp32)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), MIN_QDQ_OPSET)
@@ -278,7 +278,7 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant, *, i
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
 
-    from converters.targets import ClipMeter, LayerError
+    from edgecv.converters.targets import ClipMeter, LayerError
 
     prepared = _prepared(source.view("onnx", work), work)
     debug = work / "onnx-quant" / "debug"

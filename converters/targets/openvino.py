@@ -130,7 +130,7 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant, *, i
     relative to the layers feeding it. Each layer's clip ratio is that of its activation inputs, where
     NNCF puts its quantizers. Names are the op names NNCF's ignored scope takes. Each sample's outputs
     are reduced to running sums before the next runs, so memory stays at one sample's activations."""
-    from converters.targets import ClipMeter, LayerError
+    from edgecv.converters.targets import ClipMeter, LayerError
 
     ov = require("openvino", extra="convert", purpose="inspect OpenVINO models")
     core = ov.Core()

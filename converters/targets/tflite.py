@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from converters.tf_env import import_tensorflow
+from edgecv.converters.tf_env import import_tensorflow
 from edgecv.errors import ConversionError
 
 _IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
@@ -39,7 +39,7 @@ def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, s
         return
     if source.kind in ("onnx", "tflite") and precision in ("fp32", "fp16") and (input_shape is not None or not static_batch):
         # A float .tflite goes through ONNX (tf2onnx) like the quantized precisions do: onnx2tf writes fp16.
-        from converters.onnx_to_tflite import onnx_to_tflite
+        from edgecv.converters.onnx_to_tflite import onnx_to_tflite
 
         onnx_file, folder = _onnx_for(source, work, input_shape)
         shutil.copyfile(onnx_to_tflite(onnx_file, folder, precision=precision), out_file)
@@ -82,7 +82,7 @@ def _onnx_for(source, work: Path, input_shape) -> tuple[Path, Path]:
     """The ONNX file onnx2tf converts (the source's ONNX view, or a copy with its input fixed) and its work folder."""
     if input_shape is None:
         return source.view("onnx", work), work / "onnx2tf"
-    from converters.targets.onnx import fixed_source
+    from edgecv.converters.targets.onnx import fixed_source
 
     return fixed_source(source, work, input_shape), work / f"onnx2tf-{'x'.join(map(str, input_shape))}"
 
@@ -93,7 +93,7 @@ def _saved_model(source, work: Path, input_shape) -> Path:
     sources keep theirs, and the converter fixes the shape (:func:`_fixed`)."""
     if input_shape is None or source.kind not in ("onnx", "tflite"):
         return source.view("saved_model", work)
-    from converters.onnx_to_tflite import onnx_to_tflite
+    from edgecv.converters.onnx_to_tflite import onnx_to_tflite
 
     onnx_file, folder = _onnx_for(source, work, input_shape)
     return onnx_to_tflite(onnx_file, folder, precision="fp32").parent
@@ -218,7 +218,7 @@ def layer_errors(source, precision: str, artifact: Path, work: Path, quant, *, i
     Uses the converter's quantization debugger, so the names are the ones ``denylisted_nodes`` takes.
     It gives no clip ratio: the debugger reports errors, not the float ranges on the eval set.
     """
-    from converters.targets import LayerError
+    from edgecv.converters.targets import LayerError
 
     tf = import_tensorflow()
     saved_model = _saved_model(source, work, input_shape)
@@ -244,7 +244,7 @@ PROBE_SAMPLES = 32  # eval samples the quantization debugger runs on (held in me
 
 
 def _sqnr_metric(float_tensors, quant_tensors, scale: float, zero_point: int) -> float:
-    from converters.metrics import sqnr_db
+    from edgecv.converters.metrics import sqnr_db
 
     ref = np.asarray(float_tensors, np.float64)
     got = (np.asarray(quant_tensors, np.float64) - zero_point) * scale

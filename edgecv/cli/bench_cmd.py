@@ -6,8 +6,9 @@ import argparse
 import json
 from pathlib import Path
 
+from edgecv.cli.commands import COMMANDS
 from edgecv.cli.options import shape
-from edgecv.cli.table import fmt_float, human_bytes, render
+from edgecv.tables import fmt_float, human_bytes, render
 
 EXAMPLES = """\
 examples:
@@ -29,7 +30,7 @@ def add_parser(sub) -> None:
 
     p = sub.add_parser(
         "bench",
-        help="benchmark artifacts side by side",
+        help=COMMANDS["bench"].summary,
         description="Warm up, then time each artifact in its own process: latency p50/p90/p99 and mean, "
         "throughput, load time, peak resident memory and file size. A folder means every artifact in it.",
         epilog=EXAMPLES,

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgecv.cli.table import fmt_float, human_bytes, render
+from edgecv.tables import fmt_float, human_bytes, render
 
 HEADERS = ["artifact", "method", "top-1 %", "size", "zipped", "p50 ms"]
 
 
 def keras_model(path: Path, what: str):
     """The Keras model at ``path``; a ConfigError naming ``what`` needs it otherwise."""
-    from converters.sources import open_source
+    from edgecv.converters.sources import open_source
     from edgecv.errors import ConfigError
 
     source = open_source(path)
@@ -24,7 +24,7 @@ def keras_model(path: Path, what: str):
 def model_and_data(path: Path, what: str, args):
     """The Keras model at ``path``, and the ``--train`` (and ``--eval``) data opened for it with the
     command's preprocessing flags: ``(model, preprocess, labels, TrainingData)``."""
-    from converters.train_data import open_training_data
+    from edgecv.converters.train_data import open_training_data
     from edgecv.cli.options import preprocess_from, read_labels
 
     model = keras_model(path, what)
@@ -38,7 +38,7 @@ def model_and_data(path: Path, what: str, args):
 def export_and_measure(models, *, to: str, out: Path, stem: str, preprocess, labels, x, y, runs: int) -> list[dict]:
     """Export each ``(label, keras_model)`` to fp32 in ``to`` under ``out/label``, then measure every
     artifact on ``x``, ``y``: rows with ``name``, ``method`` (the label), ``path`` and ``figures``."""
-    from converters.export import ExportOptions, export
+    from edgecv.converters.export import ExportOptions, export
 
     rows = []
     for label, model in models:
@@ -50,7 +50,7 @@ def export_and_measure(models, *, to: str, out: Path, stem: str, preprocess, lab
 
 
 def with_figures(rows: list[dict], *, x, y, runs: int) -> list[dict]:
-    from converters.footprint import measure_artifacts
+    from edgecv.converters.footprint import measure_artifacts
 
     for r, f in zip(rows, measure_artifacts([r["path"] for r in rows], x=x, y=y, runs=runs)):
         r["figures"] = f
@@ -62,7 +62,7 @@ def artifacts_json(rows: list[dict]) -> list[dict]:
 
 
 def format_rows(rows: list[dict]) -> str:
-    """``rows``: dicts with ``name``, ``method`` and a :class:`converters.footprint.Footprint` under ``figures``."""
+    """``rows``: dicts with ``name``, ``method`` and a :class:`edgecv.converters.footprint.Footprint` under ``figures``."""
     table = []
     for r in rows:
         f = r["figures"]

@@ -11,7 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from edgecv.cli.table import fmt_float, human_bytes, render
+from edgecv.cli.commands import COMMANDS
+from edgecv.tables import fmt_float, human_bytes, render
 
 DEMOS = {
     "track": "export the built-in detector to TFLite, ONNX and OpenVINO (fp32, int8), score and benchmark every "
@@ -23,7 +24,7 @@ DEMOS = {
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "demo",
-        help="the main job on the built-in detector: export, validate, benchmark, track",
+        help=COMMANDS["demo"].summary,
         description="Run the whole product on the built-in default, with nothing downloaded. " + "; ".join(
             f"{name}: {what}" for name, what in DEMOS.items()) + ". Writes OUT/report.md and OUT/demo.json.",
         epilog="examples:\n  edgecv demo\n  edgecv demo --out runs/demo --frames 900 --threads 2\n"
@@ -52,7 +53,7 @@ def run(args) -> int:
 
 
 def _run_track(args) -> int:
-    from converters.track_demo import run_track_demo
+    from edgecv.converters.track_demo import run_track_demo
     from edgecv.cli.track_cmd import format_summary
 
     demo = run_track_demo(out=args.out, frames=args.frames, runs=args.runs, threads=args.threads,
@@ -75,13 +76,13 @@ def _run_track(args) -> int:
 
 
 def _run_classify(args) -> int:
-    from converters.demo import run_demo
+    from edgecv.converters.demo import run_demo
 
     report = run_demo(out=args.out, runs=args.runs, threads=args.threads, retrain=args.retrain, progress=not args.json)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
         return 0 if report.ok else 1
-    from converters.report import format_text
+    from edgecv.converters.report import format_text
 
     print(format_text(report.export))
     bench = {b.artifact: b for b in report.bench}

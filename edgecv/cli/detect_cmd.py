@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from edgecv.cli.commands import COMMANDS
+
 # Kept in step with edgecv.detection.frames.RESIZE_MODES and ILLUMINATIONS (a test checks), so that
 # building the parser imports neither numpy nor OpenCV.
 RESIZE_CHOICES = ("stretch", "letterbox", "letterbox_top_left")
@@ -38,7 +40,7 @@ the model's manifest (edgecv export --detector) is used. 'edgecv specs list' sho
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "detect",
-        help="run a detector on images or a video",
+        help=COMMANDS["detect"].summary,
         description="Run a detector on an image, a folder of images or a video file: resize each frame into "
         "the model (stretch or letterbox), run it, decode and suppress overlaps as the detector spec says, "
         "and map the boxes back to the frame. Writes annotated frames and COCO predictions; prints the "
@@ -318,7 +320,7 @@ def _summary(args, source, detector, outputs) -> dict[str, Any]:
 
 
 def format_summary(s: dict[str, Any]) -> str:
-    from edgecv.cli.table import fmt_float, render
+    from edgecv.tables import fmt_float, render
 
     med = s["timing_ms"]["median"]
     fps = 1000.0 / med["total_ms"] if med["total_ms"] else None

@@ -6,7 +6,8 @@ import argparse
 import json
 from collections import Counter
 
-from edgecv.cli.table import human_bytes, render
+from edgecv.cli.commands import COMMANDS
+from edgecv.tables import human_bytes, render
 
 EXAMPLES = """\
 examples:
@@ -23,7 +24,7 @@ examples:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "devices",
-        help="list device profiles; check an artifact against one",
+        help=COMMANDS["devices"].summary,
         description="Device profiles (one YAML file per target in devices/) and a static check of an artifact "
         "against one: format, size budget, quantization, and what the accelerator takes (ops, dtypes, ranks, "
         "static shapes, partitions). Blockers mean it cannot run there; fallbacks mean parts run on the CPU.",

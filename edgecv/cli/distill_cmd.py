@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgecv.cli.commands import COMMANDS
 from edgecv.cli.options import add_preprocess_options, add_training_options
 
 EXAMPLES = """\
@@ -32,7 +33,9 @@ def _hints(text: str) -> list[tuple[str, str]]:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("distill", help="distill a teacher into a smaller student, export and compare",
+    p = sub.add_parser(
+        "distill",
+        help=COMMANDS["distill"].summary,
                        description="Train a student classifier against a teacher's soft targets on your data, then "
                        "export it and compare it with the teacher in every format.", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -48,7 +51,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from converters.distill import distill
+    from edgecv.converters.distill import distill
     from edgecv.cli.compress_table import artifacts_json, export_and_measure, format_rows, model_and_data
     from edgecv.fileio import ensure_writable_dir
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from edgecv.cli.commands import COMMANDS
+
 # The class map format of edgecv.detection.class_map.read_class_map (kept here: building the parser imports
 # nothing of edgecv.detection, hence no numpy).
 CLASS_MAP_FORMAT = """\
@@ -41,7 +43,7 @@ compared as they are. Predictions and ground truth that share no class stop with
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "eval-det",
-        help="COCO mAP of detections against ground truth",
+        help=COMMANDS["eval-det"].summary,
         description="Compute COCO-style detection metrics with pycocotools: AP@[.5:.95], AP50 and AP75 per "
         "class and averaged over classes, and AR@100. Classes without ground truth are left out of the mean.",
         epilog=EXAMPLES,
@@ -93,7 +95,7 @@ def run(args) -> int:
 
 
 def format_metrics(m, match=None) -> str:
-    from edgecv.cli.table import fmt_float, render
+    from edgecv.tables import fmt_float, render
 
     rows = [
         [str(c), v["name"], fmt_float(v["ap"], ".3f"), fmt_float(v["ap50"], ".3f"), str(v["gt"]), str(v["pred"])]

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgecv.cli.commands import COMMANDS
 from edgecv.cli.options import add_data_options, add_preprocess_options, preprocess_from, read_labels, shape
 
 EXAMPLES = """\
@@ -34,12 +35,12 @@ gets that static shape; --static-shape fixes it in every artifact. Each artifact
 
 
 def add_parser(sub) -> None:
-    from converters.quant import CALIBRATION_METHODS, FALLBACK_RANKINGS, IO_TYPES, PRECISIONS
+    from edgecv.converters.quant import CALIBRATION_METHODS, FALLBACK_RANKINGS, IO_TYPES, PRECISIONS
 
     precision_choices = ", ".join(["none", *[name for name in PRECISIONS if name != "fp32"]])
     p = sub.add_parser(
         "export",
-        help="convert a model to edge artifacts, float or quantized, each checked against the source",
+        help=COMMANDS["export"].summary,
         description="Convert a Keras (.keras/.h5/SavedModel), ONNX or float TFLite model to TFLite, ONNX and "
         "OpenVINO IR, in float or quantized precisions. Every artifact is run on the same inputs as the source "
         "and scored; one that fails goes to OUT/_failed/ and the command exits 1.",
@@ -75,9 +76,9 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from converters.export import ExportOptions, export
-    from converters.quant import QuantOptions
-    from converters.report import format_text, write_report
+    from edgecv.converters.export import ExportOptions, export
+    from edgecv.converters.quant import QuantOptions
+    from edgecv.converters.report import format_text, write_report
     from edgecv.errors import ConfigError
 
     if args.samples < 1:

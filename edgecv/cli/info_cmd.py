@@ -6,11 +6,13 @@ import argparse
 import json
 from pathlib import Path
 
+from edgecv.cli.commands import COMMANDS
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "info",
-        help="show an artifact's inputs, outputs and manifest",
+        help=COMMANDS["info"].summary,
         description="Load an artifact and show its inputs and outputs (names, shapes, dtypes, layout, "
         "quantization) and the main facts of its manifest.",
         epilog="examples:\n  edgecv info artifacts/model.fp16.tflite\n  edgecv info model.onnx --backend openvino --json\n",

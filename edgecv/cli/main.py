@@ -1,7 +1,9 @@
 """``edgecv``: the command-line interface, a thin layer over the Python API.
 
 Each subcommand is one module with ``add_parser(subparsers)`` and ``run(args) -> int``, listed in
-``COMMANDS``. User mistakes print one line and exit non-zero; there is never a traceback for them.
+:data:`edgecv.cli.commands.COMMANDS`. Only the command being run is imported: ``edgecv --help`` imports no
+command module, so a device install starts fast and never touches the workstation side. User mistakes print
+one line and exit non-zero; there is never a traceback for them.
 """
 
 from __future__ import annotations
@@ -12,25 +14,8 @@ import sys
 from importlib import import_module
 
 from edgecv import __version__
-from edgecv.errors import EdgeCVError
-
-# name -> module holding add_parser() and run(); modules are imported only when needed.
-COMMANDS = {
-    "demo": "edgecv.cli.demo_cmd",
-    "export": "edgecv.cli.export_cmd",
-    "bench": "edgecv.cli.bench_cmd",
-    "info": "edgecv.cli.info_cmd",
-    "qat": "edgecv.cli.qat_cmd",
-    "prune": "edgecv.cli.prune_cmd",
-    "distill": "edgecv.cli.distill_cmd",
-    "eval-det": "edgecv.cli.eval_det_cmd",
-    "detect": "edgecv.cli.detect_cmd",
-    "specs": "edgecv.cli.specs_cmd",
-    "track-eval": "edgecv.cli.track_eval_cmd",
-    "track": "edgecv.cli.track_cmd",
-    "devices": "edgecv.cli.devices_cmd",
-    "optimize": "edgecv.cli.optimize_cmd",
-}
+from edgecv.cli.commands import COMMANDS, WORKSTATION, WORKSTATION_MODULES
+from edgecv.errors import EdgeCVError, MissingDependencyError
 
 EPILOG = """\
 examples:
@@ -53,7 +38,9 @@ Run 'edgecv COMMAND --help' for a command's options.
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv`` (default: ``sys.argv[1:]``): the command it names gets its full parser, the
+    others only a name and a summary, which is all ``edgecv --help`` shows."""
     parser = argparse.ArgumentParser(
         prog="edgecv",
         description="Turn trained vision models into checked edge artifacts, and run them on the device.",
@@ -63,9 +50,30 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgecv {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, module in COMMANDS.items():
-        import_module(module).add_parser(sub)
+    wanted = _command_in(sys.argv[1:] if argv is None else argv)
+    for name, command in COMMANDS.items():
+        if name == wanted:
+            import_module(command.module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=command.summary)
     return parser
+
+
+def _command_in(argv: list[str]) -> str | None:
+    """The first argument that names a command (options before it, such as -v, take no value)."""
+    for arg in argv:
+        if not arg.startswith("-"):
+            return arg if arg in COMMANDS else None
+    return None
+
+
+def _check_workstation(name: str) -> None:
+    """A workstation command on a device install: one line naming the extra, before anything runs."""
+    from edgecv.deps import is_installed
+
+    missing = [m for m in WORKSTATION_MODULES if not is_installed(m)]
+    if missing:
+        raise MissingDependencyError(", ".join(missing), "convert", f"run 'edgecv {name}' (a workstation command)")
 
 
 def _configure_logging(verbosity: int) -> None:
@@ -74,13 +82,16 @@ def _configure_logging(verbosity: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not args.command:
         parser.print_help()
         return 2
     _configure_logging(args.verbose)
     try:
+        if COMMANDS[args.command].side == WORKSTATION:
+            _check_workstation(args.command)
         return int(args.run(args) or 0)
     except EdgeCVError as exc:
         print(f"edgecv: error: {exc}", file=sys.stderr)

@@ -7,6 +7,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgecv.cli.commands import COMMANDS
 from edgecv.cli.options import add_data_options, add_preprocess_options, preprocess_from, read_labels
 
 EXAMPLES = """\
@@ -31,7 +32,7 @@ report.png (accuracy against latency and size). Exit 1 when no candidate fits th
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "optimize",
-        help="build every candidate a device allows, check, benchmark and choose",
+        help=COMMANDS["optimize"].summary,
         description="Turn a model into the best artifact for one device: the device profile's candidate formats "
         "and precisions are built (int8 calibrated on your images, gated on your eval set), checked for what "
         "would not run or would fall back on the device, benchmarked where the device is reachable, and the "
@@ -58,7 +59,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from converters.optimize import OptimizeOptions, optimize
+    from edgecv.converters.optimize import OptimizeOptions, optimize
     from edgecv.errors import ConfigError
 
     for flag, value in (("--workers", args.workers), ("--runs", args.runs), ("--threads", args.threads)):
@@ -78,7 +79,7 @@ def run(args) -> int:
 
 
 def format_result(result) -> str:
-    from edgecv.cli.table import fmt_float, human_bytes, render
+    from edgecv.tables import fmt_float, human_bytes, render
 
     rows = []
     for c in result.candidates:

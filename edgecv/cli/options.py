@@ -27,7 +27,7 @@ def shape(text: str) -> tuple[int, ...]:
 
 
 def add_data_options(p: argparse.ArgumentParser, *, eval_help: str) -> None:
-    """--calib and --eval, as export and optimize take them (the reading rules are converters.data's)."""
+    """--calib and --eval, as export and optimize take them (the reading rules are edgecv.converters.data's)."""
     p.add_argument("--calib", type=Path,
                    help="calibration data for int8: an image folder, an image, a quoted glob ('shots/*.jpg'), a video, or a .npy/.npz "
                    "(uint8 pixels, or float read by its value range: within what --mean/--std make of pixels 0..255, model inputs "

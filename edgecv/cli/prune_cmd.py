@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgecv.cli.commands import COMMANDS
 from edgecv.cli.options import add_preprocess_options, add_training_options
 
 EXAMPLES = """\
@@ -26,9 +27,11 @@ table gives top-1 on --eval (or a held-out split of --train), size, zipped size 
 
 
 def add_parser(sub) -> None:
-    from converters.prune import METHODS
+    from edgecv.converters.prune import METHODS
 
-    p = sub.add_parser("prune", help="prune (channels, magnitude, 2:4), fine-tune, export and compare",
+    p = sub.add_parser(
+        "prune",
+        help=COMMANDS["prune"].summary,
                        description="Prune a Keras classifier, fine-tune it on your data, export it and compare it "
                        "with the original in every format.", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -41,7 +44,7 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from converters.prune import prune
+    from edgecv.converters.prune import prune
     from edgecv.cli.compress_table import artifacts_json, export_and_measure, format_rows, model_and_data
     from edgecv.fileio import ensure_writable_dir
 

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from edgecv.cli.commands import COMMANDS
 from edgecv.cli.options import add_preprocess_options, add_training_options
 
 EXAMPLES = """\
@@ -22,7 +23,9 @@ so the table compares fp32, PTQ int8 and QAT int8 on the same --eval data (defau
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("qat", help="quantization-aware training, exported to int8 TFLite, ONNX and OpenVINO",
+    p = sub.add_parser(
+        "qat",
+        help=COMMANDS["qat"].summary,
                        description="Fine-tune a Keras classifier with quantization-aware training and export it to int8 TFLite, "
                        "ONNX and OpenVINO, next to post-training int8 of the same model.", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -34,8 +37,8 @@ def add_parser(sub) -> None:
 
 
 def run(args) -> int:
-    from converters.export import ExportOptions, export
-    from converters.qat import qat, qat_artifacts
+    from edgecv.converters.export import ExportOptions, export
+    from edgecv.converters.qat import qat, qat_artifacts
     from edgecv.cli.compress_table import artifacts_json, format_rows, model_and_data, with_figures
     from edgecv.fileio import ensure_writable_dir
 

@@ -6,7 +6,8 @@ import argparse
 import json
 from typing import Any
 
-from edgecv.cli.table import render
+from edgecv.cli.commands import COMMANDS
+from edgecv.tables import render
 
 EXAMPLES = """\
 examples:
@@ -26,7 +27,7 @@ comes from. Pass a spec to 'edgecv detect --spec NAME|FILE' or 'edgecv export --
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "specs",
-        help="list the built-in detector specs; show or check one",
+        help=COMMANDS["specs"].summary,
         description="Detector specs: YAML files that say how to turn a model's raw outputs into detections and "
         "how frames become its input. 'list' shows the built-in ones; 'show' prints one (a built-in name or a "
         "YAML path) after checking every field.",

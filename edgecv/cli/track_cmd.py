@@ -11,6 +11,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from edgecv.cli.commands import COMMANDS
+
 # Kept in step with the registries (a test checks), so that building the parser stays light.
 TRACKER_CHOICES = ("bytetrack", "ocsort", "sort")
 SINK_CHOICES = ("video", "jsonl", "mot")
@@ -55,7 +57,7 @@ exit codes: {EXIT_OK} the source ended, {EXIT_ERROR} error, {EXIT_LOST} a live s
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "track",
-        help="detect and track objects on a camera, stream, video or image folder",
+        help=COMMANDS["track"].summary,
         description="Run a detector and a multi-object tracker on a frame source, as a pipeline of concurrent "
         "stages (capture, preprocess + inference, decode + NMS, tracking, outputs) joined by bounded queues. "
         "Writes an annotated video, per-frame tracks and events, MOT txt and a summary with per-stage times "
@@ -184,7 +186,7 @@ def run(args) -> int:
 
 
 def format_summary(s: dict[str, Any]) -> str:
-    from edgecv.cli.table import fmt_float, render
+    from edgecv.tables import fmt_float, render
 
     rows = []
     for name, st in s["stages"].items():

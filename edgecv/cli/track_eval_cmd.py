@@ -7,6 +7,8 @@ import json
 import math
 from pathlib import Path
 
+from edgecv.cli.commands import COMMANDS
+
 EXAMPLES = """\
 examples:
   edgecv track-eval --gt TUD-Campus/gt.txt --tracks tracks.txt
@@ -36,7 +38,7 @@ def _positive(text: str) -> float:
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "track-eval",
-        help="HOTA, MOTA and IDF1 of a tracker on MOTChallenge files",
+        help=COMMANDS["track-eval"].summary,
         description="Score tracker output against MOTChallenge ground truth with TrackEval: HOTA (DetA, AssA), "
         "CLEAR MOT (MOTA, MOTP, ID switches, FP, FN, mostly tracked / lost) and IDF1. With --det, first run "
         "one of edgecv's trackers over the detections, frame by frame.",
@@ -175,7 +177,7 @@ def _warm_up(name: str, fps: float | None, frames: list, options: dict | None = 
 
 
 def format_metrics(m, name: str = "", run_info: dict | None = None) -> str:
-    from edgecv.cli.table import render
+    from edgecv.tables import render
 
     def pct(x):
         return "-" if x is None else f"{100 * x:.2f}"

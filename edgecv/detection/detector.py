@@ -12,7 +12,7 @@ A :class:`Detector` ties a loaded :class:`~edgecv.model.Model`, its :class:`Dete
 keeps every frame's, for medians, until :meth:`Timings.reset`.
 
 The spec comes from, in order: the ``spec`` argument (a :class:`DetectorSpec`, a built-in spec name or a
-spec YAML path), else the ``detector`` entry that ``converters.export(..., detector=...)`` writes into the
+spec YAML path), else the ``detector`` entry that ``edgecv.converters.export(..., detector=...)`` writes into the
 artifact's manifest. Labels come from ``labels=``, else the spec, else the manifest.
 
 Example:
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STAGES = ("preprocess", "inference", "postprocess")
-MANIFEST_KEY = "detector"  # where converters.export puts spec.to_dict() in a manifest
+MANIFEST_KEY = "detector"  # where edgecv.converters.export puts spec.to_dict() in a manifest
 
 
 # -- timings ---------------------------------------------------------------------------------------------

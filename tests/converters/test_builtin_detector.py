@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.builtin_detector import INPUT_SIZE, STRIDE, WEIGHTS, encode_targets
+from edgecv.converters.builtin_detector import INPUT_SIZE, STRIDE, WEIGHTS, encode_targets
 from edgecv.detection import Detections, load_spec, match_detections
 from edgecv.scenes import CLASSES, scene_frames
 
@@ -59,7 +59,7 @@ def test_an_object_smaller_than_a_cell_still_gets_its_centre_cell():
 
 def test_loss_is_zero_for_a_perfect_output_and_falls_with_better_scores_and_boxes():
     tf = pytest.importorskip("tensorflow")
-    from converters.builtin_detector import detector_loss
+    from edgecv.converters.builtin_detector import detector_loss
 
     _, truth = scene_frames(4, seed=3)
     scores, boxes = encode_targets(truth, num_classes=4)
@@ -80,7 +80,7 @@ def test_loss_is_zero_for_a_perfect_output_and_falls_with_better_scores_and_boxe
 
 def test_the_graph_uses_only_ops_every_int8_backend_has():
     pytest.importorskip("tensorflow")
-    from converters.builtin_detector import build_detector
+    from edgecv.converters.builtin_detector import build_detector
 
     model = build_detector()
     kinds = {type(layer).__name__ for layer in model.layers}
@@ -94,7 +94,7 @@ def test_committed_weights_keep_the_map_baseline():
     pytest.importorskip("pycocotools")
     import keras
 
-    from converters.builtin_detector import evaluate_detector
+    from edgecv.converters.builtin_detector import evaluate_detector
 
     assert WEIGHTS.stat().st_size < 5 * 1024 * 1024
     metrics = evaluate_detector(keras.saving.load_model(WEIGHTS), count=200, seed=1000)
@@ -111,8 +111,8 @@ def test_committed_detector_goes_to_int8_in_every_format_and_keeps_its_map(tmp_p
     import keras
 
     import edgecv
-    from converters.builtin_detector import PREPROCESS, SPEC, detect_frames, make_frames
-    from converters.export import ExportOptions, export
+    from edgecv.converters.builtin_detector import PREPROCESS, SPEC, detect_frames, make_frames
+    from edgecv.converters.export import ExportOptions, export
     from edgecv.detection.evaluate import evaluate_detections
 
     calib, _ = make_frames(100, seed=2000)

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.sources import open_source, refuse_unconverted_ops
-from converters.targets import onnx as onnx_target
-from converters.targets import openvino as openvino_target
+from edgecv.converters.sources import open_source, refuse_unconverted_ops
+from edgecv.converters.targets import onnx as onnx_target
+from edgecv.converters.targets import openvino as openvino_target
 from edgecv.errors import ConversionError
 from edgecv.model import load
 from tests.edgecv.sparse_helper import build_model, encode, sparse_fc_model, to_bytes

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.data import Dataset, InputSpec, open_dataset
+from edgecv.converters.data import Dataset, InputSpec, open_dataset
 from edgecv.errors import ConfigError, InputError
 from edgecv.manifest import Preprocess
 from edgecv.tensors import TensorInfo
@@ -447,7 +447,7 @@ def test_a_float_array_is_read_as_model_inputs_or_pixels_by_its_range(tmp_path, 
     np.save(tmp_path / "x.npy", array)
     shape = (1, *array.shape[1:])
     spec = InputSpec(shape, layout, preprocess=pre)
-    caplog.set_level("INFO", logger="converters.data")
+    caplog.set_level("INFO", logger="edgecv.converters.data")
     if reading == "refused":
         with pytest.raises(InputError, match=r"^calibration array \S*x\.npy holds 0\.\d+\.\.1[23]\d\.?\d*: that reads both as model inputs for "
                                               r"mean 123\.675, std 1 \(-123\.7\.\.131\.3\) and as pixels 0\.\.255; give the pixels as uint8$"):
@@ -463,7 +463,7 @@ def test_a_float_array_is_read_as_model_inputs_or_pixels_by_its_range(tmp_path, 
     else:
         np.testing.assert_array_equal(x, array)
         assert "normalized" not in ds.description
-    notes = [r for r in caplog.records if r.name == "converters.data" and "x.npy holds" in r.getMessage()]
+    notes = [r for r in caplog.records if r.name == "edgecv.converters.data" and "x.npy holds" in r.getMessage()]
     assert [r.levelname for r in notes] == ([log_level] if log_level else [])
 
 

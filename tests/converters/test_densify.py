@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import edgecv
-from converters.densify import dense_copy, dense_view, densify_values, is_sparse
+from edgecv.converters.densify import dense_copy, dense_view, densify_values, is_sparse
 from edgecv.errors import ModelFileError
 from edgecv.flatbuffer import read_tflite
 from tests.edgecv.sparse_helper import encode, rewrite
@@ -98,7 +98,7 @@ EXPORT_ROWS = [
 def test_export_of_a_sparse_detector(corpus, tmp_path):
     pytest.importorskip("tf2onnx")
     pytest.importorskip("openvino")
-    from converters.export import export
+    from edgecv.converters.export import export
 
     src = corpus / SPARSE_CORPUS[0]
     report = export(src, to=("onnx", "openvino", "tflite"), quant=("fp32", "fp16"), out=tmp_path / "out")

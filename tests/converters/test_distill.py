@@ -7,8 +7,8 @@ import inspect
 import numpy as np
 import pytest
 
-from converters.distill import DistillOptions, distill, hint_adapter, kd_loss
-from converters.student import classifier_layers, narrow_copy
+from edgecv.converters.distill import DistillOptions, distill, hint_adapter, kd_loss
+from edgecv.converters.student import classifier_layers, narrow_copy
 from edgecv.errors import ConfigError, InputError, ModelFileError, UnsupportedFormatError
 from edgecv.manifest import Preprocess
 from edgecv.synthetic import shape_images
@@ -176,7 +176,7 @@ def test_hint_adapter(teacher_shape, student_shape, expected, error):
 
 
 def test_distilled_student_comes_close_to_its_teacher_and_the_teacher_is_unchanged(teacher, shapes, tmp_path):
-    from converters.export import ExportOptions, export
+    from edgecv.converters.export import ExportOptions, export
 
     before = _weights(teacher)
     result = distill(teacher, train=shapes, epochs=6, batch_size=16, seed=0, preprocess=PIXELS,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 import edgecv
-from converters.export import FAILED_DIR, ExportOptions, export
-from converters.targets import TARGETS
+from edgecv.converters.export import FAILED_DIR, ExportOptions, export
+from edgecv.converters.targets import TARGETS
 from edgecv.errors import ConfigError, ModelFileError, OutputError
 from edgecv.fileio import sha256_of
 from tests.conftest import build_tiny_keras, tiny_cnn_reference, tiny_cnn_weights
@@ -269,7 +269,7 @@ def test_static_shape_fixes_the_input_in_every_artifact(dynamic_onnx, tmp_path):
 
 @pytest.mark.slow
 def test_tflite_gets_the_static_shape_with_a_note(dynamic_onnx, tmp_path):
-    from converters.report import format_text
+    from edgecv.converters.report import format_text
 
     np.save(tmp_path / "calib.npy", np.random.default_rng(0).integers(0, 256, size=(24, 16, 16, 3), dtype=np.uint8))
     report = export(dynamic_onnx, to="tflite", quant="fp32,int8", calib=tmp_path / "calib.npy", out=tmp_path / "out",

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from converters.export import ExportOptions, export
+from edgecv.converters.export import ExportOptions, export
 
 pytest.importorskip("onnxruntime")
 
@@ -83,7 +83,7 @@ def test_export_leaves_the_working_directory_unchanged(unmerged_onnx, tiny_onnx,
     calib = tmp_path / "calib.npy"
     np.save(calib, np.random.default_rng(1).integers(0, 256, size=(16, size, size, 3), dtype=np.uint8))
     monkeypatch.chdir(cwd)
-    with caplog.at_level(logging.INFO, logger="converters.targets.onnx"):
+    with caplog.at_level(logging.INFO, logger="edgecv.converters.targets.onnx"):
         report = export(src, to=fmt, quant=precision, calib=calib, out=tmp_path / "out",
                         input_shape=(1, 3, size, size), options=ExportOptions(bench_runs=0))
     (a,) = report.artifacts

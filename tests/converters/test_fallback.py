@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.fallback import rank
-from converters.targets import ClipMeter, LayerError, clip_ratio
+from edgecv.converters.fallback import rank
+from edgecv.converters.targets import ClipMeter, LayerError, clip_ratio
 
 ROWS = [
     LayerError("quiet", "Conv", 12.0, 1.0, 100.0),  # worst error, no clipping
@@ -79,7 +79,7 @@ def test_streamed_qdq_errors_equal_onnx_runtimes_over_all_samples(tmp_path):
         modify_model_output_intermediate_tensors,
     )
 
-    from converters.targets.onnx import _qdq_errors
+    from edgecv.converters.targets.onnx import _qdq_errors
     from tests.conftest import make_tiny_onnx
 
     src = make_tiny_onnx(tmp_path / "tiny.onnx")
@@ -112,7 +112,7 @@ def test_streamed_qdq_errors_equal_onnx_runtimes_over_all_samples(tmp_path):
 def test_artifacts_are_run_in_bounded_slices(monkeypatch):
     """A runtime given 64 full-resolution images at once holds all their activations (and ONNX Runtime keeps
     its arena at that peak): scoring runs at most RUN_ELEMENTS input elements per call."""
-    import converters.export as export_module
+    import edgecv.converters.export as export_module
 
     monkeypatch.setattr(export_module, "RUN_ELEMENTS", 3 * 4 * 4 * 5)  # five samples of 3x4x4
     calls = []
@@ -133,8 +133,8 @@ def test_artifacts_are_run_in_bounded_slices(monkeypatch):
 
 def test_fallback_costs_are_timed_as_edgecv_bench_times(tmp_path, monkeypatch):
     import edgecv.bench
-    from converters.export import ExportOptions, export
-    from converters.quant import QuantOptions
+    from edgecv.converters.export import ExportOptions, export
+    from edgecv.converters.quant import QuantOptions
     from edgecv.manifest import Preprocess
     from tests.conftest import make_outlier_onnx
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.footprint import measure_artifacts, zipped_size
+from edgecv.converters.footprint import measure_artifacts, zipped_size
 from tests.conftest import make_tiny_onnx
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.metrics import Reference, Scores, judge_quantized, sqnr_db
+from edgecv.converters.metrics import Reference, Scores, judge_quantized, sqnr_db
 from edgecv.errors import InputError
 
 
@@ -91,7 +91,7 @@ def test_gate(tmp_path, source_top1, scores, max_drop, min_sqnr, passed, reason)
     ],
 )
 def test_artifact_outputs_are_aligned_with_the_source_by_shape(shapes, tails, order, error):
-    from converters.metrics import _align
+    from edgecv.converters.metrics import _align
 
     got = [np.full(s, i, np.float32) for i, s in enumerate(shapes)]
     if error:

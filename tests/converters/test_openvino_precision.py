@@ -31,7 +31,7 @@ def _direct_f32(path: Path):
 def exported(tmp_path_factory):
     if not SQUEEZENET.is_file():
         pytest.skip("light_squeezenet.onnx is not in this onnx wheel")
-    from converters.export import export
+    from edgecv.converters.export import export
 
     report = export(SQUEEZENET, to=("openvino",), quant="none", out=tmp_path_factory.mktemp("out"))
     (artifact,) = report.artifacts

@@ -66,7 +66,7 @@ def profile(tmp_path: Path, text: str, name: str = "test-device") -> Path:
 
 
 def test_builds_checks_benchmarks_and_chooses_then_resumes(tiny_keras_path, data, tmp_path):
-    from converters.optimize import OptimizeOptions, optimize
+    from edgecv.converters.optimize import OptimizeOptions, optimize
 
     calib, eval_data = data
     device = profile(tmp_path, LOCAL)
@@ -97,7 +97,7 @@ def test_builds_checks_benchmarks_and_chooses_then_resumes(tiny_keras_path, data
 
 
 def test_a_killed_candidate_is_rebuilt_and_the_others_are_kept(tiny_keras_path, data, tmp_path):
-    from converters.optimize import CANDIDATE_FILE, OptimizeOptions, optimize
+    from edgecv.converters.optimize import CANDIDATE_FILE, OptimizeOptions, optimize
 
     calib, eval_data = data
     device = profile(tmp_path, LOCAL)
@@ -113,7 +113,7 @@ def test_a_killed_candidate_is_rebuilt_and_the_others_are_kept(tiny_keras_path, 
 
 
 def test_no_candidate_fits_lists_every_reason(tiny_keras_path, data, tmp_path):
-    from converters.optimize import optimize
+    from edgecv.converters.optimize import optimize
 
     calib, eval_data = data
     device = profile(tmp_path, FULL_INT8_TFLITE_ONLY)
@@ -131,7 +131,7 @@ def test_no_candidate_fits_lists_every_reason(tiny_keras_path, data, tmp_path):
     ({"model": "missing.keras"}, "model not found: missing.keras"),
 ])
 def test_bad_input_is_one_line(tiny_keras_path, data, tmp_path, kwargs, error):
-    from converters.optimize import optimize
+    from edgecv.converters.optimize import optimize
 
     calib, eval_data = data
     args = {"model": tiny_keras_path, "device": profile(tmp_path, LOCAL), "calib": calib, "eval_data": eval_data,
@@ -142,7 +142,7 @@ def test_bad_input_is_one_line(tiny_keras_path, data, tmp_path, kwargs, error):
 
 
 def test_coral_gets_a_full_integer_static_batch_tflite(tiny_keras_path, data, tmp_path):
-    from converters.optimize import optimize
+    from edgecv.converters.optimize import optimize
     from edgecv.compat import read_graph
 
     calib, eval_data = data
@@ -175,7 +175,7 @@ preferred: {{format: onnx, precision: int8}}
 def test_candidates_are_benchmarked_on_the_remote_device(tiny_keras_path, data, tmp_path):
     import sys
 
-    from converters.optimize import OptimizeOptions, optimize
+    from edgecv.converters.optimize import OptimizeOptions, optimize
     from tests.edgecv.sshd_helper import find_sshd, local_sshd
 
     if find_sshd() is None:

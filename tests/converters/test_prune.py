@@ -10,10 +10,10 @@ import logging
 import numpy as np
 import pytest
 
-from converters.channel_prune import plan_channels
-from converters.flops import count_macs, layer_macs
-from converters.prune import METHODS, PruneOptions, prune, satisfies_m_by_n
-from converters.train_data import open_training_data
+from edgecv.converters.channel_prune import plan_channels
+from edgecv.converters.flops import count_macs, layer_macs
+from edgecv.converters.prune import METHODS, PruneOptions, prune, satisfies_m_by_n
+from edgecv.converters.train_data import open_training_data
 from edgecv.errors import ConfigError, InputError, ModelFileError
 from edgecv.manifest import Preprocess
 from edgecv.synthetic import shape_images
@@ -171,7 +171,7 @@ def test_unknown_consumer_keeps_its_producer_whole_and_says_so(caplog):
     x = L.GlobalAveragePooling1D()(x)
     out = L.Dense(3, name="out")(x)
     model = keras.Model(inp, out)
-    with caplog.at_level(logging.INFO, logger="converters.channel_prune"):
+    with caplog.at_level(logging.INFO, logger="edgecv.converters.channel_prune"):
         plan = plan_channels(model, sparsity=0.5)
     assert plan.kept_by_layer == {"stem": (4, 8), "kept": (8, 8)}
     assert plan.blocked == ["reshape"] and "channels of kept left unpruned" in caplog.text

@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from converters.qat import QatOptions, qat, qat_artifacts
+from edgecv.converters.qat import QatOptions, qat, qat_artifacts
 from edgecv.errors import ConfigError, InputError, ModelFileError
 from edgecv.synthetic import SHAPE_CLASSES, shape_images
 
@@ -80,7 +80,7 @@ def test_qat_keeps_the_float_accuracy_and_leaves_the_model_alone(run):
 @pytest.mark.slow
 def test_activation_ranges_start_from_data_not_from_tfmots_default(run):
     # tfmot starts every range at [-6, 6] and moves it 0.1% a step; from data, a ReLU's range starts at 0.
-    from converters.tf_env import import_tensorflow
+    from edgecv.converters.tf_env import import_tensorflow
 
     tf = import_tensorflow()
     ranges = {v.name: float(np.min(v.numpy())) for v in tf.saved_model.load(str(run.result.saved_model)).variables
@@ -194,7 +194,7 @@ _REBUILD = """
 import sys
 from pathlib import Path
 import numpy as np
-from converters import tfkeras_rebuild
+from edgecv.converters import tfkeras_rebuild
 for folder in map(Path, sys.argv[1:]):
     model = tfkeras_rebuild.rebuild(*tfkeras_rebuild.load(folder))
     np.save(folder / "got.npy", np.asarray(model(np.load(folder / "x.npy"), training=False)))
@@ -202,7 +202,7 @@ for folder in map(Path, sys.argv[1:]):
 
 
 def test_rebuild_in_tf_keras_reproduces_keras3_outputs(tmp_path):
-    from converters import tfkeras_rebuild
+    from edgecv.converters import tfkeras_rebuild
 
     folders, expected = [], []
     for i, model in enumerate((build_every_layer(), build_sequential())):
@@ -221,7 +221,7 @@ def test_rebuild_in_tf_keras_reproduces_keras3_outputs(tmp_path):
 
 
 def test_describe_records_graph_and_weights():
-    from converters import tfkeras_rebuild
+    from edgecv.converters import tfkeras_rebuild
 
     model = build_every_layer()
     arch, weights = tfkeras_rebuild.describe(model)
@@ -239,7 +239,7 @@ def test_onnx_weights_on_tfmots_grid_are_stored_exactly(tmp_path):
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from converters.qat import _quantize_onnx_weights
+    from edgecv.converters.qat import _quantize_onnx_weights
     from tests.conftest import make_tiny_onnx
 
     rng = np.random.default_rng(0)

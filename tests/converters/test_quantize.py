@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from converters.export import ExportOptions, export
-from converters.quant import QuantOptions, fit_layout, parse_precisions
+from edgecv.converters.export import ExportOptions, export
+from edgecv.converters.quant import QuantOptions, fit_layout, parse_precisions
 from edgecv.errors import ConfigError, InputError
 from edgecv.manifest import Preprocess
 from edgecv.model import load
@@ -155,7 +155,7 @@ def test_tflite_fallback_denylists_the_culprit_layer(pixels, tmp_path):
 def test_clipping_ranks_first_the_layer_whose_eval_activations_leave_the_calibrated_range(fmt, tmp_path):
     """Calibrated on dark images and judged on bright ones, activations run far past their calibrated
     ranges; the auto ranking measures that and ranks by it."""
-    from converters.report import format_text
+    from edgecv.converters.report import format_text
 
     rng = np.random.default_rng(1)
     dark = np.broadcast_to(rng.integers(0, 40, (32, 1, 1, 3), dtype=np.uint8), (32, 8, 8, 3))

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from converters.export import ArtifactResult, ExportReport
-from converters.metrics import Scores
-from converters.report import format_markdown, format_text, rows, write_report
+from edgecv.converters.export import ArtifactResult, ExportReport
+from edgecv.converters.metrics import Scores
+from edgecv.converters.report import format_markdown, format_text, rows, write_report
 
 FALLBACK = {
     "ranking_method": "auto",
@@ -64,7 +64,7 @@ def test_markdown_and_files(tmp_path):
 
 
 def test_notes_name_the_shapes_checked_the_fixed_ones_and_how_p50_was_measured(tmp_path):
-    from converters.report import notes
+    from edgecv.converters.report import notes
 
     checked = [{"shape": [1, 3, 480, 640], "samples": 8}, {"shape": [1, 3, 512, 672], "samples": 2}]
     bench = {"runs": 100, "warmup": 10, "threads": None, "threads_used": 2, "batch": 1, "input_shape": [1, 3, 480, 640],

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import edgecv
-from converters.export import ExportOptions, export
-from converters.metrics import sqnr_db
+from edgecv.converters.export import ExportOptions, export
+from edgecv.converters.metrics import sqnr_db
 from edgecv.compat import read_graph
 from edgecv.manifest import Preprocess
 

@@ -15,7 +15,7 @@ pytest.importorskip("onnx2tf")
 def test_a_float_tflite_becomes_full_integer_tflite(exported, tmp_path):
     import numpy as np
 
-    from converters.export import export
+    from edgecv.converters.export import export
     from edgecv.compat import read_graph
     from edgecv.synthetic import shape_images
 
@@ -33,7 +33,7 @@ def test_a_float_tflite_becomes_full_integer_tflite(exported, tmp_path):
     assert {t.dtype for t in graph.tensors.values() if not t.constant} <= {"int8", "float32", "int32"}
 
     with pytest.raises(ConversionError, match="a .tflite source is already TFLite"):
-        from converters.sources import open_source
-        from converters.targets import tflite
+        from edgecv.converters.sources import open_source
+        from edgecv.converters.targets import tflite
 
         tflite.convert(open_source(src), "fp32", tmp_path / "x.tflite", tmp_path / "work")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from converters.train_data import TrainingData, open_training_data
+from edgecv.converters.train_data import TrainingData, open_training_data
 from edgecv.errors import InputError
 from edgecv.manifest import Preprocess
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from converters.validate import OutputDiff, Tolerance, compare_outputs, judge, sample_inputs, to_layout
+from edgecv.converters.validate import OutputDiff, Tolerance, compare_outputs, judge, sample_inputs, to_layout
 from edgecv.errors import ConfigError
 from edgecv.manifest import Preprocess
 from edgecv.tensors import TensorInfo

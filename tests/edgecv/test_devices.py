@@ -36,12 +36,11 @@ def test_every_shipped_profile_loads_and_is_consistent():
 
 
 def test_the_wheel_carries_the_profiles():
-    """``devices`` is a package of the wheel and its YAML files are package data."""
-    from setuptools import find_packages
-
+    """The repo's ``devices/`` installs as the package ``edgecv.profiles`` with its YAML files as package data
+    (tests/test_layout.py builds the wheel and reads what it holds)."""
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "devices" in find_packages(str(REPO), include=project["packages"]["find"]["include"])
-    assert "*.yaml" in project["package-data"]["devices"]
+    assert "edgecv.profiles" in project["packages"] and project["package-dir"]["edgecv.profiles"] == "devices"
+    assert "*.yaml" in project["package-data"]["edgecv.profiles"]
     assert (DEVICES / "__init__.py").is_file()
     assert sorted(p.stem for p in DEVICES.glob("*.yaml")) == sorted(SHIPPED)
 

@@ -105,6 +105,6 @@ def test_a_video_file_reports_rate_and_size(tmp_path):
 
 
 def test_the_generator_source_makes_the_scenes_the_builtin_detector_was_trained_on():
-    from converters.builtin_detector import MIN_SCALE
+    from edgecv.converters.builtin_detector import MIN_SCALE
 
     assert Synthetic.min_scale == MIN_SCALE

@@ -348,7 +348,7 @@ def test_every_corpus_tflite_passes_the_check_and_runs(corpus):
 
 
 def _tf_sparse_models(tmp_path: Path) -> dict[str, tuple[Path, object, np.ndarray]]:
-    from converters.tf_env import import_tensorflow
+    from edgecv.converters.tf_env import import_tensorflow
 
     tf = import_tensorflow()
     rng = np.random.default_rng(0)
@@ -464,7 +464,7 @@ def test_damaged_sparse_metadata_never_reaches_litert(corpus, tmp_path):
 def test_resource_variables_from_the_tflite_converter(tmp_path):
     """RESOURCE tensors (VAR_HANDLE, ASSIGN_VARIABLE, READ_VARIABLE) hold no constant data and pass."""
     pytest.importorskip("tensorflow")
-    from converters.tf_env import import_tensorflow
+    from edgecv.converters.tf_env import import_tensorflow
 
     tf = import_tensorflow()
 
