@@ -23,6 +23,10 @@ class ArtifactFormat:
     suffix: str
     backends: tuple[str, ...]
     check: Callable[[Path], None]
+    # The precisions edgecv writes in this format, and the module of its workstation-side export target
+    # (imported only by edgecv.converters, by name, so the device side never imports it).
+    precisions: tuple[str, ...] = ()
+    target: str = ""
     companion: str | None = None  # a second file that belongs to the artifact, e.g. OpenVINO's .bin
     # Load in a child process first: its runtime can crash on corrupted files that pass the cheap check.
     isolate: bool = False
@@ -67,9 +71,12 @@ def _check_openvino(path: Path) -> None:
 FORMATS: dict[str, ArtifactFormat] = {
     f.name: f
     for f in (
-        ArtifactFormat("tflite", ".tflite", ("litert",), _check_tflite, isolate=True),
-        ArtifactFormat("onnx", ".onnx", ("onnxruntime", "openvino"), _check_onnx),
-        ArtifactFormat("openvino", ".xml", ("openvino",), _check_openvino, companion=".bin"),
+        ArtifactFormat("tflite", ".tflite", ("litert",), _check_tflite, isolate=True,
+                       precisions=("fp32", "fp16", "dynamic", "int8", "int16x8"), target="edgecv.converters.targets.tflite"),
+        ArtifactFormat("onnx", ".onnx", ("onnxruntime", "openvino"), _check_onnx,
+                       precisions=("fp32", "fp16", "dynamic", "int8"), target="edgecv.converters.targets.onnx"),
+        ArtifactFormat("openvino", ".xml", ("openvino",), _check_openvino, companion=".bin",
+                       precisions=("fp32", "fp16", "dynamic", "int8"), target="edgecv.converters.targets.openvino"),
     )
 }
 
