@@ -16,7 +16,8 @@ import time
 CASES = {
     "import edgecv": "import edgecv",
     "edgecv + API (numpy)": "import edgecv; edgecv.load; edgecv.Model",
-    "edgecv CLI parser": "from edgecv.cli.main import build_parser; build_parser()",
+    "edgecv --help parser": "from edgecv.cli.main import build_parser; build_parser(['--help'])",
+    "edgecv, every command's parser": "from edgecv.cli.main import build_parser; build_parser()",
     "numpy alone": "import numpy",
     "onnxruntime alone": "import onnxruntime",
     "openvino alone": "import openvino",

@@ -39,8 +39,8 @@ Run 'edgecv COMMAND --help' for a command's options.
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
-    """The parser for ``argv`` (default: ``sys.argv[1:]``): the command it names gets its full parser, the
-    others only a name and a summary, which is all ``edgecv --help`` shows."""
+    """The parser for ``argv``: the command it names gets its full parser, the others only a name and a
+    summary, which is all ``edgecv --help`` shows. ``argv=None`` builds every command's full parser."""
     parser = argparse.ArgumentParser(
         prog="edgecv",
         description="Turn trained vision models into checked edge artifacts, and run them on the device.",
@@ -50,9 +50,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"edgecv {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    wanted = _command_in(sys.argv[1:] if argv is None else argv)
+    wanted = None if argv is None else _command_in(argv)
     for name, command in COMMANDS.items():
-        if name == wanted:
+        if argv is None or name == wanted:
             import_module(command.module).add_parser(sub)
         else:
             sub.add_parser(name, help=command.summary)
