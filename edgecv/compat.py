@@ -1,9 +1,9 @@
 """Will this artifact run on that device? A static check of a model file against a device profile, on the
 device side: no TensorFlow, no ``onnx`` package, no runtime.
 
-:func:`read_graph` lists a model's ops (in execution order) and tensors from the file itself: TFLite through
-the flatbuffer walker in :mod:`edgecv.flatbuffer`, ONNX through a minimal protobuf reader, OpenVINO IR
-through its ``.xml``. :func:`check_artifact` compares that graph with a :class:`~edgecv.devices.DeviceProfile`
+:func:`read_graph` lists a model's ops (in execution order) and tensors from the file itself, through its
+format's reader (:mod:`edgecv.formats`; the graph types are in :mod:`edgecv.graph`, re-exported here).
+:func:`check_artifact` compares that graph with a :class:`~edgecv.devices.DeviceProfile`
 and sorts what it finds into *blockers* (the device cannot run the file: wrong format, over budget, a float
 model for an integer-only accelerator, a dynamic shape an accelerator must compile statically, an op the
 accelerator must take and cannot) and *fallbacks* (it runs, slower: ops that go to the CPU, parameters that
@@ -18,453 +18,17 @@ Example:
 
 from __future__ import annotations
 
-import math
-import mmap
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator
+from typing import TYPE_CHECKING, Any
 
-from edgecv.errors import ModelFileError
+from edgecv.formats import FORMATS, check_model_file, read_graph
+from edgecv.graph import FLOATS, Graph, Op, Tensor
 
 if TYPE_CHECKING:
     from edgecv.devices import DeviceProfile
 
-FLOATS = frozenset({"float32", "float16", "bfloat16", "float64"})
-_SIZES = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8, "int8": 1, "uint8": 1, "int16": 2, "uint16": 2,
-          "int32": 4, "uint32": 4, "int64": 8, "uint64": 8, "bool": 1, "complex64": 8, "complex128": 16,
-          "int4": 0.5, "uint4": 0.5, "float8_e4m3fn": 1, "float8_e5m2": 1, "u1": 0.125}
-
-
-@dataclass(frozen=True)
-class Tensor:
-    """A tensor of the graph. ``shape`` has -1 for a dynamic dim (``dims`` keeps ONNX's dim_param names and
-    OpenVINO's ranges); ``dtype`` is a numpy-style name, or None where the file does not say (intermediate ONNX
-    tensors without value_info). ``nbytes``: size of constant data (0 for an activation)."""
-
-    name: str
-    dtype: str | None
-    shape: tuple[int, ...] | None
-    dims: tuple[str, ...] = ()
-    constant: bool = False
-    nbytes: int = 0
-    quantized: bool = False
-
-    @property
-    def dynamic(self) -> bool:
-        """True when the rank or a dimension is unknown until run time."""
-        return self.shape is None or any(d < 0 for d in self.shape)
-
-    @property
-    def rank(self) -> int | None:
-        return None if self.shape is None else len(self.shape)
-
-    def shape_text(self) -> str:
-        if self.shape is None:
-            return "[?]"
-        return "[" + ",".join(n if d < 0 and n else str(d) for d, n in zip(self.shape, self.dims or [""] * len(self.shape))) + "]"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "dtype": self.dtype, "shape": None if self.shape is None else list(self.shape),
-                "dims": list(self.dims), "dynamic": self.dynamic, "constant": self.constant, "nbytes": self.nbytes}
-
-
-@dataclass(frozen=True)
-class Op:
-    """One op: its type as the format spells it (TFLite builtin name or custom_code, ONNX op_type, OpenVINO
-    layer type), a name (for TFLite, which has no op names: its first output tensor's, up to the first ';'),
-    and input/output tensor names."""
-
-    type: str
-    name: str
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-    custom: bool = False
-    domain: str = ""
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"type": self.type, "name": self.name, "inputs": list(self.inputs), "outputs": list(self.outputs),
-                "custom": self.custom, "domain": self.domain}
-
-
-@dataclass(frozen=True)
-class Graph:
-    """A model's main graph as :func:`read_graph` reads it."""
-
-    format: str
-    path: Path
-    ops: tuple[Op, ...]
-    tensors: dict[str, Tensor]
-    inputs: tuple[str, ...]
-    outputs: tuple[str, ...]
-
-    @property
-    def param_bytes(self) -> int:
-        """Bytes of constant data (weights, biases, other constants)."""
-        return sum(t.nbytes for t in self.tensors.values() if t.constant)
-
-    @property
-    def precision(self) -> str:
-        """What the model computes in: fp32, fp16, dynamic, int8, int16x8 or mixed (:mod:`edgecv.precision`)."""
-        from edgecv.precision import graph_precision
-
-        return graph_precision(self)
-
-    def op_types(self) -> Counter[str]:
-        return Counter(op.type for op in self.ops)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "path": str(self.path), "precision": self.precision,
-                "inputs": list(self.inputs), "outputs": list(self.outputs),
-                "ops": [op.to_dict() for op in self.ops],
-                "tensors": [t.to_dict() for t in self.tensors.values()]}
-
-
-# -- reading ----------------------------------------------------------------------------------------------
-
-
-def read_graph(path: str | Path) -> Graph:
-    """The ops and tensors of the model at ``path`` (``.tflite``, ``.onnx`` or OpenVINO ``.xml``), read from
-    the file alone. A missing, unknown or damaged file raises a one-line :class:`ModelFileError`.
-
-    Example:
-        >>> g = read_graph("model.int8.tflite")   # doctest: +SKIP
-        >>> [op.type for op in g.ops][:3], g.precision   # doctest: +SKIP
-        (['QUANTIZE', 'CONV_2D', 'MEAN'], 'int8')
-    """
-    from edgecv.formats import check_model_file
-
-    path = Path(path)
-    fmt = check_model_file(path)
-    reader = {"tflite": _read_tflite, "onnx": _read_onnx, "openvino": _read_openvino}[fmt.name]
-    return reader(path)
-
-
-def _read_tflite(path: Path) -> Graph:
-    from edgecv.flatbuffer import read_tflite
-
-    sg = read_tflite(path)[0]
-    names = _unique([t.name for t in sg.tensors])
-    tensors = {
-        n: Tensor(n, t.dtype, t.signature, constant=t.const_bytes > 0, nbytes=t.const_bytes, quantized=t.quantized)
-        for n, t in zip(names, sg.tensors)
-    }
-
-    def tname(i: int) -> str | None:
-        return names[i] if 0 <= i < len(names) else None
-
-    ops = []
-    for k, op in enumerate(sg.ops):
-        outs = tuple(n for n in map(tname, op.outputs) if n is not None)
-        ins = tuple(n for n in map(tname, op.inputs) if n is not None)
-        # The converter names fused ops after every tensor it folded in ("a;b;c"): the first says enough.
-        label = outs[0].split(";")[0] if outs else f"op{k}"
-        ops.append(Op(op.name, label, ins, outs, custom=op.custom))
-    return Graph("tflite", path, tuple(ops), tensors, tuple(names[i] for i in sg.inputs),
-                 tuple(names[i] for i in sg.outputs))
-
-
-def _unique(names: list[str]) -> list[str]:
-    """Tensor names made unique (TFLite does not promise unique or non-empty names)."""
-    seen = Counter(names)
-    return [n if n and seen[n] == 1 else f"{n or 'tensor'}#{i}" for i, n in enumerate(names)]
-
-
-# ONNX: a protobuf wire-format reader for the few fields the check needs.
-
-_ONNX_TYPES = {1: "float32", 2: "uint8", 3: "int8", 4: "uint16", 5: "int16", 6: "int32", 7: "int64", 8: "string",
-               9: "bool", 10: "float16", 11: "float64", 12: "uint32", 13: "uint64", 14: "complex64",
-               15: "complex128", 16: "bfloat16", 17: "float8_e4m3fn", 18: "float8_e4m3fnuz", 19: "float8_e5m2",
-               20: "float8_e5m2fnuz", 21: "uint4", 22: "int4", 23: "float4_e2m1"}
-
-
-class _Bad(Exception):
-    pass
-
-
-def _varint(buf: memoryview, pos: int, end: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= end or shift > 63:
-            raise _Bad(f"a varint at byte {pos} runs past its message")
-        b = buf[pos]
-        pos += 1
-        value |= (b & 0x7F) << shift
-        if b < 0x80:
-            return value, pos
-        shift += 7
-
-
-def _fields(buf: memoryview, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int, Any]]:
-    """(field number, wire type, value) of one message; a length-delimited value is a (start, end) span."""
-    pos, end = start, len(buf) if end is None else end
-    while pos < end:
-        key, pos = _varint(buf, pos, end)
-        num, wire = key >> 3, key & 7
-        if wire == 0:
-            value, pos = _varint(buf, pos, end)
-        elif wire == 2:
-            n, pos = _varint(buf, pos, end)
-            if pos + n > end:
-                raise _Bad(f"field {num} at byte {pos} ({n} bytes) runs past its message")
-            value, pos = (pos, pos + n), pos + n
-        elif wire == 1:
-            value, pos = buf[pos : pos + 8], pos + 8
-        elif wire == 5:
-            value, pos = buf[pos : pos + 4], pos + 4
-        else:
-            raise _Bad(f"unsupported wire type {wire} at byte {pos}")
-        if num == 0 or pos > end:
-            raise _Bad(f"a bad field at byte {pos}")
-        yield num, wire, value
-
-
-def _str(buf: memoryview, span: tuple[int, int]) -> str:
-    return bytes(buf[span[0] : span[1]]).decode("utf-8", "replace")
-
-
-def _signed(v: int) -> int:
-    return v - (1 << 64) if v >= 1 << 63 else v
-
-
-def _onnx_tensor(buf: memoryview, span: tuple[int, int]) -> tuple[str, str | None, tuple[int, ...]]:
-    """(name, dtype, dims) of a TensorProto."""
-    name, dtype, dims = "", None, []
-    for num, wire, v in _fields(buf, *span):
-        if num == 1:
-            if wire == 2:  # packed
-                pos = v[0]
-                while pos < v[1]:
-                    d, pos = _varint(buf, pos, v[1])
-                    dims.append(_signed(d))
-            else:
-                dims.append(_signed(v))
-        elif num == 2 and wire == 0:
-            dtype = _ONNX_TYPES.get(v, f"onnx_type_{v}")
-        elif num == 8 and wire == 2:
-            name = _str(buf, v)
-    return name, dtype, tuple(dims)
-
-
-def _onnx_value_info(buf: memoryview, span: tuple[int, int]) -> Tensor | None:
-    """A ValueInfoProto of a tensor type, or None (sequence, map, optional types)."""
-    name, ttype = "", None
-    for num, wire, v in _fields(buf, *span):
-        if num == 1 and wire == 2:
-            name = _str(buf, v)
-        elif num == 2 and wire == 2:
-            for n2, w2, v2 in _fields(buf, *v):
-                if n2 == 1 and w2 == 2:
-                    ttype = v2
-    if ttype is None:
-        return Tensor(name, None, None)
-    dtype, shape, dims = None, None, []
-    for num, wire, v in _fields(buf, *ttype):
-        if num == 1 and wire == 0:
-            dtype = _ONNX_TYPES.get(v, f"onnx_type_{v}")
-        elif num == 2 and wire == 2:
-            shape = []
-            for n2, w2, dim in _fields(buf, *v):
-                if n2 != 1 or w2 != 2:
-                    continue
-                value, param = -1, ""
-                for n3, w3, v3 in _fields(buf, *dim):
-                    if n3 == 1 and w3 == 0:
-                        value = _signed(v3)
-                    elif n3 == 2 and w3 == 2:
-                        param = _str(buf, v3)
-                shape.append(value)
-                dims.append(param or ("" if value >= 0 else "?"))
-    return Tensor(name, dtype, None if shape is None else tuple(shape), tuple(dims))
-
-
-def _onnx_node(buf: memoryview, span: tuple[int, int]) -> tuple[Op, tuple[str, str | None, tuple[int, ...]] | None]:
-    ins, outs, name, op_type, domain, value = [], [], "", "", "", None
-    for num, wire, v in _fields(buf, *span):
-        if wire != 2:
-            continue
-        if num == 1:
-            ins.append(_str(buf, v))
-        elif num == 2:
-            outs.append(_str(buf, v))
-        elif num == 3:
-            name = _str(buf, v)
-        elif num == 4:
-            op_type = _str(buf, v)
-        elif num == 7:
-            domain = _str(buf, v)
-        elif num == 5:
-            attr_name, tensor = "", None
-            for n2, w2, v2 in _fields(buf, *v):
-                if n2 == 1 and w2 == 2:
-                    attr_name = _str(buf, v2)
-                elif n2 == 5 and w2 == 2:
-                    tensor = v2
-            if attr_name == "value" and tensor is not None:
-                value = _onnx_tensor(buf, tensor)
-    custom = domain not in ("", "ai.onnx")
-    op = Op(op_type, name or (outs[0] if outs else op_type), tuple(i for i in ins if i), tuple(outs), custom, domain)
-    return op, value if op_type == "Constant" and not custom else None
-
-
-def _read_onnx(path: Path) -> Graph:
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        buf = memoryview(mm)
-        try:
-            return _parse_onnx(buf, path)
-        except (_Bad, IndexError, UnicodeDecodeError) as exc:
-            raise ModelFileError(f"{path} is corrupted: {exc}") from None
-        finally:
-            buf.release()
-
-
-def _parse_onnx(buf: memoryview, path: Path) -> Graph:
-    graph = None
-    for num, wire, v in _fields(buf):
-        if num == 7 and wire == 2:
-            graph = v
-    if graph is None:
-        raise ModelFileError(f"{path} is not an ONNX model: it has no graph")
-    ops: list[Op] = []
-    tensors: dict[str, Tensor] = {}
-    inputs, outputs, infos = [], [], []
-    for num, wire, v in _fields(buf, *graph):
-        if wire != 2:
-            continue
-        if num == 1:
-            op, const = _onnx_node(buf, v)
-            ops.append(op)
-            if const is not None and op.outputs:
-                dtype, dims = const[1], const[2]
-                tensors[op.outputs[0]] = Tensor(op.outputs[0], dtype, dims, constant=True, nbytes=_nbytes(dtype, dims))
-        elif num == 5:
-            name, dtype, dims = _onnx_tensor(buf, v)
-            tensors[name] = Tensor(name, dtype, dims, constant=True, nbytes=_nbytes(dtype, dims))
-        elif num in (11, 12, 13):
-            info = _onnx_value_info(buf, v)
-            (inputs if num == 11 else outputs if num == 12 else infos).append(info)
-    for info in infos + inputs + outputs:
-        if info is not None and info.name not in tensors:
-            tensors[info.name] = info
-    # Old exporters list initializers among the graph inputs too; those are weights, not inputs.
-    ins = tuple(t.name for t in inputs if t is not None and not tensors[t.name].constant)
-    for op in ops:
-        for n in op.inputs + op.outputs:
-            tensors.setdefault(n, Tensor(n, None, None))
-    return Graph("onnx", path, tuple(ops), tensors, ins, tuple(t.name for t in outputs if t is not None))
-
-
-def _nbytes(dtype: str | None, dims: tuple[int, ...]) -> int:
-    return int(math.ceil(math.prod(max(d, 0) for d in dims) * _SIZES.get(dtype or "", 0)))
-
-
-# OpenVINO IR
-
-_OV_TYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i8": "int8", "u8": "uint8",
-             "i16": "int16", "u16": "uint16", "i32": "int32", "u32": "uint32", "i64": "int64", "u64": "uint64",
-             "boolean": "bool", "bool": "bool", "u1": "u1", "i4": "int4", "u4": "uint4", "f8e4m3": "float8_e4m3fn",
-             "f8e5m2": "float8_e5m2", "string": "string"}
-
-
-def _ov_type(text: str | None) -> str | None:
-    if not text:
-        return None
-    t = text.lower()
-    t = {"fp32": "f32", "fp16": "f16", "fp64": "f64"}.get(t, t)
-    return _OV_TYPES.get(t, t)
-
-
-def _ov_dim(text: str) -> tuple[int, str]:
-    text = (text or "").strip()
-    try:
-        value = int(text)
-        return (value, "" if value >= 0 else "?")
-    except ValueError:
-        return -1, text or "?"
-
-
-def _read_openvino(path: Path) -> Graph:
-    import xml.etree.ElementTree as ET
-
-    try:
-        root = ET.parse(path).getroot()
-    except (ET.ParseError, OSError) as exc:
-        raise ModelFileError(f"{path} is not a readable OpenVINO IR: {str(exc).splitlines()[0]}") from None
-    layers = root.find("layers")
-    if root.tag != "net" or layers is None:
-        raise ModelFileError(f"{path} is not an OpenVINO IR: no <net><layers>")
-    tensors: dict[str, Tensor] = {}
-    port_name: dict[tuple[str, str], str] = {}
-    records = []
-    for layer in layers.findall("layer"):
-        lid, ltype, lname = layer.get("id", ""), layer.get("type", ""), layer.get("name", "")
-        data = layer.find("data")
-        outs = []
-        out_el = layer.find("output")
-        for port in (out_el.findall("port") if out_el is not None else []):
-            pid = port.get("id", "")
-            names = [n.strip() for n in (port.get("names") or "").split(",") if n.strip()]
-            tname = names[0] if names else lname
-            if tname in tensors:  # an unnamed port whose layer name is another tensor's name
-                tname = f"{lname}:{pid}" if f"{lname}:{pid}" not in tensors else f"{lname}#{lid}:{pid}"
-            dims = [_ov_dim(d.text or "") for d in port.findall("dim")]
-            dtype = _ov_type(port.get("precision") or (data.get("element_type") if data is not None else None))
-            const = ltype == "Const"
-            nbytes = int(data.get("size", 0)) if const and data is not None else 0
-            tensors[tname] = Tensor(tname, dtype, tuple(d for d, _ in dims), tuple(n for _, n in dims),
-                                    constant=const, nbytes=nbytes)
-            port_name[(lid, pid)] = tname
-            outs.append(tname)
-        in_el = layer.find("input")
-        in_ports = [p.get("id", "") for p in (in_el.findall("port") if in_el is not None else [])]
-        records.append((lid, ltype, lname, in_ports, outs))
-    feeds: dict[tuple[str, str], str] = {}
-    deps: dict[str, set[str]] = {r[0]: set() for r in records}
-    edges = root.find("edges")
-    for e in (edges.findall("edge") if edges is not None else []):
-        src = (e.get("from-layer", ""), e.get("from-port", ""))
-        dst = (e.get("to-layer", ""), e.get("to-port", ""))
-        if src in port_name:
-            feeds[dst] = port_name[src]
-        if dst[0] in deps:
-            deps[dst[0]].add(src[0])
-    by_id = {r[0]: r for r in records}
-    ops, inputs, outputs = [], [], []
-    for lid in _topological([r[0] for r in records], deps):
-        _, ltype, lname, in_ports, outs = by_id[lid]
-        ins = tuple(feeds[(lid, p)] for p in in_ports if (lid, p) in feeds)
-        ops.append(Op(ltype, lname, ins, tuple(outs)))
-        if ltype == "Parameter":
-            inputs += outs
-        elif ltype == "Result":
-            outputs += ins
-    return Graph("openvino", path, tuple(ops), tensors, tuple(inputs), tuple(outputs))
-
-
-def _topological(order: list[str], deps: dict[str, set[str]]) -> list[str]:
-    """Layers in an order where each comes after what feeds it, keeping the file's order where it can."""
-    import heapq
-
-    rank = {lid: i for i, lid in enumerate(order)}
-    users: dict[str, list[str]] = {lid: [] for lid in order}
-    waiting = {lid: len({d for d in deps[lid] if d in rank}) for lid in order}
-    for lid in order:
-        for d in deps[lid]:
-            if d in users:
-                users[d].append(lid)
-    ready = [rank[lid] for lid in order if waiting[lid] == 0]
-    heapq.heapify(ready)
-    out = []
-    while ready:
-        lid = order[heapq.heappop(ready)]
-        out.append(lid)
-        for u in users[lid]:
-            waiting[u] -= 1
-            if waiting[u] == 0:
-                heapq.heappush(ready, rank[u])
-    if len(out) != len(order):
-        raise ModelFileError("the OpenVINO IR has a cycle among its layers")
-    return out
+__all__ = ["CompatReport", "Finding", "Graph", "Op", "Tensor", "check_artifact", "read_graph"]
 
 
 # -- checking ---------------------------------------------------------------------------------------------
@@ -520,15 +84,11 @@ _STRUCTURAL = {"Parameter", "Result", "Const", "Constant"}
 
 
 def _cpu_path(profile: DeviceProfile, fmt: str) -> bool:
-    """Can the profile's runtimes run ``fmt`` on the CPU (where an accelerator's leftovers go)?"""
+    """Can one of the profile's runtimes for ``fmt`` run it on the CPU (where an accelerator's leftovers go)?"""
+    from edgecv.backends import BACKENDS
+
     rt = profile.runtimes
-    if fmt == "tflite":
-        return "litert" in rt  # LiteRT's built-in kernels always run what a delegate leaves
-    ov = "openvino" in rt and (not rt["openvino"].devices or "CPU" in rt["openvino"].devices)
-    if fmt == "onnx":
-        ort = "onnxruntime" in rt and (not rt["onnxruntime"].providers or "CPUExecutionProvider" in rt["onnxruntime"].providers)
-        return ort or ov
-    return ov
+    return any(BACKENDS[b].runs_on_cpu(rt[b]) for b in FORMATS[fmt].backends if b in rt)
 
 
 def _mb(n: float) -> str:
@@ -546,8 +106,6 @@ def check_artifact(path: str | Path, profile: DeviceProfile) -> CompatReport:
         >>> r.ok, [f.message for f in r.fallbacks]                                  # doctest: +SKIP
         (True, [])
     """
-    from edgecv.formats import FORMATS, check_model_file
-
     path = Path(path)
     fmt = check_model_file(path)
     size = sum(p.stat().st_size for p in fmt.files(path) if p.is_file())
@@ -562,7 +120,7 @@ def check_artifact(path: str | Path, profile: DeviceProfile) -> CompatReport:
                                           f"only ({', '.join(FORMATS[f].suffix for f in profile.formats)})"))
         return CompatReport(path, profile.name, fmt.name, "unknown", size, 0, tuple(blockers), (),
                             profile.accelerator.name if profile.accelerator else None)
-    graph = read_graph(path)
+    graph = fmt.read_graph(path)
     acc = profile.accelerator
     acc_ops = _check_accelerator(graph, profile, blockers, fallbacks) if acc and fmt.name in acc.formats else None
     if acc and fmt.name not in acc.formats:

@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from edgecv.errors import ConfigError
-from edgecv.formats import FORMATS
+from edgecv.formats import FORMATS, PRECISIONS
 from edgecv.yamlfile import names_in
 
-PRECISIONS = ("fp32", "fp16", "int8", "int16x8", "dynamic")
 # Tensor dtypes an accelerator may list (numpy-style names, as edgecv.compat reports them).
 DTYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "bool")
 
@@ -290,7 +289,7 @@ def load_profile(name_or_path: str | Path, folder: Path | None = None) -> Device
     :class:`~edgecv.errors.ConfigError` naming the file (and the line, for fields)."""
     import yaml
 
-    from edgecv.detection._config import from_mapping
+    from edgecv.config import from_mapping
 
     folder = folder or _profile_dir()
     path = Path(name_or_path)

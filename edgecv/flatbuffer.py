@@ -13,7 +13,7 @@ left to the runtime, and dynamic dims are -1 in ``shape_signature`` only (LiteRT
 
 :func:`read_tflite` walks the same tables after that check and returns each subgraph's operators (builtin
 names, custom ops by their custom_code) and tensors (dtype, shape, shape_signature), for
-:mod:`edgecv.compat`.
+:mod:`edgecv.formats.tflite`.
 
 Example:
     >>> verify_tflite("model.tflite")   # doctest: +SKIP
@@ -348,7 +348,7 @@ def verify_tflite(path: str | Path) -> None:
             raise ModelFileError(f"{path} is corrupted: {exc}") from None
 
 
-# -- reading the graph (for edgecv.compat) ----------------------------------------------------------------
+# -- reading the graph (for edgecv.formats.tflite) --------------------------------------------------------
 
 # BuiltinOperator names, indexed by code, as the TFLite schema spells them.
 BUILTIN_OPS: tuple[str, ...] = tuple(

@@ -9,11 +9,12 @@ from __future__ import annotations
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
 from edgecv.deps import is_installed
+from edgecv.formats import FORMATS
 from edgecv.tensors import TensorInfo
 
 
@@ -33,16 +34,35 @@ class Session(ABC):
         """Get ready for inputs of these shapes (runtimes that must resize do it here)."""
 
 
+class RuntimeSettings(Protocol):
+    """How a device profile runs a runtime (:class:`edgecv.devices.Runtime`): LiteRT delegates, ONNX Runtime
+    execution providers, OpenVINO devices (each empty when the profile does not say)."""
+
+    delegates: tuple[str, ...]
+    providers: tuple[str, ...]
+    devices: tuple[str, ...]
+
+
 class Backend(ABC):
-    """A runtime that opens artifacts of some formats."""
+    """A runtime that opens artifacts of some formats (those whose ``backends`` in
+    :data:`edgecv.formats.FORMATS` name it)."""
 
     name: ClassVar[str]
     extra: ClassVar[str]  # pip extra that installs it
     modules: ClassVar[tuple[str, ...]]  # import names, any of which makes the backend available
-    formats: ClassVar[tuple[str, ...]]
+
+    @property
+    def formats(self) -> tuple[str, ...]:
+        """The formats it runs, read from the formats table."""
+        return tuple(f.name for f in FORMATS.values() if self.name in f.backends)
 
     def available(self) -> bool:
         return any(is_installed(m) for m in self.modules)
+
+    @abstractmethod
+    def runs_on_cpu(self, settings: RuntimeSettings) -> bool:
+        """Whether a device running it with ``settings`` runs models on the CPU (where an accelerator's
+        leftovers go)."""
 
     @abstractmethod
     def import_runtime(self) -> Any:

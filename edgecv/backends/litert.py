@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.backends.base import Backend, Session, default_threads
+from edgecv.backends.base import Backend, RuntimeSettings, Session, default_threads
 from edgecv.deps import is_installed, version_of
 from edgecv.errors import MissingDependencyError, ModelFileError
 from edgecv.tensors import QuantParams, TensorInfo, normalize_shape
@@ -163,7 +163,9 @@ class LiteRTBackend(Backend):
     name = "litert"
     extra = "litert"
     modules = ("ai_edge_litert", "tflite_runtime", "tensorflow")
-    formats = ("tflite",)
+
+    def runs_on_cpu(self, settings: RuntimeSettings) -> bool:
+        return True  # LiteRT's built-in kernels always run what a delegate leaves
 
     def import_runtime(self):
         return _interpreter_class()

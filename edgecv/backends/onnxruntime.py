@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.backends.base import Backend, Session, default_threads, first_line
+from edgecv.backends.base import Backend, RuntimeSettings, Session, default_threads, first_line
 from edgecv.deps import require, version_of
 from edgecv.errors import ModelFileError
 from edgecv.tensors import TensorInfo, normalize_shape
@@ -48,7 +48,9 @@ class OnnxRuntimeBackend(Backend):
     name = "onnxruntime"
     extra = "onnxruntime"
     modules = ("onnxruntime",)
-    formats = ("onnx",)
+
+    def runs_on_cpu(self, settings: RuntimeSettings) -> bool:
+        return not settings.providers or "CPUExecutionProvider" in settings.providers
 
     def import_runtime(self):
         return require("onnxruntime", extra=self.extra, purpose="run .onnx files")

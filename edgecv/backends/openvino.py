@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgecv.backends.base import Backend, Session, default_threads, first_line
+from edgecv.backends.base import Backend, RuntimeSettings, Session, default_threads, first_line
 from edgecv.deps import require, version_of
 from edgecv.errors import ModelFileError
 from edgecv.tensors import TensorInfo
@@ -38,7 +38,9 @@ class OpenVINOBackend(Backend):
     name = "openvino"
     extra = "openvino"
     modules = ("openvino",)
-    formats = ("openvino", "onnx")
+
+    def runs_on_cpu(self, settings: RuntimeSettings) -> bool:
+        return not settings.devices or "CPU" in settings.devices
 
     def import_runtime(self):
         return require("openvino", extra=self.extra, purpose="run OpenVINO IR files")

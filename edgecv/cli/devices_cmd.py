@@ -53,7 +53,7 @@ def run(args) -> int:
 
 
 def _list(args) -> int:
-    from edgecv.detection._config import to_plain
+    from edgecv.config import to_plain
     from edgecv.devices import load_profiles
 
     profiles = load_profiles()

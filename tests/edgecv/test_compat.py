@@ -14,6 +14,7 @@ import pytest
 from edgecv.compat import Graph, Op, Tensor, _partition_cut, check_artifact, read_graph
 from edgecv.devices import load_profile
 from edgecv.errors import ModelFileError, UnsupportedFormatError
+from edgecv.formats import FORMATS
 from tests.conftest import make_tiny_onnx
 
 DEVICES = Path(__file__).resolve().parents[2] / "devices"
@@ -114,13 +115,15 @@ def test_tiny_and_shared_onnx_match_onnx_parse(tiny_onnx, shared_data):
         assert graph.precision == "fp32"
 
 
-def test_packed_dims_are_read():
+def test_packed_dims_are_read(tmp_path):
     """onnx writes dims unpacked (proto2); other writers may pack them."""
-    from edgecv.compat import _onnx_tensor
-
-    # field 1 packed [2, 300], field 2 data_type 1, field 8 name "t"
+    # An initializer (TensorProto): field 1 packed [2, 300], field 2 data_type 1, field 8 name "t"
     body = b"\x0a\x03\x02\xac\x02" + b"\x10\x01" + b"\x42\x01t"
-    assert _onnx_tensor(memoryview(body), (0, len(body))) == ("t", "float32", (2, 300))
+    graph = b"\x2a" + bytes([len(body)]) + body  # GraphProto field 5: initializer
+    path = tmp_path / "packed.onnx"
+    path.write_bytes(b"\x08\x08" + b"\x3a" + bytes([len(graph)]) + graph)  # ModelProto: ir_version 8, graph
+    t = read_graph(path).tensors["t"]
+    assert (t.dtype, t.shape, t.constant, t.nbytes) == ("float32", (2, 300), True, 2400)
 
 
 # -- TFLite (built with TensorFlow: slow) -----------------------------------------------------------------
@@ -197,7 +200,7 @@ def assert_matches_litert(graph: Graph, path: Path) -> list[str]:
     return [d["op_name"] for d in ops]
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_tflite_graphs_match_litert(tflites):
     for kind, path in tflites.items():
         assert_matches_litert(read_graph(path), path)
@@ -206,7 +209,7 @@ def test_tflite_graphs_match_litert(tflites):
     assert read_graph(tflites["float"]).tensors[read_graph(tflites["float"]).inputs[0]].shape == (-1, 8, 8, 3)
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_float_tflite_is_blocked_on_coral(tflites):
     path = tflites["float"]
     report = check_artifact(path, load_profile("coral-edgetpu"))
@@ -222,7 +225,7 @@ def test_float_tflite_is_blocked_on_coral(tflites):
     assert "[-1,8,8,3]" in dynamic[0].message and "static shapes only" in dynamic[0].message
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_full_integer_tflite_runs_on_coral(tflites):
     report = check_artifact(tflites["int8"], load_profile("coral-edgetpu"))
     assert report.ok and report.precision == "int8"
@@ -230,7 +233,7 @@ def test_full_integer_tflite_runs_on_coral(tflites):
     assert report.accelerator_ops == report.ops == 6
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_an_op_outside_the_list_cuts_the_one_partition(tflites):
     path = tflites["odd"]
     runtime_ops = assert_matches_litert(read_graph(path), path)
@@ -248,7 +251,7 @@ def test_an_op_outside_the_list_cuts_the_one_partition(tflites):
     assert "has rank 5 [1,8,8,2,2], the Edge TPU takes at most 3 dimensions besides batch" in rank[0].message
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_other_devices_on_the_tflites(tflites):
     assert check_artifact(tflites["int8"], load_profile("raspberry-pi-4")).fallbacks == ()
     android = check_artifact(tflites["odd"], load_profile("android-phone"))
@@ -511,7 +514,7 @@ def test_int16_activations_do_not_map_to_the_edge_tpu():
     t = {"x": Tensor("x", "int16", (1, 4), quantized=True), "w": Tensor("w", "int8", (4, 4), constant=True, nbytes=16),
          "y": Tensor("y", "int16", (1, 4), quantized=True), "z": Tensor("z", "int16", (1, 4), quantized=True)}
     g = Graph("tflite", Path("m.tflite"), (Op("FULLY_CONNECTED", "y", ("x", "w"), ("y",)), Op("RELU", "z", ("y",), ("z",))),
-              t, ("x",), ("z",))
+              t, ("x",), ("z",), FORMATS["tflite"].weight_ops)
     assert g.precision == "int16x8"
     blockers, fallbacks = [], []
     assert _check_accelerator(g, load_profile("coral-edgetpu"), blockers, fallbacks) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from edgecv.flatbuffer import BUILTIN_OPS
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICES = REPO / "devices"
+INSTALLED = Path(str(files("edgecv.profiles")))  # DEVICES itself in an editable install; in the wheel on a device
 SHIPPED = {
     "android-phone", "ci-x86-64-avx2", "coral-edgetpu", "intel-cpu", "intel-igpu", "intel-npu", "jetson-orin-nano",
     "raspberry-pi-4", "raspberry-pi-5", "x86-64-avx2", "x86-64-vnni",
@@ -25,7 +27,7 @@ def test_every_shipped_profile_loads_and_is_consistent():
     profiles = load_profiles()
     assert {p.name for p in profiles} == SHIPPED == set(profile_names())
     for p in profiles:
-        assert isinstance(p, DeviceProfile) and p.path == DEVICES / f"{p.name}.yaml"
+        assert isinstance(p, DeviceProfile) and p.path == INSTALLED / f"{p.name}.yaml"
         assert p.description and p.arch in ("x86_64", "aarch64"), p.name
         assert (p.preferred.format, p.preferred.precision) in p.candidates(), p.name
         assert p.preferred.steps, f"{p.name}: the preferred recipe says how to make it"
@@ -142,7 +144,7 @@ preferred: {format: onnx, precision: fp32}
         ("name: x\n", "missing field(s) description, arch, runtimes, formats, precisions, preferred"),
         (MINIMAL.replace("onnxruntime:", "tensorrt:"), "runtimes: unknown tensorrt; valid runtimes: litert, onnxruntime, openvino"),
         (MINIMAL.replace("formats: [onnx]", "formats: [coreml]"), "formats: expected some of tflite, onnx, openvino, got ['coreml']"),
-        (MINIMAL.replace("fp32: {", "fp8: {"), "precisions: expected some of fp32, fp16, int8, int16x8, dynamic, got ['fp8']"),
+        (MINIMAL.replace("fp32: {", "fp8: {"), "precisions: expected some of fp32, fp16, dynamic, int8, int16x8, got ['fp8']"),
         (MINIMAL.replace("format: onnx,", "format: tflite,"), "preferred.format 'tflite' is not one of the profile's formats (onnx)"),
         (MINIMAL.replace("accelerated: true", "accelerated: yes please"), "line 6: precisions.fp32.accelerated: expected true or false"),
         (MINIMAL + "cpu: {cores: 0}\n", "cpu.cores: expected >= 1 or null, got 0"),

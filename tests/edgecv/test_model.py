@@ -212,6 +212,7 @@ def quantized_mnist(shared_data, tmp_path_factory):
     ("dynamic.xml", "dynamic"),  # NNCF int8 weight compression, float activations
     ("int8.xml", "int8"),  # FakeQuantize on activations (before a MaxPool too), int8 weights
 ])
+@pytest.mark.workstation  # its fixture builds the model with NNCF or TensorFlow
 def test_quantized_onnx_and_openvino_precision_is_read_from_the_graph(quantized_mnist, name, expected):
     model = edgecv.load(quantized_mnist / name)
     assert model.manifest is None and model.precision == expected
@@ -314,6 +315,7 @@ def _per_channel_over_input_channels(t):
     (_per_channel_over_input_channels, r"op \d+ \(CONV_2D '[^']*'\) failed to prepare: invalid per-channel quantization: "
                                        r"\(.*scale->size == channels_out\) was not true \(\S+conv\.cc:\d+\)$"),
 ])
+@pytest.mark.workstation  # its fixture builds the model with NNCF or TensorFlow
 def test_an_invalid_per_channel_axis_is_one_readable_line(int8_tflite, tmp_path, change, message):
     bad = _with_quantization(int8_tflite, tmp_path / "bad.tflite", change)
     with pytest.raises(ModelFileError) as info:

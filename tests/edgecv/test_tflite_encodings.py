@@ -379,7 +379,7 @@ def _tf_sparse_models(tmp_path: Path) -> dict[str, tuple[Path, object, np.ndarra
     return out
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_sparse_models_from_the_tflite_converter(tmp_path):
     pytest.importorskip("tensorflow")
     for name, (path, reference, x) in _tf_sparse_models(tmp_path).items():
@@ -460,7 +460,7 @@ def test_damaged_sparse_metadata_never_reaches_litert(corpus, tmp_path):
     assert len(outcomes) == 80 and outcomes.count("refused") >= 20 and outcomes.count("ran") >= 10
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_resource_variables_from_the_tflite_converter(tmp_path):
     """RESOURCE tensors (VAR_HANDLE, ASSIGN_VARIABLE, READ_VARIABLE) hold no constant data and pass."""
     pytest.importorskip("tensorflow")

@@ -1,8 +1,11 @@
-"""What a model computes in, read from its graph alone (no manifest, no runtime): ``fp32``, ``fp16``,
-``dynamic``, ``int8``, ``int16x8`` or ``mixed``.
+"""A model's graph as read from the file alone (ops in execution order, tensors), and what it computes in.
 
-Each op with weights (convolutions, fully-connected and matmul layers) is classified by the activation it
-takes and the weight it stores:
+Each artifact format's reader (:mod:`edgecv.formats`) builds a :class:`Graph`; :mod:`edgecv.compat` checks it
+against a device. :attr:`Graph.precision` reads the precision from the graph alone (no manifest, no runtime):
+``fp32``, ``fp16``, ``dynamic``, ``int8``, ``int16x8`` or ``mixed``.
+
+Each op with weights (convolutions, fully-connected and matmul layers; the format lists them in its
+:class:`WeightOps`) is classified by the activation it takes and the weight it stores:
 
 - the activation: quantized when it is an 8-bit tensor (TFLite int8/uint8), or comes out of a
   ``DequantizeLinear`` (ONNX QDQ) or a ``FakeQuantize`` (OpenVINO); 16-bit quantized activations make
@@ -20,29 +23,126 @@ weighted ops run quantized and others in float (an int8 model with layers kept i
 weighted ops is read from its tensor types.
 
 Example:
-    >>> from edgecv.compat import read_graph
-    >>> graph_precision(read_graph("detect.tflite"))   # doctest: +SKIP
-    'int8'
+    >>> x, w = Tensor("x", "float32", (1, 4)), Tensor("w", "int8", (4, 4), constant=True, nbytes=16)
+    >>> y = Tensor("y", "float32", (1, 4))
+    >>> g = Graph("tflite", Path("m.tflite"), (Op("FULLY_CONNECTED", "y", ("x", "w"), ("y",)),),
+    ...           {"x": x, "w": w, "y": y}, ("x",), ("y",), WeightOps({"FULLY_CONNECTED": (0, 1)}, typed=True))
+    >>> g.precision
+    'dynamic'
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
 
-if TYPE_CHECKING:
-    from edgecv.compat import Graph, Op
+FLOATS = frozenset({"float32", "float16", "bfloat16", "float64"})
+MIXED = "mixed"  # the precision of a graph whose weighted ops run partly quantized, partly in float
 
-PRECISIONS = ("fp32", "fp16", "dynamic", "int8", "int16x8", "mixed")
 
-# Op type -> (activation input, weight input), per format.
-_WEIGHTED: dict[str, dict[str, tuple[int, int]]] = {
-    "tflite": {"CONV_2D": (0, 1), "DEPTHWISE_CONV_2D": (0, 1), "FULLY_CONNECTED": (0, 1), "TRANSPOSE_CONV": (2, 1),
-               "CONV_3D": (0, 1), "CONV_3D_TRANSPOSE": (2, 1), "BATCH_MATMUL": (0, 1)},
-    "onnx": {"Conv": (0, 1), "ConvTranspose": (0, 1), "MatMul": (0, 1), "Gemm": (0, 1), "QLinearConv": (0, 3),
-             "QLinearMatMul": (0, 3), "ConvInteger": (0, 1), "MatMulInteger": (0, 1)},
-    "openvino": {"Convolution": (0, 1), "GroupConvolution": (0, 1), "ConvolutionBackpropData": (0, 1),
-                 "GroupConvolutionBackpropData": (0, 1), "MatMul": (0, 1)},
-}
+@dataclass(frozen=True)
+class Tensor:
+    """A tensor of the graph. ``shape`` has -1 for a dynamic dim (``dims`` keeps ONNX's dim_param names and
+    OpenVINO's ranges); ``dtype`` is a numpy-style name, or None where the file does not say (intermediate ONNX
+    tensors without value_info). ``nbytes``: size of constant data (0 for an activation)."""
+
+    name: str
+    dtype: str | None
+    shape: tuple[int, ...] | None
+    dims: tuple[str, ...] = ()
+    constant: bool = False
+    nbytes: int = 0
+    quantized: bool = False
+
+    @property
+    def dynamic(self) -> bool:
+        """True when the rank or a dimension is unknown until run time."""
+        return self.shape is None or any(d < 0 for d in self.shape)
+
+    @property
+    def rank(self) -> int | None:
+        return None if self.shape is None else len(self.shape)
+
+    def shape_text(self) -> str:
+        if self.shape is None:
+            return "[?]"
+        return "[" + ",".join(n if d < 0 and n else str(d) for d, n in zip(self.shape, self.dims or [""] * len(self.shape))) + "]"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "shape": None if self.shape is None else list(self.shape),
+                "dims": list(self.dims), "dynamic": self.dynamic, "constant": self.constant, "nbytes": self.nbytes}
+
+
+@dataclass(frozen=True)
+class Op:
+    """One op: its type as the format spells it (TFLite builtin name or custom_code, ONNX op_type, OpenVINO
+    layer type), a name (for TFLite, which has no op names: its first output tensor's, up to the first ';'),
+    and input/output tensor names."""
+
+    type: str
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    custom: bool = False
+    domain: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "name": self.name, "inputs": list(self.inputs), "outputs": list(self.outputs),
+                "custom": self.custom, "domain": self.domain}
+
+
+@dataclass(frozen=True)
+class WeightOps:
+    """What the precision reader needs from a format: its ops with weights, as op type -> (activation input,
+    weight input), and whether its tensor types tell a quantized activation (``typed``: TFLite stores one as
+    an integer tensor; ONNX QDQ and OpenVINO IR keep float tensors and mark quantization with ops).
+
+    Example:
+        >>> WeightOps({"Conv": (0, 1)}).slots["Conv"]
+        (0, 1)
+    """
+
+    slots: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    typed: bool = False
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A model's main graph as its format's reader reads it (:func:`edgecv.formats.read_graph`).
+    ``weight_ops``: the format's table of weighted ops, which :attr:`precision` reads by."""
+
+    format: str
+    path: Path
+    ops: tuple[Op, ...]
+    tensors: dict[str, Tensor]
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    weight_ops: WeightOps = field(default=WeightOps(), compare=False, repr=False)
+
+    @property
+    def param_bytes(self) -> int:
+        """Bytes of constant data (weights, biases, other constants)."""
+        return sum(t.nbytes for t in self.tensors.values() if t.constant)
+
+    @property
+    def precision(self) -> str:
+        """What the model computes in: fp32, fp16, dynamic, int8, int16x8 or mixed (see the module docstring)."""
+        return _graph_precision(self)
+
+    def op_types(self) -> Counter[str]:
+        return Counter(op.type for op in self.ops)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "path": str(self.path), "precision": self.precision,
+                "inputs": list(self.inputs), "outputs": list(self.outputs),
+                "ops": [op.to_dict() for op in self.ops],
+                "tensors": [t.to_dict() for t in self.tensors.values()]}
+
+
+# -- precision ----------------------------------------------------------------------------------------------
+
 # Ops between a stored weight and the op using it: dequantization, decompression, layout.
 _CARRY = {"DEQUANTIZE", "DequantizeLinear", "QuantizeLinear", "Convert", "Subtract", "Multiply", "Reshape", "Transpose",
           "Cast", "Unsqueeze", "Squeeze", "Identity", "FakeQuantize", "RESHAPE", "TRANSPOSE"}
@@ -53,13 +153,11 @@ _INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
 # Ops whose output is as quantized as their input (OpenVINO and ONNX QDQ graphs put the quantizer before them).
 _KEEPS_QUANTIZED = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Pad", "StridedSlice",
                     "Concat", "Split", "VariadicSplit", "Identity"}
-_FLOAT_TYPES = {"float32", "float16", "bfloat16", "float64"}
 
 
-def graph_precision(graph: Graph) -> str:
-    """One of :data:`PRECISIONS` for ``graph`` (see the module docstring)."""
+def _graph_precision(graph: Graph) -> str:
     producer = {name: op for op in graph.ops for name in op.outputs}
-    weighted = _WEIGHTED.get(graph.format, {})
+    weighted = graph.weight_ops.slots
     kinds = set()
     for op in graph.ops:
         slots = weighted.get(op.type)
@@ -73,7 +171,7 @@ def graph_precision(graph: Graph) -> str:
         return _from_tensors(graph)
     integer = kinds & {"int8", "int16x8"}
     if integer and (len(integer) > 1 or kinds - integer):
-        return "mixed"
+        return MIXED
     if integer:
         return integer.pop()
     return next(k for k in ("dynamic", "fp16", "fp32") if k in kinds)
@@ -134,7 +232,9 @@ def _quantized_bits(graph: Graph, producer: dict[str, Op], act: str, depth: int 
     if source.type == "DequantizeLinear":
         stored = [graph.tensors.get(i) for i in source.inputs[:1] + source.inputs[2:3]]
         return 16 if any(t is not None and t.dtype in ("int16", "uint16") for t in stored) else 8
-    if source.type in _KEEPS_QUANTIZED and depth < 8 and (dtype is None or dtype not in _FLOAT_TYPES or graph.format != "tflite"):
+    # Where tensor types tell (TFLite), a float tensor is a float activation; elsewhere look past it.
+    typed_float = graph.weight_ops.typed and dtype in FLOATS
+    if source.type in _KEEPS_QUANTIZED and depth < 8 and not typed_float:
         return _quantized_bits(graph, producer, source.inputs[0], depth + 1)
     return 0
 
