@@ -15,16 +15,14 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
+from edgecv.child import call, serve
+from edgecv.converters.tf_env import child_env
 from edgecv.errors import ConversionError
 
 _FILES = {"fp32": "model_float32.tflite", "fp16": "model_float16.tflite"}
-_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
 
 
 def onnx_to_tflite(onnx_path: Path, work: Path, *, precision: str) -> Path:
@@ -33,22 +31,13 @@ def onnx_to_tflite(onnx_path: Path, work: Path, *, precision: str) -> Path:
     target = out_dir / _FILES[precision]
     if not target.is_file():
         work.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
-        # The child runs in the work folder, so whatever onnx2tf writes relative to its working directory
-        # stays there; this package is put on its path, as the working directory no longer provides it.
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (env.get("PYTHONPATH", ""), str(_PACKAGE_ROOT)) if p)
+        # The child runs in the work folder, so whatever onnx2tf writes relative to its working directory stays there.
         paths = {"onnx": str(Path(onnx_path).resolve()), "work": str(work.resolve())}
-        proc = subprocess.run(
-            [sys.executable, "-m", "edgecv.converters.onnx_to_tflite", json.dumps(paths)],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=work,
-        )
-        if proc.returncode != 0 or not target.is_file():
-            lines = [ln.strip() for ln in proc.stderr.splitlines() if ln.startswith("edgecv-error:")]
-            why = lines[-1].removeprefix("edgecv-error:").strip() if lines else f"onnx2tf exited with code {proc.returncode}"
-            raise ConversionError(f"onnx2tf could not convert {onnx_path.name}: {why}")
+        failure = f"onnx2tf could not convert {onnx_path.name}"
+        call("edgecv.converters.onnx_to_tflite", paths, failure=failure, error=ConversionError,
+             env=child_env(level="3"), cwd=work)
+        if not target.is_file():
+            raise ConversionError(f"{failure}: it wrote no {target.name}")
     return target
 
 
@@ -87,7 +76,9 @@ def _plain_input_names(model) -> None:
                 node.input[i] = renames[name]
 
 
-def _child(onnx_path: Path, work: Path) -> None:
+def convert_in_child(request: dict[str, str]) -> None:
+    """The child process's work: ``request["onnx"]`` to TFLite files in ``request["work"]``/tf with onnx2tf."""
+    onnx_path, work = Path(request["onnx"]), Path(request["work"])
     import numpy as np
 
     from edgecv.deps import require
@@ -122,11 +113,5 @@ def _child(onnx_path: Path, work: Path) -> None:
     )
 
 
-if __name__ == "__main__":
-    args = json.loads(sys.argv[1])
-    try:
-        _child(Path(args["onnx"]), Path(args["work"]))
-    except BaseException as exc:  # noqa: BLE001 - onnx2tf may sys.exit; report one line to the parent
-        msg = str(exc).strip().splitlines()
-        print(f"edgecv-error: {type(exc).__name__}: {msg[0][:300] if msg else ''}", file=sys.stderr)
-        sys.exit(1)
+if __name__ == "__main__":  # the child process (edgecv.child); onnx2tf may sys.exit, reported as a failure
+    serve(convert_in_child)

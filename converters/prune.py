@@ -20,9 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -32,8 +29,9 @@ import numpy as np
 
 from edgecv.converters.channel_prune import CRITERIA, prune_channels
 from edgecv.converters.flops import count_macs, graph_of
-from edgecv.converters.tf_env import import_tensorflow
+from edgecv.converters.tf_env import child_env, import_tensorflow
 from edgecv.converters.train_data import TrainingData, open_training_data
+from edgecv.child import call
 from edgecv.errors import ConfigError, ConversionError, InputError
 from edgecv.manifest import Preprocess
 
@@ -287,8 +285,7 @@ def _prune_in_child(model, data: TrainingData, job: _Job, mode: str):
                     "from_logits": job.from_logits, "end_fraction": job.options.end_fraction}
         (work / "job.json").write_text(json.dumps(settings))
         np.savez(work / "data.npz", x=x.astype(np.float32), y=y.astype(np.int64), x_check=x_check.astype(np.float32))
-        _run_worker(work, job.options.timeout, mode)
-        history = json.loads((work / "result.json").read_text())
+        history = _run_worker(work, job.options.timeout, mode)
         with np.load(work / "result.npz") as f:
             weights = {k: f[k] for k in f.files}
         expected = np.load(work / "check.npy")
@@ -313,21 +310,12 @@ def _prune_in_child(model, data: TrainingData, job: _Job, mode: str):
     return new_model, measured, history["history"]
 
 
-def _run_worker(work: Path, timeout: float, mode: str) -> None:
-    repo = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "TF_USE_LEGACY_KERAS": "1", "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2"),
-           "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+def _run_worker(work: Path, timeout: float, mode: str) -> dict[str, Any]:
+    """Run :mod:`edgecv.converters.prune_worker` on job folder ``work``; its history and pruned layer names."""
     log.info("%s pruning runs in a worker process (tfmot needs tf_keras)", mode)
-    try:
-        proc = subprocess.run([sys.executable, "-m", "edgecv.converters.prune_worker", str(work)], env=env,
-                              capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ConversionError(f"{mode} pruning: the worker process took longer than {timeout:.0f} s") from None
-    error = work / "error.txt"
-    if proc.returncode != 0 or error.exists():
-        reason = error.read_text().strip() if error.exists() else (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        log.debug("prune worker stderr:\n%s", proc.stderr)
-        raise ConversionError(f"{mode} pruning failed in its worker process: {reason}")
+    env = {**child_env(), "TF_USE_LEGACY_KERAS": "1"}
+    return call("edgecv.converters.prune_worker", {"job": str(work)}, failure=f"{mode} pruning failed in its worker process",
+         error=ConversionError, timeout=timeout, env=env)
 
 
 def satisfies_m_by_n(kernel: np.ndarray, m: int = 2, n: int = 4) -> bool:

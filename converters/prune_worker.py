@@ -2,13 +2,15 @@
 process to legacy Keras, so magnitude and 2:4 pruning run here, never in the caller's process.
 
 The parent (:mod:`edgecv.converters.prune`) saves its Keras 3 model with :mod:`edgecv.converters.tfkeras_rebuild` and
-the data as ``.npz`` in a job folder and runs ``python -m edgecv.converters.prune_worker JOB``. The child rebuilds
+the data as ``.npz`` in a job folder and runs this module with :func:`edgecv.child.call`. The child rebuilds
 the model in tf_keras (the weight copy checked exact), wraps every Conv2D and Dense in
 ``prune_low_magnitude``, fine-tunes, strips the wrappers and writes the weights back, with its
-predictions on a few inputs so the parent can check its own copy.
+predictions on a few inputs so the parent can check its own copy; the fine-tuning history and the pruned
+layers' names are its result.
 
 Example:
-    >>> run_job(Path("job"))        # doctest: +SKIP   (child side, TF_USE_LEGACY_KERAS=1)
+    >>> run_job(Path("job"))["pruned"]        # doctest: +SKIP   (child side, TF_USE_LEGACY_KERAS=1)
+    ['conv1', 'conv2', 'dense']
 """
 
 from __future__ import annotations
@@ -16,11 +18,11 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
-import traceback
 from pathlib import Path
 
 import numpy as np
+
+from edgecv.child import serve
 
 
 log = logging.getLogger(__name__)
@@ -45,7 +47,8 @@ def schedule(mode: str, sparsity: float, total_steps: int, end_fraction: float):
 
 
 def run_job(job_dir: Path) -> dict:
-    """Rebuild, prune, fine-tune and write ``result.npz``/``result.json`` in ``job_dir``."""
+    """Rebuild, prune, fine-tune and write ``result.npz`` and ``check.npy`` in ``job_dir``; returns the
+    history and the pruned layers' names."""
     import tensorflow as tf
     import tf_keras
     import tensorflow_model_optimization as tfmot
@@ -88,23 +91,9 @@ def run_job(job_dir: Path) -> dict:
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
         "pruned": [layer.name for layer in final.layers if type(layer).__name__ in PRUNED],
     }
-    (job_dir / "result.json").write_text(json.dumps(result))
     return result
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    job_dir = Path(argv[0])
+if __name__ == "__main__":  # the worker process (edgecv.child)
     os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    try:
-        run_job(job_dir)
-    except Exception as exc:  # report one line to the parent, the traceback on stderr
-        traceback.print_exc()
-        line = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        (job_dir / "error.txt").write_text(f"{type(exc).__name__}: {line}")
-        return 1
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    serve(lambda request: run_job(Path(request["job"])))

@@ -21,10 +21,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -34,8 +31,9 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgecv.converters import qat_worker
+from edgecv.converters.targets import TARGETS, QatModel
 from edgecv.converters.train_data import TrainingData, open_training_data
-from edgecv import errors
+from edgecv import child
 from edgecv.errors import ConfigError, ConversionError, InputError
 from edgecv.manifest import Preprocess
 
@@ -46,7 +44,7 @@ log = logging.getLogger(__name__)
 _QAT_ACTIVATIONS = {"linear", "relu", "silu", "swish", "gelu", "softmax", "sigmoid", "tanh"}
 _QAT_ACTIVATION_LAYER = _QAT_ACTIVATIONS | {"relu6"}
 _PTQ_HINT = "use post-training quantization instead: edgecv export MODEL --quant int8 (layers that lose accuracy stay in float)"
-SUFFIXES = {"tflite": ".tflite", "onnx": ".onnx", "openvino": ".xml"}
+QAT_FORMATS = tuple(name for name, target in TARGETS.items() if target.writes_qat)  # each written by its ExportTarget.write_qat
 
 
 @dataclass(frozen=True)
@@ -64,8 +62,8 @@ class QatOptions:
     # Batches that set each activation range before fine-tuning (0: tfmot's own [-6, 6] start, which a
     # short fine-tune barely moves; see edgecv.converters.qat_worker._calibrate_ranges).
     range_batches: int = 16
-    # ONNX weights: uint8 with zero point 128 runs exactly in ONNX Runtime on x86 CPUs without VNNI; int8
-    # weights there go through u8 x s8 kernels whose 16-bit sums saturate (see _quantize_onnx_weights).
+    # ONNX weights: uint8 with zero point 128 runs exactly in ONNX Runtime on x86 CPUs without VNNI; int8 weights
+    # there go through u8 x s8 kernels whose 16-bit sums saturate (see targets.onnx.quantize_qat_weights).
     onnx_weight_type: str = "uint8"  # uint8 | int8
 
     def __post_init__(self) -> None:
@@ -73,8 +71,8 @@ class QatOptions:
             raise ConfigError(f"lr: expected a positive learning rate, got {self.lr}")
         if not 0.0 < self.validation < 1.0:
             raise ConfigError(f"validation: expected a share in (0, 1), got {self.validation}")
-        if self.io_type not in qat_worker._IO_DTYPES:
-            raise ConfigError(f"io_type: expected one of {', '.join(qat_worker._IO_DTYPES)}, got {self.io_type!r}")
+        if self.io_type not in qat_worker.IO_DTYPES:
+            raise ConfigError(f"io_type: expected one of {', '.join(qat_worker.IO_DTYPES)}, got {self.io_type!r}")
         if self.onnx_weight_type not in ("uint8", "int8"):
             raise ConfigError(f"onnx_weight_type: expected uint8 or int8, got {self.onnx_weight_type!r}")
         if self.range_batches < 0:
@@ -245,7 +243,7 @@ def _fresh_dir(path: Path) -> Path:
     from edgecv.fileio import ensure_writable_dir
 
     ensure_writable_dir(path)
-    leftovers = [p for p in (qat_worker.SAVED_MODEL, qat_worker.TFLITE, qat_worker.METRICS, qat_worker.ERROR, "train_ds")
+    leftovers = [p for p in (qat_worker.SAVED_MODEL, qat_worker.TFLITE, qat_worker.METRICS, "train_ds")
                  if (path / p).exists()]
     for name in leftovers:  # a previous run's results must not pass for this one's
         shutil.rmtree(path / name) if (path / name).is_dir() else (path / name).unlink()
@@ -254,28 +252,13 @@ def _fresh_dir(path: Path) -> Path:
 
 def _run_worker(job: Path, timeout_s: float) -> dict[str, Any]:
     """Run :mod:`edgecv.converters.qat_worker` on ``job`` in a fresh interpreter; its metrics, or its error raised here."""
-    env = dict(os.environ, TF_USE_LEGACY_KERAS="1")
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    root = str(Path(__file__).resolve().parents[1])  # the child imports this same checkout of edgecv
-    env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
-    cmd = [sys.executable, "-m", "edgecv.converters.qat_worker", str(job)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise ConversionError(f"QAT did not finish within {timeout_s:g} s (QatOptions.timeout_s)") from None
-    if proc.stderr.strip():
-        log.debug("qat worker:\n%s", proc.stderr.strip()[-5000:])
-    error = job / qat_worker.ERROR
-    if error.is_file():
-        info = json.loads(error.read_text())
-        cls = getattr(errors, info.get("type", ""), None)
-        cls = cls if isinstance(cls, type) and issubclass(cls, errors.EdgeCVError) else ConversionError
-        raise cls(info.get("message", "QAT failed"))
-    metrics = job / qat_worker.METRICS
-    if proc.returncode != 0 or not metrics.is_file():
-        tail = [ln for ln in proc.stderr.splitlines() if ln.strip()][-1:] or [f"exit code {proc.returncode}"]
-        raise ConversionError(f"the QAT child process failed: {tail[0].strip()[:300]}")
-    return json.loads(metrics.read_text())
+    from edgecv.converters.tf_env import child_env
+
+    env = {**child_env(), "TF_USE_LEGACY_KERAS": "1"}
+    outcome = child.run("edgecv.converters.qat_worker", {"job": str(job)}, timeout=timeout_s, env=env)
+    if outcome.timed_out:
+        raise ConversionError(f"QAT did not finish within {timeout_s:g} s (QatOptions.timeout_s)")
+    return outcome.value(failure="QAT failed", error=ConversionError)
 
 
 # --- artifacts --------------------------------------------------------------------------------------------
@@ -286,7 +269,7 @@ def qat_artifacts(
     *,
     out: str | Path,
     name: str,
-    to: Sequence[str] | str = ("tflite", "onnx", "openvino"),
+    to: Sequence[str] | str = QAT_FORMATS,
     labels: list[str] | None = None,
 ) -> QatArtifacts:
     """Write the QAT model of ``result`` into ``out`` as ``{name}.qat-int8.tflite`` / ``.onnx`` (QDQ) /
@@ -294,125 +277,33 @@ def qat_artifacts(
 
     An artifact whose graph lost its quantization (no QDQ pairs, no FakeQuantize) is a ConversionError.
     """
-    from edgecv.converters.export import _place
+    from edgecv.converters.place import place_artifact
     from edgecv.fileio import ensure_writable_dir
     from edgecv.model import load
 
     to = [t.strip().lower() for t in (to.split(",") if isinstance(to, str) else to) if t.strip()]
-    unknown = [t for t in to if t not in SUFFIXES]
+    unknown = [t for t in to if t not in QAT_FORMATS]
     if unknown or not to:
         what = f"unknown QAT artifact format(s) {', '.join(unknown)}" if unknown else "no QAT artifact format given"
-        raise ConfigError(f"{what}; choose from: {', '.join(SUFFIXES)}")
+        raise ConfigError(f"{what}; choose from: {', '.join(QAT_FORMATS)}")
     out = ensure_writable_dir(out)
     with np.load(result.validation) as npz:
         x_val, y_val = npz["x_val"], npz["y_val"]
+    qat_model = QatModel(result.saved_model, result.tflite_int8, result.settings.get("onnx_weight_type", "uint8"))
     paths: dict[str, Path] = {}
     top1: dict[str, float | None] = {}
     staging = Path(tempfile.mkdtemp(prefix=".edgecv-qat-", dir=out))
     try:
         for fmt in to:
-            tmp = staging / f"{name}.qat-int8{SUFFIXES[fmt]}"
-            {"tflite": _write_tflite, "onnx": _write_onnx, "openvino": _write_openvino}[fmt](result, tmp, staging)
+            tmp = staging / f"{name}.qat-int8{TARGETS[fmt].suffix}"
+            TARGETS[fmt].write_qat(qat_model, tmp, staging)
             model = load(tmp, float_io=True)
             top1[fmt] = _top1(model, x_val, y_val)
-            paths[fmt] = _place(tmp, out, _manifest(result, fmt, tmp, model, top1[fmt], len(y_val), labels))
+            paths[fmt] = place_artifact(tmp, out, _manifest(result, fmt, tmp, model, top1[fmt], len(y_val), labels))
             log.info("QAT %s artifact %s: top-1 %s", fmt, paths[fmt].name, top1[fmt])
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return QatArtifacts(paths, top1)
-
-
-def _write_tflite(result: QatResult, target: Path, work: Path) -> None:
-    shutil.copyfile(result.tflite_int8, target)
-
-
-def _write_onnx(result: QatResult, target: Path, work: Path) -> None:
-    """tf2onnx (command line: it has no SavedModel API) turns each activation FakeQuantWithMinMaxVars
-    into a QuantizeLinear/DequantizeLinear pair; the weights it folds into float constants are then
-    stored quantized (:func:`_quantize_onnx_weights`)."""
-    import onnx
-
-    from edgecv.converters.sources import ONNX_OPSET
-
-    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(result.saved_model), "--output", str(target),
-           "--opset", str(ONNX_OPSET)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-    if proc.returncode != 0 or not target.is_file():
-        tail = [ln for ln in proc.stderr.splitlines() if "rror" in ln][-1:] or [f"exit code {proc.returncode}"]
-        raise ConversionError(f"tf2onnx could not convert the QAT model: {tail[0].strip()[:300]}")
-    model = onnx.load(str(target))
-    if not {"QuantizeLinear", "DequantizeLinear"} <= {n.op_type for n in model.graph.node}:
-        raise ConversionError("tf2onnx wrote the QAT model without QuantizeLinear/DequantizeLinear nodes")
-    _quantize_onnx_weights(model, result.settings.get("onnx_weight_type", "uint8"))
-    onnx.save(model, str(target))
-
-
-def _quantize_onnx_weights(model, weight_type: str) -> int:
-    """Store each float Conv/MatMul/Gemm weight as 8-bit integers behind a DequantizeLinear, as tfmot
-    quantized them: symmetric, narrow range (+-127), per output channel for convolutions and per tensor
-    for dense layers, so weights already on tfmot's grid come back exactly (a batch norm folded into a
-    convolution is rounded anew, as the TFLite converter does). Returns how many weights it stored.
-
-    tf2onnx folds the weights' fake-quant ops into float constants. Left float, ONNX Runtime (1.31)
-    quantizes them itself, per tensor, and its x86 u8 x s8 kernels on CPUs without VNNI saturate 16-bit
-    sums of full-range int8 weights: on the test model a quarter of the first conv's outputs moved by up
-    to 2.0 and 6% of top-1 decisions changed. ``uint8`` stores the same values plus 128 with zero point
-    128, which ONNX Runtime runs through u8 x u8 kernels without saturation (all decisions kept).
-    """
-    from onnx import helper, numpy_helper
-
-    graph = model.graph
-    inits = {i.name: i for i in graph.initializer}
-    uses: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            uses[name] = uses.get(name, 0) + 1
-    inserts = []
-    for index, node in enumerate(graph.node):
-        weight = node.input[1] if node.op_type in ("Conv", "MatMul", "Gemm") and len(node.input) > 1 else ""
-        w = numpy_helper.to_array(inits[weight]) if weight in inits else None
-        if w is None or w.dtype != np.float32 or w.ndim < 2:
-            continue
-        # Per output channel for a convolution (OIHW); one scale for a dense layer's kernel, as tfmot.
-        axis, reduce = (0, tuple(range(1, w.ndim))) if node.op_type == "Conv" else (None, None)
-        scale = (np.maximum(np.max(np.abs(w), axis=reduce), 1e-12) / 127.0).astype(np.float32)
-        shaped = scale.reshape([-1] + [1] * (w.ndim - 1)) if axis is not None else scale
-        q = np.clip(np.round(w / shaped), -127, 127)
-        if weight_type == "uint8":
-            q, zero = (q + 128).astype(np.uint8), np.full(scale.shape, 128, np.uint8)
-        else:
-            q, zero = q.astype(np.int8), np.zeros(scale.shape, np.int8)
-        base = f"{weight}_q{len(inserts)}"
-        graph.initializer.extend([numpy_helper.from_array(q, base), numpy_helper.from_array(scale, f"{base}_scale"),
-                                  numpy_helper.from_array(zero, f"{base}_zero_point")])
-        attrs = {"axis": axis} if axis is not None else {}
-        inserts.append((index, helper.make_node("DequantizeLinear", [base, f"{base}_scale", f"{base}_zero_point"],
-                                                [f"{base}_dq"], name=f"{base}_DequantizeLinear", **attrs)))
-        node.input[1] = f"{base}_dq"
-        uses[weight] -= 1
-        if uses[weight] == 0:
-            graph.initializer.remove(inits[weight])
-    for index, dq in reversed(inserts):  # each DequantizeLinear just before its consumer: still topological
-        graph.node.insert(index, dq)
-    return len(inserts)
-
-
-def _write_openvino(result: QatResult, target: Path, work: Path) -> None:
-    """OpenVINO reads the SavedModel (not a Keras object: pitfall 10) and keeps each fake-quant op as a
-    FakeQuantize, which its CPU plugin runs in int8."""
-    from edgecv.backends.base import first_line
-    from edgecv.deps import require
-
-    ov = require("openvino", extra="convert", purpose="write OpenVINO IR")
-    try:
-        model = ov.convert_model(str(result.saved_model))
-    except Exception as exc:
-        raise ConversionError(f"OpenVINO could not convert the QAT model: {first_line(exc)}") from None
-    if not any(op.get_type_name() == "FakeQuantize" for op in model.get_ordered_ops()):
-        raise ConversionError("OpenVINO converted the QAT model without FakeQuantize ops")
-    ov.save_model(model, str(target), compress_to_fp16=False)
 
 
 def _top1(model, x: np.ndarray, y: np.ndarray, chunk: int = 64) -> float | None:

@@ -1,8 +1,8 @@
 """The child-process half of quantization-aware training (:mod:`edgecv.converters.qat` starts it).
 
 tfmot takes only tf_keras models and switches its process to tf_keras (TF_USE_LEGACY_KERAS=1), which
-breaks Keras 3 objects there; so QAT runs here, in a process of its own:
-``python -m edgecv.converters.qat_worker JOB_DIR``. The job folder holds what the parent wrote:
+breaks Keras 3 objects there; so QAT runs here, in a process of its own (:func:`edgecv.child.call` with
+the request ``{"job": JOB_DIR}``). The job folder holds what the parent wrote:
 
 - ``job.json``: epochs, batch size, seed, learning rate, TFLite I/O type, rebuild tolerance, from_logits;
 - ``model/``: the Keras 3 model's architecture and weights (:mod:`edgecv.converters.tfkeras_rebuild`);
@@ -12,11 +12,13 @@ breaks Keras 3 objects there; so QAT runs here, in a process of its own:
 It rebuilds the model in tf_keras and checks it against the reference outputs, applies
 ``tfmot.quantization.keras.quantize_model``, fine-tunes with Adam (seeded, deterministic ops), and writes
 ``saved_model/`` (the QAT model), ``model.qat.int8.tflite`` (converted natively from it, so the learned
-fake-quant ranges become the int8 scales) and ``metrics.json``; on failure ``error.json`` holds the edgecv
-error class and its one-line message, and the exit code is 1.
+fake-quant ranges become the int8 scales) and ``metrics.json``, also its result; an error reaches the
+parent through :mod:`edgecv.child` (an edgecv error as it is, anything else as "QAT failed: ...").
 
 Example:
-    $ TF_USE_LEGACY_KERAS=1 python -m edgecv.converters.qat_worker /tmp/qat-job     # doctest: +SKIP
+    >>> edgecv.child.call("edgecv.converters.qat_worker", {"job": "/tmp/qat-job"}, failure="QAT failed",
+    ...      env={"TF_USE_LEGACY_KERAS": "1"})["top1_qat"]                        # doctest: +SKIP
+    0.915
 """
 
 from __future__ import annotations
@@ -26,46 +28,29 @@ import logging
 import os
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from edgecv.child import serve
 
 log = logging.getLogger("edgecv.converters.qat_worker")
 
 SAVED_MODEL = "saved_model"
 TFLITE = "model.qat.int8.tflite"
 METRICS = "metrics.json"
-ERROR = "error.json"
-_IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
+# QatOptions.io_type -> the dtype of the int8 TFLite file's inputs and outputs
+IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the job in ``argv[0]``; 0 on success, 1 with ``error.json`` written on failure."""
-    args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        sys.stderr.write("usage: python -m edgecv.converters.qat_worker JOB_DIR\n")
-        return 2
-    # Must precede the first TensorFlow import: tf.keras and tfmot then use tf_keras.
-    os.environ["TF_USE_LEGACY_KERAS"] = "1"
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="qat_worker %(relativeCreated).0f ms: %(message)s")
-    job = Path(args[0])
-    from edgecv.backends.base import first_line
-    from edgecv.errors import EdgeCVError
+def run_and_record(job: Path) -> dict[str, Any]:
+    """:func:`run`, with the metrics also written to ``metrics.json`` in ``job``."""
     from edgecv.fileio import atomic_write_text
 
-    try:
-        metrics = run(job)
-    except EdgeCVError as exc:
-        atomic_write_text(job / ERROR, json.dumps({"type": type(exc).__name__, "message": first_line(exc)}))
-        return 1
-    except Exception as exc:  # a bug or a library failure: the parent shows its first line, the log has all
-        traceback.print_exc(file=sys.stderr)
-        atomic_write_text(job / ERROR, json.dumps({"type": "ConversionError", "message": f"QAT failed: {type(exc).__name__}: {first_line(exc)}"}))
-        return 1
+    metrics = run(job)
     atomic_write_text(job / METRICS, json.dumps(metrics, indent=2))
-    return 0
+    return metrics
 
 
 def run(job: Path) -> dict[str, Any]:
@@ -184,7 +169,7 @@ def _tflite_int8(tf, saved_model: Path, io_type: str) -> bytes:
     converter = tf.lite.TFLiteConverter.from_saved_model(str(saved_model))
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if io_type != "float":
-        dtype = getattr(tf, _IO_DTYPES[io_type])
+        dtype = getattr(tf, IO_DTYPES[io_type])
         converter.inference_input_type = dtype
         converter.inference_output_type = dtype
     try:
@@ -193,5 +178,8 @@ def _tflite_int8(tf, saved_model: Path, io_type: str) -> bytes:
         raise ConversionError(f"TFLite converter failed on the QAT model: {first_line(exc)}") from None
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the worker process (edgecv.child)
+    # Must precede the first TensorFlow import: tf.keras and tfmot then use tf_keras.
+    os.environ["TF_USE_LEGACY_KERAS"] = "1"
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="qat_worker %(relativeCreated).0f ms: %(message)s")
+    serve(lambda request: run_and_record(Path(request["job"])))

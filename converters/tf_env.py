@@ -15,3 +15,14 @@ def import_tensorflow():
     tf = require("tensorflow", extra="convert", purpose="convert Keras and SavedModel models")
     tf.get_logger().setLevel(logging.ERROR)
     return tf
+
+
+def child_env(*, level: str = "2") -> dict[str, str]:
+    """The environment entries a child process that imports TensorFlow gets (the ``env`` of
+    :func:`edgecv.child.call`): TensorFlow's C++ log level, unless the user has chosen one.
+
+    Example:
+        >>> child_env(level="3")                   # doctest: +SKIP
+        {'TF_CPP_MIN_LOG_LEVEL': '3'}
+    """
+    return {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", level)}

@@ -11,20 +11,17 @@ Example:
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
-from edgecv.errors import BackendError, ConfigError, EdgeCVError
+from edgecv.child import call, serve
+from edgecv.errors import BackendError, ConfigError
 from edgecv.fileio import file_size
 from edgecv.formats import check_model_file
-from edgecv.remote import local_device
+from edgecv.machine import local_device, rss_mb
 
 # edgecv bench's defaults; export measures its artifacts' latency with the same ones.
 RUNS = 100
@@ -52,7 +49,7 @@ class BenchResult:
     baseline_rss_mb: float | None  # after importing the runtime, before loading the model
     peak_rss_mb: float | None  # peak resident memory of the process
     size_bytes: int
-    device: dict | None = None  # the machine that ran it: edgecv.remote.local_device(), or the ssh target's
+    device: dict | None = None  # the machine that ran it: edgecv.machine.local_device(), or the ssh target's
     input_shape: list | None = None  # the first input's shape as fed (dynamic dims fixed)
 
     def to_dict(self) -> dict:
@@ -84,40 +81,14 @@ def benchmark(
             "input_shape": list(input_shape) if input_shape is not None else None}
     if not isolate:
         return BenchResult(**_measure(**args, probe=True), device=local_device())
-    proc = subprocess.run(
-        [sys.executable, "-m", "edgecv.bench", json.dumps(args)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
-    if proc.returncode == 0 and lines:
-        return BenchResult(**json.loads(lines[-1]), device=local_device())
-    if proc.returncode == 3 and proc.stderr.strip():
-        raise BackendError(proc.stderr.strip().splitlines()[-1])
-    how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
-    raise BackendError(f"benchmark of {path.name} crashed ({how})")
+    measured = call("edgecv.bench", args, failure=f"benchmark of {path.name} failed", error=BackendError)
+    return BenchResult(**measured, device=local_device())
 
 
 def check_settings(*, runs: int, warmup: int, batch: int) -> None:
     """Raise :class:`ConfigError` unless ``runs >= 1``, ``warmup >= 0`` and ``batch >= 1``."""
     if runs < 1 or warmup < 0 or batch < 1:
         raise ConfigError(f"runs must be >= 1, warmup >= 0 and batch >= 1; got runs={runs}, warmup={warmup}, batch={batch}")
-
-
-def _rss_mb() -> tuple[float | None, float | None]:
-    """(current, peak) resident memory in MB, from /proc where there is one."""
-    try:
-        fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-        return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
-    except (OSError, KeyError, ValueError):
-        try:
-            import resource
-
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-            return None, peak / (1024 * 1024 if sys.platform == "darwin" else 1024)
-        except ImportError:
-            return None, None
 
 
 def _dims(shape) -> str:
@@ -172,7 +143,7 @@ def _measure(path: str, backend: str | None, threads: int | None, runs: int, war
     start = time.perf_counter()
     BACKENDS[name].import_runtime()
     import_ms = (time.perf_counter() - start) * 1e3
-    baseline, _ = _rss_mb()
+    baseline, _ = rss_mb()
     # The worker is already a child process; in-process runs keep load()'s crash check (probe=True).
     model = load(path, backend=name, threads=threads, isolate=probe)
     arrays = _bench_inputs(model, batch, input_shape)
@@ -186,7 +157,7 @@ def _measure(path: str, backend: str | None, threads: int | None, runs: int, war
         model.run(arrays)
         times[i] = clock() - t0
     times *= 1e3
-    _, peak = _rss_mb()
+    _, peak = rss_mb()
     p50, p90, p99 = np.percentile(times, [50, 90, 99])
     mean = float(times.mean())
     return {
@@ -213,14 +184,5 @@ def _measure(path: str, backend: str | None, threads: int | None, runs: int, war
     }
 
 
-def _worker(argv: list[str]) -> int:
-    try:
-        print(json.dumps(_measure(**json.loads(argv[0]))))
-    except EdgeCVError as exc:
-        print(str(exc), file=sys.stderr)
-        return 3
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_worker(sys.argv[1:]))
+if __name__ == "__main__":  # the isolated benchmark's child process (edgecv.child)
+    serve(lambda request: _measure(**request))

@@ -13,14 +13,12 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
+from typing import Any
 
+from edgecv import child
 from edgecv.errors import ModelFileError
 
 log = logging.getLogger(__name__)
@@ -46,19 +44,12 @@ def check_in_child(path: Path, *, backend: str) -> None:
     if marker.is_file():
         _passed.add(key)
         return
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "edgecv.probe", json.dumps({"path": str(path), "backend": backend})],
-            capture_output=True,
-            text=True,
-            timeout=PROBE_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired:
-        raise ModelFileError(f"{path} hung the {backend} runtime for {PROBE_TIMEOUT_S} s while loading; it is corrupted") from None
-    if proc.returncode < 0:
-        name = signal.Signals(-proc.returncode).name if -proc.returncode in signal.valid_signals() else str(-proc.returncode)
-        raise ModelFileError(f"{path} is corrupted: it crashed the {backend} runtime ({name}) in a check process, so it was not loaded")
-    # Exit 0, or a clean Python error that loading in this process will raise again: either way, no crash.
+    outcome = child.run("edgecv.probe", {"path": str(path), "backend": backend}, timeout=PROBE_TIMEOUT_S)
+    if outcome.timed_out:
+        raise ModelFileError(f"{path} hung the {backend} runtime for {PROBE_TIMEOUT_S} s while loading; it is corrupted")
+    if outcome.signal is not None:
+        raise ModelFileError(f"{path} is corrupted: it crashed the {backend} runtime ({outcome.signal}) in a check process, so it was not loaded")
+    # A result, or a clean Python error that loading in this process will raise again: either way, no crash.
     _passed.add(key)
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
@@ -67,19 +58,22 @@ def check_in_child(path: Path, *, backend: str) -> None:
         log.debug("cannot record probe result in %s: %s", marker, exc)
 
 
-def _child(path: str, backend: str) -> None:
+def load_and_run(request: dict[str, Any]) -> None:
+    """The check process's work: open ``request["path"]`` with ``request["backend"]`` and run it once on zeros.
+
+    Example:
+        >>> load_and_run({"path": "model.tflite", "backend": "litert"})     # doctest: +SKIP
+    """
     import numpy as np
 
-    from edgecv.model import load
+    from edgecv.backends import BACKENDS
 
-    model = load(path, backend=backend, threads=1, isolate=False)
-    model.run([np.zeros([d or 1 for d in t.shape], t.dtype) for t in model.inputs])
+    session = BACKENDS[request["backend"]].open(Path(request["path"]), threads=1)
+    arrays = [np.zeros([d or 1 for d in t.shape], t.dtype) for t in session.inputs]
+    if session.resizes:
+        session.prepare([a.shape for a in arrays])
+    session.run(arrays)
 
 
-if __name__ == "__main__":
-    args = json.loads(sys.argv[1])
-    try:
-        _child(args["path"], args["backend"])
-    except Exception as exc:  # noqa: BLE001 - a clean failure is reported by the parent's own load
-        print(f"{type(exc).__name__}: {exc}", file=sys.stderr)
-        sys.exit(3)
+if __name__ == "__main__":  # the check process (edgecv.child)
+    child.serve(load_and_run)

@@ -14,7 +14,6 @@ Example:
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import posixpath
@@ -25,13 +24,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from edgecv.errors import BackendError, ConfigError, EdgeCVError
+from edgecv.machine import DEVICE_KEYS, DEVICE_PROBE, WORKDIR_PREFIX, describe_device
 
 if TYPE_CHECKING:
     from edgecv.bench import BenchResult
 
 log = logging.getLogger(__name__)
 
-WORKDIR_PREFIX = "edgecv-bench-"
 SSH_OPTIONS = (
     "BatchMode=yes",  # never prompt for a password or a passphrase
     "ConnectTimeout=10",
@@ -39,83 +38,6 @@ SSH_OPTIONS = (
     "ServerAliveInterval=15",  # a device that vanishes mid-benchmark ends ssh in a minute instead of never
     "ServerAliveCountMax=4",
 )
-
-# One source for the device record, here and there: run with the device's own Python before edgecv is known
-# to import there, so standard library only and no syntax newer than Python 3.6. With "mkdtemp" as its
-# argument it also makes the working folder, when edgecv imports, to save an ssh round trip.
-_PROBE = r'''
-import json, os, platform, socket, sys, tempfile
-
-def cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            pairs = [line.split(":", 1) for line in f if ":" in line]
-    except OSError:
-        return platform.processor() or None
-    info = {}
-    for key, value in pairs:
-        info.setdefault(key.strip().lower(), value.strip())
-    # x86 names the CPU; ARM boards name the board ("Model") or the SoC ("Hardware") instead.
-    for key in ("model name", "model", "hardware", "cpu model", "processor"):
-        if info.get(key) and not info[key].isdigit():
-            return info[key]
-    return platform.processor() or None
-
-def probe(argv):
-    info = {"hostname": socket.gethostname(), "machine": platform.machine(), "cpu": cpu_model(),
-            "cores": os.cpu_count(), "os": platform.system() + " " + platform.release(),
-            "python": platform.python_version(), "edgecv": None}
-    try:
-        import importlib
-        edgecv = importlib.import_module("edgecv")
-        importlib.import_module("edgecv.bench")
-        info["edgecv"] = edgecv.__version__
-    except Exception as exc:
-        info["error"] = "%s: %s" % (type(exc).__name__, exc)
-        info["missing"] = getattr(exc, "name", None) == "edgecv"
-        return info
-    if "mkdtemp" in argv:
-        info["workdir"] = tempfile.mkdtemp(prefix="''' + WORKDIR_PREFIX + r'''")
-    return info
-
-if __name__ == "__main__":
-    print(json.dumps(probe(sys.argv[1:])))
-'''
-DEVICE_KEYS = ("hostname", "machine", "cpu", "cores", "os", "python", "edgecv", "remote")
-
-
-@functools.lru_cache(maxsize=1)
-def _local_probe() -> dict:
-    namespace: dict = {"__name__": "edgecv.remote.probe"}
-    exec(compile(_PROBE, "<edgecv device probe>", "exec"), namespace)
-    return namespace["probe"]([])
-
-
-def local_device() -> dict:
-    """This machine's device record, as :meth:`RemoteHost.check` records a remote one (``remote`` is None).
-
-    Example:
-        >>> sorted(local_device())                                   # doctest: +SKIP
-        ['cores', 'cpu', 'edgecv', 'hostname', 'machine', 'os', 'python', 'remote']
-    """
-    info = _local_probe()
-    return {**{k: info.get(k) for k in DEVICE_KEYS}, "remote": None}
-
-
-def describe_device(device: dict) -> str:
-    """A device record on one line, for under a table.
-
-    Example:
-        >>> describe_device({"hostname": "pi4", "machine": "aarch64", "cores": 4, "python": "3.11.2", "remote": "pi@pi4"})
-        'pi@pi4: pi4, aarch64, 4 cores, Python 3.11.2'
-    """
-    parts = [device.get("hostname"), device.get("machine"), device.get("cpu"),
-             f"{device.get('cores')} cores" if device.get("cores") else None,
-             f"Python {device['python']}" if device.get("python") else None,
-             f"edgecv {device['edgecv']}" if device.get("edgecv") else None]
-    where = device.get("remote") or "local"
-    return f"{where}: " + ", ".join(str(p) for p in parts if p)
-
 
 def _last_line(text: str) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
@@ -205,7 +127,7 @@ class RemoteHost:
         """
         command = " ".join(shlex.quote(str(a)) for a in argv)
         cmd = [self._ssh, *self._common("-p"), "--", self.target, command]
-        shown = ("<device probe>" if a is _PROBE else shlex.quote(str(a)) for a in argv)
+        shown = ("<device probe>" if a is DEVICE_PROBE else shlex.quote(str(a)) for a in argv)
         log.debug("ssh %s: %s", self.target, " ".join(shown))
         proc = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
         if proc.returncode == 255:  # ssh's own failures; a remote command's exit code passes through
@@ -226,7 +148,7 @@ class RemoteHost:
     # --- device and working folder ------------------------------------------------------------------------
 
     def _probe(self, *, mkdtemp: bool) -> dict:
-        proc = self.run([self.python, "-c", _PROBE, *(["mkdtemp"] if mkdtemp else [])])
+        proc = self.run([self.python, "-c", DEVICE_PROBE, *(["mkdtemp"] if mkdtemp else [])])
         lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]  # a login banner may come first
         if proc.returncode == 127:
             raise ConfigError(f"{self.target}: {self.python} not found ({_last_line(proc.stderr)}); pass --python")

@@ -41,8 +41,8 @@ def test_a_good_file_is_checked_once_then_remembered(exported, monkeypatch, tmp_
     monkeypatch.setattr(probe, "_passed", set())
     path = next(a.path for a in exported.artifacts if a.format == "tflite")
     calls = []
-    real_run = subprocess.run
-    monkeypatch.setattr(probe.subprocess, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
+    real_run = probe.child.run
+    monkeypatch.setattr(probe.child, "run", lambda *a, **k: calls.append(a) or real_run(*a, **k))
     edgecv.load(path)
     edgecv.load(path)
     assert len(calls) == 1

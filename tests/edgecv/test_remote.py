@@ -20,7 +20,8 @@ import pytest
 from edgecv.bench import BenchResult, benchmark
 from edgecv.errors import BackendError, ConfigError, ModelFileError
 from edgecv.manifest import Manifest, manifest_path
-from edgecv.remote import DEVICE_KEYS, RemoteHost, local_device
+from edgecv.machine import DEVICE_KEYS, local_device
+from edgecv.remote import RemoteHost
 from tests.edgecv.sshd_helper import find_sshd, free_port, local_sshd
 
 SSHD = find_sshd()
