@@ -29,7 +29,6 @@ Each manifest records which input dims are dynamic and the shapes checked.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import tempfile
 import time
@@ -39,46 +38,33 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgecv.converters.metrics import Reference, Scores, Verdict, drop_points, judge_quantized
-from edgecv.converters.quant import PRECISIONS, QuantJob, QuantOptions, parse_precisions
+from edgecv.converters.build import (
+    ExportContext,
+    ExportOptions,
+    ShapePlan,
+    bench_settings,
+    build,
+    in_parts,
+    p50,
+    shape_text,
+)
+from edgecv.converters.metrics import Reference, Scores, drop_points
+from edgecv.converters.place import place_artifact
+from edgecv.converters.quant import PRECISIONS, QuantJob, parse_precisions
 from edgecv.converters.sources import Source, open_source, source_from_keras
-from edgecv.converters.targets import TARGETS, Target, artifact_name, parse_targets
+from edgecv.converters.targets import TARGETS, ExportTarget, parse_targets
 from edgecv.converters.toolchain import toolchain_versions
-from edgecv.converters.validate import Tolerance, compare_outputs, judge, sample_inputs, to_layout
-from edgecv.bench import RUNS, WARMUP, example_shape, fit_shape
+from edgecv.converters.validate import compare_outputs, judge, sample_inputs, to_layout
+from edgecv.bench import example_shape, fit_shape
 from edgecv.errors import ConfigError, EdgeCVError, InputError
 from edgecv.fileio import ensure_writable_dir, file_size, sha256_of
-from edgecv.formats import FORMATS
-from edgecv.manifest import Manifest, Preprocess, manifest_path
+from edgecv.manifest import Manifest, Preprocess
 from edgecv.backends.base import first_line
 from edgecv.model import load
 
 log = logging.getLogger(__name__)
 
 FAILED_DIR = "_failed"
-
-
-@dataclass(frozen=True)
-class ExportOptions:
-    """Expert settings for export and its validation."""
-
-    samples: int = 8
-    seed: int = 0
-    fp32: Tolerance = Tolerance(rel=1e-3, min_top1=1.0, atol=1e-6)
-    fp16: Tolerance = Tolerance(rel=2e-2, min_top1=0.875, atol=1e-4)
-    quant: QuantOptions = QuantOptions()
-    # Latency p50 of each artifact for the report, measured as `edgecv bench` does (its defaults, its own
-    # process); 0 runs skips it.
-    bench_runs: int = RUNS
-    bench_warmup: int = WARMUP
-    bench_threads: int | None = None  # None: every core, as edgecv bench
-    # Batch dimension fixed to 1 in the artifact: the Edge TPU and NPUs take static shapes only.
-    static_batch: bool = False
-    # The export's input_shape fixed in every artifact (else dynamic dims stay dynamic in ONNX and OpenVINO).
-    static_shape: bool = False
-
-    def tolerance(self, precision: str) -> Tolerance:
-        return getattr(self, precision)
 
 
 @dataclass
@@ -161,7 +147,7 @@ class ExportReport:
 def export(
     model,
     *,
-    to: Sequence[str] | str = ("tflite", "onnx", "openvino"),
+    to: Sequence[str] | str = tuple(TARGETS),
     quant: Sequence[str] | str = ("fp32", "fp16"),
     calib=None,
     eval_data=None,
@@ -210,7 +196,7 @@ def export(
     inputs = sample_inputs(source.inputs, preprocess, count=options.samples, seed=options.seed, input_shape=input_shape)
     calib_set = _open_data(calib, source, preprocess, input_shape, labels, qopts.calib_samples, options.seed, "calibration")
     eval_set = _open_data(eval_data, source, preprocess, input_shape, labels, qopts.eval_samples, options.seed, "eval")
-    reference = _in_parts(source.reference, inputs)
+    reference = in_parts(source.reference, inputs)
     second_inputs, second_reference = _second_check(source, preprocess, plan, options)
     detect = _detect_fn(spec, inputs[0].shape, source.layout)
     if detect is not None:  # a spec that does not fit the model's outputs fails here, before anything is written
@@ -224,12 +210,14 @@ def export(
     work = Path(tempfile.mkdtemp(prefix=".edgecv-work-", dir=out))
     try:
         scoring, description = _scoring_set(eval_set, calib_set, inputs)
-        ref = Reference(scoring, lambda x: _in_parts(source.reference, [x]), work, detect=detect,
+        ref = Reference(scoring, lambda x: in_parts(source.reference, [x]), work, detect=detect,
                         names=[t.name for t in source.outputs])
         _check_labels(ref, labels)
         quant_job = QuantJob(calib_set, qopts, probe=eval_set)
-        ctx = _Context(source, stem, out, work, inputs, reference, preprocess, labels, source_info, toolchain, options, ref,
-                       quant_job, spec, plan, second_inputs, second_reference)
+        ctx = ExportContext(source=source, stem=stem, out=out, work=work, inputs=inputs, reference=reference, preprocess=preprocess,
+                            labels=labels, source_info=source_info, toolchain=toolchain, options=options, scoring=ref,
+                            quant=quant_job, plan=plan, detector=spec, second_inputs=second_inputs,
+                            second_reference=second_reference)
         bar = _progress(jobs, progress)
         for target, precision in bar:
             if hasattr(bar, "set_description"):
@@ -240,57 +228,11 @@ def export(
     settings = {"max_drop": qopts.max_drop, "min_sqnr": qopts.min_sqnr, "calibration": qopts.calibration,
                 "calib": calib_set.description if calib_set is not None else None,
                 "detector": spec.name if spec is not None else None, "source_detections": ref.source_detections,
-                "shapes": plan.to_dict(), "bench": _bench_settings(options)}
+                "shapes": plan.to_dict(), "bench": bench_settings(options)}
     return ExportReport(str(source.path), out, results, ref.source, _source_size(source), description, settings)
 
 
 SECOND_SHAPE_STEP = 32  # the second check shape: each dynamic height/width this much larger (a stride multiple)
-# Input elements per artifact call when scoring (~4 images of 640x480x3): a runtime's working memory grows
-# with the batch it is given, and ONNX Runtime keeps its arena at the peak for the session's life.
-RUN_ELEMENTS = 4_000_000
-
-
-def _dims(shape) -> str:
-    return "x".join("?" if d is None else str(d) for d in shape)
-
-
-@dataclass(frozen=True)
-class ShapePlan:
-    """The input shapes an export checks and calibrates at, and which artifacts get a fixed shape.
-
-    ``source`` is the source's first input shape (None: dynamic), ``check`` the shape given (batch first,
-    source layout; None when the source is static and none was given), ``second`` a second check shape for
-    artifacts that keep dynamic dims, ``static`` whether ``check`` is fixed in every artifact.
-    """
-
-    source: tuple
-    check: tuple | None = None
-    second: tuple | None = None
-    static: bool = False
-
-    @property
-    def dynamic_axes(self) -> list[int]:
-        return [i for i, d in enumerate(self.source) if d is None]
-
-    def fixed_for(self, target: Target) -> tuple | None:
-        """The shape fixed in ``target``'s artifacts, or None when they keep the source's dims."""
-        if self.check is None or not self.dynamic_axes:
-            return None
-        if self.static or (target.static_only and any(i > 0 for i in self.dynamic_axes)):
-            return self.check
-        return None
-
-    def note_for(self, target: Target) -> str:
-        fixed = self.fixed_for(target)
-        if fixed is None:
-            return ""
-        if self.static:
-            return f"input fixed to {_dims(fixed)} (static shape asked)"
-        return f"input fixed to {_dims(fixed)}: {target.name} takes static shapes (dims {_dims(self.source)} in the source)"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"source": list(self.source), "dynamic_axes": self.dynamic_axes, "check": list(self.check) if self.check else None,
-                "second": list(self.second) if self.second else None, "static": self.static}
 
 
 def _shape_plan(source: Source, input_shape, *, static: bool) -> ShapePlan:
@@ -299,7 +241,7 @@ def _shape_plan(source: Source, input_shape, *, static: bool) -> ShapePlan:
     dims = tuple(info.shape)
     if input_shape is None:
         if any(d is None for d in dims[1:]):
-            raise ConfigError(f"input {info.name!r} is {_dims(dims)}, with dynamic dims: give the shape to check and calibrate at "
+            raise ConfigError(f"input {info.name!r} is {shape_text(dims)}, with dynamic dims: give the shape to check and calibrate at "
                               f"with --input-shape (input_shape=), e.g. {example_shape(dims)}; the dims stay dynamic in ONNX "
                               "and OpenVINO artifacts unless --static-shape (ExportOptions.static_shape)")
         if static and dims and dims[0] is None:
@@ -320,26 +262,14 @@ def _second_check(source: Source, preprocess: Preprocess, plan: ShapePlan, optio
         return None, None
     inputs = sample_inputs(source.inputs, preprocess, count=SECOND_SAMPLES, seed=options.seed + 1, input_shape=plan.second)
     try:
-        return inputs, _in_parts(source.reference, inputs)
+        return inputs, in_parts(source.reference, inputs)
     except Exception as exc:  # the source's own runtime refuses the shape: nothing to check artifacts against
         why = first_line(exc) if isinstance(exc, EdgeCVError) else f"{type(exc).__name__}: {first_line(exc)}"
-        raise ConfigError(f"the source does not run at the second check shape {_dims(plan.second)} ({why}); "
+        raise ConfigError(f"the source does not run at the second check shape {shape_text(plan.second)} ({why}); "
                           "fix the shape in the artifacts with --static-shape (ExportOptions.static_shape)") from None
 
 
 SECOND_SAMPLES = 2
-
-
-def _in_parts(run, arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """``run(arrays)`` on slices of at most :data:`RUN_ELEMENTS` input elements, outputs joined: a runtime
-    given a large batch at full resolution holds all of its activations at once."""
-    n = len(arrays[0]) if arrays and arrays[0].ndim else 0
-    per_sample = max(1, sum(int(np.prod(a.shape[1:])) for a in arrays))
-    step = max(1, RUN_ELEMENTS // per_sample)
-    if n <= step:
-        return run(arrays)
-    parts = [run([a[i : i + step] for a in arrays]) for i in range(0, n, step)]
-    return [np.concatenate(p, axis=0) for p in zip(*parts)]
 
 
 def _detector_spec(detector):
@@ -362,7 +292,7 @@ def _detect_fn(spec, input_shape: tuple[int, ...], layout: str):
     return lambda outputs: spec.detect(outputs, input_size=size)
 
 
-def _check_precisions(targets: list[Target], precisions: list[str], calib) -> None:
+def _check_precisions(targets: list[ExportTarget], precisions: list[str], calib) -> None:
     for p in precisions:
         if not any(p in t.precisions for t in targets):
             offered = ", ".join(t.name for t in TARGETS.values() if p in t.precisions)
@@ -430,59 +360,7 @@ def _check_labels(ref: Reference, labels: list[str] | None) -> None:
         raise InputError(f"eval labels go from {ref.labels.min()} to {ref.labels.max()} but the model has {classes} classes (0..{classes - 1})")
 
 
-@dataclass(frozen=True)
-class _Context:
-    """What every artifact of one export shares: the source, its sample inputs and reference outputs."""
-
-    source: Source
-    stem: str
-    out: Path
-    work: Path
-    inputs: list[np.ndarray]
-    reference: list[np.ndarray]
-    preprocess: Preprocess
-    labels: list[str] | None
-    source_info: dict[str, Any]
-    toolchain: dict[str, str]
-    options: ExportOptions
-    scoring: Reference
-    quant: QuantJob
-    detector: Any = None  # edgecv.detection.DetectorSpec
-    plan: ShapePlan | None = None
-    second_inputs: list[np.ndarray] | None = None  # sample inputs at plan.second, and the source's outputs on them
-    second_reference: list[np.ndarray] | None = None
-
-
-@dataclass
-class _Built:
-    """One converted file with its figures, before it is placed. It holds no runtime session: a session
-    keeps its working memory (at full resolution, hundreds of MB) for as long as it lives, and the
-    fallback keeps every build it tries."""
-
-    path: Path
-    scores: Scores
-    verdict: Verdict
-
-
-def _build(ctx: _Context, target: Target, precision: str, staging: Path, keep_float: tuple[str, ...] = ()) -> _Built:
-    staging.mkdir(parents=True, exist_ok=True)
-    tmp_file = staging / artifact_name(ctx.stem, target, precision)
-    job = ctx.quant.with_float(keep_float)
-    target.convert(ctx.source, precision, tmp_file, ctx.work, job if PRECISIONS[precision].quantized else None,
-                   static_batch=ctx.options.static_batch, input_shape=ctx.plan.fixed_for(target))
-    model = load(tmp_file, float_io=True)
-    src_layout = ctx.source.inputs[0].layout
-
-    def run(x: np.ndarray) -> list[np.ndarray]:
-        return _in_parts(model.run, [to_layout(x, src_layout, model.inputs[0].layout)])
-
-    scores = ctx.scoring.score(run)
-    q = ctx.options.quant
-    verdict = judge_quantized(ctx.scoring, scores, max_drop=q.max_drop, min_sqnr=q.min_sqnr) if PRECISIONS[precision].quantized else Verdict(True, None)
-    return _Built(tmp_file, scores, verdict)
-
-
-def _checks(ctx: _Context, target: Target, precision: str, model, result: ArtifactResult) -> str | None:
+def _checks(ctx: ExportContext, target: ExportTarget, precision: str, model, result: ArtifactResult) -> str | None:
     """Run ``model`` on the sample inputs at each check shape and compare with the source; the reason it
     fails, or None. Float artifacts must match within their tolerance at every shape; quantized ones
     (judged on the eval set) must give every output, finite, at the second shape. Sets ``result.shapes``."""
@@ -495,7 +373,7 @@ def _checks(ctx: _Context, target: Target, precision: str, model, result: Artifa
 
     def run(inputs: list[np.ndarray]) -> list[np.ndarray]:
         fed = [to_layout(a, i.layout, m.layout) for a, i, m in zip(inputs, source.inputs, model.inputs)]
-        return _in_parts(model.run, fed)
+        return in_parts(model.run, fed)
 
     reason = None
     if not quantized:
@@ -507,7 +385,7 @@ def _checks(ctx: _Context, target: Target, precision: str, model, result: Artifa
     try:
         got = run(ctx.second_inputs)
     except EdgeCVError as exc:  # e.g. a converter fixed a dim the source leaves dynamic
-        return reason or f"does not run at the second check shape {_dims(second)}: {_why(exc)}"
+        return reason or f"does not run at the second check shape {shape_text(second)}: {_why(exc)}"
     diffs = compare_outputs(ctx.second_reference, got, names=names)
     checked.append({"shape": second, "samples": int(ctx.second_inputs[0].shape[0]), "outputs": [d.to_dict() for d in diffs]})
     if quantized:
@@ -515,16 +393,16 @@ def _checks(ctx: _Context, target: Target, precision: str, model, result: Artifa
         why = why or next(("an output is not finite" for g in got if not np.all(np.isfinite(np.asarray(g, np.float64)))), None)
     else:
         why = judge(diffs, options.tolerance(precision))
-    return reason or (f"at the second check shape {_dims(second)}: {why}" if why else None)
+    return reason or (f"at the second check shape {shape_text(second)}: {why}" if why else None)
 
 
-def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult:
+def _export_one(ctx: ExportContext, target: ExportTarget, precision: str) -> ArtifactResult:
     source, inputs, options = ctx.source, ctx.inputs, ctx.options
     result = ArtifactResult(target.name, precision)
     start = time.perf_counter()
     try:
-        built = _build(ctx, target, precision, ctx.work / f"{target.name}-{precision}")
-        if not built.verdict.passed and precision in ("int8", "int16x8") and options.quant.fallback and target.layer_errors:
+        built = build(ctx, target, precision, ctx.work / f"{target.name}-{precision}")
+        if not built.verdict.passed and PRECISIONS[precision].needs_calibration and options.quant.fallback:
             from edgecv.converters.fallback import keep_layers_in_float
 
             built, result.fallback = keep_layers_in_float(ctx, target, precision, built)
@@ -540,7 +418,7 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
         result.seconds = time.perf_counter() - start
         return result
     try:
-        result.p50_ms, result.bench = _p50(built.path, ctx, target)
+        result.p50_ms, result.bench = p50(built.path, ctx, target)
     except Exception as exc:  # a file the benchmark cannot run has not passed
         log.debug("benchmark of %s %s failed", target.name, precision, exc_info=True)
         reason = reason or f"benchmark failed: {_why(exc)}"
@@ -554,7 +432,7 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
         format=target.name,
         precision=precision,
         artifact=tmp_file.name,
-        quantization=_quantization_info(ctx, precision, io[0], result),
+        quantization=_quantization_info(ctx, target, precision, io[0], result),
         inputs=io[0],
         outputs=io[1],
         preprocess=Preprocess(
@@ -586,7 +464,7 @@ def _export_one(ctx: _Context, target: Target, precision: str) -> ArtifactResult
     dest_dir = ctx.out if result.status == "passed" else ctx.out / FAILED_DIR
     try:
         dest_dir.mkdir(exist_ok=True)
-        result.path = _place(tmp_file, dest_dir, manifest)
+        result.path = place_artifact(tmp_file, dest_dir, manifest)
     except Exception as exc:
         log.debug("placing %s %s failed", target.name, precision, exc_info=True)
         result.status, result.reason = "failed", f"could not write the artifact to {dest_dir}: {_why(exc)}"
@@ -597,49 +475,18 @@ def _why(exc: BaseException) -> str:
     return first_line(exc) if isinstance(exc, EdgeCVError) else f"{type(exc).__name__}: {first_line(exc)}"
 
 
-def _quantization_info(ctx: _Context, precision: str, inputs: list[dict], result: ArtifactResult) -> dict[str, Any] | None:
+def _quantization_info(ctx: ExportContext, target: ExportTarget, precision: str, inputs: list[dict],
+                       result: ArtifactResult) -> dict[str, Any] | None:
     if precision == "fp32":
         return None
     info: dict[str, Any] = {"precision": precision, "description": PRECISIONS[precision].description}
     q = ctx.options.quant
     if PRECISIONS[precision].needs_calibration:
         info.update({"calibration_set": ctx.quant.calib.description, "calibration_samples": len(ctx.quant.calib),
-                     "method": q.calibration if result.format == "onnx" else ("nncf" if result.format == "openvino" else "tflite-converter"),
-                     "per_channel": q.per_channel})
-        if result.format == "onnx":
-            info["activation_type"], info["weight_type"] = q.onnx_activation_type, q.onnx_weight_type
-        if result.format == "openvino":
-            info["bias_correction"] = "full" if q.bias_correction else "fast"
+                     "method": target.calibration_method(q), "per_channel": q.per_channel, **target.quantization_settings(q)})
     info["float_layers"] = (result.fallback or {}).get("kept", [])
     info["io"] = [t["dtype"] for t in inputs]
     return info
-
-
-def _bench_settings(options: ExportOptions) -> dict[str, Any] | None:
-    if options.bench_runs <= 0:
-        return None
-    return {"runs": options.bench_runs, "warmup": options.bench_warmup, "threads": options.bench_threads}
-
-
-def _p50(path: Path, ctx: _Context, target: Target) -> tuple[float | None, dict | None]:
-    """Latency p50 of ``path`` with :func:`edgecv.bench.benchmark`, the code ``edgecv bench`` runs, with
-    its settings (runs, warm-up, threads, batch 1, its own process), at the first check shape (batch 1)
-    where the artifact keeps dynamic dims; and the settings with the command that reproduces the figure."""
-    settings = _bench_settings(ctx.options)
-    if settings is None:
-        return None, None
-    from edgecv.bench import benchmark
-
-    plan = ctx.plan
-    keeps_dynamic = plan.check is not None and plan.fixed_for(target) is None and any(i > 0 for i in plan.dynamic_axes)
-    shape = (1, *plan.check[1:]) if keeps_dynamic else None  # artifacts keeping dynamic dims keep the source's layout
-    r = benchmark(path, **settings, input_shape=shape, isolate=True)
-    command = f"edgecv bench {path.name} --runs {r.runs} --warmup {r.warmup}"
-    command += f" --threads {settings['threads']}" if settings["threads"] is not None else ""
-    command += f" --input-shape {_dims(shape)}" if shape is not None else ""
-    return r.p50_ms, {**settings, "input_shape_arg": list(shape) if shape is not None else None, "batch": r.batch,
-                      "threads_used": r.threads, "input_shape": r.input_shape, "backend": r.backend, "own_process": True,
-                      "command": command}
 
 
 def _source_size(source: Source) -> int:
@@ -649,23 +496,9 @@ def _source_size(source: Source) -> int:
         return 0
 
 
-def _place(tmp_file: Path, dest_dir: Path, manifest: Manifest) -> Path:
-    """Move the artifact's files into ``dest_dir`` by rename (companions first), then write the manifest."""
-    fmt = FORMATS[manifest.format]
-    files = fmt.files(tmp_file)
-    for f in reversed(files):  # .bin before .xml: an .xml is never visible without its weights
-        os.replace(f, dest_dir / f.name)
-    final = dest_dir / tmp_file.name
-    manifest.write(manifest_path(final))
-    return final
-
-
 def _stem(source: Source) -> str:
-    name = source.path.name
-    for suffix in (".keras", ".h5", ".hdf5", ".onnx", ".tflite"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    """The source's file name without its suffix (a SavedModel folder's name as it is)."""
+    return source.path.name if source.path.is_dir() else source.path.stem
 
 
 def _source_hash(source: Source) -> str:
@@ -686,3 +519,6 @@ def _progress(jobs, enabled: bool):
     from tqdm import tqdm
 
     return tqdm(jobs, unit="artifact", leave=False)
+
+
+__all__ = ["export", "ExportOptions", "ExportReport", "ArtifactResult", "ShapePlan", "FAILED_DIR"]

@@ -24,9 +24,11 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Callable
 
+from edgecv.converters.build import Built, ExportContext, build, p50
 from edgecv.converters.metrics import Scores, Verdict
+from edgecv.converters.targets import ExportTarget, LayerError
 from edgecv.fileio import file_size
 
 log = logging.getLogger(__name__)
@@ -34,22 +36,20 @@ log = logging.getLogger(__name__)
 LEAVE_ONE_OUT_CANDIDATES = 12
 
 
-def keep_layers_in_float(ctx, target, precision: str, plain) -> tuple[Any, dict]:
+def keep_layers_in_float(ctx: ExportContext, target: ExportTarget, precision: str, plain: Built) -> tuple[Built, dict[str, Any]]:
     """Search for the fewest float layers that make the artifact pass. Returns the best build and a
     report dict (ranking, layers kept, attempts, costs). When nothing within the cap passes, the best
     attempt is returned with its failing verdict."""
-    from edgecv.converters.export import _build
-
     options = ctx.options.quant
     start = time.perf_counter()
     errors = target.layer_errors(ctx.source, precision, plain.path, ctx.work, ctx.quant, input_shape=ctx.plan.fixed_for(target))
-    attempts: dict[tuple[str, ...], Any] = {(): plain}
+    attempts: dict[tuple[str, ...], Built] = {(): plain}
     counter = iter(range(1, 10_000))
 
-    def attempt(names: tuple[str, ...]):
+    def attempt(names: tuple[str, ...]) -> Built:
         if names not in attempts:
             staging = ctx.work / f"{target.name}-{precision}-fallback-{next(counter)}"
-            attempts[names] = _build(ctx, target, precision, staging, keep_float=names)
+            attempts[names] = build(ctx, target, precision, staging, keep_float=names)
             log.info("%s %s with %d float layers: %s", target.name, precision, len(names), attempts[names].verdict.reason or "passes")
         return attempts[names]
 
@@ -86,7 +86,7 @@ def keep_layers_in_float(ctx, target, precision: str, plain) -> tuple[Any, dict]
 CLIP_SUSPECT_DB = 30.0  # clipping that leaves less signal than this ranks a layer by clipping, not error
 
 
-def rank(errors: list, method: str) -> list[str]:
+def rank(errors: list[LayerError], method: str) -> list[str]:
     """Layer names, most suspect first. ``errors`` are :class:`LayerError` rows (``clip_db`` is None
     when there was no eval set apart from the calibration set).
 
@@ -114,7 +114,7 @@ def _goodness(verdict: Verdict, scores: Scores) -> float:
     return scores.sqnr_db if scores.sqnr_db is not None else float("-inf")
 
 
-def _smallest_passing_prefix(ranking: list[str], attempt) -> tuple[str, ...] | None:
+def _smallest_passing_prefix(ranking: list[str], attempt: Callable[[tuple[str, ...]], Built]) -> tuple[str, ...] | None:
     failing, passing = 0, None
     k = 1
     while k <= len(ranking):
@@ -134,7 +134,7 @@ def _smallest_passing_prefix(ranking: list[str], attempt) -> tuple[str, ...] | N
     return tuple(ranking[:passing])
 
 
-def _prune(kept: tuple[str, ...], attempt) -> tuple[str, ...]:
+def _prune(kept: tuple[str, ...], attempt: Callable[[tuple[str, ...]], Built]) -> tuple[str, ...]:
     """Drop kept layers the artifact passes without, least-suspect first (small sets only)."""
     if len(kept) > 8:
         return kept
@@ -145,26 +145,26 @@ def _prune(kept: tuple[str, ...], attempt) -> tuple[str, ...]:
     return kept
 
 
-def _costs(ctx, target, plain, kept: tuple[str, ...], attempt) -> list[dict]:
+def _costs(ctx: ExportContext, target: ExportTarget, plain: Built, kept: tuple[str, ...],
+           attempt: Callable[[tuple[str, ...]], Built]) -> list[dict[str, Any]]:
     """Size and latency of each prefix of ``kept`` against plain int8: what each float layer adds
-    (latency measured as ``edgecv bench`` measures it, see :func:`edgecv.converters.export._p50`)."""
-    from edgecv.converters.export import _p50
+    (latency measured as ``edgecv bench`` measures it, see :func:`edgecv.converters.build.p50`)."""
 
-    def p50(path) -> float | None:
-        return _p50(path, ctx, target)[0]
+    def latency(path) -> float | None:
+        return p50(path, ctx, target)[0]
 
     rows = []
-    prev_size, prev_p50 = file_size(plain.path), p50(plain.path)
+    prev_size, prev_p50 = file_size(plain.path), latency(plain.path)
     base_size, base_p50 = prev_size, prev_p50
     for i, name in enumerate(kept if len(kept) <= 8 else ()):
         built = attempt(tuple(kept[: i + 1]))
-        size, ms = file_size(built.path), p50(built.path)
+        size, ms = file_size(built.path), latency(built.path)
         rows.append({"layer": name, "added_bytes": size - prev_size,
                      "added_p50_ms": None if ms is None or prev_p50 is None else round(ms - prev_p50, 4)})
         prev_size, prev_p50 = size, ms
     if kept:
         built = attempt(kept)
-        size, ms = file_size(built.path), p50(built.path)
+        size, ms = file_size(built.path), latency(built.path)
         rows.append({"layer": "(all kept layers)", "added_bytes": size - base_size,
                      "added_p50_ms": None if ms is None or base_p50 is None else round(ms - base_p50, 4)})
     return rows

@@ -206,6 +206,7 @@ def optimize(
     :class:`~edgecv.errors.ValidationError` listing every candidate's reason when none fits the device."""
     from tqdm import tqdm
 
+    from edgecv.converters.targets import TARGETS
     from edgecv.devices import load_profile
 
     started = time.perf_counter()
@@ -243,7 +244,7 @@ def optimize(
                               "precision": precision, "calib": calib, "eval": eval_data, "max_drop": max_drop,
                               "name": model.stem, "preprocess": preprocess, "labels": list(labels) if labels else None,
                               "detector": detector, "calib_samples": options.calib_samples,
-                              "io_type": profile.quantization.io if fmt == "tflite" else "float",
+                              "io_type": profile.quantization.io if TARGETS[fmt].integer_io else "float",
                               "fallback": not full_integer, "static_batch": static}))
         candidates.append(c)
     if tasks:

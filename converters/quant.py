@@ -5,6 +5,8 @@ Example:
     ['fp32', 'int8']
     >>> PRECISIONS["int8"].needs_calibration
     True
+    >>> list(PRECISIONS)  # every precision some format of edgecv.formats is written in, in order
+    ['fp32', 'fp16', 'dynamic', 'int8', 'int16x8']
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Iterator
 
 import numpy as np
 
+from edgecv.converters.choices import parse_names
 from edgecv.errors import ConfigError
+from edgecv.formats import PRECISIONS as FORMAT_PRECISIONS
 
 
 @dataclass(frozen=True)
@@ -27,7 +31,7 @@ class Precision:
     quantized: bool = False  # judged by the accuracy gate, not by a float tolerance
 
 
-PRECISIONS: dict[str, Precision] = {
+_DESCRIBED: dict[str, Precision] = {
     p.name: p
     for p in (
         Precision("fp32", "float32, as the source"),
@@ -37,6 +41,18 @@ PRECISIONS: dict[str, Precision] = {
         Precision("int16x8", "int16 activations, int8 weights (TFLite)", needs_calibration=True, quantized=True),
     )
 }
+
+
+def _written() -> dict[str, Precision]:
+    """The precisions the formats are written in (:data:`edgecv.formats.PRECISIONS`, their ordered union),
+    each with its description."""
+    undescribed = [n for n in FORMAT_PRECISIONS if n not in _DESCRIBED]
+    if undescribed:
+        raise ConfigError(f"edgecv.formats names precision(s) {', '.join(undescribed)} that edgecv.converters.quant does not describe")
+    return {n: _DESCRIBED[n] for n in FORMAT_PRECISIONS}
+
+
+PRECISIONS: dict[str, Precision] = _written()
 ALIASES = {"none": "fp32", "float32": "fp32", "float16": "fp16", "dynamic-range": "dynamic"}
 
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
@@ -46,11 +62,9 @@ FALLBACK_RANKINGS = ("auto", "clipping", "error", "leave-one-out")
 
 def parse_precisions(names) -> list[str]:
     """``"none,int8"`` or a list -> precision names in order; ``none`` means fp32."""
-    from edgecv.converters.targets import _parse_names
-
     if isinstance(names, str):
         names = names.split(",")
-    return _parse_names([ALIASES.get(n.strip().lower(), n) for n in names], list(PRECISIONS), "precision (--quant)")
+    return parse_names([ALIASES.get(n.strip().lower(), n) for n in names], list(PRECISIONS), "precision (--quant)")
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,13 @@ from pathlib import Path
 
 from edgecv.tables import fmt_float, human_bytes, render
 from edgecv.fileio import atomic_write_bytes, atomic_write_text
+from edgecv.formats import FORMATS
 
 FIDELITY_NOTE = ("SQNR dB and cosine: each output against the source's over the whole set (100 dB: identical within "
                  "float rounding); a row shows its worst output, report.json every output")
 HEADERS = ["format", "precision", "check", "size", "x size", "metric", "drop pts", "SQNR dB", "cosine", "p50 ms", "float layers"]
 ALIGN = "lllrrrrrrrr"
+MARKERS = "os^Dv<>p"  # plot markers, one per format in edgecv.formats.FORMATS order
 
 
 def metric_name(report) -> str:
@@ -186,7 +188,7 @@ def plot_png(report) -> bytes | None:
     use_sqnr = _metric(points[0].scores) is None
     ylabel = "output SQNR (dB)" if use_sqnr else metric_name(report)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
-    markers = {"tflite": "o", "onnx": "s", "openvino": "^"}
+    markers = dict(zip(FORMATS, MARKERS))
     for ax, xkey, xlabel in ((axes[0], "p50_ms", "latency p50 (ms)"), (axes[1], "size_bytes", "size (KB)")):
         for a in points:
             x = a.p50_ms if xkey == "p50_ms" else a.size_bytes / 1024

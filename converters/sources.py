@@ -9,21 +9,20 @@ Example:
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, Mapping
 
 import numpy as np
 
+from edgecv.child import call
 from edgecv.errors import ConversionError, ModelFileError, UnsupportedFormatError
 from edgecv.model import load
 from edgecv.tensors import TensorInfo, normalize_shape
-from edgecv.converters.tf_env import import_tensorflow
+from edgecv.converters.tf_env import child_env, import_tensorflow
 
 
 class Source(ABC):
@@ -54,8 +53,8 @@ class Source(ABC):
     def layout(self) -> str:
         return self.inputs[0].layout if self.inputs else "other"
 
-    def check_convertible(self, fmt: str) -> None:
-        """Raise :class:`ConversionError` when this source holds something the path to ``fmt`` cannot
+    def check_convertible(self, path: ConversionPath) -> None:
+        """Raise :class:`ConversionError` when this source holds something the conversion ``path`` cannot
         convert; sources with nothing to check pass."""
 
 
@@ -140,13 +139,7 @@ class SavedModelSource(Source):
         return self.path
 
     def _make_onnx(self, work: Path) -> Path:
-        target = work / "source.onnx"
-        cmd = [sys.executable, "-m", "tf2onnx.convert", "--saved-model", str(self.path), "--output", str(target), "--opset", str(ONNX_OPSET)]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_quiet_env())
-        if proc.returncode != 0 or not target.is_file():
-            tail = [ln for ln in proc.stderr.splitlines() if "Error" in ln or "error" in ln][-1:] or ["no output"]
-            raise ConversionError(f"tf2onnx could not convert {self.path}: {tail[0].strip()}")
-        return target
+        return saved_model_to_onnx(self.path, work / "source.onnx", failure=f"tf2onnx could not convert {self.path}")
 
 
 class RuntimeSource(Source):
@@ -186,18 +179,15 @@ class TFLiteSource(RuntimeSource):
         if any(t.dtype not in ("float32", "float16") for t in self.inputs):
             raise ModelFileError(f"{path} has integer inputs; only float .tflite models can be a source for export")
 
-    def check_convertible(self, fmt: str) -> None:
-        if fmt not in CUSTOM_OPS_CONVERTED:
-            return
+    def check_convertible(self, path: ConversionPath) -> None:
         from edgecv.flatbuffer import read_tflite
 
-        tool, converted = CUSTOM_OPS_CONVERTED[fmt]
         found = {op.name for graph in read_tflite(self.path) for op in graph.ops if op.custom}
-        refused = sorted(found - converted)
+        refused = sorted(found - path.custom_ops)
         if refused:
             named = ", ".join(f"{op} ({CUSTOM_OP_ORIGINS[op]})" if op in CUSTOM_OP_ORIGINS else op for op in refused)
             ops = "custom op" if len(refused) == 1 else "custom ops"
-            raise ConversionError(f"tflite source uses {ops} {named}, which {tool} cannot convert to {FORMAT_NAMES[fmt]}")
+            raise ConversionError(f"tflite source uses {ops} {named}, which {path.tool} cannot convert to {path.into}")
 
     def _make_tflite(self, work: Path) -> Path:
         from edgecv.converters.densify import dense_view
@@ -206,7 +196,7 @@ class TFLiteSource(RuntimeSource):
         return dense_view(self.path, work)
 
     def _make_onnx(self, work: Path) -> Path:
-        self.check_convertible("onnx")
+        self.check_convertible(TF2ONNX)
         import_tensorflow()
         import onnx
         import tf2onnx
@@ -227,13 +217,21 @@ class TFLiteSource(RuntimeSource):
 
 ONNX_OPSET = 17
 
-# Custom TFLite ops each format's conversion path converts (tool, ops). Any other custom op is refused before
-# converting: tf2onnx would write an ONNX graph that ONNX Runtime rejects, and OpenVINO fails naming no op.
-CUSTOM_OPS_CONVERTED: dict[str, tuple[str, frozenset[str]]] = {
-    "onnx": ("tf2onnx", frozenset({"TFLite_Detection_PostProcess"})),
-    "openvino": ("OpenVINO", frozenset()),
-}
-FORMAT_NAMES = {"onnx": "ONNX", "openvino": "OpenVINO IR"}
+
+
+@dataclass(frozen=True)
+class ConversionPath:
+    """A tool that reads a TFLite source into another format, and the custom TFLite ops it converts. Any
+    other custom op is refused before converting: tf2onnx would write an ONNX graph that ONNX Runtime
+    rejects, and OpenVINO fails naming no op. Each target declares its own path (OpenVINO's lives in
+    :mod:`edgecv.converters.targets.openvino`)."""
+
+    tool: str
+    into: str
+    custom_ops: frozenset[str] = frozenset()
+
+
+TF2ONNX = ConversionPath("tf2onnx", "ONNX", frozenset({"TFLite_Detection_PostProcess"}))
 _MEDIAPIPE_OPS = ("Convolution2DTransposeBias", "MaxPoolingWithArgmax2D", "MaxUnpooling2D", "TransformLandmarks",
                   "TransformTensorBilinear", "Landmarks2TransformMatrix")
 CUSTOM_OP_ORIGINS = {op: "MediaPipe" for op in _MEDIAPIPE_OPS}
@@ -297,7 +295,26 @@ def _first_line(exc: BaseException) -> str:
     return first_line(exc)
 
 
-def _quiet_env() -> dict:
-    env = dict(os.environ)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    return env
+def saved_model_to_onnx(saved_model: Path, target: Path, *, failure: str, env: Mapping[str, str | None] | None = None) -> Path:
+    """Convert a SavedModel folder to ``target`` (ONNX opset :data:`ONNX_OPSET`) with tf2onnx's command
+    line, in a child process: tf2onnx has no SavedModel API. A failure is a :class:`ConversionError`
+    starting with ``failure``; ``env`` is set over the child's environment.
+
+    Example:
+        >>> saved_model_to_onnx(Path("sm"), Path("work/source.onnx"), failure="tf2onnx could not convert sm")  # doctest: +SKIP
+        PosixPath('work/source.onnx')
+    """
+    argv = ["--saved-model", str(saved_model), "--output", str(target), "--opset", str(ONNX_OPSET)]
+    call("edgecv.converters.sources:tf2onnx_command", argv, failure=failure, error=ConversionError,
+         env={**child_env(), **(env or {})})
+    if not target.is_file():
+        raise ConversionError(f"{failure}: tf2onnx wrote no file")
+    return target
+
+
+def tf2onnx_command(argv: list[str]) -> None:
+    """The child process of :func:`saved_model_to_onnx`: ``python -m tf2onnx.convert ARGV``, in-process."""
+    import tf2onnx.convert
+
+    sys.argv = ["tf2onnx.convert", *argv]
+    tf2onnx.convert.main()

@@ -29,7 +29,6 @@ from edgecv.fileio import atomic_write_text, ensure_writable_dir
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("tflite", "onnx", "openvino")
 CALIB_FRAMES, CALIB_SEED = 300, 2000
 EVAL_FRAMES, EVAL_SEED = 200, 1000  # held out: the detector trained on seed 0
 VIDEO_SEED = 7
@@ -93,7 +92,7 @@ def run_track_demo(*, out: str | Path = "runs/demo", frames: int = 600, runs: in
     calib, _ = make_frames(CALIB_FRAMES, seed=CALIB_SEED)
     images, truth = make_frames(EVAL_FRAMES, seed=EVAL_SEED)
     artifacts = out / "artifacts"
-    report = export(WEIGHTS, to=FORMATS, quant="fp32,int8", calib=list(calib), eval_data=list(images), detector=SPEC,
+    report = export(WEIGHTS, quant="fp32,int8", calib=list(calib), eval_data=list(images), detector=SPEC,
                     max_drop=FIDELITY_BUDGET, preprocess=PREPROCESS, labels=list(CLASSES), out=artifacts,
                     name="scene_detector", options=ExportOptions(bench_runs=runs), progress=progress)
     write_report(report, artifacts)

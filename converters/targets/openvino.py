@@ -12,37 +12,125 @@ import contextlib
 import io
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from edgecv.converters.quant import QuantJob, QuantOptions
+from edgecv.converters.sources import ConversionPath, Source
+from edgecv.converters.targets.base import ClipMeter, ExportTarget, LayerError, QatModel
 from edgecv.deps import require
 from edgecv.errors import ConversionError
+from edgecv.formats import FORMATS
 
 log = logging.getLogger(__name__)
 
 # Op types NNCF quantizes (their inputs get FakeQuantize), which its ignored scope can keep in float.
+# OpenVINO reads a TFLite source itself and converts no custom TFLite op.
+OPENVINO_READS = ConversionPath("OpenVINO", "OpenVINO IR")
+
 _QUANTIZABLE = {"Convolution", "GroupConvolution", "MatMul", "Add", "Multiply", "Concat", "ConvolutionBackpropData",
                 "AvgPool", "MaxPool", "Subtract", "Interpolate", "ReduceMean"}
 
 
-def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False,
-            input_shape: tuple[int, ...] | None = None) -> None:
-    """``input_shape`` fixes the (first) input's shape in the IR; without it dynamic dims stay dynamic."""
-    ov = require("openvino", extra="convert", purpose="write OpenVINO IR")
-    model = _float_model(ov, source, work)
-    if input_shape is not None:
-        try:
-            model.reshape({model.inputs[0]: ov.PartialShape([int(d) for d in input_shape])})
-        except Exception as exc:
-            from edgecv.backends.base import first_line
+class OpenVINOTarget(ExportTarget):
+    """OpenVINO IR (:data:`edgecv.formats.FORMATS` ``["openvino"]``), written by ``openvino.convert_model`` and NNCF."""
 
-            raise ConversionError(f"OpenVINO could not fix the input to {list(input_shape)}: {first_line(exc)}") from None
-    elif static_batch:
-        model.reshape({port: _batch_one(port.get_partial_shape()) for port in model.inputs})
-    if precision in ("dynamic", "int8"):
-        model = _quantized(model, precision, quant)
-    # save_model compresses weights to fp16 unless told not to.
-    ov.save_model(model, str(out_file), compress_to_fp16=(precision == "fp16"))
+    writes_qat = True
+
+    def convert(self, source: Source, precision: str, out_file: Path, work: Path, quant: QuantJob | None = None, *,
+                static_batch: bool = False, input_shape: tuple[int, ...] | None = None) -> None:
+        """``input_shape`` fixes the (first) input's shape in the IR; without it dynamic dims stay dynamic."""
+        ov = require("openvino", extra="convert", purpose="write OpenVINO IR")
+        model = _float_model(ov, source, work)
+        if input_shape is not None:
+            try:
+                model.reshape({model.inputs[0]: ov.PartialShape([int(d) for d in input_shape])})
+            except Exception as exc:
+                from edgecv.backends.base import first_line
+
+                raise ConversionError(f"OpenVINO could not fix the input to {list(input_shape)}: {first_line(exc)}") from None
+        elif static_batch:
+            model.reshape({port: _batch_one(port.get_partial_shape()) for port in model.inputs})
+        if precision in ("dynamic", "int8"):
+            model = _quantized(model, precision, quant)
+        # save_model compresses weights to fp16 unless told not to.
+        ov.save_model(model, str(out_file), compress_to_fp16=(precision == "fp16"))
+
+    def layer_errors(self, source: Source, precision: str, artifact: Path, work: Path, quant: QuantJob, *,
+                     input_shape: tuple[int, ...] | None = None) -> list[LayerError]:
+        """Per-layer error of the int8 IR against float, by running both with every quantized layer's output
+        exposed. The error is accumulated along the graph, so each layer is ranked by how much SQNR it loses
+        relative to the layers feeding it. Each layer's clip ratio is that of its activation inputs, where
+        NNCF puts its quantizers. Names are the op names NNCF's ignored scope takes. Each sample's outputs
+        are reduced to running sums before the next runs, so memory stays at one sample's activations."""
+        ov = require("openvino", extra="convert", purpose="inspect OpenVINO models")
+        core = ov.Core()
+        quantized = core.read_model(str(artifact))
+        floating = _float_model(ov, source, work)
+        by_name = {op.get_friendly_name(): op for op in floating.get_ordered_ops()}
+        candidates = [op for op in quantized.get_ordered_ops() if op.get_type_name() in _QUANTIZABLE and op.get_friendly_name() in by_name]
+        if not candidates:
+            return []
+        names = [op.get_friendly_name() for op in candidates]
+        # The activation inputs of each candidate (not weights), in the float model: NNCF quantizes these.
+        feeds = {n: [v for v in by_name[n].input_values() if not _is_constant(v.get_node())] for n in names}
+        feed_keys = list(dict.fromkeys(_key(v) for n in names for v in feeds[n]))
+        feed_outputs = {_key(v): v for n in names for v in feeds[n]}
+        q_at = _expose(quantized, [(n, 0) for n in names])
+        f_at = _expose(floating, [(n, 0) for n in names])
+        feed_at = _expose(floating, feed_keys, [feed_outputs[k] for k in feed_keys])
+        config = {"INFERENCE_PRECISION_HINT": "f32"}
+        q_compiled, f_compiled = core.compile_model(quantized, "CPU", config), core.compile_model(floating, "CPU", config)
+        shape = [d.get_length() if d.is_static else None for d in floating.inputs[0].get_partial_shape()]
+        meter = ClipMeter()
+        if quant.probe is not None:  # the calibrated ranges first; then how the eval set leaves them
+            for x in quant.samples(shape):
+                f_res = f_compiled(x)
+                for k, i in zip(feed_keys, feed_at):
+                    meter.calib(k, f_res[i])
+        energy = {n: [0.0, 0.0] for n in names}  # sum ref^2, sum (ref - got)^2: metrics.sqnr_db over all samples
+        for x in quant.probe_samples(shape, limit=PROBE_SAMPLES):
+            q_res, f_res = q_compiled(x), f_compiled(x)
+            for n, qi, fi in zip(names, q_at, f_at):
+                ref = np.asarray(f_res[fi], np.float64)
+                energy[n][0] += float(np.sum(ref**2))
+                energy[n][1] += float(np.sum((ref - np.asarray(q_res[qi], np.float64)) ** 2))
+            for k, i in zip(feed_keys, feed_at):
+                meter.probe(k, f_res[i])
+            del q_res, f_res
+        sqnr = {n: 100.0 if noise == 0 else float(10.0 * np.log10(max(sig, 1e-30) / noise)) for n, (sig, noise) in energy.items()}
+        rows = []
+        for op in candidates:
+            n = op.get_friendly_name()
+            upstream = _upstream_sqnr(op, sqnr)
+            loss = (upstream if upstream is not None else 100.0) - sqnr[n]
+            measured = [_key(v) for v in feeds[n] if _key(v) in meter]
+            ratio = max((meter.ratio(k) for k in measured), default=None)
+            clip_db = min((meter.db(k) for k in measured), default=None)
+            # Stored as the SQNR this layer alone would leave: lower is worse, like the other formats.
+            rows.append(LayerError(n, op.get_type_name(), 100.0 - max(loss, 0.0), ratio, clip_db))
+        return sorted(rows, key=lambda e: e.sqnr_db)
+
+    def calibration_method(self, options: QuantOptions) -> str:
+        return "nncf"
+
+    def quantization_settings(self, options: QuantOptions) -> dict[str, Any]:
+        return {"bias_correction": "full" if options.bias_correction else "fast"}
+
+    def write_qat(self, model: QatModel, out_file: Path, work: Path) -> None:
+        """OpenVINO reads the SavedModel (not a Keras object: pitfall 10) and keeps each fake-quant op as a
+        FakeQuantize, which its CPU plugin runs in int8."""
+        from edgecv.backends.base import first_line
+
+        ov = require("openvino", extra="convert", purpose="write OpenVINO IR")
+        try:
+            converted = ov.convert_model(str(model.saved_model))
+        except Exception as exc:
+            raise ConversionError(f"OpenVINO could not convert the QAT model: {first_line(exc)}") from None
+        if not any(op.get_type_name() == "FakeQuantize" for op in converted.get_ordered_ops()):
+            raise ConversionError("OpenVINO converted the QAT model without FakeQuantize ops")
+        ov.save_model(converted, str(out_file), compress_to_fp16=False)
 
 
 def _batch_one(shape):
@@ -61,7 +149,7 @@ def _float_model(ov, source, work: Path):
     if not cached.is_file():
         # OpenVINO reads ONNX and TFLite directly; Keras goes through its SavedModel (passing the Keras
         # object itself breaks once tfmot is imported).
-        source.check_convertible("openvino")
+        source.check_convertible(OPENVINO_READS)
         origin = source.path if source.kind in ("onnx", "tflite") else source.view("saved_model", work)
         try:
             model = ov.convert_model(str(origin))
@@ -124,63 +212,6 @@ class _Samples:
         return len(self._quant.calib)
 
 
-def layer_errors(source, precision: str, artifact: Path, work: Path, quant, *, input_shape=None) -> list:
-    """Per-layer error of the int8 IR against float, by running both with every quantized layer's output
-    exposed. The error is accumulated along the graph, so each layer is ranked by how much SQNR it loses
-    relative to the layers feeding it. Each layer's clip ratio is that of its activation inputs, where
-    NNCF puts its quantizers. Names are the op names NNCF's ignored scope takes. Each sample's outputs
-    are reduced to running sums before the next runs, so memory stays at one sample's activations."""
-    from edgecv.converters.targets import ClipMeter, LayerError
-
-    ov = require("openvino", extra="convert", purpose="inspect OpenVINO models")
-    core = ov.Core()
-    quantized = core.read_model(str(artifact))
-    floating = _float_model(ov, source, work)
-    by_name = {op.get_friendly_name(): op for op in floating.get_ordered_ops()}
-    candidates = [op for op in quantized.get_ordered_ops() if op.get_type_name() in _QUANTIZABLE and op.get_friendly_name() in by_name]
-    if not candidates:
-        return []
-    names = [op.get_friendly_name() for op in candidates]
-    # The activation inputs of each candidate (not weights), in the float model: NNCF quantizes these.
-    feeds = {n: [v for v in by_name[n].input_values() if not _is_constant(v.get_node())] for n in names}
-    feed_keys = list(dict.fromkeys(_key(v) for n in names for v in feeds[n]))
-    feed_outputs = {_key(v): v for n in names for v in feeds[n]}
-    q_at = _expose(quantized, [(n, 0) for n in names])
-    f_at = _expose(floating, [(n, 0) for n in names])
-    feed_at = _expose(floating, feed_keys, [feed_outputs[k] for k in feed_keys])
-    config = {"INFERENCE_PRECISION_HINT": "f32"}
-    q_compiled, f_compiled = core.compile_model(quantized, "CPU", config), core.compile_model(floating, "CPU", config)
-    shape = [d.get_length() if d.is_static else None for d in floating.inputs[0].get_partial_shape()]
-    meter = ClipMeter()
-    if quant.probe is not None:  # the calibrated ranges first; then how the eval set leaves them
-        for x in quant.samples(shape):
-            f_res = f_compiled(x)
-            for k, i in zip(feed_keys, feed_at):
-                meter.calib(k, f_res[i])
-    energy = {n: [0.0, 0.0] for n in names}  # sum ref^2, sum (ref - got)^2: metrics.sqnr_db over all samples
-    for x in quant.probe_samples(shape, limit=PROBE_SAMPLES):
-        q_res, f_res = q_compiled(x), f_compiled(x)
-        for n, qi, fi in zip(names, q_at, f_at):
-            ref = np.asarray(f_res[fi], np.float64)
-            energy[n][0] += float(np.sum(ref**2))
-            energy[n][1] += float(np.sum((ref - np.asarray(q_res[qi], np.float64)) ** 2))
-        for k, i in zip(feed_keys, feed_at):
-            meter.probe(k, f_res[i])
-        del q_res, f_res
-    sqnr = {n: 100.0 if noise == 0 else float(10.0 * np.log10(max(sig, 1e-30) / noise)) for n, (sig, noise) in energy.items()}
-    rows = []
-    for op in candidates:
-        n = op.get_friendly_name()
-        upstream = _upstream_sqnr(op, sqnr)
-        loss = (upstream if upstream is not None else 100.0) - sqnr[n]
-        measured = [_key(v) for v in feeds[n] if _key(v) in meter]
-        ratio = max((meter.ratio(k) for k in measured), default=None)
-        clip_db = min((meter.db(k) for k in measured), default=None)
-        # Stored as the SQNR this layer alone would leave: lower is worse, like the other formats.
-        rows.append(LayerError(n, op.get_type_name(), 100.0 - max(loss, 0.0), ratio, clip_db))
-    return sorted(rows, key=lambda e: e.sqnr_db)
-
-
 PROBE_SAMPLES = 16  # eval samples the per-layer comparison runs on
 
 
@@ -227,3 +258,6 @@ def _upstream_sqnr(op, sqnr: dict[str, float]) -> float | None:
             continue
         stack.extend(v.get_node() for v in node.input_values())
     return min(found) if found else None
+
+
+TARGET = OpenVINOTarget(FORMATS["openvino"])

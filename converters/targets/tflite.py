@@ -20,40 +20,84 @@ from pathlib import Path
 
 import numpy as np
 
+from edgecv.converters.quant import QuantJob, QuantOptions
+from edgecv.converters.sources import Source
+from edgecv.converters.targets.base import ExportTarget, LayerError, QatModel
 from edgecv.converters.tf_env import import_tensorflow
 from edgecv.errors import ConversionError
+from edgecv.formats import FORMATS
 
 _IO_DTYPES = {"float": "float32", "int8": "int8", "uint8": "uint8"}
 
 
-def convert(source, precision: str, out_file: Path, work: Path, quant=None, *, static_batch: bool = False,
-            input_shape: tuple[int, ...] | None = None) -> None:
-    """``input_shape`` (in the source's layout) fixes the input's shape: TFLite converters need static
-    spatial dims, so export passes it whenever the source has dynamic ones."""
-    if source.kind == "tflite" and precision == "fp32":
-        dense = source.view("tflite", work)  # a sparse source's dense copy (converters/densify.py)
-        if dense == source.path:
-            raise ConversionError("a .tflite source is already TFLite fp32; export it to onnx or openvino, or to another "
-                                  "TFLite precision (fp16, dynamic, int8, int16x8)")
-        shutil.copyfile(dense, out_file)
-        return
-    if source.kind in ("onnx", "tflite") and precision in ("fp32", "fp16") and (input_shape is not None or not static_batch):
-        # A float .tflite goes through ONNX (tf2onnx) like the quantized precisions do: onnx2tf writes fp16.
-        from edgecv.converters.onnx_to_tflite import onnx_to_tflite
+class TFLiteTarget(ExportTarget):
+    """TFLite flatbuffers (:data:`edgecv.formats.FORMATS` ``["tflite"]``), written by the TFLite converter."""
 
-        onnx_file, folder = _onnx_for(source, work, input_shape)
-        shutil.copyfile(onnx_to_tflite(onnx_file, folder, precision=precision), out_file)
-        return
-    tf = import_tensorflow()
-    saved_model = _saved_model(source, work, input_shape)
-    converter = _converter(tf, saved_model, precision, quant, static_batch=static_batch, input_shape=_to_fix(source, input_shape))
-    if quant is not None and quant.keep_float and precision in ("int8", "int16x8"):
-        data = _convert_with_float_layers(tf, converter, precision, quant)
-    else:
-        data = _run(converter)
-        if precision == "int8":
-            _refuse_float_ops(data)
-    out_file.write_bytes(data)
+    static_only = True
+    integer_io = True
+    writes_qat = True
+
+    def convert(self, source: Source, precision: str, out_file: Path, work: Path, quant: QuantJob | None = None, *,
+                static_batch: bool = False, input_shape: tuple[int, ...] | None = None) -> None:
+        """``input_shape`` (in the source's layout) fixes the input's shape: TFLite converters need static
+        spatial dims, so export passes it whenever the source has dynamic ones."""
+        if source.kind == "tflite" and precision == "fp32":
+            dense = source.view("tflite", work)  # a sparse source's dense copy (converters/densify.py)
+            if dense == source.path:
+                raise ConversionError("a .tflite source is already TFLite fp32; export it to onnx or openvino, or to another "
+                                      "TFLite precision (fp16, dynamic, int8, int16x8)")
+            shutil.copyfile(dense, out_file)
+            return
+        if source.kind in ("onnx", "tflite") and precision in ("fp32", "fp16") and (input_shape is not None or not static_batch):
+            # A float .tflite goes through ONNX (tf2onnx) like the quantized precisions do: onnx2tf writes fp16.
+            from edgecv.converters.onnx_to_tflite import onnx_to_tflite
+
+            onnx_file, folder = _onnx_for(source, work, input_shape)
+            shutil.copyfile(onnx_to_tflite(onnx_file, folder, precision=precision), out_file)
+            return
+        tf = import_tensorflow()
+        saved_model = _saved_model(source, work, input_shape)
+        converter = _converter(tf, saved_model, precision, quant, static_batch=static_batch, input_shape=_to_fix(source, input_shape))
+        if quant is not None and quant.keep_float and precision in ("int8", "int16x8"):
+            data = _convert_with_float_layers(tf, converter, precision, quant)
+        else:
+            data = _run(converter)
+            if precision == "int8":
+                _refuse_float_ops(data)
+        out_file.write_bytes(data)
+
+    def layer_errors(self, source: Source, precision: str, artifact: Path, work: Path, quant: QuantJob, *,
+                     input_shape: tuple[int, ...] | None = None) -> list[LayerError]:
+        """Per-layer SQNR of int8 against float, each layer fed the same quantized input (isolated error).
+
+        Uses the converter's quantization debugger, so the names are the ones ``denylisted_nodes`` takes.
+        It gives no clip ratio: the debugger reports errors, not the float ranges on the eval set.
+        """
+        tf = import_tensorflow()
+        saved_model = _saved_model(source, work, input_shape)
+        converter = _converter(tf, saved_model, "int8", quant, input_shape=_to_fix(source, input_shape))
+        shape = _input_shape(tf, saved_model)
+        samples = list(quant.probe_samples(shape, limit=PROBE_SAMPLES))
+        options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"sqnr": _sqnr_metric})
+        try:
+            debugger = tf.lite.experimental.QuantizationDebugger(
+                converter=converter, debug_dataset=lambda: ([x] for x in samples), debug_options=options
+            )
+            debugger.run()
+        except Exception as exc:
+            raise ConversionError(f"TFLite quantization debugger failed: {_why(exc)}") from None
+        table = io.StringIO()
+        debugger.layer_statistics_dump(table)
+        table.seek(0)
+        rows = [LayerError(r["tensor_name"], r["op_name"], float(r["sqnr"])) for r in csv.DictReader(table)]
+        return sorted(rows, key=lambda e: e.sqnr_db)
+
+    def calibration_method(self, options: QuantOptions) -> str:
+        return "tflite-converter"
+
+    def write_qat(self, model: QatModel, out_file: Path, work: Path) -> None:
+        """The QAT worker already converted the QAT model to int8 TFLite; this is that file."""
+        shutil.copyfile(model.tflite_int8, out_file)
 
 
 # Ops that only move or reinterpret data; one on a float tensor is not a missing int8 kernel.
@@ -212,34 +256,6 @@ def _convert_with_float_layers(tf, converter, precision: str, quant) -> bytes:
         raise ConversionError(f"TFLite quantizer failed with layers kept in float: {_why(exc)}") from None
 
 
-def layer_errors(source, precision: str, artifact: Path, work: Path, quant, *, input_shape=None) -> list:
-    """Per-layer SQNR of int8 against float, each layer fed the same quantized input (isolated error).
-
-    Uses the converter's quantization debugger, so the names are the ones ``denylisted_nodes`` takes.
-    It gives no clip ratio: the debugger reports errors, not the float ranges on the eval set.
-    """
-    from edgecv.converters.targets import LayerError
-
-    tf = import_tensorflow()
-    saved_model = _saved_model(source, work, input_shape)
-    converter = _converter(tf, saved_model, "int8", quant, input_shape=_to_fix(source, input_shape))
-    shape = _input_shape(tf, saved_model)
-    samples = list(quant.probe_samples(shape, limit=PROBE_SAMPLES))
-    options = tf.lite.experimental.QuantizationDebugOptions(layer_direct_compare_metrics={"sqnr": _sqnr_metric})
-    try:
-        debugger = tf.lite.experimental.QuantizationDebugger(
-            converter=converter, debug_dataset=lambda: ([x] for x in samples), debug_options=options
-        )
-        debugger.run()
-    except Exception as exc:
-        raise ConversionError(f"TFLite quantization debugger failed: {_why(exc)}") from None
-    table = io.StringIO()
-    debugger.layer_statistics_dump(table)
-    table.seek(0)
-    rows = [LayerError(r["tensor_name"], r["op_name"], float(r["sqnr"])) for r in csv.DictReader(table)]
-    return sorted(rows, key=lambda e: e.sqnr_db)
-
-
 PROBE_SAMPLES = 32  # eval samples the quantization debugger runs on (held in memory: it iterates them twice)
 
 
@@ -264,3 +280,6 @@ def _input_shape(tf, saved_model: Path) -> list:
             raise ConversionError(f"int8 calibration supports models with one image input; this one has {len(specs)}")
         _SHAPES[key] = list(next(iter(specs.values())).shape)
     return _SHAPES[key]
+
+
+TARGET = TFLiteTarget(FORMATS["tflite"])

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from edgecv.cli.commands import COMMANDS
 from edgecv.cli.options import add_data_options, add_preprocess_options, preprocess_from, read_labels, shape
+from edgecv.formats import FORMATS
 
 EXAMPLES = """\
 examples:
@@ -48,7 +49,7 @@ def add_parser(sub) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("model", type=Path, help="source model: .keras, .h5, SavedModel folder, .onnx or float .tflite")
-    p.add_argument("--to", default="tflite,onnx,openvino", help="comma-separated formats (default: all three)")
+    p.add_argument("--to", default=",".join(FORMATS), help=f"comma-separated formats (default: {','.join(FORMATS)})")
     p.add_argument("--quant", "--precision", dest="quant", default="none,fp16",
                    help=f"comma-separated precisions: {precision_choices} (default: none,fp16)")
     add_data_options(p, eval_help="evaluation data, the same kinds as --calib; class subfolders or .npz labels give top-1")

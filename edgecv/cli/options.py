@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from edgecv.errors import ConfigError
+from edgecv.formats import FORMATS
+from edgecv.labels import read_labels as read_names
 from edgecv.manifest import COLOR_ORDERS, Preprocess
 
 
@@ -42,7 +43,7 @@ def add_preprocess_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--color", choices=COLOR_ORDERS, default="RGB", help="colour order the model expects (default RGB)")
     g.add_argument("--mean", type=floats, default=(0.0,), help="input = (pixel - mean) / std; per channel or one value (default 0)")
     g.add_argument("--std", type=floats, default=(255.0,), help="default 255, i.e. inputs in [0, 1]")
-    g.add_argument("--labels", type=Path, help="text file with one class name per line")
+    g.add_argument("--labels", type=Path, help="class names, one per line (line k is class k; see edgecv.labels)")
 
 
 def preprocess_from(args, layout_default: str) -> Preprocess:
@@ -50,16 +51,15 @@ def preprocess_from(args, layout_default: str) -> Preprocess:
 
 
 def read_labels(path: Path | None) -> list[str] | None:
+    """The ``--labels`` file's class names (:func:`edgecv.labels.read_labels`: line k is class k), or None.
+
+    Example:
+        >>> read_labels(None) is None
+        True
+    """
     if path is None:
         return None
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise ConfigError(f"cannot read labels file {path}: {exc.strerror or exc}") from None
-    labels = [ln.strip() for ln in lines if ln.strip()]
-    if not labels:
-        raise ConfigError(f"labels file {path} is empty")
-    return labels
+    return list(read_names(path))
 
 
 def add_training_options(p: argparse.ArgumentParser, *, epochs: int) -> None:
@@ -70,7 +70,7 @@ def add_training_options(p: argparse.ArgumentParser, *, epochs: int) -> None:
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")
     p.add_argument("--batch-size", type=int, default=64, help="default 64")
     p.add_argument("--seed", type=int, default=0, help="seed for data order, splits and initialization (default 0)")
-    p.add_argument("--to", default="tflite,onnx,openvino", help="formats to export the result to (default: all three)")
+    p.add_argument("--to", default=",".join(FORMATS), help=f"formats to export the result to (default: {','.join(FORMATS)})")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--runs", type=int, default=100, help="timed runs per artifact for latency p50 (default 100; 0 skips)")
     p.add_argument("--json", action="store_true", help="print the results as JSON")

@@ -102,7 +102,7 @@ def test_committed_weights_keep_the_map_baseline():
     assert metrics.map >= BASELINES["scene_detector_map_seed1000_200"] - 0.01
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 @pytest.mark.skipif(not WEIGHTS.is_file(), reason="built-in detector weights not committed yet")
 def test_committed_detector_goes_to_int8_in_every_format_and_keeps_its_map(tmp_path):
     pytest.importorskip("pycocotools")

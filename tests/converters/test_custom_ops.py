@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgecv.converters.sources import open_source, refuse_unconverted_ops
-from edgecv.converters.targets import onnx as onnx_target
-from edgecv.converters.targets import openvino as openvino_target
+from edgecv.converters.sources import TF2ONNX, open_source, refuse_unconverted_ops
+from edgecv.converters.targets import TARGETS
+from edgecv.converters.targets.openvino import OPENVINO_READS
 from edgecv.errors import ConversionError
 from edgecv.model import load
 from tests.edgecv.sparse_helper import build_model, encode, sparse_fc_model, to_bytes
@@ -34,8 +34,8 @@ def _transpose_conv_bias(path: Path, custom_code: str = "Convolution2DTransposeB
 
 
 @pytest.mark.parametrize("target, expected", [
-    (onnx_target, "tflite source uses custom op Convolution2DTransposeBias (MediaPipe), which tf2onnx cannot convert to ONNX"),
-    (openvino_target, "tflite source uses custom op Convolution2DTransposeBias (MediaPipe), which OpenVINO cannot convert to OpenVINO IR"),
+    (TARGETS["onnx"], "tflite source uses custom op Convolution2DTransposeBias (MediaPipe), which tf2onnx cannot convert to ONNX"),
+    (TARGETS["openvino"], "tflite source uses custom op Convolution2DTransposeBias (MediaPipe), which OpenVINO cannot convert to OpenVINO IR"),
 ])
 def test_custom_op_refused_per_format_naming_the_op(tmp_path, target, expected):
     src = open_source(_transpose_conv_bias(tmp_path / "seg.tflite"))
@@ -54,8 +54,8 @@ def test_model_without_custom_ops_passes_the_check(tmp_path):
     path = tmp_path / "fc.tflite"
     path.write_bytes(sparse_fc_model(weights, params, values))
     src = open_source(path)
-    for fmt in ("onnx", "openvino", "tflite"):
-        src.check_convertible(fmt)  # raises on a refused op
+    for path in (TF2ONNX, OPENVINO_READS):
+        src.check_convertible(path)  # raises on a refused op
 
 
 def test_tf2onnx_leftover_ops_are_refused():
@@ -68,13 +68,13 @@ def test_tf2onnx_leftover_ops_are_refused():
     refuse_unconverted_ops(helper.make_model(helper.make_graph([graph.node[1]], "g", [graph.input[0]], [graph.output[0]])), "tf2onnx")
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_dynamic_range_tflite_exports_to_onnx_fp16_that_loads(corpus, tmp_path):
     src = open_source(corpus / "fer/data/emotion_model_quantized.tflite")
     fp32, fp16, work = tmp_path / "m.fp32.onnx", tmp_path / "m.fp16.onnx", tmp_path / "work"
     work.mkdir()
-    onnx_target.convert(src, "fp32", fp32, work)
-    onnx_target.convert(src, "fp16", fp16, work)
+    TARGETS["onnx"].convert(src, "fp32", fp32, work)
+    TARGETS["onnx"].convert(src, "fp16", fp16, work)
     import onnx
 
     assert any(n.op_type == "DequantizeLinear" for n in onnx.load(str(fp16)).graph.node)  # int8 weights kept

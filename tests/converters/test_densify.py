@@ -94,7 +94,7 @@ EXPORT_ROWS = [
 ]
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_export_of_a_sparse_detector(corpus, tmp_path):
     pytest.importorskip("tf2onnx")
     pytest.importorskip("openvino")

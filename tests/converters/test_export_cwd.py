@@ -64,9 +64,9 @@ def test_the_model_makes_symbolic_shape_inference_incomplete(unmerged_onnx, tmp_
 # (format, precision, model): each runs its converters from an empty working directory.
 CASES = [
     pytest.param("onnx", "int8", "unmerged", id="onnx-int8"),  # ONNX Runtime's quantization pre-processing
-    pytest.param("openvino", "int8", "unmerged", marks=pytest.mark.slow, id="openvino-int8"),  # NNCF
+    pytest.param("openvino", "int8", "unmerged", marks=pytest.mark.workstation, id="openvino-int8"),  # NNCF
     # onnx2tf (the unmerged model's stride-2 conv + resize is not one onnx2tf converts right; the tiny CNN is)
-    pytest.param("tflite", "fp16", "tiny", marks=pytest.mark.slow, id="tflite-fp16"),
+    pytest.param("tflite", "fp16", "tiny", marks=pytest.mark.workstation, id="tflite-fp16"),
 ]
 
 

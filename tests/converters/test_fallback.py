@@ -79,7 +79,7 @@ def test_streamed_qdq_errors_equal_onnx_runtimes_over_all_samples(tmp_path):
         modify_model_output_intermediate_tensors,
     )
 
-    from edgecv.converters.targets.onnx import _qdq_errors
+    from edgecv.converters.targets.onnx import qdq_errors
     from tests.conftest import make_tiny_onnx
 
     src = make_tiny_onnx(tmp_path / "tiny.onnx")
@@ -102,7 +102,7 @@ def test_streamed_qdq_errors_equal_onnx_runtimes_over_all_samples(tmp_path):
         modify_model_output_intermediate_tensors(str(src), str(float_aug))
         matching = create_activation_matching(collect_activations(str(aug), Reader()), collect_activations(str(float_aug), Reader()))
         expected = compute_activation_error(matching)
-    got = _qdq_errors(aug, Reader())
+    got = qdq_errors(aug, Reader())
     want = {k: v["qdq_err"] for k, v in expected.items() if "qdq_err" in v}
     assert sorted(got) == sorted(want) and len(got) >= 2
     for name, value in want.items():
@@ -112,9 +112,9 @@ def test_streamed_qdq_errors_equal_onnx_runtimes_over_all_samples(tmp_path):
 def test_artifacts_are_run_in_bounded_slices(monkeypatch):
     """A runtime given 64 full-resolution images at once holds all their activations (and ONNX Runtime keeps
     its arena at that peak): scoring runs at most RUN_ELEMENTS input elements per call."""
-    import edgecv.converters.export as export_module
+    import edgecv.converters.build as build_module
 
-    monkeypatch.setattr(export_module, "RUN_ELEMENTS", 3 * 4 * 4 * 5)  # five samples of 3x4x4
+    monkeypatch.setattr(build_module, "RUN_ELEMENTS", 3 * 4 * 4 * 5)  # five samples of 3x4x4
     calls = []
 
     def run(arrays):
@@ -122,12 +122,12 @@ def test_artifacts_are_run_in_bounded_slices(monkeypatch):
         return [arrays[0].sum(axis=(1, 2, 3)), arrays[0][:, :1]]
 
     x = np.arange(12 * 3 * 4 * 4, dtype=np.float32).reshape(12, 3, 4, 4)
-    out = export_module._in_parts(run, [x])
+    out = build_module.in_parts(run, [x])
     assert calls == [5, 5, 2]
     np.testing.assert_array_equal(out[0], x.sum(axis=(1, 2, 3)))
     np.testing.assert_array_equal(out[1], x[:, :1])
     calls.clear()
-    export_module._in_parts(run, [x[:4]])
+    build_module.in_parts(run, [x[:4]])
     assert calls == [4]
 
 

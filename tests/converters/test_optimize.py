@@ -11,7 +11,7 @@ import pytest
 
 from edgecv.errors import ConfigError, ValidationError
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.workstation
 pytest.importorskip("tensorflow")
 
 LOCAL = """\

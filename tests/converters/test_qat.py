@@ -65,7 +65,7 @@ def _scores(path: Path, x: np.ndarray) -> np.ndarray:
 # --- QAT and its artifacts ----------------------------------------------------------------------------------
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_qat_keeps_the_float_accuracy_and_leaves_the_model_alone(run):
     r = run.result
     assert r.rebuild_max_abs_diff < 1e-5  # the tf_keras twin computes what the Keras 3 model does
@@ -77,7 +77,7 @@ def test_qat_keeps_the_float_accuracy_and_leaves_the_model_alone(run):
     assert r.saved_model.is_dir() and r.tflite_int8.is_file() and r.seconds > 0
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_activation_ranges_start_from_data_not_from_tfmots_default(run):
     # tfmot starts every range at [-6, 6] and moves it 0.1% a step; from data, a ReLU's range starts at 0.
     from edgecv.converters.tf_env import import_tensorflow
@@ -88,7 +88,7 @@ def test_activation_ranges_start_from_data_not_from_tfmots_default(run):
     assert len(ranges) == 3 and all(v == 0.0 for v in ranges.values()), ranges
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_tflite_int8_has_int8_kernels_and_float_io(run):
     from ai_edge_litert.interpreter import Interpreter
 
@@ -106,7 +106,7 @@ def test_tflite_int8_has_int8_kernels_and_float_io(run):
     assert abs(run.arts.top1["tflite"] - run.result.top1_qat) <= 0.01
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_onnx_is_qdq_and_agrees_with_tflite(run):
     import onnx
 
@@ -126,7 +126,7 @@ def test_onnx_is_qdq_and_agrees_with_tflite(run):
     assert abs(run.arts.top1["onnx"] - run.arts.top1["tflite"]) <= 0.01
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_openvino_ir_keeps_fakequantize(run):
     xml = run.arts.paths["openvino"].read_text()
     assert xml.count('type="FakeQuantize"') >= 5
@@ -135,7 +135,7 @@ def test_openvino_ir_keeps_fakequantize(run):
     assert abs(run.arts.top1["openvino"] - run.arts.top1["tflite"]) <= 0.03
 
 
-@pytest.mark.slow
+@pytest.mark.workstation
 def test_each_artifact_has_a_manifest_with_its_top1(run):
     from edgecv.model import load
 
@@ -239,7 +239,7 @@ def test_onnx_weights_on_tfmots_grid_are_stored_exactly(tmp_path):
     import onnxruntime as ort
     from onnx import numpy_helper
 
-    from edgecv.converters.qat import _quantize_onnx_weights
+    from edgecv.converters.targets.onnx import quantize_qat_weights
     from tests.conftest import make_tiny_onnx
 
     rng = np.random.default_rng(0)
@@ -264,7 +264,7 @@ def test_onnx_weights_on_tfmots_grid_are_stored_exactly(tmp_path):
     for weight_type in ("uint8", "int8"):
         quantized = onnx.ModelProto()
         quantized.CopyFrom(model)
-        assert _quantize_onnx_weights(quantized, weight_type) == 2
+        assert quantize_qat_weights(quantized, weight_type) == 2
         onnx.checker.check_model(quantized)
         assert [n.op_type for n in quantized.graph.node][:2] == ["DequantizeLinear", "Conv"]
         np.testing.assert_allclose(run(quantized), want, rtol=0, atol=1e-5)

@@ -12,7 +12,7 @@ from edgecv.converters.metrics import sqnr_db
 from edgecv.compat import read_graph
 from edgecv.manifest import Preprocess
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.workstation
 pytest.importorskip("tensorflow")
 pytest.importorskip("tf2onnx")
 pytest.importorskip("onnx2tf")

@@ -7,7 +7,7 @@ import pytest
 
 from edgecv.errors import ConversionError
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.workstation
 pytest.importorskip("tensorflow")
 pytest.importorskip("onnx2tf")
 
@@ -34,6 +34,6 @@ def test_a_float_tflite_becomes_full_integer_tflite(exported, tmp_path):
 
     with pytest.raises(ConversionError, match="a .tflite source is already TFLite"):
         from edgecv.converters.sources import open_source
-        from edgecv.converters.targets import tflite
+        from edgecv.converters.targets import TARGETS
 
-        tflite.convert(open_source(src), "fp32", tmp_path / "x.tflite", tmp_path / "work")
+        TARGETS["tflite"].convert(open_source(src), "fp32", tmp_path / "x.tflite", tmp_path / "work")
