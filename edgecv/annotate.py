@@ -15,6 +15,7 @@ import numpy as np
 from edgecv.deps import require
 from edgecv.detection.detections import Detections
 from edgecv.errors import InputError
+from edgecv.labels import label_of
 
 
 def class_color(class_id: int) -> tuple[int, int, int]:
@@ -56,8 +57,8 @@ def annotate(
 
     Gray images come back as 3 channels (so that the boxes have colour), 4-channel ones without alpha;
     colour images keep their channel order. Each box gets its class colour and a caption: the label
-    (``labels[class_id]``, else the id), the score (``scores``) and ``#track`` when tracked; keypoints
-    (``data["keypoints"]``) are dots. Line width and text size follow the image size unless given.
+    (:func:`edgecv.labels.label_of`: ``labels[class_id]``, else the id), the score (``scores``) and ``#track``
+    when tracked; keypoints (``data["keypoints"]``) are dots. Line width and text size follow the image size unless given.
     """
     if not isinstance(detections, Detections):
         raise InputError(f"annotate: expected Detections, got {type(detections).__name__}")
@@ -80,8 +81,7 @@ def annotate(
         if kps is not None and kps.ndim == 3 and kps.shape[2] >= 2:
             for kx, ky in np.asarray(kps[i][:, :2], np.float64).tolist():
                 cv2.circle(out, (int(round(kx)), int(round(ky))), thickness + 1, color, -1, cv2.LINE_AA)
-        name = labels[cid] if labels is not None and 0 <= cid < len(labels) else str(cid)
-        caption = name
+        caption = label_of(labels, cid)
         if scores:
             caption += f" {float(detections.confidence[i]):.2f}"
         if detections.tracker_id is not None:

@@ -20,8 +20,8 @@ Example:
     (['triangle', 'disc'], [1.0, 0.79])
     >>> video = SceneVideo(seed=0)
     >>> frame, gt = video.step()
-    >>> frame.shape, gt.tracker_id.tolist(), to_mot_rows(0, gt)[0]
-    ((160, 160, 3), [1, 2], '1,1,86,0,50,25,1,-1,-1,-1')
+    >>> frame.shape, gt.tracker_id.tolist(), gt.xyxy[0].tolist()
+    ((160, 160, 3), [1, 2], [86.0, 0.0, 136.0, 25.0])
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from edgecv.detection.detections import Detections
-from edgecv.errors import ConfigError, InputError
+from edgecv.errors import ConfigError
 
 CLASSES = ("disc", "box", "triangle", "cross")
 
@@ -449,21 +449,3 @@ class SceneVideo:
     def __iter__(self) -> Iterator[tuple[np.ndarray, Detections]]:
         while True:
             yield self.step()
-
-
-def to_mot_rows(frame_index: int, detections: Detections) -> list[str]:
-    """MOTChallenge rows ``frame,id,x,y,w,h,conf,-1,-1,-1`` for 0-based ``frame_index`` (written 1-based).
-
-    Boxes stay in edgecv's 0-based pixel coordinates: write tracker output with this function too.
-
-    Example:
-        >>> to_mot_rows(0, Detections([[2, 3, 12, 8]], [1.0], [0], tracker_id=[7]))
-        ['1,7,2,3,10,5,1,-1,-1,-1']
-    """
-    if detections.tracker_id is None:
-        raise InputError("to_mot_rows: expected Detections with tracker_id, got tracker_id=None")
-    rows = zip(detections.tracker_id.tolist(), detections.xyxy.astype(np.float64).tolist(), detections.confidence)
-    return [
-        f"{frame_index + 1},{t},{x1:.6g},{y1:.6g},{x2 - x1:.6g},{y2 - y1:.6g},{float(c):.6g},-1,-1,-1"
-        for t, (x1, y1, x2, y2), c in rows
-    ]

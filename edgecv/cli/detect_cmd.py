@@ -116,16 +116,6 @@ def _check_not_overwriting_sources(out: Path, source) -> None:
         raise ConfigError(f"--out {out} holds the source video; the annotated video would replace it")
 
 
-def _read_class_names(path: Path) -> list[str]:
-    from edgecv.detection.ground_truth import read_labels
-    from edgecv.errors import ConfigError
-
-    names = read_labels(path)
-    if not names:
-        raise ConfigError(f"labels file {path} is empty")
-    return [names.get(i, str(i)) for i in range(max(names) + 1)]
-
-
 # -- the outputs of one run -------------------------------------------------------------------------------
 
 
@@ -179,8 +169,9 @@ class Outputs:
             (self.folder / frame.name).write_bytes(buf.tobytes())
 
     def _names(self, detections) -> list[str]:
-        labels = self.labels or ()
-        return [labels[c] if 0 <= c < len(labels) else str(c) for c in detections.class_id.tolist()]
+        from edgecv.labels import label_of
+
+        return [label_of(self.labels, c) for c in detections.class_id.tolist()]
 
     @staticmethod
     def _record(frame, detections, names, timing) -> dict[str, Any]:
@@ -229,9 +220,10 @@ class Outputs:
             self.log.close()
 
     def coco(self) -> dict[str, Any]:
-        labels = list(self.labels or ())
-        ids = sorted(set(range(len(labels))) | set(self.class_counts))
-        categories = [{"id": i, "name": labels[i] if i < len(labels) else str(i)} for i in ids]
+        from edgecv.labels import label_of
+
+        ids = sorted(set(range(len(self.labels or ()))) | set(self.class_counts))
+        categories = [{"id": i, "name": label_of(self.labels, i)} for i in ids]
         return {"images": self.images, "annotations": self.annotations, "categories": categories}
 
     def finish(self) -> None:
@@ -251,13 +243,14 @@ def run(args) -> int:
     from edgecv.detection.detector import Detector
     from edgecv.detection.frames import FrameOptions
     from edgecv.errors import ConfigError, InputError
+    from edgecv.labels import read_labels
     from edgecv.sources import open_source
 
     if args.max_frames is not None and args.max_frames < 1:
         raise ConfigError(f"--max-frames must be at least 1, got {args.max_frames}")
     if args.threads is not None and args.threads < 1:
         raise ConfigError(f"--threads must be at least 1, got {args.threads}")
-    labels = _read_class_names(args.labels) if args.labels else None
+    labels = read_labels(args.labels) if args.labels else None
     options = FrameOptions(resize=args.resize, illumination=args.illumination, frame_color="BGR")
     with open_source(args.source) as source:
         detector = Detector(args.model, spec=args.spec, options=options, threads=args.threads, backend=args.backend,
@@ -290,8 +283,9 @@ def run(args) -> int:
 
 def _summary(args, source, detector, outputs) -> dict[str, Any]:
     out = args.out
-    names = outputs.labels or ()
-    per_class = [{"class_id": c, "name": names[c] if 0 <= c < len(names) else str(c), "count": n}
+    from edgecv.labels import label_of
+
+    per_class = [{"class_id": c, "name": label_of(outputs.labels, c), "count": n}
                  for c, n in sorted(outputs.class_counts.items())]
     files: dict[str, Any] = {"predictions": str(out / PREDICTIONS), "frames": str(out / FRAMES_LOG)}
     if source.is_video:

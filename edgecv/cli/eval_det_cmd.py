@@ -70,16 +70,17 @@ def run(args) -> int:
 
     from edgecv.detection.class_map import match_classes
     from edgecv.detection.evaluate import evaluate_detections
-    from edgecv.detection.ground_truth import load_ground_truth, load_prediction_set, parse_image_size, read_labels
+    from edgecv.detection.ground_truth import load_ground_truth, load_prediction_set, parse_image_size
     from edgecv.errors import ConfigError
+    from edgecv.labels import names_by_id, read_labels
 
     if args.max_dets < 1:
         raise ConfigError(f"--max-dets must be at least 1, got {args.max_dets}")
     size = parse_image_size(args.image_size) if args.image_size else None
     gt = load_ground_truth(args.gt, images=args.images, image_size=size)
     pred = load_prediction_set(args.pred, gt, images=args.images, image_size=size)
-    labels = {**gt.categories, **(read_labels(args.labels) if args.labels else {})}
-    pred_labels = read_labels(args.pred_labels) if args.pred_labels else pred.categories
+    labels = {**gt.categories, **(names_by_id(read_labels(args.labels)) if args.labels else {})}
+    pred_labels = names_by_id(read_labels(args.pred_labels)) if args.pred_labels else pred.categories
     match = match_classes(gt.detections, pred.detections, gt_names=labels, pred_names=pred_labels,
                           class_map=args.class_map)
     metrics = evaluate_detections(gt.detections, match.apply(pred.detections), labels=labels,

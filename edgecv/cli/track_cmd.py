@@ -67,7 +67,8 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--model", required=True, type=Path, help="a .tflite, .onnx or OpenVINO .xml detector, or a folder")
     p.add_argument("--spec", help="detector spec: a built-in name or a YAML file (default: the model's manifest)")
-    p.add_argument("--labels", type=Path, help="class names, one per line, replacing the spec's")
+    p.add_argument("--labels", type=Path, help="class names, one per line (line k is class k), or a YAML file with "
+                   "'names'; replaces the spec's")
     p.add_argument("--source", required=True, help="camera index, stream URL, video, image folder or glob, or synthetic")
     p.add_argument("--out", type=Path, default=Path("runs/track"), help="output folder (default: runs/track)")
     p.add_argument("--tracker", choices=TRACKER_CHOICES, default="ocsort", help="tracker (default ocsort)")
@@ -139,13 +140,15 @@ class _Signals:
 def run(args) -> int:
     from tqdm import tqdm
 
-    from edgecv.cli.detect_cmd import _read_class_names
-    from edgecv.cli.track_eval_cmd import _tracker_options
+    from edgecv.labels import read_labels
     from edgecv.pipeline.capture import CaptureOptions
     from edgecv.pipeline.track import DetectorSettings, track
+    from edgecv.tracking.trackers import read_tracker_config
 
     _check(args)
-    settings = DetectorSettings(spec=args.spec, labels=_read_class_names(args.labels) if args.labels else None,
+    tracker_options = (read_tracker_config(args.tracker_config, tracker=args.tracker, what="--tracker-config")
+                       if args.tracker_config else None)
+    settings = DetectorSettings(spec=args.spec, labels=read_labels(args.labels) if args.labels else None,
                                 score=args.score, resize=args.resize, backend=args.backend, threads=args.threads,
                                 classes=[c.strip() for c in args.classes.split(",")] if args.classes else None)
     capture = CaptureOptions(stride=args.stride, realtime=args.realtime, max_frames=args.max_frames,
@@ -169,7 +172,7 @@ def run(args) -> int:
     with _Signals(stop, note) as signals:
         try:
             result = track(args.model, args.source, out=args.out, detector=settings, tracker=args.tracker,
-                           tracker_options=_tracker_options(args.tracker_config),
+                           tracker_options=tracker_options,
                            sinks=[k.strip() for k in args.sinks.split(",") if k.strip()],
                            video_format=args.video_format, lines=args.line, zones=args.zone, capture=capture,
                            concurrent=not args.sequential, gt=args.gt, stop=stop, progress=progress, note=note,

@@ -9,6 +9,8 @@ from pathlib import Path
 
 from edgecv.cli.commands import COMMANDS
 
+DEFAULT_TRACKER = "ocsort"
+
 EXAMPLES = """\
 examples:
   edgecv track-eval --gt TUD-Campus/gt.txt --tracks tracks.txt
@@ -49,7 +51,7 @@ def add_parser(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--tracks", type=Path, help="tracker output to score: frame,id,x,y,w,h,conf,...")
     src.add_argument("--det", type=Path, help="detections (a MOTChallenge det.txt) to run --tracker on, then score")
-    p.add_argument("--tracker", help="tracker to run on --det: bytetrack, ocsort or sort (default ocsort)")
+    p.add_argument("--tracker", help=f"tracker to run on --det: bytetrack, ocsort or sort (default {DEFAULT_TRACKER})")
     p.add_argument("--tracker-config", type=Path, metavar="YAML",
                    help="the tracker's options as a YAML mapping (for example max_lost_s: 2.0), with --det")
     p.add_argument("--fps", type=_positive, help="frame rate for the tracker (default: seqinfo.ini, else its own)")
@@ -65,17 +67,22 @@ def run(args) -> int:
     from edgecv.errors import ConfigError
     from edgecv.tracking.evaluate import evaluate_tracking
     from edgecv.tracking.mot import read_mot, write_mot
+    from edgecv.tracking.trackers import read_tracker_config, tracker_class
 
     if args.tracks is not None:
         for flag, value in (("--tracker", args.tracker), ("--tracker-config", args.tracker_config), ("--fps", args.fps),
                             ("--out", args.out)):
             if value is not None:
                 raise ConfigError(f"{flag} is for running a tracker: use it with --det, not --tracks")
+    name, options = args.tracker or DEFAULT_TRACKER, None
+    if args.det is not None:  # the tracker and its options are checked before any file is read
+        tracker_class(name, where="--tracker")
+        if args.tracker_config is not None:
+            options = read_tracker_config(args.tracker_config, tracker=name, what="--tracker-config")
     gt = read_mot(args.gt, kind="gt")
     run_info = None
     if args.det is not None:
-        options = _tracker_options(args.tracker_config)
-        tracks, run_info = _run_tracker(args.tracker or "ocsort", read_mot(args.det, kind="det"), gt, args.fps, options)
+        tracks, run_info = _run_tracker(name, read_mot(args.det, kind="det"), gt, args.fps, options)
         if args.out is not None:
             write_mot(args.out, tracks)
     else:
@@ -96,34 +103,14 @@ def run(args) -> int:
     return 0
 
 
-def _tracker_options(path: Path | None) -> dict | None:
-    """The ``--tracker-config`` YAML mapping, or None; a one-line ConfigError when it is not one."""
-    if path is None:
-        return None
-    import yaml
-
-    from edgecv.errors import ConfigError
-
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"--tracker-config {path}: cannot read it ({exc.__class__.__name__})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"--tracker-config {path}: expected a mapping of tracker options, got {type(data).__name__}")
-    return data
-
-
 def _run_tracker(name: str, det, gt, fps: float | None, options: dict | None = None):
     """Feed every frame of ``det`` (and ground truth's trailing frames, empty) to tracker ``name``."""
     import time
 
     from edgecv.detection.detections import Detections
-    from edgecv.errors import ConfigError
-    from edgecv.tracking import TRACKERS, make_tracker
+    from edgecv.tracking import make_tracker
     from edgecv.tracking.mot import MotSequence
 
-    if name not in TRACKERS:
-        raise ConfigError(f"--tracker: expected one of {', '.join(sorted(TRACKERS))}, got {name!r}")
     fps = fps or det.fps
     frames = max(det.num_frames, gt.num_frames)
     _warm_up(name, fps, [det.frames.get(f) for f in range(1, min(frames, WARM_UP_FRAMES) + 1)], options)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecv.detection._config import check
+from edgecv.config import check
 
 
 @dataclass(frozen=True)

@@ -30,12 +30,12 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import numpy as np
 
+from edgecv.config import check
 from edgecv.deps import require
-from edgecv.detection._config import check
 from edgecv.detection.detections import Detections
 from edgecv.errors import ConfigError, InputError
 from edgecv.manifest import Preprocess
@@ -44,12 +44,36 @@ from edgecv.preprocess import to_model_input
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from edgecv.detection.spec import DetectorSpec
     from edgecv.model import Model
 
 Size = tuple[int, int]
 FRAME_COLORS = ("RGB", "BGR")
 LAYOUTS = ("NHWC", "NCHW")
+
+
+class InputSpec(Protocol):
+    """What fitting frames to a model reads from a detector spec (a
+    :class:`~edgecv.detection.spec.DetectorSpec` is one; this module does not import it, which imports this).
+    None everywhere means "not said"."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def decoder(self) -> str: ...
+    @property
+    def resize(self) -> str | None: ...
+    @property
+    def pad_value(self) -> int | None: ...
+    @property
+    def layout(self) -> str | None: ...
+    @property
+    def input_size(self) -> tuple[int, ...] | None: ...
+    @property
+    def mean(self) -> tuple[float, ...] | None: ...
+    @property
+    def std(self) -> tuple[float, ...] | None: ...
+    @property
+    def color(self) -> str | None: ...
 
 
 # -- the mapping between frame and model-input pixels ------------------------------------------------------
@@ -203,7 +227,7 @@ class FrameOptions:
         check(_is_int(self.clahe_tiles) and self.clahe_tiles >= 1, "clahe_tiles", "a positive integer",
               self.clahe_tiles)
 
-    def resolved(self, spec: DetectorSpec | None = None) -> FrameOptions:
+    def resolved(self, spec: InputSpec | None = None) -> FrameOptions:
         """These options with ``resize`` and ``pad_value`` filled in: given ones win, then ``spec``'s, then
         :data:`DEFAULT_RESIZE` and :data:`DEFAULT_PAD_VALUE`.
 
@@ -406,7 +430,7 @@ class FramePreprocessor:
         cls,
         model: Model,
         *,
-        spec: DetectorSpec | None = None,
+        spec: InputSpec | None = None,
         options: FrameOptions = FrameOptions(),
         input_size: Size | None = None,
     ) -> FramePreprocessor:

@@ -40,7 +40,7 @@ import numpy as np
 
 from edgecv.detection.detections import Detections
 from edgecv.errors import ConfigError, InputError
-from edgecv.fileio import read_user_text
+from edgecv.labels import names_by_id, read_labels
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CLASSES_FILE = "classes.txt"
@@ -93,10 +93,6 @@ def _class_id(value: Any) -> int | None:
 def _key(value: Any) -> Hashable | None:
     """An image id usable as a dict key (an int or a string), else None."""
     return value if isinstance(value, (int, str)) and not isinstance(value, bool) else None
-
-
-def _lines(text: str) -> list[str]:
-    return [ln.strip() for ln in text.splitlines() if ln.strip()]
 
 
 def _read_json(path: Path, what: str) -> Any:
@@ -361,11 +357,11 @@ def _classes_file(folder: Path) -> tuple[dict[int, str], str]:
     of a ``data.yaml`` in it or up to two folders up; ``({}, "")`` when there is neither."""
     path = folder / CLASSES_FILE
     if path.is_file():
-        return read_labels(path), str(path)
+        return names_by_id(read_labels(path)), str(path)
     for parent in (folder, folder.parent, folder.parent.parent):
         path = parent / DATA_YAML
         if path.is_file() and _has_names(path):
-            return read_labels(path), str(path)
+            return names_by_id(read_labels(path)), str(path)
     return {}, ""
 
 
@@ -512,24 +508,3 @@ def load_prediction_set(
         source=str(path),
         categories_source=where,
     )
-
-
-def read_labels(path: str | Path) -> dict[int, str]:
-    """Class names: a text file with one name per line (the i-th name is class i), or a YAML file with ``names``
-    (a list, or a ``{id: name}`` mapping, as in YOLO ``data.yaml``)."""
-    path = Path(path)
-    text = read_user_text(path, "labels file")
-    if path.suffix.lower() not in (".yaml", ".yml"):
-        return dict(enumerate(_lines(text)))
-    import yaml
-
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise InputError(f"cannot read labels file {path}: {str(exc).splitlines()[0]}") from None
-    names = data.get("names") if isinstance(data, dict) else None
-    if isinstance(names, list):
-        return {i: str(n) for i, n in enumerate(names)}
-    if isinstance(names, dict) and all(_class_id(k) is not None for k in names):
-        return {int(k): str(v) for k, v in names.items()}
-    raise InputError(f"{path}: expected a 'names' list or {{id: name}} mapping")

@@ -23,12 +23,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgecv.detection._config import check, from_mapping, to_plain
+from edgecv.config import check, from_mapping, to_plain
 from edgecv.detection.decoders import DECODERS, Decoder, get_decoder
 from edgecv.detection.detections import Detections
 from edgecv.detection.frames import LAYOUTS, RESIZE_MODES
 from edgecv.detection.nms import NMS_METHODS, nms
-from edgecv.errors import ConfigError
+from edgecv.errors import ConfigError, InputError
+from edgecv.labels import label_of, read_labels
 from edgecv.manifest import COLOR_ORDERS, Preprocess
 from edgecv.yamlfile import names_in, read_named_yaml
 
@@ -131,8 +132,7 @@ class DetectorSpec:
 
     def class_names(self, detections: Detections) -> list[str]:
         """The label of each detection's class, or the class id as text where there is no label."""
-        labels = self.labels or ()
-        return [labels[c] if 0 <= c < len(labels) else str(c) for c in detections.class_id.tolist()]
+        return [label_of(self.labels, c) for c in detections.class_id.tolist()]
 
     @property
     def expected_input_size(self) -> tuple[int, int] | None:
@@ -177,7 +177,7 @@ class DetectorSpec:
         d = dict(data)
         try:
             if isinstance(d.get("labels"), str):
-                d["labels"] = _read_labels(Path(base_dir or ".") / d["labels"])
+                d["labels"] = _labels_file(Path(base_dir or ".") / d["labels"])
             if d.get("nms") is not None:
                 d["nms"] = from_mapping(NmsOptions, d["nms"], "nms")
             options = d.get("decoder_options")
@@ -189,14 +189,12 @@ class DetectorSpec:
             raise ConfigError(f"{where}: {exc}") from None
 
 
-def _read_labels(path: Path) -> tuple[str, ...]:
+def _labels_file(path: Path) -> tuple[str, ...]:
+    """A spec's ``labels: file.txt``, read by the one labels reader; its errors become the spec's ConfigError."""
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"labels: cannot read {path}: {exc.__class__.__name__}") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    return tuple(line.strip() for line in lines)
+        return read_labels(path)
+    except InputError as exc:
+        raise ConfigError(f"labels: {exc}") from None
 
 
 def spec_names(folder: Path = SPEC_DIR) -> list[str]:

@@ -83,7 +83,7 @@ class TrackEvent:
 
 
 # -- input checks shared with edgecv.pipeline.zones -------------------------------------------------------
-def _tracked(detections: Any, who: str) -> tuple[list[int], np.ndarray, list[int]]:
+def tracked_input(detections: Any, who: str) -> tuple[list[int], np.ndarray, list[int]]:
     """Track ids, float64 boxes ``[N, 4]`` and classes of a tracker's output. Empty Detections need no
     ``tracker_id`` (``Detections.empty()`` has none); any other without one, or with an id twice, is an error."""
     if not isinstance(detections, Detections):
@@ -98,7 +98,14 @@ def _tracked(detections: Any, who: str) -> tuple[list[int], np.ndarray, list[int
     return ids.tolist(), detections.xyxy.astype(np.float64), detections.class_id.tolist()
 
 
-def _frame(frame: Any, last: int | None, who: str, *, same_ok: bool = False) -> int:
+def check_frame(frame: Any, last: int | None, who: str, *, same_ok: bool = False) -> int:
+    """``frame`` as an int, checked to come after ``last`` (or equal it, with ``same_ok``); ``who`` heads the
+    one-line InputError.
+
+    Example:
+        >>> check_frame(3, 2, "LineCounter.update")
+        3
+    """
     if not isinstance(frame, (int, np.integer)) or isinstance(frame, bool):
         raise InputError(f"{who}: expected frame as an integer index, got {frame!r}")
     frame = int(frame)
@@ -107,7 +114,13 @@ def _frame(frame: Any, last: int | None, who: str, *, same_ok: bool = False) -> 
     return frame
 
 
-def _time(time_s: Any, who: str) -> float | None:
+def check_time(time_s: Any, who: str) -> float | None:
+    """``time_s`` (seconds) as a float, or None; anything but a finite number is a one-line InputError.
+
+    Example:
+        >>> check_time(2, "TrackEvents.update"), check_time(None, "TrackEvents.update")
+        (2.0, None)
+    """
     if time_s is None:
         return None
     ok = isinstance(time_s, (int, float, np.integer, np.floating)) and not isinstance(time_s, bool)
@@ -163,9 +176,9 @@ class TrackEvents:
     ) -> list[TrackEvent]:
         """The events of one frame: ``detections`` is the tracker's output for it, ``frame`` its index
         (increasing), ``time_s`` its time in seconds, ``removed_ids`` the tracks removed in it."""
-        ids, boxes, classes = _tracked(detections, "TrackEvents.update")
-        frame = _frame(frame, self._frame, "TrackEvents.update")
-        time_s = _time(time_s, "TrackEvents.update")
+        ids, boxes, classes = tracked_input(detections, "TrackEvents.update")
+        frame = check_frame(frame, self._frame, "TrackEvents.update")
+        time_s = check_time(time_s, "TrackEvents.update")
         removed = np.asarray(removed_ids)
         if removed.size == 0:
             removed = removed.reshape(0).astype(np.int64)
@@ -187,8 +200,8 @@ class TrackEvents:
     def finish(self, *, frame: int, time_s: float | None = None) -> list[TrackEvent]:
         """An "exit" for every id still present (in order of entry), at ``frame`` (not before the last update's),
         then forget them."""
-        frame = _frame(frame, self._frame, "TrackEvents.finish", same_ok=True)
-        time_s = _time(time_s, "TrackEvents.finish")
+        frame = check_frame(frame, self._frame, "TrackEvents.finish", same_ok=True)
+        time_s = check_time(time_s, "TrackEvents.finish")
         self._frame = frame
         events = [TrackEvent("exit", tid, frame, time_s, cls, box) for tid, (cls, box) in self._last.items()]
         self._last.clear()

@@ -385,7 +385,7 @@ class Pipeline:
         return d
 
     def _report(self, info: dict[str, Any], cap: Capture, wall: float) -> RunReport:
-        from edgecv.bench import _rss_mb
+        from edgecv.machine import rss_mb as _rss_mb
 
         counts = {}
         for c in self.counters:

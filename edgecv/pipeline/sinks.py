@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from edgecv.errors import ConfigError, OutputError
+from edgecv.labels import label_of
 
 FLUSH_S = 1.0
 VIDEO_CODECS = {".mp4": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
@@ -50,7 +51,7 @@ class Sink:
         """Finish the file (idempotent)."""
 
     def _label(self, class_id: int) -> str:
-        return self.labels[class_id] if 0 <= class_id < len(self.labels) else str(class_id)
+        return label_of(self.labels, class_id)
 
 
 class _TextSink(Sink):
@@ -107,10 +108,11 @@ class MotSink(_TextSink):
     description = "MOTChallenge txt of the tracks"
 
     def write(self, result: Any) -> None:
-        from edgecv.scenes import to_mot_rows
+        from edgecv.tracking.mot import format_rows, mot_rows
 
         d = result.detections
-        self._lines(to_mot_rows(result.frame.index, d) if d.tracker_id is not None and len(d) else [])
+        rows = mot_rows(result.frame.index + 1, d) if d.tracker_id is not None else ()
+        self._lines(format_rows(rows).splitlines() if len(rows) else [])
 
 
 class VideoSink(Sink):

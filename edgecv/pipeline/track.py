@@ -75,7 +75,7 @@ def _class_ids(classes: Sequence[str | int] | None, labels: Sequence[str] | None
     for c in classes:
         if isinstance(c, int) or (isinstance(c, str) and c.isdigit()):
             ids.append(int(c))
-        elif c in names:
+        elif c and c in names:  # "" is a class without a name (a blank line of a labels file): not a name
             ids.append(names.index(c))
         else:
             known = ", ".join(names[:20]) + (" ..." if len(names) > 20 else "") if names else "none (pass ids)"
@@ -135,9 +135,10 @@ def track(
     from edgecv.pipeline.sinks import SINKS, VideoSink
     from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
     from edgecv.sources import open_source
-    from edgecv.tracking import make_tracker
     from edgecv.tracking.thresholds import ThresholdCalibration, ThresholdFit
+    from edgecv.tracking.trackers import make_tracker, tracker_options as checked_options
 
+    checked = checked_options(tracker, dict(tracker_options) if tracker_options else None)  # before the model loads
     bad = [k for k in sinks if k not in SINKS]
     if bad:
         raise ConfigError(f"sinks: unknown {', '.join(bad)}; valid sinks: {', '.join(SINKS)}")
@@ -159,14 +160,14 @@ def track(
         if capture.realtime and not src.is_video:
             raise ConfigError(f"realtime needs a timed source (video, camera, stream), not {src.kind} {src.text}")
         fps = (src.fps or 30.0) / capture.stride
-        trk = make_tracker(tracker, dict(tracker_options) if tracker_options else None, fps=fps)
+        trk = make_tracker(tracker, checked, fps=fps)
         spec = getattr(det, "spec", None)
         fit = ThresholdFit(trk, user_keys=set(tracker_options or ()), calibration=calibration,
                            detector_threshold=getattr(spec, "score_threshold", None))
         if gt is not None:
-            from edgecv.tracking.evaluate import _import_trackeval
+            from edgecv.tracking.evaluate import import_trackeval
 
-            _import_trackeval()  # before the run, not after it: a missing extra is a one-line error now
+            import_trackeval()  # before the run, not after it: a missing extra is a one-line error now
         paths = {kind: out / (f"{src.name}.{video_format}" if kind == VideoSink.name else SINKS[kind].default_file)
                  for kind in dict.fromkeys(sinks)}
         if src.kind == "video" and any(p.resolve() == Path(src.text).resolve() for p in paths.values()):
@@ -255,15 +256,15 @@ def _generator_truth(source: Any, processed: list[int], out: Path, classes: tupl
     truth = getattr(source, "truth", None)
     if not truth:
         return None
-    from edgecv.fileio import atomic_write_text
-    from edgecv.scenes import to_mot_rows
-
     import numpy as np
+
+    from edgecv.fileio import atomic_write_text
+    from edgecv.tracking.mot import COLUMNS, format_rows, mot_rows
 
     def kept(d: Any) -> Any:
         return d if classes is None else d[np.isin(d.class_id, classes)]
 
-    rows = [row for i in processed for row in to_mot_rows(i, kept(truth[i]))]
+    rows = [mot_rows(i + 1, kept(truth[i])) for i in processed]
     path = out / GT_FILE
-    atomic_write_text(path, "\n".join(rows) + "\n")
+    atomic_write_text(path, format_rows(np.concatenate(rows) if rows else np.zeros((0, COLUMNS))))
     return path

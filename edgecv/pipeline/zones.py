@@ -29,7 +29,7 @@ import numpy as np
 
 from edgecv.detection.detections import Detections
 from edgecv.errors import ConfigError, InputError
-from edgecv.pipeline.events import TrackEvent, _frame, _time, _tracked
+from edgecv.pipeline.events import TrackEvent, check_frame, check_time, tracked_input
 
 __all__ = ["ANCHORS", "Line", "LineCounter", "Zone", "ZoneCounter"]
 
@@ -282,9 +282,9 @@ class LineCounter:
     def update(self, detections: Detections, *, frame: int, time_s: float | None = None) -> list[TrackEvent]:
         """The crossings in one frame: ``detections`` is the tracker's output, ``frame`` its index (increasing),
         ``time_s`` its time in seconds."""
-        ids, boxes, classes = _tracked(detections, "LineCounter.update")
-        frame = _frame(frame, self._frame, "LineCounter.update")
-        time_s = _time(time_s, "LineCounter.update")
+        ids, boxes, classes = tracked_input(detections, "LineCounter.update")
+        frame = check_frame(frame, self._frame, "LineCounter.update")
+        time_s = check_time(time_s, "LineCounter.update")
         self._frame = frame
         pts = _anchor_points(boxes, self._fractions)
         dist = self.line.signed_distance(pts)
@@ -388,9 +388,9 @@ class ZoneCounter:
     def update(self, detections: Detections, *, frame: int, time_s: float | None = None) -> list[TrackEvent]:
         """The zone events of one frame: ``detections`` is the tracker's output, ``frame`` its index
         (increasing), ``time_s`` its time in seconds."""
-        ids, boxes, classes = _tracked(detections, "ZoneCounter.update")
-        frame = _frame(frame, self._frame, "ZoneCounter.update")
-        time_s = _time(time_s, "ZoneCounter.update")
+        ids, boxes, classes = tracked_input(detections, "ZoneCounter.update")
+        frame = check_frame(frame, self._frame, "ZoneCounter.update")
+        time_s = check_time(time_s, "ZoneCounter.update")
         self._frame = frame
         now = self.zone.contains(_anchor_points(boxes, self._fractions)).tolist()
         events = []

@@ -26,7 +26,14 @@ from edgecv.tracking.ocsort import OcSortOptions, OcSortTracker
 from edgecv.tracking.sort import SortOptions, SortTracker
 from edgecv.tracking.thresholds import ThresholdCalibration, ThresholdFit
 from edgecv.tracking.track import Track, Tracker, TrackState
-from edgecv.tracking.trackers import TRACKERS, make_tracker, tracker_names
+from edgecv.tracking.trackers import (
+    TRACKERS,
+    make_tracker,
+    read_tracker_config,
+    tracker_class,
+    tracker_names,
+    tracker_options,
+)
 
 __all__ = [
     "TRACKERS",
@@ -48,5 +55,8 @@ __all__ = [
     "iou_association",
     "linear_assignment",
     "make_tracker",
+    "read_tracker_config",
+    "tracker_class",
     "tracker_names",
+    "tracker_options",
 ]

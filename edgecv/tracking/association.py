@@ -32,6 +32,8 @@ __all__ = [
     "iou_association",
     "iou_candidates",
     "pair_assignment",
+    "pairwise_iou",
+    "matches_from_pairs",
     "DENSE_LIMIT",
 ]
 
@@ -54,8 +56,16 @@ class Matches:
         return len(self.rows)
 
 
-def _result(rows: np.ndarray, cols: np.ndarray, n: int, m: int, late_cols: np.ndarray | None = None) -> Matches:
-    """Matches sorted by row; unmatched columns ascending, except ``late_cols`` (ascending) go last."""
+def matches_from_pairs(
+    rows: np.ndarray, cols: np.ndarray, n: int, m: int, late_cols: np.ndarray | None = None
+) -> Matches:
+    """The :class:`Matches` of pairs ``(rows[k], cols[k])`` in an ``n`` x ``m`` problem: sorted by row;
+    unmatched columns ascending, except ``late_cols`` (ascending) go last.
+
+    Example:
+        >>> matches_from_pairs(np.array([1]), np.array([0]), 2, 2).unmatched_rows.tolist()
+        [0]
+    """
     if len(rows) == 0 and (late_cols is None or len(late_cols) == 0):
         return Matches(_EMPTY, _EMPTY, np.arange(n), np.arange(m))
     if len(rows) > 1 and (rows[1:] < rows[:-1]).any():
@@ -106,12 +116,12 @@ def linear_assignment(cost: np.ndarray, max_cost: float, *, valid: np.ndarray | 
         raise ValueError(f"linear_assignment: expected a 2-D cost matrix, got shape {cost.shape}")
     n, m = cost.shape
     if n == 0 or m == 0:
-        return _result(_EMPTY, _EMPTY, n, m)
+        return matches_from_pairs(_EMPTY, _EMPTY, n, m)
     ok = cost <= max_cost
     if valid is not None:
         ok &= valid
     rows, cols = _solve(cost, ok, max_cost)
-    return _result(rows, cols, n, m)
+    return matches_from_pairs(rows, cols, n, m)
 
 
 def similarity_assignment(sim: np.ndarray, min_sim: float) -> Matches:
@@ -126,13 +136,18 @@ def similarity_assignment(sim: np.ndarray, min_sim: float) -> Matches:
     sim = np.asarray(sim, np.float64)
     n, m = sim.shape
     if n == 0 or m == 0:
-        return _result(_EMPTY, _EMPTY, n, m)
+        return matches_from_pairs(_EMPTY, _EMPTY, n, m)
     rows, cols = _solve(-sim, (sim >= min_sim) & (sim > 0), -min_sim)
-    return _result(rows, cols, n, m)
+    return matches_from_pairs(rows, cols, n, m)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """IoU ``[N, M]`` of float64 boxes with positive sizes (the lean form of ``box_iou`` for the hot path)."""
+def pairwise_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU ``[N, M]`` of float64 boxes with positive sizes (the lean form of ``box_iou`` for the hot path).
+
+    Example:
+        >>> pairwise_iou(np.array([[0.0, 0, 2, 2]]), np.array([[1.0, 0, 3, 2]])).tolist()
+        [[0.3333333333333333]]
+    """
     iw = np.minimum(a[:, None, 2], b[None, :, 2])
     iw -= np.maximum(a[:, None, 0], b[None, :, 0])
     ih = np.minimum(a[:, None, 3], b[None, :, 3])
@@ -154,7 +169,7 @@ def _iou_similarity(
     track_class: np.ndarray | None,
     det_class: np.ndarray | None,
 ) -> np.ndarray:
-    sim = _iou(track_xyxy, det_xyxy)
+    sim = pairwise_iou(track_xyxy, det_xyxy)
     if det_score is not None:
         sim *= det_score[None, :]
     if track_class is not None and det_class is not None:
@@ -195,7 +210,7 @@ def iou_association(
     db = np.asarray(det_xyxy, np.float64).reshape(-1, 4)
     n, m = len(tb), len(db)
     if n == 0 or m == 0:
-        return _result(_EMPTY, _EMPTY, n, m)
+        return matches_from_pairs(_EMPTY, _EMPTY, n, m)
     score = None if det_score is None else np.asarray(det_score, np.float64)
     classes = track_class is not None and det_class is not None
     tc = np.asarray(track_class) if classes else None
@@ -207,9 +222,9 @@ def iou_association(
         sim = _iou_similarity(tb, db, score, tc, dc)
         if after:
             rows, cols, dropped = _solve_after(sim, min_iou)
-            return _result(rows, cols, n, m, dropped)
+            return matches_from_pairs(rows, cols, n, m, dropped)
         rows, cols = _solve(-sim, (sim >= min_iou) & (sim > 0), -min_iou)
-        return _result(rows, cols, n, m)
+        return matches_from_pairs(rows, cols, n, m)
     # Large: candidate pairs block by block, then each group of mutually reachable boxes on its own.
     step = max(1, block // m)
     pr, pc, ps = [], [], []
@@ -246,7 +261,7 @@ def iou_candidates(
     step = max(1, block // m)
     pr, pc, ps = [], [], []
     for start in range(0, n, step):
-        iou = _iou(tb[start : start + step], db)
+        iou = pairwise_iou(tb[start : start + step], db)
         i, j = np.nonzero((iou >= min_iou) & (iou > 0))
         pr.append(i + start)
         pc.append(j)
@@ -295,7 +310,7 @@ def _sparse_solve(
 ) -> Matches:
     """Optimal matching over the candidate pairs (``rows[k]``, ``cols[k]``) with similarities ``sims``."""
     if len(rows) == 0:
-        return _result(_EMPTY, _EMPTY, n, m)
+        return matches_from_pairs(_EMPTY, _EMPTY, n, m)
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -324,4 +339,4 @@ def _sparse_solve(
                 i, j = _solve(-sim, ok, -min_sim)
             out_r.append(r_u[i])
             out_c.append(c_u[j])
-    return _result(np.concatenate(out_r), np.concatenate(out_c), n, m, np.concatenate(dropped))
+    return matches_from_pairs(np.concatenate(out_r), np.concatenate(out_c), n, m, np.concatenate(dropped))

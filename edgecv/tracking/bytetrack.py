@@ -56,7 +56,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecv.detection._config import check
+from edgecv.config import check
 from edgecv.tracking.appearance import (
     centre_distance,
     cosine_distance,
@@ -68,14 +68,14 @@ from edgecv.tracking.appearance import (
 from edgecv.tracking.association import (
     DENSE_LIMIT,
     Matches,
-    _iou,
+    pairwise_iou,
     iou_association,
     linear_assignment,
     similarity_assignment,
 )
 from edgecv.tracking.kalman import MotionModel, SizeMotion
 from edgecv.tracking.sort import OUTPUT_BOXES
-from edgecv.tracking.track import Tracker, TrackState, _Frame
+from edgecv.tracking.track import Tracker, TrackState, FrameInput
 
 __all__ = ["ByteTrackOptions", "ByteTracker"]
 
@@ -190,7 +190,7 @@ class ByteTracker(Tracker):
         super().reset()
         self._emb: dict[int, np.ndarray] = {}  # track id -> its embedding (unit length), with appearance on
 
-    def _step(self, frame: _Frame, dt: float) -> np.ndarray:
+    def _step(self, frame: FrameInput, dt: float) -> np.ndarray:
         o = self.options
         appearance = o.appearance_weight > 0
         if appearance:
@@ -209,7 +209,7 @@ class ByteTracker(Tracker):
 
         # One IoU matrix for all three stages, unless it would be large (then each stage works in blocks).
         dense = len(t) * len(frame.xyxy) <= DENSE_LIMIT
-        iou = _iou(boxes, frame.xyxy) if dense and len(t) and len(frame.xyxy) else None
+        iou = pairwise_iou(boxes, frame.xyxy) if dense and len(t) and len(frame.xyxy) else None
 
         def match(rows: np.ndarray, dets: np.ndarray, max_cost: float, fuse: bool) -> Matches:
             if len(rows) == 0 or len(dets) == 0:
@@ -284,11 +284,11 @@ class ByteTracker(Tracker):
         return (t.state == _CONFIRMED) & (t.missed == 0)
 
     def _appearance_match(self, boxes: np.ndarray, track_emb: np.ndarray, track_cls: np.ndarray, lost: np.ndarray,
-                          frame: _Frame, dets: np.ndarray, emb: np.ndarray, fused: np.ndarray | None) -> Matches:
+                          frame: FrameInput, dets: np.ndarray, emb: np.ndarray, fused: np.ndarray | None) -> Matches:
         """Stage 1 with appearance: blended cost, IoU and appearance gates (dense, whatever the sizes)."""
         o = self.options
         w = o.appearance_weight
-        sim = _iou(boxes, frame.xyxy[dets])
+        sim = pairwise_iou(boxes, frame.xyxy[dets])
         if o.fuse_score and fused is not None:
             sim *= fused[dets]
         motion = 1.0 - sim
@@ -300,7 +300,7 @@ class ByteTracker(Tracker):
         cost = (1 - w) * motion + w * looks
         return linear_assignment(cost, (1 - w) * o.match_thresh + w * float(gate.max()), valid=valid)
 
-    def _reidentify(self, boxes: np.ndarray, track_emb: np.ndarray, track_cls: np.ndarray, frame: _Frame,
+    def _reidentify(self, boxes: np.ndarray, track_emb: np.ndarray, track_cls: np.ndarray, frame: FrameInput,
                     dets: np.ndarray, emb: np.ndarray, free_rows: np.ndarray, lost: np.ndarray,
                     free_cols: np.ndarray) -> Matches:
         """Lost tracks (``free_rows[lost]``) against the confident detections left (``dets[free_cols]``) by
@@ -326,7 +326,7 @@ class ByteTracker(Tracker):
         if len(live) == 0:
             return out
         xyxy = self.kf.boxes(t.x)
-        iou = _iou(xyxy[live], xyxy[lost])
+        iou = pairwise_iou(xyxy[live], xyxy[lost])
         if per_class:
             iou[t.cls[live][:, None] != t.cls[lost][None, :]] = 0.0
         i, j = np.nonzero(iou > _DUPLICATE_IOU)

@@ -150,7 +150,14 @@ def _check_memory(gt: MotSequence, tracks: MotSequence, metrics: Sequence[str]) 
         )
 
 
-def _import_trackeval():
+def import_trackeval() -> Any:
+    """TrackEval with the modules :func:`evaluate_tracking` uses; without the ``track`` extra, a one-line
+    :class:`~edgecv.errors.MissingDependencyError` (call it before a long run that ends in an evaluation).
+
+    Example:
+        >>> import_trackeval().metrics.HOTA  # doctest: +SKIP
+        <class 'trackeval.metrics.hota.HOTA'>
+    """
     from edgecv.deps import require
 
     # TrackEval prints to stdout when an optional piece of it (BURST, pycocotools) is missing: keep it out of
@@ -205,7 +212,7 @@ def evaluate_tracking(
         )
     _check_memory(gt, tracks, metrics)
 
-    trackeval = _import_trackeval()
+    trackeval = import_trackeval()
     with tempfile.TemporaryDirectory(prefix="edgecv-track-eval-") as tmp:
         result = _run(trackeval, Path(tmp), gt, tracks, frames, name, metrics)
     return replace(result, gt_layout=layout)

@@ -162,29 +162,43 @@ class MotSequence:
         """
         _check_kind(kind)
         items = frames.items() if isinstance(frames, Mapping) else frames
-        parts = []
-        for frame, det in items:
-            if not isinstance(det, Detections):
-                raise InputError(f"{source}: frame {frame}: expected Detections, got {type(det).__name__}")
-            if not len(det):
-                continue
-            if kind != "det" and det.tracker_id is None:
-                raise InputError(f"{source}: frame {frame}: expected Detections with tracker_id for {kind}")
-            xyxy = det.xyxy.astype(np.float64)
-            block = np.full((len(det), COLUMNS), -1.0)
-            block[:, 0] = frame
-            if det.tracker_id is not None and kind != "det":
-                block[:, 1] = det.tracker_id
-            block[:, 2:4] = xyxy[:, :2].round(3)
-            block[:, 4:6] = (xyxy[:, 2:] - xyxy[:, :2]).round(3)
-            block[:, 6] = det.confidence.astype(np.float64).round(6)
-            if kind == "gt":
-                block[:, 7] = det.class_id
-            parts.append(block)
+        parts = [mot_rows(frame, det, kind=kind, source=source) for frame, det in items]
         rows = np.concatenate(parts) if parts else np.zeros((0, COLUMNS))
         lines = np.zeros(len(rows), np.int64)  # no file lines to name
         rows = _clean(rows, lines, kind=kind, source=source)
         return cls(rows, kind=kind, name=name, source=source, seq_length=seq_length, fps=fps, image_size=image_size)
+
+
+def mot_rows(frame: int, detections: Detections, *, kind: str = "tracks", source: str = "") -> np.ndarray:
+    """The MOTChallenge rows (float64 ``[N, 10]``) of one frame's detections, with the 1-based ``frame``
+    number: ``frame,id,x,y,w,h,conf,-1,-1,-1`` (``id`` -1 for ``kind="det"``, the class in column 8 for
+    ``kind="gt"``). Boxes are rounded to 1/1000 pixel and scores to 6 decimals: :func:`format_rows` writes
+    these values exactly and :func:`read_mot` reads them back bit for bit. The rows are not checked
+    (:meth:`MotSequence.from_frames` checks them; a streaming writer writes them as they come).
+
+    Example:
+        >>> d = Detections(np.array([[2, 3, 12, 8]]), [1.0], [0], tracker_id=[7])
+        >>> format_rows(mot_rows(5, d))
+        '5,7,2,3,10,5,1,-1,-1,-1\\n'
+    """
+    where = f"{source}: frame {frame}" if source else f"frame {frame}"
+    if not isinstance(detections, Detections):
+        raise InputError(f"{where}: expected Detections, got {type(detections).__name__}")
+    if not len(detections):
+        return np.zeros((0, COLUMNS))
+    if kind != "det" and detections.tracker_id is None:
+        raise InputError(f"{where}: expected Detections with tracker_id for {kind}")
+    xyxy = detections.xyxy.astype(np.float64)
+    rows = np.full((len(detections), COLUMNS), -1.0)
+    rows[:, 0] = frame
+    if kind != "det":
+        rows[:, 1] = detections.tracker_id
+    rows[:, 2:4] = xyxy[:, :2].round(3)
+    rows[:, 4:6] = (xyxy[:, 2:] - xyxy[:, :2]).round(3)
+    rows[:, 6] = detections.confidence.astype(np.float64).round(6)
+    if kind == "gt":
+        rows[:, 7] = detections.class_id
+    return rows
 
 
 def _row_problem(rows: np.ndarray, kind: str) -> str:
@@ -490,7 +504,14 @@ def _fmt(v: float) -> str:
 
 
 def format_rows(rows: np.ndarray) -> str:
-    """Rows as MOTChallenge text: whole numbers without a decimal point, others in the shortest exact form."""
+    """Rows as MOTChallenge text, one line each: whole numbers without a decimal point, others in the shortest
+    form that reads back as the same float64 (``repr``), so a file written here reads back exactly. The one
+    row formatter of edgecv: :func:`write_mot`, the pipeline's ``mot`` sink and its ground truth use it.
+
+    Example:
+        >>> format_rows(np.array([[1, 3, 1234.567, 20, 29.75, 40, 0.912346, -1, -1, -1]]))
+        '1,3,1234.567,20,29.75,40,0.912346,-1,-1,-1\\n'
+    """
     return "".join(",".join(map(_fmt, r)) + "\n" for r in np.asarray(rows, np.float64).tolist())
 
 

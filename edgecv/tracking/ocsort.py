@@ -62,12 +62,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecv.detection._config import check
+from edgecv.config import check
 from edgecv.tracking.association import (
     DENSE_LIMIT,
     Matches,
-    _iou,
-    _result,
+    pairwise_iou,
+    matches_from_pairs,
     iou_association,
     iou_candidates,
     linear_assignment,
@@ -76,7 +76,7 @@ from edgecv.tracking.association import (
 )
 from edgecv.tracking.kalman import KalmanBoxFilter, MotionModel, SizeMotion, SortMotion
 from edgecv.tracking.sort import OUTPUT_BOXES
-from edgecv.tracking.track import Tracker, TrackState, _Frame, _Table
+from edgecv.tracking.track import Tracker, TrackState, FrameInput, TrackTable
 
 __all__ = ["OcSortOptions", "OcSortTracker"]
 
@@ -163,7 +163,7 @@ class OcSortOptions:
             check(_finite(value) and value > 0, f"ocsort.{name}", "a positive number", value)
 
 
-class _OcTable(_Table):
+class _OcTable(TrackTable):
     """The track table plus what OC-SORT keeps of each track's detections.
 
     ``obs``: the last detection (x1, y1, x2, y2); ``hist`` / ``hist_t``: the centres of the latest few
@@ -173,7 +173,7 @@ class _OcTable(_Table):
     """
 
     EXTRA = ("obs", "hist", "hist_t", "vdir", "xs", "Ps")
-    FIELDS = _Table.FIELDS + EXTRA
+    FIELDS = TrackTable.FIELDS + EXTRA
 
     def __init__(self, dim: int, slots: int) -> None:
         super().__init__(dim)
@@ -228,7 +228,7 @@ class OcSortTracker(Tracker):
         self._boxes = np.zeros((0, 4))  # this frame's predictions
 
     # -- OC-SORT's per-track bookkeeping ------------------------------------------------------------------
-    def _spawn(self, frame: _Frame, dets: np.ndarray, state: TrackState) -> None:
+    def _spawn(self, frame: FrameInput, dets: np.ndarray, state: TrackState) -> None:
         n = len(dets)
         if n == 0:
             return
@@ -274,7 +274,7 @@ class OcSortTracker(Tracker):
             x, P = _rerun(kf, t.xs[r], t.Ps[r], virtual, dt)
             t.x[r], t.P[r] = kf.predict(x, P, dt)
 
-    def _correct(self, rows: np.ndarray, frame: _Frame, dets: np.ndarray) -> None:
+    def _correct(self, rows: np.ndarray, frame: FrameInput, dets: np.ndarray) -> None:
         if len(rows) == 0:
             return
         t = self._t
@@ -301,7 +301,7 @@ class OcSortTracker(Tracker):
         t.Ps[rows] = t.P[rows]
 
     # -- one frame -------------------------------------------------------------------------------------------
-    def _step(self, frame: _Frame, dt: float) -> np.ndarray:
+    def _step(self, frame: FrameInput, dt: float) -> np.ndarray:
         o = self.options
         self._now += dt
         lo, hi = o.score_range
@@ -315,7 +315,7 @@ class OcSortTracker(Tracker):
         n, m = len(t), len(frame.xyxy)
         self._centre = _centers(frame.xyxy)
         self._prev = None
-        iou = _iou(boxes, frame.xyxy) if n and m and n * m <= DENSE_LIMIT else None
+        iou = pairwise_iou(boxes, frame.xyxy) if n and m and n * m <= DENSE_LIMIT else None
         is_tentative = state == _TENTATIVE
         if is_tentative.any():
             pool, tentative = (~is_tentative).nonzero()[0], is_tentative.nonzero()[0]
@@ -374,7 +374,7 @@ class OcSortTracker(Tracker):
         return (t.state == _CONFIRMED) & (t.missed == 0)
 
     def _by_iou(
-        self, rows: np.ndarray, dets: np.ndarray, min_iou: float, frame: _Frame, iou: np.ndarray | None,
+        self, rows: np.ndarray, dets: np.ndarray, min_iou: float, frame: FrameInput, iou: np.ndarray | None,
         ref: np.ndarray | None = None,
     ) -> Matches:
         """IoU matching of tracks ``rows`` to detections ``dets``, at least ``min_iou``: against boxes ``ref``
@@ -392,7 +392,7 @@ class OcSortTracker(Tracker):
         )
 
     def _first_stage(
-        self, rows: np.ndarray, dets: np.ndarray, boxes: np.ndarray, iou: np.ndarray | None, frame: _Frame,
+        self, rows: np.ndarray, dets: np.ndarray, boxes: np.ndarray, iou: np.ndarray | None, frame: FrameInput,
         score: np.ndarray,
     ) -> Matches:
         """Tracks ``rows`` to detections ``dets``: IoU (at least ``iou_threshold``) plus OC-SORT's direction
@@ -411,7 +411,7 @@ class OcSortTracker(Tracker):
                 valid &= t.cls[rows][:, None] == frame.cls[dets][None, :]
             if valid.sum(axis=0).max() <= 1 and valid.sum(axis=1).max() <= 1:  # nobody competes
                 i, j = valid.nonzero()
-                return _result(i, j, len(rows), len(dets))
+                return matches_from_pairs(i, j, len(rows), len(dets))
             if o.inertia > 0:
                 centre = self._centre[dets]
                 vdir, prev = t.vdir[rows], self._previous_centres()[rows]

@@ -24,10 +24,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edgecv.detection._config import check
+from edgecv.config import check
 from edgecv.tracking.association import iou_association
 from edgecv.tracking.kalman import MotionModel, SortMotion
-from edgecv.tracking.track import Tracker, TrackState, _Frame
+from edgecv.tracking.track import Tracker, TrackState, FrameInput
 
 __all__ = ["SortOptions", "SortTracker"]
 
@@ -100,11 +100,11 @@ class SortTracker(Tracker):
     def start_score(self) -> float | None:
         return self.options.min_confidence
 
-    def _step(self, frame: _Frame, dt: float) -> np.ndarray:
+    def _step(self, frame: FrameInput, dt: float) -> np.ndarray:
         o = self.options
         if o.min_confidence is not None:
             keep = frame.conf >= o.min_confidence
-            frame = _Frame(frame.xyxy[keep], frame.conf[keep], frame.cls[keep], frame.index[keep], frame.data)
+            frame = FrameInput(frame.xyxy[keep], frame.conf[keep], frame.cls[keep], frame.index[keep], frame.data)
         boxes = self._predict(dt)
         t = self._t
         classes = (t.cls, frame.cls) if o.per_class else (None, None)

@@ -47,7 +47,7 @@ from typing import Any, Collection
 
 import numpy as np
 
-from edgecv.detection._config import check
+from edgecv.config import check
 
 __all__ = ["FIT_MODES", "ThresholdCalibration", "ThresholdFit"]
 

@@ -33,12 +33,12 @@ from typing import Any, ClassVar, Mapping
 
 import numpy as np
 
-from edgecv.detection._config import from_mapping
+from edgecv.config import from_mapping
 from edgecv.detection.detections import Detections
 from edgecv.errors import ConfigError, InputError
 from edgecv.tracking.kalman import KalmanBoxFilter, MotionModel
 
-__all__ = ["TrackState", "Track", "Tracker"]
+__all__ = ["FrameInput", "TrackState", "Track", "TrackTable", "Tracker"]
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,15 @@ class Track:
     time_since_update: float
 
 
-class _Table:
-    """Tracks as parallel arrays (one row per track, in the order the tracks began)."""
+class TrackTable:
+    """Tracks as parallel arrays (one row per track, in the order the tracks began); a tracker that keeps more
+    per track subclasses it and adds its arrays to ``FIELDS`` (OC-SORT's observation history).
+
+    Example:
+        >>> t = TrackTable(8)
+        >>> len(t), t.x.shape
+        (0, (0, 8))
+    """
 
     FIELDS = ("id", "state", "x", "P", "cls", "conf", "hits", "streak", "age", "missed", "since", "det", "born",
               "vcls", "vsum")
@@ -120,8 +127,9 @@ class _Table:
 
 
 @dataclass(frozen=True)
-class _Frame:
-    """One frame's usable detections: float64 boxes and scores, classes, and their rows in the input."""
+class FrameInput:
+    """One frame's usable detections, as :meth:`Tracker.update` hands them to a tracker's ``_step``: float64
+    boxes and scores, classes, their rows in the input, and the input's per-box ``data`` (embeddings)."""
 
     xyxy: np.ndarray
     conf: np.ndarray
@@ -130,7 +138,7 @@ class _Frame:
     data: Mapping[str, np.ndarray]
 
 
-def _read_input(detections: Any) -> _Frame:
+def _read_input(detections: Any) -> FrameInput:
     """Check the input's type and shape, then drop (with a warning) boxes that no tracker can use."""
     data: Mapping[str, np.ndarray] = {}
     if isinstance(detections, Detections):
@@ -166,13 +174,13 @@ def _read_input(detections: Any) -> _Frame:
         # NaN fails the comparisons; an inf coordinate makes w or h inf or NaN
         ok = (w > 0) & (h > 0) & np.isfinite(w + h + conf)
     if ok.all():
-        return _Frame(xyxy, conf, cls, np.arange(len(xyxy)), data)
+        return FrameInput(xyxy, conf, cls, np.arange(len(xyxy)), data)
     bad = np.flatnonzero(~ok)
     nonfinite = int((~np.isfinite(xyxy[bad]).all(axis=1) | ~np.isfinite(conf[bad])).sum())
     log.warning("tracker: dropped %d of %d detection(s): %d with NaN or inf, %d with zero or negative size",
                 len(bad), len(ok), nonfinite, len(bad) - nonfinite)
     keep = np.flatnonzero(ok)
-    return _Frame(xyxy[keep], conf[keep], cls[keep], keep, data)
+    return FrameInput(xyxy[keep], conf[keep], cls[keep], keep, data)
 
 
 def _vote_weight(conf: np.ndarray) -> np.ndarray:
@@ -203,15 +211,28 @@ class Tracker:
     Options: ClassVar[type] = object
 
     def __init__(self, options: Any = None, *, fps: float = 30.0) -> None:
-        if options is None or isinstance(options, Mapping):
-            options = from_mapping(self.Options, options, f"{self.name} options")
-        elif not isinstance(options, self.Options):
-            raise ConfigError(f"{self.name} options: expected a {self.Options.__name__} or a mapping, "
-                              f"got {type(options).__name__}")
-        self.options = options
+        self.options = self.check_options(options)
         self.fps = _check_fps(fps)
         self.kf = KalmanBoxFilter(self._motion())
         self.reset()
+
+    @classmethod
+    def check_options(cls, options: Any = None) -> Any:
+        """``options`` as this tracker's ``Options``: a mapping (YAML) is read key by key, an ``Options`` is
+        taken as it is, None gives the defaults. Unknown keys, wrong types and out-of-range values are
+        one-line ConfigErrors naming the tracker (``sort options: unknown key(s) ...; valid keys: ...``).
+
+        Example:
+            >>> from edgecv.tracking import SortTracker
+            >>> SortTracker.check_options({"max_lost_s": 2}).max_lost_s
+            2.0
+        """
+        if options is None or isinstance(options, Mapping):
+            return from_mapping(cls.Options, options, f"{cls.name} options")
+        if not isinstance(options, cls.Options):
+            raise ConfigError(f"{cls.name} options: expected a {cls.Options.__name__} or a mapping, "
+                              f"got {type(options).__name__}")
+        return options
 
     def _motion(self) -> MotionModel:
         raise NotImplementedError
@@ -228,11 +249,11 @@ class Tracker:
 
     def reset(self) -> None:
         """Forget every track and the time; identities start again from 1."""
-        self._t = _Table(self.kf.dim)
+        self._t = TrackTable(self.kf.dim)
         self._next_id = 1
         self._time: float | None = None
         self.frame_index = 0  # updates so far
-        self._gone = _Table(self.kf.dim)  # tracks removed by the latest update
+        self._gone = TrackTable(self.kf.dim)  # tracks removed by the latest update
 
     @property
     def tracks(self) -> list[Track]:
@@ -243,10 +264,10 @@ class Tracker:
         """Remove every track now, keeping the identity counter (unlike :meth:`reset`, no id is ever used
         again): for a break in the video, such as a stream that came back after an outage. Returns the
         removed tracks, as they were."""
-        self._gone = _Table(self.kf.dim)
+        self._gone = TrackTable(self.kf.dim)
         self._remove(np.ones(len(self._t), bool))
         ended = self.removed
-        self._gone = _Table(self.kf.dim)
+        self._gone = TrackTable(self.kf.dim)
         return ended
 
     @property
@@ -267,7 +288,7 @@ class Tracker:
         step = self._time_step(timestamp, dt)
         self.frame_index += 1
         if len(self._gone):
-            self._gone = _Table(self.kf.dim)
+            self._gone = TrackTable(self.kf.dim)
         report = self._step(frame, step)
         return self._output(report.nonzero()[0], frame)
 
@@ -310,7 +331,7 @@ class Tracker:
             boxes = boxes[~bad]
         return boxes
 
-    def _correct(self, rows: np.ndarray, frame: _Frame, dets: np.ndarray) -> None:
+    def _correct(self, rows: np.ndarray, frame: FrameInput, dets: np.ndarray) -> None:
         """Update tracks ``rows`` with detections ``dets`` (positions in ``frame``), all in one filter step."""
         if len(rows) == 0:
             return
@@ -327,7 +348,7 @@ class Tracker:
         t.missed[rows] = 0
         t.since[rows] = 0.0
 
-    def _spawn(self, frame: _Frame, dets: np.ndarray, state: TrackState) -> None:
+    def _spawn(self, frame: FrameInput, dets: np.ndarray, state: TrackState) -> None:
         """Start one track per detection ``dets`` (positions in ``frame``)."""
         n = len(dets)
         if n == 0:
@@ -377,13 +398,13 @@ class Tracker:
         if len(rows) == 0:
             return
         self._t.state[rows] = int(TrackState.REMOVED)
-        self._gone.append(**{name: getattr(self._t, name)[rows] for name in _Table.FIELDS})
+        self._gone.append(**{name: getattr(self._t, name)[rows] for name in TrackTable.FIELDS})
         self._t.keep(~mask)
 
     def _expired(self, max_lost_s: float) -> np.ndarray:
         return self._t.since > max_lost_s + _TIME_EPS
 
-    def _snapshots(self, t: _Table, rows: np.ndarray) -> list[Track]:
+    def _snapshots(self, t: TrackTable, rows: np.ndarray) -> list[Track]:
         with np.errstate(invalid="ignore"):
             boxes = self.kf.boxes(t.x[rows]).tolist()
         vel = t.x[rows][:, 4:6].tolist()
@@ -404,7 +425,7 @@ class Tracker:
             for k, r in enumerate(rows.tolist())
         ]
 
-    def _output(self, rows: np.ndarray, frame: _Frame) -> Detections:
+    def _output(self, rows: np.ndarray, frame: FrameInput) -> Detections:
         t = self._t
         det = t.det[rows]
         if getattr(self.options, "output_boxes", "kalman") == "detection":
@@ -422,5 +443,5 @@ class Tracker:
             data=data,
         )
 
-    def _step(self, frame: _Frame, dt: float) -> np.ndarray:
+    def _step(self, frame: FrameInput, dt: float) -> np.ndarray:
         raise NotImplementedError

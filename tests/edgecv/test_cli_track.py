@@ -239,6 +239,9 @@ BAD = [
     ("unknown class", ["--classes", "bird"], "classes: unknown class 'bird'; the detector's labels: cat, dog"),
     ("missing model", ["--model", "missing.onnx"], "model file not found"),
     ("missing tracker config", ["--tracker-config", "missing.yaml"], "--tracker-config missing.yaml: cannot read it"),
+    ("unknown tracker option", ["--tracker-config", "CONFIG"], "ocsort options: unknown key(s) max_lost; valid keys: "),
+    ("tracker option before the model", ["--tracker-config", "CONFIG", "--model", "missing.onnx"],
+     "ocsort options: unknown key(s) max_lost"),
     ("gt without the mot sink", ["--gt", "GT", "--sinks", "jsonl"], "scoring against ground truth needs the mot sink"),
     ("realtime on images", ["--source", "IMAGES", "--realtime", None],
      "realtime needs a timed source (video, camera, stream), not folder"),
@@ -262,7 +265,9 @@ def test_bad_input_is_one_line_and_writes_nothing(fake, images, tmp_path, capsys
     gt = tmp_path / "gt.txt"
     gt.write_text("1,1,10,10,20,20,1,1,1\n")
     values = {"--model": str(fake["model"]), "--source": "synthetic:frames=5,size=64x64", "--out": str(tmp_path / "out")}
-    names = {"IMAGES": str(images), "GT": str(gt)}
+    config = tmp_path / "tracker.yaml"
+    config.write_text("max_lost: 3\n")
+    names = {"IMAGES": str(images), "GT": str(gt), "CONFIG": str(config)}
     extra = []
     for key, value in zip(changes[::2], changes[1::2]):
         value = names.get(value, value)

@@ -115,7 +115,7 @@ def test_repaired_input_warns(tud):
     [
         ("columns", r"bad\.txt:2: expected 10 values like the first row, got 4"),
         ("tracker-with-tracks", r"--tracker is for running a tracker: use it with --det, not --tracks"),
-        ("unknown-tracker", r"--tracker: expected one of .*bytetrack.*, got 'nope'"),
+        ("unknown-tracker", r"--tracker: unknown name 'nope'; valid names: bytetrack, ocsort, sort"),
         ("missing", r"MOT tracks file not found"),
         ("repeated-id", r"id 4 appears twice in frame 1"),
     ],

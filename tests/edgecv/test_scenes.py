@@ -6,10 +6,9 @@ import numpy as np
 import pytest
 
 import edgecv.scenes
-from edgecv.detection import Detections
 from edgecv.detection.boxes import box_iou
-from edgecv.errors import ConfigError, InputError
-from edgecv.scenes import CLASSES, SceneOptions, SceneVideo, scene_frames, to_mot_rows
+from edgecv.errors import ConfigError
+from edgecv.scenes import CLASSES, SceneOptions, SceneVideo, scene_frames
 
 # One object on a flat background, nothing else: every non-background pixel belongs to the object.
 PLAIN = dict(texture=0.0, noise=0.0, blur=0.0, lighting=0.0, distractors=0)
@@ -181,13 +180,6 @@ def test_video_is_deterministic_and_reset_replays():
     frame, truth = next(iter(SceneVideo(seed=7)))
     assert frame.shape == (160, 160, 3) and frame.dtype == np.uint8 and frame.flags.c_contiguous
     assert frame.tobytes() == a[0][0].tobytes()
-
-
-def test_to_mot_rows_writes_one_based_frames_and_xywh():
-    det = Detections([[2, 3, 12, 8], [0.5, 1, 4, 9]], [1.0, 0.75], [0, 1], tracker_id=[7, 9])
-    assert to_mot_rows(4, det) == ["5,7,2,3,10,5,1,-1,-1,-1", "5,9,0.5,1,3.5,8,0.75,-1,-1,-1"]
-    with pytest.raises(InputError, match="tracker_id"):
-        to_mot_rows(0, Detections([[0, 0, 1, 1]], [1.0], [0]))
 
 
 def test_module_example_runs():

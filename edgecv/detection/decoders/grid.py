@@ -23,7 +23,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
-from edgecv.detection._config import check, from_mapping, to_plain
+from edgecv.config import check, from_mapping, to_plain
 from edgecv.detection.decoders.base import check_input_size, check_outputs, describe
 from edgecv.detection.detections import Detections
 from edgecv.errors import InputError

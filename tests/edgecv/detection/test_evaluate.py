@@ -13,6 +13,7 @@ from edgecv.errors import ConfigError, InputError, MissingDependencyError
 pytest.importorskip("pycocotools")
 
 from edgecv.detection.evaluate import DetectionMetrics, evaluate_detections  # noqa: E402
+from edgecv.labels import names_by_id, read_labels  # noqa: E402
 from edgecv.detection.ground_truth import (  # noqa: E402
     DetectionSet,
     load_ground_truth,
@@ -20,7 +21,6 @@ from edgecv.detection.ground_truth import (  # noqa: E402
     parse_image_size,
     read_coco_ground_truth,
     read_coco_predictions,
-    read_labels,
     read_yolo_ground_truth,
     read_yolo_predictions,
 )
@@ -305,8 +305,10 @@ def test_yolo_sizes_and_class_names(files):
     txt.write_text("person\n\ncar\n")
     yml.write_text("path: x\nnames: [person, car]\n")
     yml_dict.write_text("names:\n  0: person\n  3: car\n")
-    assert read_labels(txt) == {0: "person", 1: "car"} and read_labels(yml) == {0: "person", 1: "car"}
-    assert read_labels(yml_dict) == {0: "person", 3: "car"}
+    # line k is class k (edgecv.labels): the blank line is class 1, without a name
+    assert names_by_id(read_labels(txt)) == {0: "person", 2: "car"}
+    assert names_by_id(read_labels(yml)) == {0: "person", 1: "car"}
+    assert names_by_id(read_labels(yml_dict)) == {0: "person", 3: "car"}
 
 
 def _gt_json(annotations=None, images=None, categories=None) -> str:

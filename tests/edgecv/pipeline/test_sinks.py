@@ -108,6 +108,29 @@ def test_mot_rows_are_what_track_eval_reads(tmp_path):
     np.testing.assert_allclose(seq.rows[0, 2:7], [1.26, 2, 8.78, 18, 0.87654])
 
 
+def test_mot_sink_writes_what_write_mot_writes(tmp_path):
+    """One row formatter (edgecv.tracking.mot): the live sink's file is write_mot's, byte for byte, and reads
+    back as exactly the rows the in-memory evaluation uses, also where 6 significant digits were too few
+    (boxes past 1000 pixels, scores under 0.1, float32 noise in a width)."""
+    from edgecv.tracking.mot import MotSequence, read_mot, write_mot
+
+    big = Detections(np.array([[1234.5678, 20.25, 1300.1234, 90.5], [10.1, 0.0001, 20.2, 5.0]], np.float32),
+                     [0.0123456789, 0.9], [0, 0], tracker_id=[3, 4])
+    frames = {1: big, 2: result(1).detections, 3: Detections.empty()}
+    sink = MotSink(tmp_path / "sink.txt")
+    sink.open(INFO)
+    for f, d in frames.items():
+        frame = result(f - 1)
+        sink.write(FrameResult(frame.frame, frame.seq, d, [], captured_at=1.0, result_at=1.0, time_s=None))
+    sink.close()
+    write_mot(tmp_path / "write_mot.txt", frames)
+    assert (tmp_path / "sink.txt").read_text() == (tmp_path / "write_mot.txt").read_text()
+    assert (tmp_path / "sink.txt").read_text().splitlines()[:2] == [
+        "1,3,1234.568,20.25,65.556,70.25,0.012346,-1,-1,-1", "1,4,10.1,0,10.1,5,0.9,-1,-1,-1"]
+    back = read_mot(tmp_path / "sink.txt", kind="tracks", seqinfo=False)
+    assert back.rows.tobytes() == MotSequence.from_frames(frames).rows.tobytes()
+
+
 # -- flushing ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("cls", [JsonlSink, MotSink])
 def test_text_sinks_flush_while_running(tmp_path, monkeypatch, cls):

@@ -9,7 +9,7 @@ import pytest
 
 from edgecv.detection.detections import Detections
 from edgecv.errors import InputError, OutputError
-from edgecv.tracking.mot import MotSequence, read_mot, write_mot
+from edgecv.tracking.mot import MotSequence, format_rows, mot_rows, read_mot, write_mot
 
 LOGGER = "edgecv.tracking.mot"
 
@@ -67,6 +67,38 @@ def test_write_from_detections(tmp_path):
     assert seq.rows.tobytes() == MotSequence.from_frames(frames).rows.tobytes()
     assert seq.frames[4].tracker_id.tolist() == [3, 8]
     np.testing.assert_array_equal(seq.frames[4].xyxy, frames[4].xyxy)
+
+
+TRACKED = Detections(np.array([[2, 3, 12, 8], [0.5, 1, 4, 9]]), [1.0, 0.75], [0, 1], tracker_id=[7, 9])
+
+
+@pytest.mark.parametrize(
+    "frame, detections, kind, expected, error",
+    [
+        (5, TRACKED, "tracks", ["5,7,2,3,10,5,1,-1,-1,-1", "5,9,0.5,1,3.5,8,0.75,-1,-1,-1"], None),
+        (1, TRACKED, "gt", ["1,7,2,3,10,5,1,0,-1,-1", "1,9,0.5,1,3.5,8,0.75,1,-1,-1"], None),
+        (1, TRACKED, "det", ["1,-1,2,3,10,5,1,-1,-1,-1", "1,-1,0.5,1,3.5,8,0.75,-1,-1,-1"], None),
+        (2, Detections(np.array([[1234.5678, 0.0001, 1300.1234, 5.0]], np.float32), [0.0123456789], [0], tracker_id=[1]),
+         "tracks", ["2,1,1234.568,0,65.556,5,0.012346,-1,-1,-1"], None),
+        (3, Detections.empty(), "tracks", [], None),
+        (1, Detections(np.array([[0, 0, 1, 1]]), [1.0], [0]), "tracks", None, "frame 1: expected Detections with tracker_id"),
+        (1, np.zeros((1, 5)), "tracks", None, "frame 1: expected Detections, got ndarray"),
+    ],
+)
+def test_mot_rows_table(frame, detections, kind, expected, error):
+    if error:
+        with pytest.raises(InputError, match=error):
+            mot_rows(frame, detections, kind=kind)
+        return
+    assert format_rows(mot_rows(frame, detections, kind=kind)).splitlines() == expected
+
+
+def test_written_rows_read_back_exactly(tmp_path):
+    frames = {1: TRACKED, 2: Detections(np.array([[1234.5678, 20.25, 1300.1234, 90.5]], np.float32), [0.0123456789],
+                                        [0], tracker_id=[3])}
+    path = write_mot(tmp_path / "t.txt", frames)
+    back = read_mot(path, kind="tracks", seqinfo=False)
+    assert back.rows.tobytes() == np.concatenate([mot_rows(f, d) for f, d in frames.items()]).tobytes()
 
 
 def test_write_needs_track_ids(tmp_path):

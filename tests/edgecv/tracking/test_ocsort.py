@@ -218,7 +218,7 @@ def test_candidate_pairs_and_matching_over_pairs_equal_the_dense_matching():
         b = a[rng.permutation(12)[:9]] + rng.normal(0, 4, (9, 4))
         b[:, 2:] = np.maximum(b[:, 2:], b[:, :2] + 1)
         i, j, v = iou_candidates(a, b, 0.2, block=17)  # blocks of one row
-        dense = association._iou(a, b)
+        dense = association.pairwise_iou(a, b)
         keep = dense >= 0.2
         assert sorted(zip(i.tolist(), j.tolist())) == sorted(zip(*np.nonzero(keep)))
         np.testing.assert_allclose(v, dense[i, j])

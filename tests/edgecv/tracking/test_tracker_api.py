@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
+from edgecv.config import to_plain
 from edgecv.detection import Detections
-from edgecv.detection._config import to_plain
 from edgecv.errors import ConfigError, InputError
 from edgecv.tracking import (
     TRACKERS,
@@ -23,7 +23,10 @@ from edgecv.tracking import (
     Track,
     TrackState,
     make_tracker,
+    read_tracker_config,
+    tracker_class,
     tracker_names,
+    tracker_options,
 )
 from edgecv.tracking.ocsort import OcSortOptions, OcSortTracker
 
@@ -84,6 +87,42 @@ def test_bad_names_options_and_fps_are_one_line_config_errors(call, message):
         call()
     text = str(err.value)
     assert message in text and "\n" not in text
+
+
+TRACKER_CONFIGS = [
+    # (case, tracker, --tracker-config text or None for no file, expected error or None)
+    ("good", "sort", "max_lost_s: 0.2\nmin_hits: 1\n", None),
+    ("empty mapping", "ocsort", "{}\n", None),
+    ("unknown tracker", "deepsort", "max_lost_s: 1\n", "tracker: unknown name 'deepsort'; valid names: bytetrack, ocsort, sort"),
+    ("unknown key", "sort", "max_lost: 3\n", "--tracker-config c.yaml: sort options: unknown key(s) max_lost; valid keys: max_lost_s"),
+    ("out of range", "bytetrack", "match_thresh: 2\n", "--tracker-config c.yaml: bytetrack.match_thresh: expected a cost"),
+    ("wrong type", "sort", "min_hits: many\n", "--tracker-config c.yaml: sort options.min_hits: expected an integer"),
+    ("a list", "sort", "- 1\n", "--tracker-config c.yaml: expected a mapping of tracker options, got list"),
+    ("empty file", "sort", "", "--tracker-config c.yaml: expected a mapping of tracker options, got NoneType"),
+    ("bad YAML", "sort", "a: [1\n", "--tracker-config c.yaml: cannot read it (ParserError)"),
+    ("missing", "sort", None, "--tracker-config c.yaml: cannot read it (not found)"),
+]
+
+
+@pytest.mark.parametrize("case, name, text, error", TRACKER_CONFIGS, ids=[c[0] for c in TRACKER_CONFIGS])
+def test_read_tracker_config_table(tmp_path, monkeypatch, case, name, text, error):
+    """The one check of a --tracker-config file that edgecv track and edgecv track-eval both use."""
+    monkeypatch.chdir(tmp_path)
+    if text is not None:
+        (tmp_path / "c.yaml").write_text(text)
+    if error is None:
+        data = read_tracker_config("c.yaml", tracker=name, what="--tracker-config")
+        assert make_tracker(name, data).options == tracker_options(name, data)
+        return
+    with pytest.raises(ConfigError) as err:
+        read_tracker_config("c.yaml", tracker=name, what="--tracker-config")
+    assert str(err.value).startswith(error) and "\n" not in str(err.value)
+
+
+def test_tracker_class_names_the_option_that_gave_the_name():
+    assert tracker_class("sort") is SortTracker
+    with pytest.raises(ConfigError, match=r"^--tracker: unknown name 'nope'; valid names: bytetrack, ocsort, sort$"):
+        tracker_class("nope", where="--tracker")
 
 
 # -- the update contract -------------------------------------------------------------------------------------

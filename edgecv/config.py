@@ -1,4 +1,5 @@
-"""Frozen option dataclasses from plain dicts (YAML) and back, with one-line :class:`ConfigError` messages.
+"""Frozen option dataclasses from plain dicts (YAML) and back, with one-line :class:`ConfigError` messages
+(detector specs and decoders, trackers, device profiles).
 
 Example:
     >>> from dataclasses import dataclass
