@@ -88,7 +88,7 @@ def edgecv_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "edgecv", *args]
 
 
-def run(cmd: list[str], timeout: float, log: Path | None = None, cwd: Path = REPO) -> Run:
+def run(cmd: list[str], timeout: float, log: Path | None = None, cwd: Path | None = None) -> Run:
     """Run one command in its own process group; on timeout the whole group is killed."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,

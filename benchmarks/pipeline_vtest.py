@@ -87,10 +87,9 @@ def main() -> None:
     if not video.is_file():
         sys.exit(f"needs {video}")
     ssd_dir = shared_model("ssd_mobilenet_v1_coco_quant/detect.tflite").parent
-    from edgecv.detection.ground_truth import read_labels
+    from edgecv.labels import read_labels
 
-    names = read_labels(ssd_dir / "labelmap.txt")
-    ssd_labels = [names.get(i, str(i)) for i in range(max(names) + 1)]
+    ssd_labels = read_labels(ssd_dir / "labelmap.txt")
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="pipeline-vtest-") as tmp_name:
         tmp = Path(tmp_name)

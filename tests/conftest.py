@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -15,6 +16,59 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # Keep the crash-check cache of this test session out of the user's ~/.cache (child processes inherit it).
 os.environ["EDGECV_CACHE_DIR"] = tempfile.mkdtemp(prefix="edgecv-test-cache-")
+
+
+# --- markers: which tests need the workstation side -------------------------------------------------------
+
+# Tests that need the workstation side (edgecv.converters, TensorFlow, Keras) carry the ``workstation`` marker;
+# the device-only stage of .ci/run runs ``-m "not workstation"`` in a venv without TensorFlow. Everything under
+# tests/converters/ is marked here, and so is every test that uses one of these fixtures (they build a Keras
+# model or export one); other tests that import TensorFlow are marked in their own files.
+WORKSTATION_TESTS = REPO / "tests" / "converters"
+WORKSTATION_FIXTURES = {"tiny_keras_path", "exported"}
+# Modules a workstation install has. Under EDGECV_CI a test skipped because one is missing fails: in the main
+# venv (which has them all), and in the device-only stage (EDGECV_CI=device) when the test is not marked
+# ``workstation`` (every test that needs TensorFlow must carry the marker, so the stage deselects it).
+WORKSTATION_LIBRARIES = ("tensorflow", "keras", "tf_keras", "tf2onnx", "onnx", "tensorflow_model_optimization", "nncf", "onnx2tf")
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.path.resolve().is_relative_to(WORKSTATION_TESTS) or WORKSTATION_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.workstation)
+
+
+def _missing_workstation_library(reason: str) -> str | None:
+    """The workstation library a skip reason says is missing (pytest.importorskip's wording), if any."""
+    found = re.search(r"(?:could not import|No module named) '([\w.]+)'", reason)
+    name = found.group(1).split(".")[0] if found else None
+    return name if name in WORKSTATION_LIBRARIES else None
+
+
+def _fail_missing_workstation_skip(report, *, marked: bool):
+    ci = os.environ.get("EDGECV_CI")
+    if not ci or not report.skipped:
+        return report
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    missing = _missing_workstation_library(reason)
+    if missing and ci != "device":
+        report.outcome = "failed"
+        report.longrepr = f"EDGECV_CI: {missing} is missing in the main venv (pip install -e '.[all,test]'): {reason}"
+    elif missing and not marked:
+        report.outcome = "failed"
+        report.longrepr = f"EDGECV_CI=device: this test needs {missing}; mark it workstation: {reason}"
+    return report
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    return _fail_missing_workstation_skip((yield), marked=item.get_closest_marker("workstation") is not None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(collector):
+    # A module-level pytest.importorskip("tensorflow") skips at collection.
+    return _fail_missing_workstation_skip((yield), marked=collector.path.resolve().is_relative_to(WORKSTATION_TESTS))
 
 
 @pytest.fixture(scope="session")

@@ -9,13 +9,20 @@ one line and exit non-zero; there is never a traceback for them.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import faulthandler
 import logging
+import os
 import sys
 from importlib import import_module
+from typing import TYPE_CHECKING, Iterator
 
 from edgecv import __version__
 from edgecv.cli.commands import COMMANDS, WORKSTATION, WORKSTATION_MODULES
 from edgecv.errors import EdgeCVError, MissingDependencyError
+
+if TYPE_CHECKING:
+    from pathlib import Path  # imported where it is used: `edgecv --help` does without it
 
 EPILOG = """\
 examples:
@@ -81,6 +88,70 @@ def _configure_logging(verbosity: int) -> None:
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
 
 
+def library_log_path(command: str) -> Path:
+    """Where a workstation command's library log goes: ``$EDGECV_CACHE_DIR`` (or ``~/.cache/edgecv``)
+    ``/logs/COMMAND.log``, rewritten by each run of that command.
+
+    Example:
+        >>> library_log_path("demo").name
+        'demo.log'
+    """
+    from pathlib import Path
+
+    root = os.environ.get("EDGECV_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "edgecv"
+    return Path(root) / "logs" / f"{command}.log"
+
+
+@contextlib.contextmanager
+def library_log(path: Path) -> Iterator[Path | None]:
+    """Send file descriptor 2 to ``path`` while the block runs, keeping ``sys.stderr`` on the terminal.
+
+    TensorFlow, absl and XLA log from C++ straight to fd 2 ("E0000 ... cuda_platform.cc:52] failed call to
+    cuInit"), past Python's ``sys.stderr``; only moving fd 2 keeps those lines (and those of child processes,
+    which inherit it) out of the command's output. edgecv's own messages, logging and progress bars write to
+    ``sys.stderr``, which stays on the terminal through a duplicate of the original fd 2. Yields None, and
+    moves nothing, when ``path`` cannot be written.
+
+    Example:
+        >>> with library_log(library_log_path("export")) as log:      # doctest: +SKIP
+        ...     import tensorflow                                       # its start-up lines go to ``log``
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    except OSError as exc:
+        logging.getLogger(__name__).debug("library log %s not writable (%s): library lines stay on stderr", path, exc)
+        yield None
+        return
+    try:
+        attached = sys.stderr.fileno() == 2
+    except (AttributeError, OSError, ValueError):  # replaced by a test's capture: it never writes to fd 2
+        attached = False
+    sys.stderr.flush()
+    terminal = os.dup(2)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    original = sys.stderr
+    crash_traces = faulthandler.is_enabled()
+    if attached:
+        # Line-buffered like the original; left open afterwards, as logging handlers may still hold it.
+        sys.stderr = open(os.dup(terminal), "w", buffering=1, encoding=original.encoding, errors=original.errors)
+        # A library that crashes the process (SIGSEGV, abort) leaves no Python to name the log: its trace at
+        # least reaches the terminal.
+        faulthandler.enable(file=sys.stderr)
+    try:
+        yield path
+    finally:
+        sys.stderr.flush()
+        sys.stderr = original
+        os.dup2(terminal, 2)
+        os.close(terminal)
+        if attached and crash_traces:
+            faulthandler.enable(file=original)
+        elif attached:
+            faulthandler.disable()
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser(argv)
@@ -88,6 +159,21 @@ def main(argv: list[str] | None = None) -> int:
     if not args.command:
         parser.print_help()
         return 2
+    workstation = COMMANDS[args.command].side == WORKSTATION
+    if not workstation or args.verbose:
+        return _run(args)
+    # Without -v, the libraries' own log lines go to a file, named only when the command fails.
+    code = 1
+    with library_log(library_log_path(args.command)) as path:
+        try:
+            code = _run(args)
+        finally:
+            if code != 0 and path is not None and path.stat().st_size:
+                print(f"edgecv: the libraries' log (TensorFlow and others) is in {path}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     _configure_logging(args.verbose)
     try:
         if COMMANDS[args.command].side == WORKSTATION:

@@ -81,6 +81,7 @@ def test_bench_folder_side_by_side_and_json(tiny_onnx, tmp_path):
     assert results[0]["backend"] == "openvino" and results[0]["runs"] == 5
 
 
+@pytest.mark.workstation
 def test_export_json_and_exit_code(tiny_onnx, tmp_path):
     proc = edgecv("export", tiny_onnx, "--to", "onnx,openvino", "--precision", "fp32", "--out", tmp_path, "--json")
     report = json.loads(proc.stdout)
@@ -88,6 +89,7 @@ def test_export_json_and_exit_code(tiny_onnx, tmp_path):
     assert sorted(a["format"] for a in report["artifacts"]) == ["onnx", "openvino"]
 
 
+@pytest.mark.workstation
 def test_demo_runs_the_main_job_end_to_end(tmp_path):
     """The README's main command: the built-in detector exported, scored, benchmarked, then tracking."""
     proc = edgecv("demo", "--out", tmp_path, "--runs", "3", "--frames", "300", "--json", timeout=900)
@@ -114,6 +116,7 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path):
     assert len((tmp_path / "track/tracks.jsonl").read_text().splitlines()) == 300
 
 
+@pytest.mark.workstation
 def test_demo_classify_exports_the_builtin_classifier(tmp_path):
     proc = edgecv("demo", "--task", "classify", "--out", tmp_path, "--runs", "3", "--json", timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -129,6 +132,7 @@ def test_demo_classify_exports_the_builtin_classifier(tmp_path):
         assert (tmp_path / name).is_file(), name
 
 
+@pytest.mark.workstation
 def test_export_int8_writes_a_report_and_bad_calibration_fails_in_one_line(tiny_onnx, tmp_path):
     import numpy as np
 

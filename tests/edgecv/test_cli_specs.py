@@ -19,7 +19,7 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def test_the_command_is_registered_and_in_the_epilog():
-    assert COMMANDS["specs"] == "edgecv.cli.specs_cmd"
+    assert COMMANDS["specs"].module == "edgecv.cli.specs_cmd" and COMMANDS["specs"].side == "device"
     assert "edgecv specs list" in EPILOG
 
 
