@@ -67,6 +67,8 @@ class Manifest:
     toolchain: dict[str, str] = field(default_factory=dict)
     validation: dict[str, Any] = field(default_factory=dict)
     created: str = ""
+    # SHA-256 of every file of the artifact (the artifact and its companions), by file name in its folder.
+    files: dict[str, str] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -117,6 +119,13 @@ class Manifest:
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ManifestError(f"manifest {path} is not valid JSON: {exc}") from None
         return cls.from_dict(data)
+
+
+def digest_files(paths: list[Path]) -> dict[str, str]:
+    """``{file name: SHA-256}`` of ``paths`` (the files of one artifact), for :attr:`Manifest.files`."""
+    from edgecv.fileio import sha256_of
+
+    return {Path(p).name: sha256_of(p) for p in paths}
 
 
 def manifest_path(artifact: str | Path) -> Path:
