@@ -72,15 +72,20 @@ def annotate(
     font = cv2.FONT_HERSHEY_SIMPLEX
     kps = detections.data.get("keypoints") if keypoints else None
     order = np.argsort(detections.confidence, kind="stable")  # best drawn last, on top
+    # OpenCV takes int32 points: a box far outside the image (a model's raw 1e30) is drawn clipped to a margin
+    # around it, which looks the same.
+    far = np.array([w, h, w, h], np.float64)
+    boxes = np.clip(detections.xyxy.astype(np.float64), -far, 2 * far)
     for i in order.tolist():
-        x0, y0, x1, y1 = (int(round(float(v))) for v in detections.xyxy[i])
+        x0, y0, x1, y1 = (int(round(v)) for v in boxes[i].tolist())
         x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
         cid = int(detections.class_id[i])
         color = class_color(cid)
         cv2.rectangle(out, (x0, y0), (x1 - 1, y1 - 1), color, thickness, cv2.LINE_AA if thickness > 1 else cv2.LINE_8)
         if kps is not None and kps.ndim == 3 and kps.shape[2] >= 2:
             for kx, ky in np.asarray(kps[i][:, :2], np.float64).tolist():
-                cv2.circle(out, (int(round(kx)), int(round(ky))), thickness + 1, color, -1, cv2.LINE_AA)
+                if -w <= kx <= 2 * w and -h <= ky <= 2 * h:  # NaN (no keypoint) and far points are not drawn
+                    cv2.circle(out, (int(round(kx)), int(round(ky))), thickness + 1, color, -1, cv2.LINE_AA)
         caption = label_of(labels, cid)
         if scores:
             caption += f" {float(detections.confidence[i]):.2f}"

@@ -14,6 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+#: The largest box coordinate, in pixels, that the trackers and the MOTChallenge readers take (|x| and |y| of
+#: every corner). The largest frames in use are about 1e5 pixels a side (gigapixel panoramas, whole-slide
+#: images), so 1e6 leaves room for boxes reaching far outside the frame; float32, the type of
+#: :class:`~edgecv.detection.Detections` boxes, still resolves 1/16 pixel there (1 pixel from 1.7e7 on); and
+#: every Kalman quantity of such a box (areas to 4e12, variances to ~1e13) is far from float64's limits, so no
+#: tracker state can overflow from a box inside it. A larger coordinate is a damaged box, not a far one.
+MAX_COORD = 1e6
+
 
 def box_area(xyxy: np.ndarray) -> np.ndarray:
     """Areas ``[N]``; inverted boxes (x2 < x1 or y2 < y1) have area 0."""

@@ -20,7 +20,10 @@ keeps the class names the predictions carry, for :func:`edgecv.detection.class_m
   An image without a prediction file has no predictions. The image id of a YOLO image is its stem, as an
   integer when it is one (as Ultralytics writes COCO results).
 
-Every problem in a file raises a one-line :class:`InputError` naming the file (and line or item).
+Every problem in a file raises a one-line :class:`InputError` naming the file (and line or item). Numbers
+are checked before they are stored: a box corner past +-1e6 pixels (:data:`edgecv.detection.boxes.MAX_COORD`),
+a score past float32's range, or a class id that is not a whole number within int64 (``1.5``, ``1e20``) is
+refused, never rounded, wrapped or made inf.
 
 Example:
     >>> gt = load_ground_truth("instances_val.json")                                 # doctest: +SKIP
@@ -38,7 +41,8 @@ from typing import Any, Hashable, Sequence
 
 import numpy as np
 
-from edgecv.detection.detections import Detections
+from edgecv.detection.boxes import MAX_COORD
+from edgecv.detection.detections import MAX_ID, MIN_CLASS_ID, Detections
 from edgecv.errors import ConfigError, InputError
 from edgecv.labels import names_by_id, read_labels
 
@@ -46,6 +50,7 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 CLASSES_FILE = "classes.txt"
 DATA_YAML = "data.yaml"
 _SIZES = "an image folder (--images DIR) or one image size (--image-size WxH)"
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,13 +86,20 @@ def _number(value: Any) -> float | None:
 
 
 def _class_id(value: Any) -> int | None:
+    """A whole number that fits int64 as an int (``3``, ``3.0``), else None (``1.5``, ``1e20``, ``2**64``)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, int):
-        return value
     if isinstance(value, float) and value.is_integer():
-        return int(value)
+        value = int(value)
+    if isinstance(value, int) and -MAX_ID - 1 <= value <= MAX_ID:
+        return value
     return None
+
+
+def _box_problem(xyxy: Sequence[float]) -> str:
+    """What is wrong with a box's size in pixels, or '': every corner within ``MAX_COORD``."""
+    far = [v for v in xyxy if not abs(v) <= MAX_COORD]
+    return f"expected box corners within +-{MAX_COORD:g} pixels, got {far[0]:g}" if far else ""
 
 
 def _key(value: Any) -> Hashable | None:
@@ -119,17 +131,23 @@ def _coco_box(item: Any, where: str, *, score: bool) -> tuple[list[float], int, 
     x, y, w, h = values  # type: ignore[misc]
     if w < 0 or h < 0:
         raise InputError(f"{where}: expected a bbox width and height >= 0, got {json.dumps(bbox)}")
+    box = [x, y, x + w, y + h]
+    problem = _box_problem(box)
+    if problem:
+        raise InputError(f"{where}: {problem} (bbox {json.dumps(bbox)[:60]})")
     cls = _class_id(item.get("category_id"))
-    if cls is None:
-        raise InputError(f"{where}: expected an integer 'category_id', got {json.dumps(item.get('category_id'))}")
+    if cls is None or cls < MIN_CLASS_ID:
+        raise InputError(f"{where}: expected an integer 'category_id', got {json.dumps(item.get('category_id'))} "
+                         f"(a whole number from {MIN_CLASS_ID} to 2**63-1)")
     conf = 1.0
     if score:
         if "score" not in item:
             raise InputError(f"{where}: expected a 'score' in every prediction (is this a ground-truth file?)")
         conf = _number(item["score"])  # type: ignore[assignment]
-        if conf is None:
-            raise InputError(f"{where}: expected 'score' to be a finite number, got {json.dumps(item['score'])}")
-    return [x, y, x + w, y + h], cls, conf
+        if conf is None or abs(conf) > FLOAT32_MAX:
+            raise InputError(f"{where}: expected 'score' to be a finite number, got {json.dumps(item['score'])} "
+                             "(float32: |score| <= 3.4e38)")
+    return box, cls, conf
 
 
 def _detections(rows: list[tuple[list[float], int, float]], crowd: list[bool] | None = None) -> Detections:
@@ -336,12 +354,18 @@ def _read_yolo_file(path: Path, size: tuple[int, int], *, predictions: bool) -> 
             raise InputError(f"{path}:{n}: expected numbers {expected}, got {line.strip()[:60]!r}") from None
         if not all(math.isfinite(v) for v in values):
             raise InputError(f"{path}:{n}: expected finite numbers, got {line.strip()[:60]!r}")
-        if not values[0].is_integer() or values[0] < 0:
-            raise InputError(f"{path}:{n}: expected a class id (an integer >= 0) first, got {fields[0]!r}")
+        if _class_id(values[0]) is None or values[0] < 0:
+            raise InputError(f"{path}:{n}: expected a class id (an integer >= 0) first, got {fields[0]!r} "
+                             "(whole numbers up to 2**63-1)")
         cx, cy, w, h = values[1:5]
         if w < 0 or h < 0:
             raise InputError(f"{path}:{n}: expected a width and height >= 0, got {fields[3]} {fields[4]}")
         box = [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height]
+        problem = _box_problem(box)
+        if problem:
+            raise InputError(f"{path}:{n}: {problem} (normalized to the image's {width}x{height})")
+        if len(values) == 6 and abs(values[5]) > FLOAT32_MAX:
+            raise InputError(f"{path}:{n}: expected a confidence within float32, got {fields[5]}")
         rows.append((box, int(values[0]), values[5] if len(values) == 6 else 1.0))
     return _detections(rows)
 

@@ -38,7 +38,8 @@ size, per second), so the same settings hold at any frame rate.
 Scores: thresholds apply to ``(confidence - score_range[0]) / (score_range[1] - score_range[0])``. The default
 ``(0, 1)`` suits detectors whose scores are probabilities (the MOT15 public Faster R-CNN detections here are
 in [0.5, 1]); for a detector scoring on another scale (older MOTChallenge detections reach ~100) give its
-range. Detections without real scores (all 1.0, or a ``[N, 4]`` array) are all confident.
+range. Detections without real scores (all 1.0, or a ``[N, 4]`` array) are all confident. Scores outside
+``score_range`` are kept as they are, with one warning per tracker (the thresholds then mean little).
 
 Example:
     >>> import numpy as np
@@ -197,6 +198,7 @@ class ByteTracker(Tracker):
             dim = len(next(iter(self._emb.values()))) if self._emb else None
             emb = frame_embeddings(frame.data, frame.index, dim, "bytetrack")
         lo, hi = o.score_range
+        self._check_score_range(frame.conf, o.score_range)
         score = (frame.conf - lo) / (hi - lo)
         high = (score >= o.track_thresh).nonzero()[0]
         low = ((score > o.low_thresh) & (score < o.track_thresh)).nonzero()[0]

@@ -282,3 +282,16 @@ class KalmanBoxFilter:
     def boxes(self, x: np.ndarray) -> np.ndarray:
         """Boxes ``[N, 4]`` of states ``x``."""
         return self.model.to_xyxy(x)
+
+    @staticmethod
+    def finite(x: np.ndarray, P: np.ndarray) -> np.ndarray:
+        """Which rows ``[N]`` have a finite state and covariance. The filter does not check its own arithmetic:
+        boxes near float64's limits (1e200: areas of 1e400) or a huge time step overflow to inf and NaN, and a
+        tracker drops the rows this finds (see :mod:`edgecv.tracking.track`).
+
+        Example:
+            >>> KalmanBoxFilter.finite(np.array([[1.0, 2.0], [np.inf, 0.0]]), np.zeros((2, 2, 2))).tolist()
+            [True, False]
+        """
+        n = len(x)
+        return np.isfinite(x).all(axis=1) & np.isfinite(P.reshape(n, -1)).all(axis=1)

@@ -14,8 +14,11 @@ width and height in pixels. What the columns after ``h`` mean depends on the fil
 
 :func:`read_mot` checks a file in one pass. What cannot be read raises a one-line :class:`InputError` naming
 ``file:line``: a row with fewer than 7 or more than 10 values, rows of different lengths, text that is not
-a number, a frame below 1, past 1,000,000 or not a whole number, a negative or fractional id in ground
-truth or tracker output, the same id twice in one frame (TrackEval refuses that too). MOT16's gt.txt
+a number, a frame below 1, past 1,000,000 or not a whole number, a negative or fractional id (or one past
+2**53, where float64 stops telling ids apart) in ground truth or tracker output, the same id twice in one frame
+(TrackEval refuses that too), a box corner (x, y, x+w, y+h) past +-1e6 pixels
+(:data:`~edgecv.detection.boxes.MAX_COORD`: a det file with w=1e38 is damaged, and dropping such a row would
+quietly change what is tracked or scored) and a score past float32's range. MOT16's gt.txt
 keeps rows with ``conf`` 0 and other classes: they are read, and the evaluation ignores them as TrackEval
 does. What can be repaired is repaired with ONE
 warning per kind of repair on the ``edgecv.tracking.mot`` logger, never silently: rows with NaN or infinite
@@ -46,6 +49,7 @@ from typing import Iterable, Mapping
 
 import numpy as np
 
+from edgecv.detection.boxes import MAX_COORD
 from edgecv.detection.detections import Detections
 from edgecv.errors import InputError, OutputError
 
@@ -57,6 +61,10 @@ MIN_COLUMNS = 7  # frame, id, x, y, w, h, conf
 LAYOUT = "frame,id,x,y,w,h,conf[,class/x,visibility/y,z]"
 MAX_FRAME = 1_000_000  # 11 hours at 25 fps; TrackEval keeps per-frame arrays for every frame up to the last
 MOT_CLASSES = range(1, 14)  # TrackEval's MotChallenge2DBox class ids: 1 pedestrian ... 13 crowd
+MAX_ID = 2**53  # ids are read as float64, which holds every whole number up to here and no further
+FLOAT32_MAX = float(np.finfo(np.float32).max)  # scores become Detections' float32
+# The box's corners, each within MAX_COORD as at the trackers' input: (name, column, column added or None).
+_EDGES = (("x", 2, None), ("y", 3, None), ("x+w", 2, 4), ("y+h", 3, 5))
 
 #: What columns 8..10 of a ground-truth file hold, by layout (see :func:`gt_layout`).
 GT_LAYOUTS = {
@@ -211,14 +219,34 @@ def _row_problem(rows: np.ndarray, kind: str) -> str:
         ((rows[:, 4] <= 0) | (rows[:, 5] <= 0), "expected width and height > 0"),
         ((frames != np.round(frames)) | (frames < 1) | (frames > MAX_FRAME), f"expected whole frames 1..{MAX_FRAME}"),
     ]
+    with np.errstate(over="ignore", invalid="ignore"):
+        checks += [(np.abs(_edge(rows, a, b)) > MAX_COORD, f"expected {name} within +-{MAX_COORD:g} pixels")
+                   for name, a, b in _EDGES]
+        checks.append((np.abs(rows[:, 6]) > FLOAT32_MAX, "expected a score within float32"))
     if kind != "det":
         checks.append(((ids != np.round(ids)) | (ids < 0), "expected whole ids >= 0"))
+        checks.append((ids > MAX_ID, "expected ids up to 2**53"))
     for bad, what in checks:
         if bad.any():
             return f"{what}, got {rows[np.argmax(bad)].tolist()}"
     if (np.diff(frames) < 0).any():
         return "expected rows sorted by frame"
     return ""
+
+
+def _edge(rows: np.ndarray, a: int, b: int | None) -> np.ndarray:
+    """Column ``a`` of ``rows``, plus column ``b`` when given (x+w, y+h: the box's far corner)."""
+    return rows[:, a] if b is None else rows[:, a] + rows[:, b]
+
+
+def _class_column(column: np.ndarray) -> np.ndarray:
+    """Column 8 as class ids where every value is a whole number from -1 to 2**53, else -1 everywhere: a det
+    or tracker file may hold anything there (MOT15 writes -1, others world coordinates), and converting a
+    fraction or 1e20 to int64 would truncate or wrap it."""
+    whole = np.isfinite(column).all() and (column == np.round(column)).all()
+    if whole and ((column >= -1) & (column <= MAX_ID)).all():
+        return column.astype(np.int64)
+    return np.full(len(column), -1, np.int64)
 
 
 class _Frames(Mapping):
@@ -231,7 +259,7 @@ class _Frames(Mapping):
         self._xyxy = np.stack([r[:, 2], r[:, 3], r[:, 2] + r[:, 4], r[:, 3] + r[:, 5]], axis=1)
         self._conf = r[:, 6]
         has_classes = seq.kind != "gt" or _layout(r, seq.columns)[0] in ("classes", None)
-        self._cls = r[:, 7].astype(np.int64) if has_classes else np.full(len(r), -1, np.int64)
+        self._cls = _class_column(r[:, 7]) if has_classes else np.full(len(r), -1, np.int64)
         self._ids = None if seq.kind == "det" else r[:, 1].astype(np.int64)
 
     def __getitem__(self, frame: int) -> Detections:
@@ -358,14 +386,27 @@ def _clean(rows: np.ndarray, lines: np.ndarray, *, kind: str, source: str) -> np
         raise InputError(
             f"{_where(source, lines, i[0])}: expected a 1-based whole frame number up to {MAX_FRAME}, got {got:g}"
         )
+    with np.errstate(over="ignore", invalid="ignore"):
+        for name, a, b in _EDGES:
+            i = np.flatnonzero(np.abs(_edge(rows, a, b)) > MAX_COORD)
+            if len(i):
+                got = f"{rows[i[0], a]:g}" if b is None else f"{rows[i[0], a]:g}+{rows[i[0], b]:g}"
+                raise InputError(f"{_where(source, lines, i[0])}: expected {name} within +-{MAX_COORD:g} pixels "
+                                 f"(edgecv.detection.boxes.MAX_COORD), got {name}={got}")
+    i = np.flatnonzero(np.abs(rows[:, 6]) > FLOAT32_MAX)
+    if len(i):
+        raise InputError(f"{_where(source, lines, i[0])}: expected a score (conf, column 7) within float32's "
+                         f"+-{FLOAT32_MAX:.3g}, got {rows[i[0], 6]:g}")
     if kind != "det":
         ids = rows[:, 1]
-        i = np.flatnonzero((ids != np.round(ids)) | (ids < 0))
+        i = np.flatnonzero((ids != np.round(ids)) | (ids < 0) | (ids > MAX_ID))
         if len(i):
             what = "a tracker output" if kind == "tracks" else "ground truth"
             hint = " (is this a det file?)" if ids[i[0]] == -1 else ""
+            bound = " (at most 2**53)" if ids[i[0]] > MAX_ID else ""
             raise InputError(
-                f"{_where(source, lines, i[0])}: expected a whole track id >= 0 in {what}, got {ids[i[0]]:g}{hint}"
+                f"{_where(source, lines, i[0])}: expected a whole track id >= 0{bound} in {what}, "
+                f"got {ids[i[0]]:g}{hint}"
             )
     # Identical repeated rows: keep the first.
     _, first_of, counts = np.unique(rows, axis=0, return_index=True, return_counts=True)

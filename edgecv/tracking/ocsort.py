@@ -26,7 +26,7 @@ MOT15 pedestrian sequences here, whose people mostly walk straight, they change 
 ByteTrack there comes mostly from SORT's filter (``motion="xysr"``, whose velocity changes slowly).
 
 Per frame, after the Kalman prediction of every track (scores normalized by ``score_range`` as in
-:class:`~edgecv.tracking.ByteTracker`):
+:class:`~edgecv.tracking.ByteTracker`, with one warning per tracker for scores outside it):
 
 1. detections scoring at least ``track_thresh`` against the confirmed and lost tracks: IoU with the
    prediction plus the OCM term, pairs with IoU below ``iou_threshold`` never matched;
@@ -305,6 +305,7 @@ class OcSortTracker(Tracker):
         o = self.options
         self._now += dt
         lo, hi = o.score_range
+        self._check_score_range(frame.conf, o.score_range)
         score = frame.conf if (lo, hi) == (0.0, 1.0) else (frame.conf - lo) / (hi - lo)
         confident = score >= o.track_thresh
         high = confident.nonzero()[0]

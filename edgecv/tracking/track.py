@@ -3,7 +3,17 @@
 A tracker is a stateful object configured by one frozen options dataclass. ``update(detections)`` takes one
 frame's :class:`~edgecv.detection.Detections` (or a plain ``[N, 4|5|6]`` array: x1, y1, x2, y2, score, class)
 and returns a NEW Detections of the tracks reported in that frame, with ``tracker_id`` set; the input is never
-changed. Boxes with NaN or inf, or with zero or negative width or height, are dropped with a logged warning.
+changed. Boxes with NaN or inf (or a score past float32's range), with zero or negative width or height, or with
+a corner past +-1e6 pixels (:data:`~edgecv.detection.boxes.MAX_COORD`: a damaged box, and one that could
+overflow the filter) are dropped: counted in :attr:`Tracker.dropped`, with ONE warning per tracker (later drops
+are logged at DEBUG). A class id in column 5 of an array that is not a whole number from -1 to 2**63-1 is
+refused (:func:`~edgecv.detection.detections.check_ids`).
+
+A tracker never holds a non-finite state: a track whose Kalman state or covariance stops being finite (an
+overflow, e.g. after a time step of 1e200 s) is dropped at once, in the prediction or after the frame's update
+(state REMOVED, in :attr:`Tracker.removed`; counted in ``dropped["tracks with a non-finite state"]``), with ONE
+warning per tracker. It is dropped rather than started again because nothing in it can be trusted: the next
+detection of that object starts a new track, with a new id.
 Time is in seconds: each update is ``1 / fps`` after the previous one, unless ``timestamp=`` (the frame's
 time in seconds) or ``dt=`` says otherwise.
 
@@ -34,7 +44,8 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 
 from edgecv.config import from_mapping
-from edgecv.detection.detections import Detections
+from edgecv.detection.boxes import MAX_COORD
+from edgecv.detection.detections import Detections, check_ids
 from edgecv.errors import ConfigError, InputError
 from edgecv.tracking.kalman import KalmanBoxFilter, MotionModel
 
@@ -44,6 +55,10 @@ log = logging.getLogger(__name__)
 
 # Seconds of slack when comparing accumulated time steps with lifetimes (1/25 * 2 is not exactly 0.08).
 _TIME_EPS = 1e-6
+_FLOAT32_MAX = float(np.finfo(np.float32).max)  # outputs are Detections: float32 scores
+# Why an input box or a track is dropped: the keys of Tracker.dropped.
+NON_FINITE, NO_SIZE, TOO_FAR, BROKEN = ("NaN or inf", "zero or negative size", f"a corner past {MAX_COORD:,.0f} px",
+                                         "tracks with a non-finite state")
 # Classes a track keeps votes for; a further class replaces the weakest (Space-Saving: it inherits its sum, so
 # a class seen often enough still wins).
 VOTE_SLOTS = 4
@@ -138,8 +153,9 @@ class FrameInput:
     data: Mapping[str, np.ndarray]
 
 
-def _read_input(detections: Any) -> FrameInput:
-    """Check the input's type and shape, then drop (with a warning) boxes that no tracker can use."""
+def _read_input(detections: Any) -> tuple[FrameInput, dict[str, int]]:
+    """Check the input's type and shape, then drop boxes that no tracker can use; returns the usable boxes and
+    how many were dropped, by reason (only reasons with drops)."""
     data: Mapping[str, np.ndarray] = {}
     if isinstance(detections, Detections):
         xyxy = detections.xyxy.astype(np.float64)
@@ -147,7 +163,11 @@ def _read_input(detections: Any) -> FrameInput:
         cls = detections.class_id
         data = detections.data
     elif isinstance(detections, (np.ndarray, list, tuple)):
-        a = np.asarray(detections)
+        try:
+            a = np.asarray(detections)
+        except (ValueError, TypeError):
+            raise InputError("tracker input: expected Detections or a real array [N, 4|5|6] (x1, y1, x2, y2, score, "
+                             "class), got a ragged sequence") from None
         if a.size == 0:
             a = a.reshape(0, 5) if a.dtype.kind in "iuf" else a
         if a.dtype.kind not in "iuf" or a.ndim != 2 or a.shape[1] not in (4, 5, 6):
@@ -160,10 +180,9 @@ def _read_input(detections: Any) -> FrameInput:
         if a.shape[1] > 5:
             col = a[:, 5]
             finite = np.isfinite(col)
-            if not np.array_equal(col[finite], np.round(col[finite])):
-                raise InputError("tracker input: expected whole-number class ids in column 5, got fractions")
-            cls = np.where(finite, col, -1).astype(np.int64)
-            conf = np.where(finite, conf, np.nan)  # a row with a NaN class is dropped below
+            # NaN (a row without a class) is dropped below; every other value must be an id that cannot wrap
+            cls = check_ids(np.where(finite, col, -1.0), what="tracker input: class ids in column 5")
+            conf = np.where(finite, conf, np.nan)
         else:
             cls = np.zeros(len(a), np.int64)
     else:
@@ -171,16 +190,16 @@ def _read_input(detections: Any) -> FrameInput:
         raise InputError(f"tracker input: expected Detections or a real array [N, 4|5|6], got {got}")
     with np.errstate(invalid="ignore", over="ignore"):
         w, h = xyxy[:, 2] - xyxy[:, 0], xyxy[:, 3] - xyxy[:, 1]
-        # NaN fails the comparisons; an inf coordinate makes w or h inf or NaN
-        ok = (w > 0) & (h > 0) & np.isfinite(w + h + conf)
+        finite = np.isfinite(xyxy).all(axis=1) & np.isfinite(conf) & (np.abs(conf) <= _FLOAT32_MAX)
+        near = (np.abs(xyxy) <= MAX_COORD).all(axis=1)
+        sized = (w > 0) & (h > 0)
+    ok = finite & near & sized
     if ok.all():
-        return FrameInput(xyxy, conf, cls, np.arange(len(xyxy)), data)
-    bad = np.flatnonzero(~ok)
-    nonfinite = int((~np.isfinite(xyxy[bad]).all(axis=1) | ~np.isfinite(conf[bad])).sum())
-    log.warning("tracker: dropped %d of %d detection(s): %d with NaN or inf, %d with zero or negative size",
-                len(bad), len(ok), nonfinite, len(bad) - nonfinite)
+        return FrameInput(xyxy, conf, cls, np.arange(len(xyxy)), data), {}
+    counts = {NON_FINITE: int((~finite).sum()), TOO_FAR: int((finite & ~near).sum()),
+              NO_SIZE: int((finite & near & ~sized).sum())}
     keep = np.flatnonzero(ok)
-    return FrameInput(xyxy[keep], conf[keep], cls[keep], keep, data)
+    return FrameInput(xyxy[keep], conf[keep], cls[keep], keep, data), {k: v for k, v in counts.items() if v}
 
 
 def _vote_weight(conf: np.ndarray) -> np.ndarray:
@@ -248,7 +267,12 @@ class Tracker:
         return None
 
     def reset(self) -> None:
-        """Forget every track and the time; identities start again from 1."""
+        """Forget every track and the time; identities start again from 1; the drop counts and the
+        once-per-tracker warnings start again."""
+        #: What this tracker dropped since it was made or reset, by reason: input boxes (NaN or inf, zero or
+        #: negative size, a corner past MAX_COORD) and tracks whose Kalman state stopped being finite.
+        self.dropped: dict[str, int] = {}
+        self._warned: set[str] = set()
         self._t = TrackTable(self.kf.dim)
         self._next_id = 1
         self._time: float | None = None
@@ -284,13 +308,69 @@ class Tracker:
         since the previous frame. Without either, frames are ``1 / fps`` apart. Output boxes, scores and classes
         follow the tracker's options; ``data`` holds the matched input rows' ``data``.
         """
-        frame = _read_input(detections)
+        frame, drops = _read_input(detections)
         step = self._time_step(timestamp, dt)
+        if drops:
+            self._count_drops(drops, len(frame.xyxy) + sum(drops.values()))
         self.frame_index += 1
         if len(self._gone):
             self._gone = TrackTable(self.kf.dim)
-        report = self._step(frame, step)
+        # An overflow gives inf or NaN, which _drop_broken finds: numpy's RuntimeWarnings would only repeat it.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            report = self._step(frame, step)
+            broken = self._drop_broken("update")
+        if broken is not None:
+            report = report[~broken]
         return self._output(report.nonzero()[0], frame)
+
+    # -- warnings, once per tracker ----------------------------------------------------------------------
+    def _warn_once(self, key: str, message: str, *args: Any) -> None:
+        """Log ``message`` as a WARNING the first time ``key`` comes up in this tracker, at DEBUG after."""
+        level = logging.DEBUG if key in self._warned else logging.WARNING
+        self._warned.add(key)
+        log.log(level, message, *args)
+
+    def _count_drops(self, drops: dict[str, int], total: int) -> None:
+        for reason, n in drops.items():
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+        parts = ", ".join(f"{n} with {reason}" for reason, n in drops.items())
+        self._warn_once("input", "%s: dropped %d of %d detection(s) in frame %d: %s (counted in tracker.dropped; "
+                        "further drops are logged at DEBUG)", self.name, sum(drops.values()), total,
+                        self.frame_index + 1, parts)
+
+    def _check_score_range(self, conf: np.ndarray, score_range: tuple[float, float]) -> None:
+        """Warn once when scores fall outside ``score_range``: thresholds on the normalized score then mean
+        nothing (logits from a decoder without its sigmoid, MOTChallenge scores up to ~100 with the default
+        (0, 1)). Scores are kept as they are: the detector's own scale is not an error."""
+        if len(conf) == 0 or "score_range" in self._warned:
+            return
+        lo, hi = score_range
+        slack = 1e-6 * (hi - lo)  # float32 rounding of a probability
+        low, high = float(conf.min()), float(conf.max())
+        if low < lo - slack or high > hi + slack:
+            self._warn_once("score_range", "%s: detection scores from %.4g to %.4g fall outside score_range (%g, %g): "
+                            "the score thresholds apply to (score - %g) / (%g - %g); set score_range to the "
+                            "detector's scale (warned once)", self.name, low, high, lo, hi, lo, hi, lo)
+
+    def _drop_broken(self, when: str) -> np.ndarray | None:
+        """Remove the tracks whose state or covariance is not finite (an overflow); returns the mask of the
+        rows removed, or None when every track is finite."""
+        t = self._t
+        if len(t) == 0:
+            return None
+        ok = self.kf.finite(t.x, t.P)
+        if ok.all():
+            return None
+        broken = ~ok
+        ids = t.id[broken].tolist()
+        self.dropped[BROKEN] = self.dropped.get(BROKEN, 0) + len(ids)
+        self._warn_once(BROKEN, "%s: dropped track(s) %s in frame %d: the Kalman state or covariance overflowed "
+                        "(inf or NaN) in the %s (boxes near float limits or a huge time step?); a new detection "
+                        "starts a new track (counted in tracker.dropped; further ones are logged at DEBUG)",
+                        self.name, ", ".join(map(str, ids[:5])) + (", ..." if len(ids) > 5 else ""),
+                        self.frame_index, when)
+        self._remove(broken)
+        return broken
 
     # -- shared steps ------------------------------------------------------------------------------------
     def _time_step(self, timestamp: float | None, dt: float | None) -> float:
@@ -319,13 +399,17 @@ class Tracker:
         if len(t) == 0:
             return np.zeros((0, 4))
         t.x, t.P = self.kf.predict(t.x, t.P, dt, frozen=frozen)
+        if self._drop_broken("prediction") is not None:
+            t = self._t
+            if len(t) == 0:
+                return np.zeros((0, 4))
         t.streak[t.missed > 0] = 0  # SORT: a miss in the previous frame ends the streak
         t.age += 1
         t.missed += 1
         t.since += dt
         t.det[:] = -1
         boxes = self.kf.boxes(t.x)
-        bad = ~np.isfinite(boxes).all(axis=1)
+        bad = ~np.isfinite(boxes).all(axis=1)  # a finite state that is no box (SORT's area below 0): as SORT
         if bad.any():
             self._remove(bad)
             boxes = boxes[~bad]

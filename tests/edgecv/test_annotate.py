@@ -78,3 +78,24 @@ def test_bad_input(image, detections, message):
 def test_class_colours_are_stable_and_distinct():
     colors = [class_color(i) for i in range(10)]
     assert len(set(colors)) == 10 and colors == [class_color(i) for i in range(10)]
+
+
+@pytest.mark.parametrize(
+    "xyxy, edge",
+    [
+        ([40, 60, 1e30, 140], (100, 40)),  # a model's raw 1e30: the left edge is drawn, the right is off the image
+        ([-3e38, 60, 120, 140], (100, 119)),  # float32's limit: the right edge is drawn
+        ([40, -1e9, 120, 140], (139, 80)),
+    ],
+)
+def test_boxes_far_outside_the_image_are_drawn_clipped(xyxy, edge):
+    image = np.zeros((200, 300, 3), np.uint8)
+    out = annotate(image, Detections(np.array([xyxy]), [0.5], [2]), thickness=1)
+    assert tuple(out[edge]) == class_color(2)
+
+
+def test_keypoints_that_are_nan_or_far_are_not_drawn():
+    image = np.zeros((200, 300, 3), np.uint8)
+    plain = annotate(image, one_box(), thickness=1)
+    out = annotate(image, one_box(keypoints=[[np.nan, 10], [1e30, 5]]), thickness=1)
+    np.testing.assert_array_equal(out, plain)

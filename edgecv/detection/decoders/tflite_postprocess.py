@@ -24,7 +24,7 @@ import numpy as np
 
 from edgecv.config import from_mapping, to_plain
 from edgecv.detection.decoders.base import check_input_size, check_outputs, describe
-from edgecv.detection.detections import Detections
+from edgecv.detection.detections import Detections, check_ids
 from edgecv.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -69,7 +69,9 @@ class TflitePostprocessDecoder:
         return Detections(
             xyxy=np.stack([x0 * width, y0 * height, x1 * width, y1 * height], axis=1),
             confidence=scores[0, :n],
-            class_id=np.rint(classes[0, :n]).astype(np.int64) + self.label_offset,
+            # checked before the conversion: a damaged model's NaN or 1e20 would wrap to int64's minimum
+            class_id=check_ids(np.rint(classes[0, :n].astype(np.float64)) + self.label_offset,
+                               what=f"{self.name} classes (+ label_offset {self.label_offset})"),
             data={},
         )
 

@@ -171,6 +171,23 @@ BAD_INPUT = [
     ("track id repeated in a frame", "tracks", "2,5,1,1,5,5,1,-1,-1,-1\n2,5,9,9,5,5,1,-1,-1,-1\n", ("error", r"id 5 appears twice in frame 2")),
     ("det file given as tracks", "tracks", f"{ROW}\n", ("error", r"f\.txt:1: expected a whole track id >= 0 in a tracker output, got -1 \(is this a det file\?\)")),
     ("fractional gt id", "gt", "1,1.5,1,1,5,5,1,-1,-1,-1\n", ("error", r"whole track id >= 0 in ground truth, got 1.5")),
+    # numbers: a damaged value is refused with file:line and the field; NaN, inf and sizes <= 0 are dropped (above)
+    ("w = 1e38", "det", f"{ROW}\n2,-1,10,20,1e38,40,0.9,-1,-1,-1\n",
+     ("error", r"f\.txt:2: expected x\+w within \+-1e\+06 pixels \(edgecv\.detection\.boxes\.MAX_COORD\), got x\+w=10\+1e\+38")),
+    ("x = -1e200", "gt", "1,1,-1e200,20,30,40,1,-1,-1,-1\n", ("error", r"f\.txt:1: expected x within \+-1e\+06 pixels .*got x=-1e\+200")),
+    ("x+w past 1e6", "tracks", "1,1,999990,20,30,40,1,-1,-1,-1\n",
+     ("error", r"f\.txt:1: expected x\+w within \+-1e\+06 pixels .*got x\+w=999990\+30")),
+    ("y+h at 1e6 exactly", "det", "1,-1,10,999960,30,40,0.9,-1,-1,-1\n", ("warn", None, 1, [1])),
+    ("partly outside the image", "gt", "1,1,-30,-5,30,40,1,-1,-1,-1\n", ("warn", None, 1, [1])),
+    ("score 1e39", "det", f"{ROW}\n2,-1,10,20,30,40,1e39,-1,-1,-1\n",
+     ("error", r"f\.txt:2: expected a score \(conf, column 7\) within float32's \+-3\.4e\+38, got 1e\+39")),
+    ("negative score, kept", "det", "1,-1,10,20,30,40,-2.5,-1,-1,-1\n", ("warn", None, 1, [1])),
+    ("score 97, kept", "det", "1,-1,10,20,30,40,97,-1,-1,-1\n", ("warn", None, 1, [1])),
+    ("gt id 1e20", "gt", "1,1e20,1,1,5,5,1,-1,-1,-1\n", ("error", r"f\.txt:1: expected a whole track id >= 0 \(at most 2\*\*53\) in ground truth, got 1e\+20")),
+    ("track id 2**53", "tracks", "1,9007199254740992,1,1,5,5,1,-1,-1,-1\n", ("warn", None, 1, [1])),
+    ("negative frame", "det", "-3,-1,10,20,30,40,0.9,-1,-1,-1\n", ("error", r"f\.txt:1: expected a 1-based whole frame number up to 1000000, got -3")),
+    ("NaN frame", "det", f"{ROW}\nnan,-1,10,20,30,40,0.9,-1,-1,-1\n", ("warn", r"dropped 1 of 2 rows: 1 with NaN", 1, [1])),
+    ("negative width", "det", f"{ROW}\n2,-1,10,20,-30,40,0.9,-1,-1,-1\n", ("warn", r"1 with width or height <= 0", 1, [1])),
 ]
 
 
@@ -241,6 +258,25 @@ def test_shared_det_files_read_cleanly(shared_data, caplog):
     assert (gt.name, gt.num_frames, gt.num_boxes, len(gt.ids)) == ("TUD-Campus", 71, 359, 8)
 
 
+def test_every_real_file_reads_whole_through_the_number_checks(shared_data, caplog):
+    """Every MOT15 det and gt file: read without a warning, every row kept (as many as the file has lines), and
+    every frame a valid Detections within MAX_COORD, so the checks refuse nothing real."""
+    from edgecv.detection.boxes import MAX_COORD
+
+    files = [(f, "det") for f in sorted((shared_data / "mot15").glob("*/det.txt"))]
+    files += [(f, "gt") for f in sorted((shared_data / "mot15").glob("*/gt.txt"))]
+    assert len(files) == 12
+    with caplog.at_level(logging.WARNING, logger="edgecv"):
+        for path, kind in files:
+            seq = read_mot(path, kind=kind)
+            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
+            assert seq.num_boxes == len(lines), path
+            boxes = sum(len(d) for d in seq.frames.values())
+            assert boxes == len(lines)
+            assert all(np.isfinite(d.xyxy).all() and (np.abs(d.xyxy) <= MAX_COORD).all() for d in seq.frames.values())
+    assert caplog.records == []
+
+
 # --- ground truth's columns 8..10: which layout the file's values show -----------------------------------------
 
 G = "1,1,10,20,30,40,1"  # frame, id, box, consider flag
@@ -256,7 +292,7 @@ LAYOUTS = [
     ("MOT15 3D: whole x,y", f"{G},3,5,0\n", "world", [-1]),
     ("class 0", f"{G},0,1,-1\n1,2,9,9,5,5,1,1,1,-1\n", None, [0, 1]),
     ("class 14", f"{G},14,1\n", None, [14]),
-    ("fractional class in 9 columns", f"{G},1.5,1\n", None, [1]),
+    ("fractional class in 9 columns", f"{G},1.5,1\n", None, [-1]),  # 1.5 is no class: not truncated to 1
     ("visibility 2", f"{G},1,2\n", None, [1]),
     ("some rows -1, some classes", f"{G},-1,-1,-1\n1,2,9,9,5,5,1,1,1,-1\n", None, [-1, 1]),
 ]
@@ -302,3 +338,40 @@ def test_gt_layout_of_published_motchallenge_files(corpus, shared_data):
         assert gt_layout(read_mot(path, kind="gt")) == "2d"
     with pytest.raises(InputError, match="expected a gt sequence, got a tracks sequence"):
         gt_layout(read_mot(data / "TUD-Stadtmitte" / "test.txt", kind="tracks"))
+
+
+# rows given to MotSequence directly (not read from a file): the same number checks, one line naming the row
+SEQUENCE_ROWS = [
+    ([1, 1, 0, 0, 1e38, 1, 1], r"expected x\+w within \+-1e\+06 pixels, got \[1\.0, 1\.0, 0\.0, 0\.0, 1e\+38"),
+    ([1, 1, -1e6, 0, 2e6, 1, 1], None),  # 2e6 wide, corners at +-1e6: a box the trackers take too
+    ([1, 1, 999999, 0, 2, 1, 1], r"expected x\+w within \+-1e\+06 pixels"),
+    ([1, 1, 0, 0, 1, 1, 1e39], r"expected a score within float32"),
+    ([1, 2.0**60, 0, 0, 1, 1, 1], r"expected ids up to 2\*\*53"),
+    ([1, 1, 0, 0, 1, 1, -5.5], None),
+]
+
+
+@pytest.mark.parametrize("row, expected", SEQUENCE_ROWS)
+def test_sequence_rows_numbers(row, expected):
+    rows = np.array([row + [-1, -1, -1]], np.float64)
+    if expected is None:
+        assert MotSequence(rows).frames[1].xyxy.tolist() == [[row[2], row[3], row[2] + row[4], row[3] + row[5]]]
+        return
+    with pytest.raises(InputError, match=expected) as info:
+        MotSequence(rows)
+    assert "\n" not in str(info.value)
+
+
+def test_tracker_output_past_max_coord_is_refused_by_from_frames():
+    d = Detections(np.array([[0, 0, 2e6, 10]]), [0.9], [0], tracker_id=[1])
+    with pytest.raises(InputError, match=r"<tracker output>: expected x\+w within \+-1e\+06 pixels"):
+        MotSequence.from_frames({1: d})
+
+
+@pytest.mark.parametrize(
+    "column8, classes",
+    [("3", [3]), ("-1", [-1]), ("4.4852", [-1]), ("1e20", [-1]), ("-7", [-1])],
+)
+def test_det_class_column_is_never_truncated_or_wrapped(tmp_path, column8, classes):
+    seq = read_mot(write(tmp_path, f"1,-1,10,20,30,40,0.9,{column8},-1,-1\n"), kind="det")
+    assert seq.frames[1].class_id.tolist() == classes
