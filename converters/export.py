@@ -15,9 +15,11 @@ inputs as the source:
   with the layers that cause the loss kept in float (:mod:`edgecv.converters.fallback`).
 Every artifact is scored on the eval set (or the calibration set) for the report, and timed with
 ``edgecv bench``'s own code and settings (:func:`edgecv.bench.benchmark`, in its own process). Only then is
-it moved into ``out`` (by rename, so readers never see half a file), with its manifest beside it. An
-artifact that fails goes to ``out/_failed/`` instead and never replaces a good one. An artifact is
-"passed" only when its files are on disk in ``out``, it loaded, ran and passed every check.
+it placed, with its manifest (the SHA-256 of each of its files), in a staging folder that mirrors ``out``;
+``out/report.{json,md,png}`` join them, and the whole set is published at once
+(:mod:`edgecv.converters.publish`): killed at any moment, ``out`` holds the old set or the new one, and the
+user's other files in it stay. An artifact that fails goes to ``out/_failed/`` instead and never replaces a
+good one. An artifact is "passed" only when its files are on disk in ``out``, it loaded, ran and passed every check.
 
 Dynamic input dims (``?x3x?x?``): ``input_shape`` is the shape checks and calibration run at. The dims
 stay dynamic in ONNX and OpenVINO artifacts, which are also checked at a second shape (the dynamic height
@@ -29,12 +31,10 @@ Each manifest records which input dims are dynamic and the shapes checked.
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -50,6 +50,7 @@ from edgecv.converters.build import (
 )
 from edgecv.converters.metrics import Reference, Scores, drop_points
 from edgecv.converters.place import place_artifact
+from edgecv.converters.publish import Publication
 from edgecv.converters.quant import PRECISIONS, QuantJob, parse_precisions
 from edgecv.converters.sources import Source, open_source, source_from_keras
 from edgecv.converters.targets import TARGETS, ExportTarget, parse_targets
@@ -61,6 +62,7 @@ from edgecv.fileio import ensure_writable_dir, file_size, sha256_of
 from edgecv.manifest import Manifest, Preprocess
 from edgecv.backends.base import first_line
 from edgecv.model import load
+from edgecv.stages import stage
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +118,10 @@ class ArtifactResult:
         }
 
 
+def _as_is(path: Path) -> Path:
+    return path
+
+
 @dataclass
 class ExportReport:
     source: str
@@ -125,11 +131,14 @@ class ExportReport:
     source_size: int = 0
     eval_description: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
+    report_files: list[Path] = field(default_factory=list)  # out/report.{json,md,png}, when written
+    # Where an artifact's file is now: in the staging folder until the set is published (for report.json's "ok").
+    locate: Callable[[Path], Path] = field(default=_as_is, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
         """Every artifact passed and its file is on disk."""
-        return all(a.status == "passed" and a.path is not None and a.path.is_file() for a in self.artifacts)
+        return all(a.status == "passed" and a.path is not None and self.locate(a.path).is_file() for a in self.artifacts)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -161,6 +170,8 @@ def export(
     detector=None,
     options: ExportOptions = ExportOptions(),
     progress: bool = False,
+    trust_source: bool = False,
+    reports: bool = True,
 ) -> ExportReport:
     """Export ``model`` (a path, or an in-memory Keras model) to every format in ``to``, in every
     precision of ``quant`` (``none``/``fp32``, ``fp16``, ``dynamic``, ``int8``, ``int16x8``).
@@ -176,8 +187,13 @@ def export(
     checks and calibration run at; a source with dynamic dims besides the batch needs it. Dynamic dims
     stay dynamic in ONNX and OpenVINO artifacts unless ``options.static_shape``; TFLite artifacts get
     ``input_shape`` (see the module docstring).
+    A SavedModel whose graph holds ops with side effects (writing or reading files, Python calls) and a
+    Keras file holding Python code are refused unless ``trust_source`` (docs/security.md).
+    ``reports`` writes ``out/report.{json,md,png}`` (:func:`edgecv.converters.report.write_report`) into the
+    published set, so they always describe the artifacts beside them.
     Returns an :class:`ExportReport`; ``report.ok`` is False when any artifact failed. Bad arguments and
-    bad data raise :class:`edgecv.errors.EdgeCVError` before anything is written.
+    bad data raise :class:`edgecv.errors.EdgeCVError` before anything is written; an error or a kill later
+    leaves ``out`` as it was.
     """
     targets = parse_targets(to)
     precision_list = parse_precisions(quant)
@@ -185,7 +201,8 @@ def export(
     options = replace(options, quant=qopts)
     _check_precisions(targets, precision_list, calib)
     spec = _detector_spec(detector)
-    source = model if isinstance(model, Source) else (open_source(model) if isinstance(model, (str, Path)) else source_from_keras(model))
+    source = model if isinstance(model, Source) else (
+        open_source(model, trust_source=trust_source) if isinstance(model, (str, Path)) else source_from_keras(model))
     stem = name or _stem(source)
     if layout is not None:
         source.inputs = [replace(t, layout=layout) if len(t.shape) == 4 else t for t in source.inputs]
@@ -207,14 +224,14 @@ def export(
 
     jobs = [(t, p) for t in targets for p in precision_list if p in t.precisions]
     results = []
-    work = Path(tempfile.mkdtemp(prefix=".edgecv-work-", dir=out))
-    try:
+    with Publication(out) as pub:
+        work = pub.work
         scoring, description = _scoring_set(eval_set, calib_set, inputs)
         ref = Reference(scoring, lambda x: in_parts(source.reference, [x]), work, detect=detect,
                         names=[t.name for t in source.outputs])
         _check_labels(ref, labels)
         quant_job = QuantJob(calib_set, qopts, probe=eval_set)
-        ctx = ExportContext(source=source, stem=stem, out=out, work=work, inputs=inputs, reference=reference, preprocess=preprocess,
+        ctx = ExportContext(source=source, stem=stem, out=pub.staging, work=work, inputs=inputs, reference=reference, preprocess=preprocess,
                             labels=labels, source_info=source_info, toolchain=toolchain, options=options, scoring=ref,
                             quant=quant_job, plan=plan, detector=spec, second_inputs=second_inputs,
                             second_reference=second_reference)
@@ -222,14 +239,31 @@ def export(
         for target, precision in bar:
             if hasattr(bar, "set_description"):
                 bar.set_description(f"{target.name} {precision}")
-            results.append(_export_one(ctx, target, precision))
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    settings = {"max_drop": qopts.max_drop, "min_sqnr": qopts.min_sqnr, "calibration": qopts.calibration,
-                "calib": calib_set.description if calib_set is not None else None,
-                "detector": spec.name if spec is not None else None, "source_detections": ref.source_detections,
-                "shapes": plan.to_dict(), "bench": bench_settings(options)}
-    return ExportReport(str(source.path), out, results, ref.source, _source_size(source), description, settings)
+            result = _export_one(ctx, target, precision)
+            if result.path is not None:
+                result.path = pub.final(result.path)
+            results.append(result)
+            stage(f"built:{target.name}.{precision}")
+        settings = {"max_drop": qopts.max_drop, "min_sqnr": qopts.min_sqnr, "calibration": qopts.calibration,
+                    "calib": calib_set.description if calib_set is not None else None,
+                    "detector": spec.name if spec is not None else None, "source_detections": ref.source_detections,
+                    "shapes": plan.to_dict(), "bench": bench_settings(options)}
+        report = ExportReport(str(source.path), out, results, ref.source, _source_size(source), description, settings,
+                              locate=pub.locate)
+        if reports:
+            report.report_files = _write_reports(report, pub)
+        pub.publish()
+    return report
+
+
+def _write_reports(report: ExportReport, pub: Publication) -> list[Path]:
+    """report.{json,md,png} into the staging folder; an old report.png the new run has no figures for goes."""
+    from edgecv.converters.report import write_report
+
+    written = write_report(report, pub.staging)
+    if not any(w.name == "report.png" for w in written):
+        pub.discard("report.png")
+    return [pub.final(w) for w in written]
 
 
 SECOND_SHAPE_STEP = 32  # the second check shape: each dynamic height/width this much larger (a stride multiple)

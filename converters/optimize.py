@@ -163,7 +163,8 @@ def _build(task: dict[str, Any]) -> dict[str, Any]:
     report = export(task["model"], to=[task["format"]], quant=[task["precision"]], calib=task["calib"],
                     eval_data=task["eval"], max_drop=task["max_drop"], out=folder, name=task["name"],
                     preprocess=task["preprocess"], labels=task["labels"], detector=task["detector"],
-                    options=ExportOptions(bench_runs=0, quant=quant, static_batch=task["static_batch"]))
+                    options=ExportOptions(bench_runs=0, quant=quant, static_batch=task["static_batch"]),
+                    trust_source=task["trust_source"])
     result = report.artifacts[0].to_dict()
     result["seconds"] = round(time.perf_counter() - started, 1)
     from edgecv.converters.report import metric_name
@@ -201,9 +202,12 @@ def optimize(
     remote: str | None = None,
     options: OptimizeOptions = OptimizeOptions(),
     progress: bool = False,
+    trust_source: bool = False,
 ) -> OptimizeResult:
     """Build, check, benchmark and choose (see the module docstring). Raises a one-line
-    :class:`~edgecv.errors.ValidationError` listing every candidate's reason when none fits the device."""
+    :class:`~edgecv.errors.ValidationError` listing every candidate's reason when none fits the device.
+    ``trust_source`` is :func:`~edgecv.converters.export.export`'s: without it a SavedModel with side-effecting
+    ops is refused here, before any candidate is built (docs/security.md)."""
     from tqdm import tqdm
 
     from edgecv.converters.targets import TARGETS
@@ -214,6 +218,10 @@ def optimize(
     model = Path(model)
     if not model.exists():
         raise ConfigError(f"model not found: {model}")
+    if not trust_source:
+        from edgecv.converters.source_scan import refuse_unsafe_source
+
+        refuse_unsafe_source(model)
     if calib is None and any(p in ("int8", "int16x8") for _, p in profile.candidates()):
         raise ConfigError(f"{profile.name} runs int8: pass calibration images (--calib)")
     if remote is not None and profile.local:
@@ -245,7 +253,7 @@ def optimize(
                               "name": model.stem, "preprocess": preprocess, "labels": list(labels) if labels else None,
                               "detector": detector, "calib_samples": options.calib_samples,
                               "io_type": profile.quantization.io if TARGETS[fmt].integer_io else "float",
-                              "fallback": not full_integer, "static_batch": static}))
+                              "fallback": not full_integer, "static_batch": static, "trust_source": trust_source}))
         candidates.append(c)
     if tasks:
         workers = max(1, min(options.workers or os.cpu_count() or 1, len(tasks)))

@@ -274,11 +274,13 @@ def qat_artifacts(
 ) -> QatArtifacts:
     """Write the QAT model of ``result`` into ``out`` as ``{name}.qat-int8.tflite`` / ``.onnx`` (QDQ) /
     ``.xml`` (OpenVINO IR with FakeQuantize), each with its manifest, and score each on the validation split.
+    The artifacts are published together (:mod:`edgecv.converters.publish`): an error or a kill leaves ``out``
+    as it was.
 
     An artifact whose graph lost its quantization (no QDQ pairs, no FakeQuantize) is a ConversionError.
     """
     from edgecv.converters.place import place_artifact
-    from edgecv.fileio import ensure_writable_dir
+    from edgecv.converters.publish import Publication
     from edgecv.model import load
 
     to = [t.strip().lower() for t in (to.split(",") if isinstance(to, str) else to) if t.strip()]
@@ -286,23 +288,21 @@ def qat_artifacts(
     if unknown or not to:
         what = f"unknown QAT artifact format(s) {', '.join(unknown)}" if unknown else "no QAT artifact format given"
         raise ConfigError(f"{what}; choose from: {', '.join(QAT_FORMATS)}")
-    out = ensure_writable_dir(out)
     with np.load(result.validation) as npz:
         x_val, y_val = npz["x_val"], npz["y_val"]
     qat_model = QatModel(result.saved_model, result.tflite_int8, result.settings.get("onnx_weight_type", "uint8"))
     paths: dict[str, Path] = {}
     top1: dict[str, float | None] = {}
-    staging = Path(tempfile.mkdtemp(prefix=".edgecv-qat-", dir=out))
-    try:
+    with Publication(out) as pub:
         for fmt in to:
-            tmp = staging / f"{name}.qat-int8{TARGETS[fmt].suffix}"
-            TARGETS[fmt].write_qat(qat_model, tmp, staging)
+            tmp = pub.work / f"{name}.qat-int8{TARGETS[fmt].suffix}"
+            TARGETS[fmt].write_qat(qat_model, tmp, pub.work)
             model = load(tmp, float_io=True)
             top1[fmt] = _top1(model, x_val, y_val)
-            paths[fmt] = place_artifact(tmp, out, _manifest(result, fmt, tmp, model, top1[fmt], len(y_val), labels))
+            placed = place_artifact(tmp, pub.staging, _manifest(result, fmt, tmp, model, top1[fmt], len(y_val), labels))
+            paths[fmt] = pub.final(placed)
             log.info("QAT %s artifact %s: top-1 %s", fmt, paths[fmt].name, top1[fmt])
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+        pub.publish()
     return QatArtifacts(paths, top1)
 
 

@@ -19,9 +19,10 @@ from typing import Callable, ClassVar, Mapping
 import numpy as np
 
 from edgecv.child import call
-from edgecv.errors import ConversionError, ModelFileError, UnsupportedFormatError
+from edgecv.errors import ConversionError, InputError, ModelFileError, UnsafeModelError, UnsupportedFormatError
 from edgecv.model import load
 from edgecv.tensors import TensorInfo, normalize_shape
+from edgecv.converters.source_scan import TRUST_HINT, check_onnx_external_data, refuse_unsafe_saved_model
 from edgecv.converters.tf_env import child_env, import_tensorflow
 
 
@@ -63,18 +64,25 @@ def _natural_key(name: str) -> list:
 
 
 class KerasSource(Source):
+    """A Keras model. Keras's safe mode refuses the Python code a file can hold (Lambda layers, functions
+    from modules outside Keras); ``trust_source=True`` turns it off."""
+
     kind = "keras"
 
-    def __init__(self, path: Path, model=None) -> None:
+    def __init__(self, path: Path, model=None, *, trust_source: bool = False) -> None:
         super().__init__(path)
         import_tensorflow()
         import keras
 
         if model is None:
             try:
-                model = keras.saving.load_model(str(path), compile=False)
+                model = keras.saving.load_model(str(path), compile=False, safe_mode=not trust_source)
             except Exception as exc:  # Keras raises many types for bad files
-                raise ModelFileError(f"cannot load Keras model {path}: {_first_line(exc)}") from None
+                unsafe = _safe_mode_refusal(exc)
+                if unsafe:
+                    raise UnsafeModelError(f"Keras model {path} is refused: it holds Python code that Keras's safe mode "
+                                           f"does not load ({unsafe}); {TRUST_HINT}") from None
+                raise ModelFileError(f"cannot load Keras model {path}: {_first_line(_keras_cause(exc))}") from None
         self.model = model
         self.inputs = [
             TensorInfo(_tensor_name(t, f"input_{i}"), normalize_shape(t.shape), str(t.dtype), index=i)
@@ -107,10 +115,16 @@ class KerasSource(Source):
 
 
 class SavedModelSource(Source):
+    """A SavedModel folder. Loading it runs its resource initializers and converting or running it runs its
+    functions' ops, so unless ``trust_source`` its graph is scanned first, without running anything
+    (:func:`edgecv.converters.source_scan.scan_saved_model`), and ops with side effects are refused."""
+
     kind = "saved_model"
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, trust_source: bool = False) -> None:
         super().__init__(path)
+        if not trust_source:
+            refuse_unsafe_saved_model(path)
         tf = import_tensorflow()
         try:
             loaded = tf.saved_model.load(str(path))
@@ -132,8 +146,26 @@ class SavedModelSource(Source):
         ]
 
     def reference(self, arrays):
-        result = self._fn(**dict(zip(self._in_keys, arrays)))
-        return [np.asarray(result[k]) for k in self._out_keys]
+        # The serving function takes exactly its signature's shapes: with a fixed batch (1, say), a larger
+        # batch that is a multiple of it runs in slices of that batch.
+        n = arrays[0].shape[0] if arrays and arrays[0].ndim else 0
+        batch = self.inputs[0].shape[0] if self.inputs and self.inputs[0].shape else None
+        if batch and n > batch and n % batch == 0:
+            parts = [self._run([a[i : i + batch] for a in arrays]) for i in range(0, n, batch)]
+            return [np.concatenate(p, axis=0) for p in zip(*parts)]
+        return self._run(arrays)
+
+    def _run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        for info, a in zip(self.inputs, arrays):
+            if a.ndim != len(info.shape) or any(e is not None and e != g for e, g in zip(info.shape, a.shape)):
+                want = "x".join("?" if d is None else str(d) for d in info.shape)
+                raise InputError(f"SavedModel {self.path} input {info.name!r}: expected shape {want}, "
+                                 f"got {'x'.join(str(d) for d in a.shape)}")
+        try:
+            result = self._fn(**dict(zip(self._in_keys, arrays)))
+            return [np.asarray(result[k]) for k in self._out_keys]
+        except Exception as exc:  # TensorFlow raises many types; the source failing is one line
+            raise ModelFileError(f"SavedModel {self.path} failed to run: {_tf_error(exc)}") from None
 
     def _make_saved_model(self, work: Path) -> Path:
         return self.path
@@ -145,7 +177,7 @@ class SavedModelSource(Source):
 class RuntimeSource(Source):
     """A source that edgecv's own runtime can run: ONNX or float TFLite."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, trust_source: bool = False) -> None:
         super().__init__(path)
         self.model = load(path)  # checks the file first
         self.inputs = self.model.inputs
@@ -156,7 +188,14 @@ class RuntimeSource(Source):
 
 
 class OnnxSource(RuntimeSource):
+    """An ONNX model. External data stored outside its folder is refused, trusted or not (the runtimes
+    refuse it too)."""
+
     kind = "onnx"
+
+    def __init__(self, path: Path, *, trust_source: bool = False) -> None:
+        check_onnx_external_data(path)
+        super().__init__(path, trust_source=trust_source)
 
     def _make_onnx(self, work: Path) -> Path:
         return self.path
@@ -174,8 +213,8 @@ class OnnxSource(RuntimeSource):
 class TFLiteSource(RuntimeSource):
     kind = "tflite"
 
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, *, trust_source: bool = False) -> None:
+        super().__init__(path, trust_source=trust_source)
         if any(t.dtype not in ("float32", "float16") for t in self.inputs):
             raise ModelFileError(f"{path} has integer inputs; only float .tflite models can be a source for export")
 
@@ -253,7 +292,7 @@ class SourceKind:
 
     name: str
     matches: Callable[[Path], bool]
-    open: Callable[[Path], Source]
+    open: Callable[..., Source]  # (path, *, trust_source) -> Source
     describe: str
 
 
@@ -265,8 +304,10 @@ SOURCES: tuple[SourceKind, ...] = (
 )
 
 
-def open_source(path: str | Path) -> Source:
-    """Open a source model by what ``path`` is; errors name what edgecv accepts."""
+def open_source(path: str | Path, *, trust_source: bool = False) -> Source:
+    """Open a source model by what ``path`` is; errors name what edgecv accepts. Unless ``trust_source``,
+    a SavedModel's graph is scanned for ops with side effects and a Keras file is loaded in safe mode
+    (docs/security.md)."""
     path = Path(path)
     if not path.exists():
         raise ModelFileError(f"model not found: {path}")
@@ -274,7 +315,7 @@ def open_source(path: str | Path) -> Source:
         raise ModelFileError(f"model file is empty: {path}")
     for kind in SOURCES:
         if kind.matches(path):
-            return kind.open(path)
+            return kind.open(path, trust_source=trust_source)
     accepted = ", ".join(k.describe for k in SOURCES)
     raise UnsupportedFormatError(f"{path}: not a model edgecv can export; it accepts {accepted}")
 
@@ -287,6 +328,37 @@ def source_from_keras(model, name: str = "model") -> KerasSource:
 def _tensor_name(t, default: str) -> str:
     name = getattr(t, "name", None) or default
     return name.split(":")[0]
+
+
+def _safe_mode_refusal(exc: BaseException) -> str | None:
+    """The first sentence of Keras's safe-mode refusal in ``exc``'s chain, or None when it is another failure."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        text = str(exc)
+        if "safe_mode" in text:
+            return _first_line(exc).split(". ")[0].rstrip(".")
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
+def _tf_error(exc: BaseException) -> str:
+    """One line for a TensorFlow failure. A graph op's error starts with "Graph execution error:" and a stack,
+    and ends with the cause then ``[[{{node NAME}}]]``: that cause, and the node."""
+    text = str(getattr(exc, "message", "") or exc)
+    node = re.search(r"\[\[\{\{node ([^}]+)\}\}\]\]", text)
+    if not text.startswith("Graph execution error") or node is None:
+        return f"{type(exc).__name__}: {_first_line(exc)}"
+    cause = [line.strip() for line in text[: node.start()].splitlines() if line.strip()]
+    return f"{type(exc).__name__} at node {node.group(1)}: {_first_line(ValueError(cause[-1] if cause else text))}"
+
+
+def _keras_cause(exc: BaseException) -> BaseException:
+    """The innermost exception of Keras's "X could not be deserialized properly" chain (it wraps each layer's
+    failure in its parent's), which names what is missing; ``exc`` itself otherwise."""
+    while "could not be deserialized properly" in str(exc) and (exc.__cause__ or exc.__context__) is not None:
+        exc = exc.__cause__ or exc.__context__
+    return exc
 
 
 def _first_line(exc: BaseException) -> str:

@@ -13,7 +13,14 @@ hundreds of lines), or where a measurement needs a process of its own (benchmark
   message; a crash (a signal, or an exit without a result), another exception or a timeout is one line,
   raised as the caller's error class, naming the signal or exit code and the last meaningful stderr line;
 - the child runs in its own session (process group) and dies with its parent (Linux: ``PR_SET_PDEATHSIG``);
-  on a timeout, Ctrl-C or SIGTERM the parent kills the child's whole group, so no worker outlives the call.
+  on a timeout, Ctrl-C or SIGTERM the parent kills the child's whole group, so no worker outlives the call;
+- on Linux a small supervisor process (:data:`SUPERVISOR`, standard library only) stands between the parent and
+  the worker: it gets a signal when the parent dies, even by SIGKILL, and then removes the request folder and
+  kills the whole group, so what the worker started (onnx2tf runs ``onnxsim``, for one) dies too; when the
+  worker ends, it kills what the worker left running in the group and ends the way the worker ended (same
+  exit code or signal). A process that leaves the group (``setsid``) is out of reach;
+- request folders (``$TMPDIR/edgecv-child-<pid>-*``) are locked while their run lives; a run that could not
+  remove its folder (the parent and the supervisor killed together) has it swept by the next one.
 
 Example:
     >>> call("edgecv.converters.sources:tf2onnx_command", ["--saved-model", "sm", "--output", "sm.onnx"],
@@ -28,7 +35,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -42,6 +48,8 @@ from typing import Any, Callable, Iterator, Mapping, NoReturn
 
 from edgecv import errors
 from edgecv.errors import EdgeCVError
+from edgecv.stages import stage
+from edgecv.workdir import WorkDir, sweep
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +60,52 @@ STDERR_KEPT = 64 * 1024  # the tail of the child's stderr kept for the error lin
 # friends ("E0000 00:00:... cuda_platform.cc:52] failed call to cuInit", "2024-05-01 12:00:00.1: I tensorflow/...").
 _NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|\d{4}-\d\d-\d\d \d\d:\d\d:\d\d[.,]\d+: [IWEF] |WARNING: All log messages before absl)")
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+FOLDER_PREFIX = "edgecv-child-"
+SUPERVISED = "EDGECV_CHILD_SUPERVISOR"  # the worker's parent when a supervisor runs it (its pid)
+
+# The supervisor: ``python -c SUPERVISOR PARENT_PID FOLDER ARGV...``. Standard library only and nothing
+# heavy, so it starts in milliseconds and its signal handler runs at once (it only waits). The parent-death
+# signal is SIGUSR1, caught: the handler removes the request folder, then SIGKILLs the whole process group,
+# itself included. The worker (a fork, then exec of ARGV) sets its own parent-death SIGKILL in serve().
+SUPERVISOR = r'''
+import ctypes, os, resource, shutil, signal, sys
+parent, folder, argv = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+libc = ctypes.CDLL(None, use_errno=True)
+def orphaned(*_):
+    shutil.rmtree(folder, ignore_errors=True)
+    os.killpg(0, signal.SIGKILL)
+signal.signal(signal.SIGUSR1, orphaned)
+libc.prctl(1, signal.SIGUSR1, 0, 0, 0)
+if os.getppid() != parent:
+    orphaned()
+libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: what the worker orphans stays our child, to be killed
+worker = os.fork()
+if worker == 0:
+    os.environ["''' + SUPERVISED + r'''"] = str(os.getppid())
+    os.execv(argv[0], argv)
+_, status = os.waitpid(worker, 0)
+pgid = os.getpgid(0)
+for pid in os.listdir("/proc"):  # what the worker left running in the group, or orphaned to us
+    if pid.isdigit() and int(pid) != os.getpid():
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+            if int(fields[2]) == pgid or int(fields[1]) == os.getpid():
+                os.kill(int(pid), signal.SIGKILL)
+        except (OSError, ValueError, IndexError):
+            pass
+while True:
+    try:
+        os.waitpid(-1, 0)
+    except ChildProcessError:
+        break
+if os.WIFSIGNALED(status):  # end the same way, so the parent names the worker's signal
+    resource.setrlimit(resource.RLIMIT_CORE, (0, resource.getrlimit(resource.RLIMIT_CORE)[1]))
+    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+    os.kill(os.getpid(), os.WTERMSIG(status))
+os._exit(os.waitstatus_to_exitcode(status))
+'''
+_swept = False
 
 
 @dataclass(frozen=True)
@@ -134,17 +188,21 @@ def run(
         >>> run("edgecv.probe", {"path": "m.tflite", "backend": "litert"}, timeout=120).signal  # doctest: +SKIP
         'SIGSEGV'
     """
-    folder = Path(tempfile.mkdtemp(prefix="edgecv-child-"))
+    _sweep_once()
+    workdir = WorkDir.create(tempfile.gettempdir(), FOLDER_PREFIX)
+    folder = workdir.path
     try:
         (folder / REQUEST).write_text(json.dumps({"target": target, "request": request, "parent": os.getpid()}))
         module = __name__ if ":" in target else target
         argv = [sys.executable, "-m", module, str(folder)]
+        if sys.platform.startswith("linux"):
+            argv = [sys.executable, "-c", SUPERVISOR, str(os.getpid()), str(folder), *argv]
         log.debug("child process: %s", target)
         start = time.perf_counter()
         with open(folder / "stdout", "wb") as out, open(folder / "stderr", "wb") as err:
             proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=_child_env(env),
                                     cwd=cwd, start_new_session=os.name == "posix")
-            returncode = _wait(proc, timeout)
+            returncode = _wait(proc, timeout, stage_name=f"child-started:{target}")
         stderr = _tail(folder / "stderr")
         log.debug("child process %s ended (exit %s) after %.1f s; stdout:\n%s\nstderr:\n%s", target, returncode,
                   time.perf_counter() - start, _tail(folder / "stdout")[-5000:], stderr[-5000:])
@@ -152,11 +210,19 @@ def run(
         return Outcome(target, returncode, returned="result" in answer, result=answer.get("result"),
                        error=answer.get("error"), stderr=stderr, timeout=timeout)
     except _Terminated:
-        shutil.rmtree(folder, ignore_errors=True)
+        workdir.remove()
         os.kill(os.getpid(), signal.SIGTERM)  # the default action again, now that the child is gone
         raise
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        workdir.remove()
+
+
+def _sweep_once() -> None:
+    """Remove the request folders of runs that were killed before they could (once per process)."""
+    global _swept
+    if not _swept:
+        _swept = True
+        sweep(tempfile.gettempdir(), [FOLDER_PREFIX])
 
 
 def call(
@@ -190,7 +256,7 @@ def serve(work: Callable[[Any], Any]) -> NoReturn:
     """
     folder = Path(sys.argv[1])
     spec = json.loads((folder / REQUEST).read_text())
-    _die_with_parent(spec.get("parent"))
+    die_with_parent(spec.get("parent"))
     code = 0
     try:
         answer = json.dumps({"result": work(spec["request"])})
@@ -231,10 +297,12 @@ def _sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
-def _wait(proc: subprocess.Popen, timeout: float | None) -> int | None:
+def _wait(proc: subprocess.Popen, timeout: float | None, *, stage_name: str = "") -> int | None:
     """The child's exit code, or None after killing it for running past ``timeout``."""
     try:
         with _sigterm_raises():
+            if stage_name:
+                stage(stage_name)
             return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
@@ -258,6 +326,7 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 def _child_env(overrides: Mapping[str, str | None] | None) -> dict[str, str]:
     env = dict(os.environ)
+    env.pop(SUPERVISED, None)  # set by this child's own supervisor, never inherited from ours
     for key, value in (overrides or {}).items():
         if value is None:
             env.pop(key, None)
@@ -310,8 +379,14 @@ def _describe(exc: BaseException, *, edgecv: bool) -> dict[str, Any]:
     return {"type": type(exc).__name__, "message": message, "edgecv": edgecv, "attrs": attrs}
 
 
-def _die_with_parent(parent: int | None) -> None:
-    """Have the kernel SIGKILL this process when its parent dies (Linux); exit now if it already has."""
+def die_with_parent(parent: int | None) -> None:
+    """Have the kernel SIGKILL this process when its parent dies (Linux); exit now if it already has.
+    ``parent`` is the pid expected as parent (a supervisor started by :func:`run` stands in for it). Also the
+    initializer of worker pools, so a pool worker dies with the process that made the pool.
+
+    Example:
+        >>> ProcessPoolExecutor(initializer=die_with_parent, initargs=(os.getpid(),))   # doctest: +SKIP
+    """
     if sys.platform.startswith("linux"):
         try:
             import ctypes
@@ -320,6 +395,8 @@ def _die_with_parent(parent: int | None) -> None:
             libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
         except (OSError, AttributeError) as exc:
             log.debug("cannot set the parent-death signal: %s", exc)
+    if os.environ.get(SUPERVISED):
+        parent = int(os.environ[SUPERVISED])
     if parent is not None and os.getppid() != parent:
         os._exit(1)
 
@@ -327,7 +404,7 @@ def _die_with_parent(parent: int | None) -> None:
 def _serve_function() -> NoReturn:
     """``python -m edgecv.child FOLDER``: import the request's ``module:function`` and serve it."""
     spec = json.loads((Path(sys.argv[1]) / REQUEST).read_text())
-    _die_with_parent(spec.get("parent"))  # before the import, which may take seconds (TensorFlow)
+    die_with_parent(spec.get("parent"))  # before the import, which may take seconds (TensorFlow)
     module, _, name = spec["target"].partition(":")
     serve(getattr(importlib.import_module(module), name))
 

@@ -21,6 +21,11 @@ class UnsupportedFormatError(ModelFileError):
     """The file's extension or layout is not one edgecv reads."""
 
 
+class UnsafeModelError(ModelFileError):
+    """A source model holds something that would run code or touch files when it is loaded or run (an op with
+    side effects, a Python Lambda layer, external data outside its folder); see docs/security.md."""
+
+
 class MissingDependencyError(EdgeCVError):
     """An optional package is needed; the message names the ``pip install 'edgecv[extra]'`` to run."""
 

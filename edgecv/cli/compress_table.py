@@ -35,9 +35,9 @@ def model_and_data(path: Path, what: str, args):
     return model, pre, labels, data
 
 
-def export_and_measure(models, *, to: str, out: Path, stem: str, preprocess, labels, x, y, runs: int) -> list[dict]:
-    """Export each ``(label, keras_model)`` to fp32 in ``to`` under ``out/label``, then measure every
-    artifact on ``x``, ``y``: rows with ``name``, ``method`` (the label), ``path`` and ``figures``."""
+def export_models(models, *, to: str, out: Path, stem: str, preprocess, labels) -> list[dict]:
+    """Export each ``(label, keras_model)`` to fp32 in ``to`` under ``out/label``: rows with ``name``,
+    ``method`` (the label) and ``path`` of every artifact that passed (measure them with :func:`with_figures`)."""
     from edgecv.converters.export import ExportOptions, export
 
     rows = []
@@ -46,7 +46,7 @@ def export_and_measure(models, *, to: str, out: Path, stem: str, preprocess, lab
         report = export(model, to=to, quant="fp32", out=out / tag, name=f"{stem}.{tag}", preprocess=preprocess, labels=labels,
                         options=ExportOptions(bench_runs=0))
         rows += [{"name": a.path.name, "method": label, "path": a.path} for a in report.artifacts if a.path is not None and a.status == "passed"]
-    return with_figures(rows, x=x, y=y, runs=runs)
+    return rows
 
 
 def with_figures(rows: list[dict], *, x, y, runs: int) -> list[dict]:

@@ -52,17 +52,20 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from edgecv.converters.distill import distill
-    from edgecv.cli.compress_table import artifacts_json, export_and_measure, format_rows, model_and_data
-    from edgecv.fileio import ensure_writable_dir
+    from edgecv.cli.compress_table import artifacts_json, export_models, format_rows, model_and_data, with_figures
+    from edgecv.converters.publish import Publication
 
     teacher, pre, labels, data = model_and_data(args.teacher, "distillation", args)
     result = distill(teacher, train=data, student=args.student, width=args.width, temperature=args.temperature, alpha=args.alpha,
                      hints=args.hint_layers, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed, preprocess=pre)
-    out = ensure_writable_dir(args.out)
-    student_path = out / f"{args.teacher.stem}.student.keras"
-    result.model.save(student_path)
-    rows = export_and_measure([("teacher", teacher), ("student", result.model)], to=args.to, out=out, stem=args.teacher.stem,
-                              preprocess=pre, labels=labels, x=data.x_val, y=data.y_val, runs=args.runs)
+    with Publication(args.out) as pub:  # the student and both exports published at once
+        staged = pub.staging / f"{args.teacher.stem}.student.keras"
+        result.model.save(staged)
+        rows = export_models([("teacher", teacher), ("student", result.model)], to=args.to, out=pub.staging,
+                             stem=args.teacher.stem, preprocess=pre, labels=labels)
+        pub.publish()
+    student_path = pub.final(staged)
+    rows = with_figures(rows, x=data.x_val, y=data.y_val, runs=args.runs)
     if args.json:
         print(json.dumps({"model": str(student_path), "top1_teacher": result.top1_teacher, "top1_student": result.top1_student,
                           "params_teacher": result.params_teacher, "params_student": result.params_student,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from edgecv.cli.commands import COMMANDS
-from edgecv.cli.options import add_data_options, add_preprocess_options, preprocess_from, read_labels, shape
+from edgecv.cli.options import add_data_options, add_preprocess_options, add_trust_option, preprocess_from, read_labels, shape
 from edgecv.formats import FORMATS
 
 EXAMPLES = """\
@@ -63,6 +63,7 @@ def add_parser(sub) -> None:
                    "which stay dynamic in ONNX and OpenVINO artifacts (checked at a second shape too); TFLite gets it fixed")
     p.add_argument("--static-shape", action="store_true", help="fix --input-shape in every artifact (the manifest records it)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_trust_option(p)
     q = p.add_argument_group("quantization (expert)")
     q.add_argument("--calib-samples", type=int, default=300, help="calibration samples, chosen deterministically (default 300)")
     q.add_argument("--eval-samples", type=int, default=2000, help="eval samples (default 2000)")
@@ -79,7 +80,7 @@ def add_parser(sub) -> None:
 def run(args) -> int:
     from edgecv.converters.export import ExportOptions, export
     from edgecv.converters.quant import QuantOptions
-    from edgecv.converters.report import format_text, write_report
+    from edgecv.converters.report import format_text
     from edgecv.errors import ConfigError
 
     if args.samples < 1:
@@ -109,8 +110,9 @@ def run(args) -> int:
         detector=args.spec,
         options=ExportOptions(samples=args.samples, quant=quant, static_shape=args.static_shape),
         progress=not args.json,
+        trust_source=args.trust_source,
     )
-    written = write_report(report, report.out)
+    written = report.report_files  # published with the artifacts: never stale
     if args.json:
         print(json.dumps(report.to_dict(), indent=2, default=str))
     else:

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 
 from edgecv.cli.commands import COMMANDS
-from edgecv.cli.options import add_data_options, add_preprocess_options, preprocess_from, read_labels
+from edgecv.cli.options import add_data_options, add_preprocess_options, add_trust_option, preprocess_from, read_labels
 
 EXAMPLES = """\
 examples:
@@ -54,6 +54,7 @@ def add_parser(sub) -> None:
     p.add_argument("--runs", type=int, default=50, help="timed benchmark runs per candidate (default 50)")
     p.add_argument("--threads", type=int, help="threads per runtime (default: every core)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_trust_option(p)
     add_preprocess_options(p)
     p.set_defaults(run=run)
 
@@ -70,7 +71,7 @@ def run(args) -> int:
                       labels=read_labels(args.labels), remote=args.remote,
                       options=OptimizeOptions(runs=args.runs, threads=args.threads, workers=args.workers,
                                               python=args.python, port=args.port, identity=args.identity),
-                      progress=not args.json)
+                      progress=not args.json, trust_source=args.trust_source)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:

@@ -37,6 +37,13 @@ def add_data_options(p: argparse.ArgumentParser, *, eval_help: str) -> None:
     p.add_argument("--eval", type=Path, dest="eval_data", help=eval_help)
 
 
+def add_trust_option(p: argparse.ArgumentParser) -> None:
+    """``--trust-source``: run the source model's own code (docs/security.md)."""
+    p.add_argument("--trust-source", action="store_true",
+                   help="run the source's own code: skip the scan that refuses a SavedModel whose graph writes or reads "
+                   "files or calls Python, and load Keras Lambda layers (docs/security.md); only for models you trust")
+
+
 def add_preprocess_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("preprocessing (recorded in each manifest)")
     g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed from the model)")

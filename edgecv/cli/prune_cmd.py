@@ -45,17 +45,20 @@ def add_parser(sub) -> None:
 
 def run(args) -> int:
     from edgecv.converters.prune import prune
-    from edgecv.cli.compress_table import artifacts_json, export_and_measure, format_rows, model_and_data
-    from edgecv.fileio import ensure_writable_dir
+    from edgecv.cli.compress_table import artifacts_json, export_models, format_rows, model_and_data, with_figures
+    from edgecv.converters.publish import Publication
 
     model, pre, labels, data = model_and_data(args.model, "pruning", args)
     result = prune(model, train=data, method=args.method, sparsity=args.sparsity, epochs=args.epochs,
                    batch_size=args.batch_size, seed=args.seed, preprocess=pre)
-    out = ensure_writable_dir(args.out)
-    pruned_path = out / f"{args.model.stem}.{args.method.replace(':', 'of')}.keras"
-    result.model.save(pruned_path)
-    rows = export_and_measure([("original", model), (args.method, result.model)], to=args.to, out=out, stem=args.model.stem,
-                              preprocess=pre, labels=labels, x=data.x_val, y=data.y_val, runs=args.runs)
+    with Publication(args.out) as pub:  # the model and both exports published at once
+        staged = pub.staging / f"{args.model.stem}.{args.method.replace(':', 'of')}.keras"
+        result.model.save(staged)
+        rows = export_models([("original", model), (args.method, result.model)], to=args.to, out=pub.staging,
+                             stem=args.model.stem, preprocess=pre, labels=labels)
+        pub.publish()
+    pruned_path = pub.final(staged)
+    rows = with_figures(rows, x=data.x_val, y=data.y_val, runs=args.runs)
     summary = result.to_dict()
     if args.json:
         print(json.dumps({**summary, "model": str(pruned_path), "artifacts": artifacts_json(rows)}, indent=2, default=str))

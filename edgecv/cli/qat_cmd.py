@@ -40,22 +40,25 @@ def run(args) -> int:
     from edgecv.converters.export import ExportOptions, export
     from edgecv.converters.qat import qat, qat_artifacts
     from edgecv.cli.compress_table import artifacts_json, format_rows, model_and_data, with_figures
-    from edgecv.fileio import ensure_writable_dir
+    from edgecv.converters.publish import Publication
 
     _, pre, labels, data = model_and_data(args.model, "QAT", args)
-    out = ensure_writable_dir(args.out)
-    result = qat(args.model, train=data, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                 preprocess=pre, out=out / "qat-job")
     name = args.model.stem
-    arts = qat_artifacts(result, out=out, name=name, to=args.to, labels=labels)
     x_val, y_val = data.x_val, data.y_val
     rows = []
-    if not args.no_ptq:
-        report = export(args.model, to=args.to, quant="fp32,int8", calib=args.train, eval_data=list(zip(x_val, y_val.tolist())),
-                        out=out / "ptq", name=name, preprocess=pre, labels=labels, options=ExportOptions(bench_runs=0))
-        rows += [{"name": a.path.name, "method": "float" if a.precision == "fp32" else "PTQ", "path": a.path}
-                 for a in report.artifacts if a.path is not None and a.status == "passed"]
-    rows += [{"name": p.name, "method": "QAT", "path": p} for p in arts.paths.values()]
+    # The command's whole output (qat-job/, the QAT artifacts, ptq/) is published at once; figures are
+    # measured on the published files.
+    with Publication(args.out) as pub:
+        result = qat(args.model, train=data, epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                     preprocess=pre, out=pub.staging / "qat-job")
+        arts = qat_artifacts(result, out=pub.staging, name=name, to=args.to, labels=labels)
+        if not args.no_ptq:
+            report = export(args.model, to=args.to, quant="fp32,int8", calib=args.train, eval_data=list(zip(x_val, y_val.tolist())),
+                            out=pub.staging / "ptq", name=name, preprocess=pre, labels=labels, options=ExportOptions(bench_runs=0))
+            rows += [{"name": a.path.name, "method": "float" if a.precision == "fp32" else "PTQ", "path": a.path}
+                     for a in report.artifacts if a.path is not None and a.status == "passed"]
+        rows += [{"name": p.name, "method": "QAT", "path": p} for p in arts.paths.values()]
+        pub.publish()
     rows = with_figures(rows, x=x_val, y=y_val, runs=args.runs)
     if args.json:
         print(json.dumps({"top1_float": result.top1_float, "top1_qat": result.top1_qat, "seconds": round(result.seconds, 1),

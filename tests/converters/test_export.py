@@ -116,7 +116,7 @@ def test_a_mismatching_artifact_goes_to_failed_and_never_replaces_a_good_one(tin
     assert json.loads(Path(f"{result.path}.json").read_text())["validation"]["status"] == "failed"
 
 
-def test_a_converter_crash_leaves_nothing_behind(tiny_onnx, tmp_path, monkeypatch):
+def test_a_converter_crash_leaves_only_the_report_behind(tiny_onnx, tmp_path, monkeypatch):
     def explode(source, precision, out_file, work, quant=None, *, static_batch=False, input_shape=None):
         out_file.write_bytes(b"half")
         raise RuntimeError("converter blew up\nwith a long trace")
@@ -124,7 +124,9 @@ def test_a_converter_crash_leaves_nothing_behind(tiny_onnx, tmp_path, monkeypatc
     monkeypatch.setitem(TARGETS, "openvino", converting_with("openvino", explode))
     report = export(tiny_onnx, to="openvino", quant="fp32", out=tmp_path)
     assert report.artifacts[0].reason == "RuntimeError: converter blew up"
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # No half file, no work folder: only the report that says why (it is published with the set).
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json", "report.md"]
+    assert json.loads((tmp_path / "report.json").read_text())["artifacts"][0]["status"] == "failed"
 
 
 @pytest.mark.parametrize(

@@ -54,3 +54,8 @@ def sleep(request):
     staged.write_text(f"{os.getpid()} {grandchild.pid}")
     staged.replace(request["pids"])
     time.sleep(120)
+
+
+def leave_behind(request):
+    """Start a grandchild and return without waiting for it."""
+    return {"grandchild": subprocess.Popen(["sleep", "120"]).pid}

@@ -98,9 +98,9 @@ call("tests.edgecv.child_workers:sleep", {"pids": sys.argv[1]}, failure="sleepin
     [
         (signal.SIGTERM, -signal.SIGTERM, True),  # the parent kills the child's process group, then dies of SIGTERM
         (signal.SIGINT, -signal.SIGINT, True),  # KeyboardInterrupt: the same, and Python ends by SIGINT again
-        # Nothing runs in the parent: the kernel kills the child (PR_SET_PDEATHSIG), not what the child started,
-        # and the request folder stays.
-        (signal.SIGKILL, -signal.SIGKILL, False),
+        # Nothing runs in the parent: the kernel signals the child's supervisor (PR_SET_PDEATHSIG), which removes
+        # the request folder and kills the whole group, what the child started included.
+        (signal.SIGKILL, -signal.SIGKILL, True),
     ],
 )
 def test_a_parent_killed_mid_run_takes_its_child_along(tmp_path, sig, parent_exit, cleaned_up):
@@ -125,3 +125,28 @@ def test_a_parent_killed_mid_run_takes_its_child_along(tmp_path, sig, parent_exi
         for pid in (worker, grandchild):
             if _alive(pid):
                 subprocess.run(["kill", "-9", str(pid)])
+
+
+def test_what_a_child_leaves_running_is_killed_when_it_ends():
+    if not sys.platform.startswith("linux"):
+        pytest.skip("the supervisor is Linux only")
+    result = child.call(f"{WORKERS}:leave_behind", None, failure="work failed")
+    assert _wait_gone([result["grandchild"]]) == []
+
+
+def test_a_request_folder_left_by_a_killed_run_is_swept_by_the_next(tmp_path, monkeypatch):
+    """A folder whose lock nobody holds (its run was killed) goes; one a live run holds stays."""
+    from edgecv.workdir import WorkDir
+
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    monkeypatch.setattr(child, "_swept", False)
+    stale = tmp_path / f"{child.FOLDER_PREFIX}999999-abc"
+    (stale / "sub").mkdir(parents=True)
+    live = WorkDir.create(tmp_path, child.FOLDER_PREFIX)
+    user = tmp_path / "edgecv-children-notes"
+    user.mkdir()
+    try:
+        child.call(f"{WORKERS}:echo", {}, failure="echo failed")
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([live.path.name, user.name])
+    finally:
+        live.remove()
