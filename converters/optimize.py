@@ -13,8 +13,8 @@ benchmarked, and the best one chosen with the reasons written down.
 4. Those that pass are benchmarked where the device is reachable: here for a ``host: local`` profile, over
    SSH with ``remote="user@host"``; otherwise they are compared by size and the profile's preferred recipe.
 5. The winner is the fastest that passes (or, unbenchmarked, the preferred recipe, else the smallest); it is
-   copied to ``out`` with its manifest. ``optimize.json``, ``optimize.md`` and ``report.png`` (accuracy
-   against latency and size) say why every candidate won or lost.
+   published to ``out`` with its manifest and ``optimize.json``, ``optimize.md`` and ``report.png`` (accuracy
+   against latency and size; why every candidate won or lost), all at once (:mod:`edgecv.converters.publish`).
 
 Example:
     >>> result = optimize("model.keras", device="raspberry-pi-5", calib="frames/", eval_data="labelled/",
@@ -354,16 +354,27 @@ def _choose(candidates: list[Candidate], profile: Any, max_drop: float) -> Candi
 
 
 def _write(result: OptimizeResult, profile: Any, max_drop: float) -> None:
-    from edgecv.tables import fmt_float, human_bytes
     from edgecv.formats import format_for_path
     from edgecv.manifest import manifest_path
+    from edgecv.converters.publish import Publication
 
-    out = result.out
-    if result.chosen is not None and result.chosen.path is not None:
-        src = result.chosen.path
-        for f in format_for_path(src).files(src) + [manifest_path(src)]:
-            if f.exists():
-                shutil.copy2(f, out / f.name)
+    # The chosen artifact (its files and manifest) and the summaries land together: killed at any moment,
+    # ``out`` holds the previous choice with its summaries, or this one with its own.
+    with Publication(result.out) as pub:
+        if result.chosen is not None and result.chosen.path is not None:
+            src = result.chosen.path
+            for f in format_for_path(src).files(src) + [manifest_path(src)]:
+                if f.exists():
+                    shutil.copy2(f, pub.staging / f.name)
+        _write_summaries(result, profile, max_drop, pub.staging)
+        if not (pub.staging / "report.png").exists():
+            pub.discard("report.png")
+        pub.publish()
+
+
+def _write_summaries(result: OptimizeResult, profile: Any, max_drop: float, out: Path) -> None:
+    from edgecv.tables import fmt_float, human_bytes
+
     atomic_write_text(out / "optimize.json", json.dumps(result.to_dict(), indent=1, default=str) + "\n")
     lines = [f"# edgecv optimize: {Path(result.source).name} for {profile.name}", "",
              f"{profile.description}. Accuracy budget: {max_drop:g} points; benchmarked "
