@@ -260,7 +260,11 @@ def optimize(
         log.info("%s: building %d candidate(s) with %d worker(s); %d resumed", profile.name, len(tasks), workers,
                  len(candidates) - len(tasks))
         ctx = multiprocessing.get_context("spawn")  # TensorFlow is not fork-safe
-        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        from edgecv.child import die_with_parent
+
+        # A worker dies with this process, even when it is SIGKILLed (Linux), rather than build on unseen.
+        with concurrent.futures.ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=die_with_parent,
+                                                    initargs=(os.getpid(),)) as pool:
             futures = {pool.submit(_build, task): c for c, task in tasks}
             bar = tqdm(total=len(futures), unit="candidate", leave=False, disable=not progress)
             for future in concurrent.futures.as_completed(futures):

@@ -21,7 +21,9 @@ A publication whose ``out`` lies inside another one's staging folder (``edgecv q
 Work folders (``.edgecv-work-<pid>-*`` inside the staging folder) and the staging folder are removed on
 every exit path (an exception, Ctrl-C, SIGTERM, which unwinds like Ctrl-C while a publication is open) and,
 after a kill, by the next publication into the same ``out`` (:func:`sweep_for`). Concurrent publications into
-one ``out`` take turns (a lock on ``out``).
+one ``out`` take turns (a lock on ``out``). Ctrl-C and SIGTERM arriving once the first rename (in place) or the
+exchange (swap) is done wait until the renames (and the rescue pass) end: ``out`` is then the whole new set.
+A conflict (a file of the new set where ``out`` has a folder, or the reverse) is refused before anything moves.
 
 The remaining window (swap): a file another program replaces in ``out`` in the microseconds between the
 exchange and the rescue pass is still moved over; a kill inside those microseconds leaves it in the old
@@ -43,9 +45,12 @@ import errno
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
+import threading
 from pathlib import Path
+from typing import Iterator
 
 from edgecv.errors import OutputError
 from edgecv.fileio import ensure_writable_dir
@@ -171,30 +176,28 @@ class Publication:
         _link_tree(self.real, self.staging, owned, seen, "")
         _copy_dir_stat(self.real, self.staging)
         stage("linked")
-        _exchange(self.staging, self.real)
-        # From here ``out`` is the new set and the staging name holds the old one (still locked by us).
-        stage("swapped")
-        _rescue(self.staging, self.real, owned, seen, "")
-        stage("rescued")
+        with _signals_deferred():  # Ctrl-C or SIGTERM now would send what the rescue moves away with the old set
+            _exchange(self.staging, self.real)
+            # From here ``out`` is the new set and the staging name holds the old one (still locked by us).
+            stage("swapped")
+            _rescue(self.staging, self.real, owned, seen, "")
+            stage("rescued")
         shutil.rmtree(self.staging, ignore_errors=True)
 
     # --- in place -----------------------------------------------------------------------------------
 
     def _in_place(self, owned: set[str], dirs: set[str]) -> None:
-        for rel in sorted(dirs):
-            target = self.real / rel
-            if target.exists() and not target.is_dir():
-                raise OutputError(f"cannot publish into {self.out}: {target} is a file where a folder goes")
-            target.mkdir(parents=True, exist_ok=True)
-        for rel in _in_place_order(self.staging, owned):
-            target = self.real / rel
-            if target.is_dir() and not target.is_symlink():
-                raise OutputError(f"cannot publish into {self.out}: {target} is a folder where a file goes")
-            os.replace(self.staging / rel, target)
-            stage(f"moved:{rel}")
-        for rel in sorted(self._discards):
-            with contextlib.suppress(FileNotFoundError, IsADirectoryError):
-                (self.real / rel).unlink()
+        _check_conflicts(self.staging, self.real)  # before the first move: a refusal leaves ``out`` as it was
+        order = _in_place_order(self.staging, owned)
+        with _signals_deferred():  # Ctrl-C or SIGTERM waits for the last rename: ``out`` is not left a mix
+            for rel in sorted(dirs):
+                (self.real / rel).mkdir(parents=True, exist_ok=True)
+            for rel in order:
+                os.replace(self.staging / rel, self.real / rel)
+                stage(f"moved:{rel}")
+            for rel in sorted(self._discards):
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    (self.real / rel).unlink()
         shutil.rmtree(self.staging, ignore_errors=True)
 
     # --- set-up and clean-up ------------------------------------------------------------------------
@@ -258,6 +261,33 @@ def _choose_mode(real: Path, wanted: str | None) -> str:
         if _inside(Path(os.getcwd()), real):
             return "inplace"
     return "swap"
+
+
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM back while the block runs (renames only: milliseconds), then act on them as
+    they would have been. A handler, not a signal mask: a mask is per thread, and the runtimes' threads would
+    take the signal in the main thread's stead."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+
+    def hold(signum, frame):
+        held.append(signum)
+
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        handler = signal.getsignal(sig)
+        if handler is not None:  # None: set outside Python, cannot be restored
+            previous[sig] = signal.signal(sig, hold)
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for sig in dict.fromkeys(held):
+            signal.raise_signal(sig)
 
 
 def _inside(path: Path, folder: Path) -> bool:

@@ -5,6 +5,8 @@ hook that stops the process at one of them, so tests can kill an export at every
 
 - ``EDGECV_KILL_AT=<stage name>``: the process that reaches that stage sends itself ``EDGECV_KILL_SIGNAL``
   (default ``SIGKILL``; ``SIGTERM`` and ``SIGINT`` test the clean-up paths) there, the first time it does;
+  ``<stage name>#<n>`` stops it the n-th time instead (a stage a run passes more than once, such as
+  ``child-started:edgecv.bench`` once per artifact);
 - ``EDGECV_STAGE_TRACE=<file>``: every stage reached is appended to that file, one name a line.
 
 :data:`STAGES` lists the boundaries; a name is a pattern's fields filled in (``built:onnx.fp32``).
@@ -20,6 +22,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+from collections import Counter
 
 KILL_AT = "EDGECV_KILL_AT"
 KILL_SIGNAL = "EDGECV_KILL_SIGNAL"
@@ -41,14 +44,19 @@ STAGES: dict[str, str] = {
 PUBLISH_STAGES = {"swap": ("staged", "linked", "swapped", "rescued", "published"),
                   "inplace": ("staged", "moved:{file}", "published")}
 
+_passed: Counter[str] = Counter()  # how many times this process passed each stage
+
 
 def stage(name: str) -> None:
-    """Mark the boundary ``name``: trace it, and stop the process here if ``EDGECV_KILL_AT`` names it."""
+    """Mark the boundary ``name``: trace it, and stop the process here if ``EDGECV_KILL_AT`` names it (or
+    names ``name#n`` and this is the n-th time)."""
+    _passed[name] += 1
     trace = os.environ.get(TRACE)
     if trace:
         with open(trace, "a", encoding="utf-8") as f:
             f.write(name + "\n")
-    if os.environ.get(KILL_AT) != name:
+    wanted = os.environ.get(KILL_AT)
+    if wanted not in (name, f"{name}#{_passed[name]}") or (wanted == name and _passed[name] > 1):
         return
     sig = getattr(signal, "SIG" + os.environ.get(KILL_SIGNAL, "KILL").upper().removeprefix("SIG"), signal.SIGKILL)
     os.environ.pop(KILL_AT, None)  # once: a handler that unwinds must not stop again at a later stage

@@ -2,10 +2,11 @@
 (``flock`` on the folder) while the run lives, removed on every exit path Python sees, and swept by the
 next run when their owner is gone (killed, power cut). SIGTERM unwinds like Ctrl-C where it is asked to.
 
-A folder is stale when its lock can be taken: the kernel drops a dead process's locks, so a live run's
-folder (in this or another process, pid namespace or container sharing the folder) is never swept. Where
-``flock`` is not supported (some network filesystems), the pid in the name decides: stale when no process
-has it.
+A folder is stale when its lock can be taken and no process has the pid in its name: the kernel drops a
+dead process's locks, so a live run's folder (in this or another process, pid namespace or container sharing
+the folder) is never swept; the pid covers the instant between a folder's creation and its lock (for
+:data:`UNLOCKED_GRACE_S`: after that a reused pid does not keep a dead run's folder). Where
+``flock`` is not supported (some network filesystems), the pid alone decides.
 
 Example:
     >>> import tempfile
@@ -27,11 +28,13 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
 log = logging.getLogger(__name__)
 
+UNLOCKED_GRACE_S = 60.0  # an unlocked folder younger than this, whose pid is alive, may be about to be locked
 _PID = re.compile(r"-(\d+)-[^-]*$")
 
 
@@ -91,7 +94,10 @@ def is_stale(path: Path) -> bool:
         return _owner_gone(path)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return True
+        # Unlocked; but a folder just made by a live run is unlocked until it takes the lock (microseconds):
+        # its pid decides while it is young. An old unlocked one is stale even when its pid is alive again
+        # (reused: in a container every run may be pid 1).
+        return _owner_gone(path, unnamed=True) or _age_s(path) > UNLOCKED_GRACE_S
     except BlockingIOError:
         return False
     except OSError:
@@ -100,17 +106,35 @@ def is_stale(path: Path) -> bool:
         os.close(fd)
 
 
-def _owner_gone(path: Path) -> bool:
+def _age_s(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except OSError:
+        return 0.0
+
+
+def _owner_gone(path: Path, *, unnamed: bool = False) -> bool:
+    """True when no process has the pid in ``path``'s name; ``unnamed`` for a name without one."""
     match = _PID.search(path.name)
     if match is None:
-        return False  # no lock and no pid: keep it rather than guess
+        return unnamed  # no pid: keep it rather than guess, unless its lock already says it is free
+    pid = int(match.group(1))
     try:
-        os.kill(int(match.group(1)), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return True
     except OSError:  # alive, another user's
         return False
-    return False
+    return _zombie(pid)
+
+
+def _zombie(pid: int) -> bool:
+    """True for a process that has ended but not been reaped (Linux; elsewhere False)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rpartition(b")")[2].split()[0] == b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def sweep(parent: str | Path, prefixes: Iterable[str]) -> list[Path]:
