@@ -51,6 +51,7 @@ class BenchResult:
     size_bytes: int
     device: dict | None = None  # the machine that ran it: edgecv.machine.local_device(), or the ssh target's
     input_shape: list | None = None  # the first input's shape as fed (dynamic dims fixed)
+    verification: str | None = None  # model.verification: how its files were checked against its manifest
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,10 +67,12 @@ def benchmark(
     batch: int = 1,
     input_shape: tuple[int, ...] | None = None,
     isolate: bool = True,
+    verify: bool = True,
 ) -> BenchResult:
     """Measure one artifact. ``input_shape`` is the first input's full shape (batch first), needed when it
     has dynamic dims; its batch then replaces ``batch``. ``isolate=False`` runs in this process (peak memory
-    is then the process's, and other work in it skews the timings)."""
+    is then the process's, and other work in it skews the timings). ``verify``: as :func:`edgecv.load` (the
+    result's ``verification`` says what was checked)."""
     check_settings(runs=runs, warmup=warmup, batch=batch)
     if input_shape is not None:
         input_shape = tuple(int(d) for d in input_shape)
@@ -78,7 +81,7 @@ def benchmark(
     path = Path(path)
     check_model_file(path)
     args = {"path": str(path), "backend": backend, "threads": threads, "runs": runs, "warmup": warmup, "batch": batch,
-            "input_shape": list(input_shape) if input_shape is not None else None}
+            "input_shape": list(input_shape) if input_shape is not None else None, "verify": verify}
     if not isolate:
         return BenchResult(**_measure(**args, probe=True), device=local_device())
     measured = call("edgecv.bench", args, failure=f"benchmark of {path.name} failed", error=BackendError)
@@ -133,7 +136,7 @@ def _bench_inputs(model, batch: int, input_shape=None) -> list[np.ndarray]:
 
 
 def _measure(path: str, backend: str | None, threads: int | None, runs: int, warmup: int, batch: int,
-             input_shape: list | None = None, probe: bool = False) -> dict:
+             input_shape: list | None = None, probe: bool = False, verify: bool = True) -> dict:
     from edgecv.backends import BACKENDS
     from edgecv.backends.base import default_threads
     from edgecv.formats import format_for_path
@@ -145,7 +148,7 @@ def _measure(path: str, backend: str | None, threads: int | None, runs: int, war
     import_ms = (time.perf_counter() - start) * 1e3
     baseline, _ = rss_mb()
     # The worker is already a child process; in-process runs keep load()'s crash check (probe=True).
-    model = load(path, backend=name, threads=threads, isolate=probe)
+    model = load(path, backend=name, threads=threads, isolate=probe, verify=verify)
     arrays = _bench_inputs(model, batch, input_shape)
     batch = int(arrays[0].shape[0]) if arrays and arrays[0].ndim else batch
     for _ in range(warmup):
@@ -181,6 +184,7 @@ def _measure(path: str, backend: str | None, threads: int | None, runs: int, war
         "peak_rss_mb": peak,
         "size_bytes": file_size(path),
         "input_shape": list(arrays[0].shape) if arrays else None,
+        "verification": model.verification,
     }
 
 

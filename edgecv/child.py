@@ -144,8 +144,10 @@ class Outcome:
         return ""
 
     def reason(self) -> str:
-        """Why there is no result, on one line: ``ValueError: ...``, ``crashed (SIGSEGV): ...``,
-        ``exit code 1: ...`` or ``no result within 60 s``."""
+        """Why there is no result, on one line: ``ValueError: ...``, ``ran out of memory (MemoryError): ...``,
+        ``crashed (SIGSEGV): ...``, ``exit code 1: ...`` or ``no result within 60 s``."""
+        if self.error is not None and self.error.get("type") == "MemoryError":
+            return "ran out of memory (MemoryError)" + (f": {self.error['message']}" if self.error.get("message") else "")
         if self.error is not None:
             return f"{self.error['type']}: {self.error['message']}" if self.error.get("message") else str(self.error["type"])
         if self.timed_out:
@@ -262,6 +264,9 @@ def serve(work: Callable[[Any], Any]) -> NoReturn:
         answer = json.dumps({"result": work(spec["request"])})
     except EdgeCVError as exc:
         answer, code = json.dumps({"error": _describe(exc, edgecv=True)}), 3
+    except MemoryError as exc:  # named as such (numpy raises a private subclass), with no traceback to build
+        sys.stderr.write(f"MemoryError: {str(exc)[:300]}\n")
+        answer, code = json.dumps({"error": {**_describe(exc, edgecv=False), "type": "MemoryError"}}), 1
     except (Exception, SystemExit) as exc:  # a bug, or a library that exits: its traceback stays on stderr
         traceback.print_exc()
         answer, code = json.dumps({"error": _describe(exc, edgecv=False)}), 1

@@ -26,6 +26,11 @@ class UnsafeModelError(ModelFileError):
     side effects, a Python Lambda layer, external data outside its folder); see docs/security.md."""
 
 
+class IntegrityError(ModelFileError):
+    """An artifact's files do not match the SHA-256 hashes its manifest records (changed, missing or unlisted
+    files), or its manifest cannot be read; ``verify=False`` / ``--no-verify`` loads it anyway."""
+
+
 class MissingDependencyError(EdgeCVError):
     """An optional package is needed; the message names the ``pip install 'edgecv[extra]'`` to run."""
 

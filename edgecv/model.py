@@ -17,9 +17,11 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from edgecv.backends import BACKENDS, Session, get_backend
-from edgecv.errors import BackendError, InputError, MissingDependencyError
+from edgecv.backends.base import first_line
+from edgecv.errors import BackendError, EdgeCVError, InputError, MissingDependencyError, ModelFileError
 from edgecv.formats import ArtifactFormat, check_model_file
-from edgecv.manifest import Manifest, find_manifest
+from edgecv.integrity import NO_MANIFEST, Checked, Verification, verified_manifest
+from edgecv.manifest import Manifest
 from edgecv.tensors import QuantParams, TensorInfo
 
 Inputs = np.ndarray | Sequence[np.ndarray] | Mapping[str, np.ndarray]
@@ -29,8 +31,10 @@ class Model:
     """A loaded artifact. Create it with :func:`load`.
 
     ``run()`` checks inputs against ``inputs`` (count, shape, dtype) and raises :class:`InputError` in
-    one line when they do not fit. With ``float_io=True``, integer-quantized inputs are fed as float and
-    quantized here, and quantized outputs come back dequantized to float32.
+    one line when they do not fit; what the runtime itself raises while running becomes a one-line
+    :class:`BackendError`. With ``float_io=True``, integer-quantized inputs are fed as float and
+    quantized here, and quantized outputs come back dequantized to float32. ``verification`` says how
+    :func:`load` checked the files against their manifest (:data:`edgecv.integrity.VERIFICATIONS`).
     """
 
     def __init__(
@@ -43,8 +47,10 @@ class Model:
         manifest: Manifest | None = None,
         float_io: bool = False,
         load_seconds: float = 0.0,
+        verification: Verification = NO_MANIFEST,
     ) -> None:
         self.path = path
+        self.verification = verification
         self.format = fmt.name
         self.backend = backend
         self.manifest = manifest
@@ -114,17 +120,15 @@ class Model:
     __call__ = run
 
     def _invoke(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
-        if self._resizes:
-            shapes = [a.shape for a in arrays]
-            if shapes != self._shapes:
-                self._session.prepare(shapes)
-                self._shapes = shapes
         try:
+            if self._resizes:
+                shapes = [a.shape for a in arrays]
+                if shapes != self._shapes:
+                    self._session.prepare(shapes)
+                    self._shapes = shapes
             return self._session.run(arrays)
-        except (RuntimeError, ValueError) as exc:
-            from edgecv.backends.base import first_line
-
-            raise BackendError(f"{self.backend} failed to run {self.path.name}: {first_line(exc)}") from None
+        except self._session.failures as exc:  # the runtime's own exception types (ONNX Runtime's Fail, ...)
+            raise BackendError(f"{self.backend} failed to run {self.path.name}: {self._session.message(exc)}") from None
 
     def _arrange(self, inputs: Inputs) -> list[np.ndarray]:
         if isinstance(inputs, np.ndarray):
@@ -209,33 +213,57 @@ def load(
     threads: int | None = None,
     float_io: bool = False,
     isolate: bool = True,
+    verify: bool = True,
 ) -> Model:
     """Load a ``.tflite``, ``.onnx`` or OpenVINO ``.xml`` artifact into a :class:`Model`.
 
     ``backend`` picks the runtime (``litert``, ``onnxruntime``, ``openvino``); by default the first one
     installed for the format. ``threads`` defaults to every core. A manifest beside the file is read.
-    With ``isolate`` (the default), a format whose runtime can crash on corrupted files (``.tflite``) is
-    first loaded and run once in a child process; the result is cached per file content.
+    With ``verify`` (the default), the files its manifest hashes are hashed again before any runtime reads
+    them, and a mismatch raises :class:`~edgecv.errors.IntegrityError` (:mod:`edgecv.integrity`);
+    ``model.verification`` says what was checked. With ``isolate`` (the default), a format whose runtime can
+    crash on corrupted files (``.tflite``) is first loaded and run once in a child process; the result is
+    cached per file content.
 
     Example:
         >>> model = load("mnist.fp32.onnx", backend="openvino", threads=2)   # doctest: +SKIP
+        >>> model.verification                                                # doctest: +SKIP
+        'verified'
     """
     path = Path(path)
+    # Verified before anything else reads the file (a missing file is check_model_file's error).
+    checked = verified_manifest(path, verify=verify) if path.is_file() else Checked(None, NO_MANIFEST, {})
     fmt = check_model_file(path)
     name = choose_backend(fmt, backend)
-    manifest = find_manifest(path)
     if isolate and fmt.isolate:
         from edgecv.probe import check_in_child
 
-        check_in_child(path, backend=name)
+        check_in_child(path, backend=name, digest=checked.digests.get(path.name))
     start = time.perf_counter()
-    session = BACKENDS[name].open(path, threads=threads)
+    session = _open_session(path, name, threads)
+    if not session.inputs or not session.outputs:  # an IR with an empty <net> opens "fine", and runs nothing
+        raise ModelFileError(f"{path} has {len(session.inputs)} input(s) and {len(session.outputs)} output(s): "
+                             "there is nothing to run; the file is corrupted or not a model")
     return Model(
         session,
         path=path,
         fmt=fmt,
         backend=name,
-        manifest=manifest,
+        manifest=checked.manifest,
         float_io=float_io,
         load_seconds=time.perf_counter() - start,
+        verification=checked.verification,
     )
+
+
+def _open_session(path: Path, backend: str, threads: int | None):
+    """The backend's session; what a runtime raises that the backend did not name (a damaged file can make a
+    runtime's bindings fail anywhere: a tensor name that is not UTF-8, a shape that does not convert) is
+    one :class:`ModelFileError` line too."""
+    try:
+        return BACKENDS[backend].open(path, threads=threads)
+    except EdgeCVError:
+        raise
+    except Exception as exc:
+        raise ModelFileError(f"cannot load {path} with {backend}: {type(exc).__name__}: {first_line(exc)}") from None
+

@@ -32,15 +32,16 @@ def cache_dir() -> Path:
     return Path(root) / "probed"
 
 
-def check_in_child(path: Path, *, backend: str) -> None:
-    """Raise :class:`ModelFileError` if loading and running ``path`` crashes or hangs a child process."""
+def check_in_child(path: Path, *, backend: str, digest: str | None = None) -> None:
+    """Raise :class:`ModelFileError` if loading and running ``path`` crashes or hangs a child process.
+    ``digest``: the file's SHA-256 when the caller has just computed it (verifying it against its manifest)."""
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, backend)
     if key in _passed:
         return
     from edgecv.fileio import sha256_of
 
-    marker = cache_dir() / f"{sha256_of(path)}.{backend}"
+    marker = cache_dir() / f"{digest or sha256_of(path)}.{backend}"
     if marker.is_file():
         _passed.add(key)
         return

@@ -221,13 +221,16 @@ class RemoteHost:
         threads: int | None = None,
         batch: int = 1,
         backend: str | None = None,
+        verify: bool = True,
     ) -> dict:
         """:func:`edgecv.bench.benchmark` on the device, as ``BenchResult.to_dict()``: it names the local
         ``artifact`` and records the device. Outside a ``with`` block, a temporary folder is made and
-        removed for this one call."""
+        removed for this one call. The device's edgecv checks the copies against the manifest (copied too)
+        unless ``verify`` is False."""
         if self.workdir is None:
             with self:
-                return self.benchmark(artifact, runs=runs, warmup=warmup, threads=threads, batch=batch, backend=backend)
+                return self.benchmark(artifact, runs=runs, warmup=warmup, threads=threads, batch=batch, backend=backend,
+                                      verify=verify)
         from edgecv.bench import check_settings
         from edgecv.formats import check_model_file
         from edgecv.manifest import manifest_path
@@ -245,6 +248,8 @@ class RemoteHost:
             argv += ["--threads", threads]
         if backend:
             argv += ["--backend", backend]
+        if not verify:
+            argv.append("--no-verify")
         proc = self.run(argv)
         if proc.returncode != 0:
             why = _last_line(proc.stderr).removeprefix("edgecv: error: ") or f"exit code {proc.returncode}"

@@ -25,10 +25,16 @@ class Session(ABC):
     outputs: list[TensorInfo]
     raw: Any  # the runtime's own object, for expert use
     resizes: bool = False  # True when prepare() must see every new input shape
+    # The exception types the runtime raises from run() and prepare(); Model turns them into BackendError.
+    failures: tuple[type[BaseException], ...] = (RuntimeError, ValueError)
 
     @abstractmethod
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         """Run on arrays already checked for count, shape and dtype; return outputs in order."""
+
+    def message(self, exc: BaseException) -> str:
+        """One readable line of the runtime's error ``exc`` (one of :attr:`failures`)."""
+        return first_line(exc)
 
     def prepare(self, shapes: list[tuple[int, ...]]) -> None:
         """Get ready for inputs of these shapes (runtimes that must resize do it here)."""

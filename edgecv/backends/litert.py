@@ -55,8 +55,8 @@ def _info(detail: dict, position: int) -> TensorInfo:
 
 # LiteRT's error reporter glues its messages together ("...was not true.Node number 3 (CONV_2D) failed to
 # prepare.", ".../ops_custom Node number 192 ..."): a message ends where a period is directly followed by a
-# capital letter or a source path, and before "Node number N (".
-_JOINED = re.compile(r"(?<=[.!?])(?=[A-Z]|tflite/|tensorflow/)|\s+(?=Node number \d+ \()")
+# capital letter or a source path, and before "Node number N (" (even glued to a word: "runtimeNode number 1").
+_JOINED = re.compile(r"(?<=[.!?])(?=[A-Z]|tflite/|tensorflow/)|\s+(?=Node number \d+ \()|(?<=[a-z])(?=Node number \d+ \()")
 _SOURCE = re.compile(r"^((?:\S+/)?\S+\.(?:cc|cpp|h)):(\d+)\s+(.*)$")
 _NOISE = re.compile(r"^(INFO:|Failed to apply the default TensorFlow Lite delegate|Ignoring failed application of the default "
                     r"TensorFlow Lite delegate|Registration failed)")
@@ -130,8 +130,9 @@ def _op_name(path: Path | None, index: int, op_type: str) -> str:
 class LiteRTSession(Session):
     resizes = True
 
-    def __init__(self, interpreter) -> None:
+    def __init__(self, interpreter, path: Path | None = None) -> None:
         self.raw = interpreter
+        self._path = path
         interpreter.allocate_tensors()
         ins = interpreter.get_input_details()
         outs = interpreter.get_output_details()
@@ -158,6 +159,9 @@ class LiteRTSession(Session):
         self._invoke()
         return [self._get(idx) for idx in self._out_idx]
 
+    def message(self, exc: BaseException) -> str:
+        return litert_message(str(exc), self._path)
+
 
 class LiteRTBackend(Backend):
     name = "litert"
@@ -174,7 +178,7 @@ class LiteRTBackend(Backend):
         interpreter_cls = _interpreter_class()
         try:
             interpreter = interpreter_cls(model_path=str(path), num_threads=default_threads(threads))
-            return LiteRTSession(interpreter)
+            return LiteRTSession(interpreter, path)
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"cannot load {path} with LiteRT: {litert_message(str(exc), path)}") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,36 @@ _ORT_TYPES = {
 }
 
 
+# "[ONNXRuntimeError] : 1 : FAIL : Non-zero status code returned while running Add node. Name:'add' Status
+# Message: /onnxruntime_src/.../element_wise_ops.h:563 void onnxruntime::BroadcastIterator::Init(ptrdiff_t,
+# ptrdiff_t) axis == 1 || axis == largest was false. Attempting to broadcast ..."
+_STATUS = re.compile(r"^\[ONNXRuntimeError\] : \d+ : \w+ : ")
+_NODE = re.compile(r"^Non-zero status code returned while running (\w+) node\. Name:'(.*?)' Status Message: (.*)$", re.S)
+_WHERE = re.compile(r"^\S+\.(?:h|cc|cpp):\d+ (?:[^()]*::[^()]*\([^()]*\)(?: const)? )?")
+
+
+def ort_message(exc: BaseException) -> str:
+    """ONNX Runtime's error as one line: the status prefix, source path and C++ signature dropped.
+
+    Example:
+        >>> ort_message(RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Unexpected input data type. "
+        ...                          "Actual: (tensor(int64)) , expected: (tensor(float))"))
+        'Unexpected input data type. Actual: (tensor(int64)) , expected: (tensor(float))'
+    """
+    text = _STATUS.sub("", str(exc).strip())
+    if m := _NODE.match(text):
+        text = f"{m.group(1)} node {m.group(2)!r}: {_WHERE.sub('', m.group(3).strip())}"
+    return first_line(RuntimeError(text))
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """ONNX Runtime's own exception types (Fail, InvalidArgument, RuntimeException, ...), plain Exceptions."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    own = tuple(v for v in vars(state).values() if isinstance(v, type) and issubclass(v, Exception))
+    return own + (RuntimeError, ValueError)
+
+
 def _info(node, position: int) -> TensorInfo:
     dtype = _ORT_TYPES.get(node.type)
     if dtype is None:
@@ -39,9 +70,13 @@ class OnnxRuntimeSession(Session):
         self._in_names = [t.name for t in self.inputs]
         self._out_names = [t.name for t in self.outputs]
         self._run = session.run
+        self.failures = _failures()
 
     def run(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
         return self._run(self._out_names, dict(zip(self._in_names, arrays)))
+
+    def message(self, exc: BaseException) -> str:
+        return ort_message(exc)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -60,12 +95,12 @@ class OnnxRuntimeBackend(Backend):
         options = ort.SessionOptions()
         options.intra_op_num_threads = default_threads(threads)
         options.inter_op_num_threads = 1
-        options.log_severity_level = 3
+        options.log_severity_level = 4  # fatal only: its errors reach the user as edgecv's one line, not twice
         try:
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types (Fail, InvalidProtobuf, ...)
             # ORT repeats the path ("Load model from <path> failed:"), which would crowd out the reason.
-            why = first_line(RuntimeError(str(exc).replace(f"Load model from {path} failed:", "")))
+            why = ort_message(RuntimeError(str(exc).replace(f"Load model from {path} failed:", "")))
             raise ModelFileError(f"cannot load {path} with ONNX Runtime: {why}") from None
         return OnnxRuntimeSession(session)
 

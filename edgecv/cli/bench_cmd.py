@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from edgecv.cli.commands import COMMANDS
-from edgecv.cli.options import shape
+from edgecv.cli.options import add_verify_option, shape
 from edgecv.tables import fmt_float, human_bytes, render
 
 EXAMPLES = """\
@@ -45,6 +45,7 @@ def add_parser(sub) -> None:
     p.add_argument("--input-shape", type=shape, metavar="SHAPE",
                    help="the first input's full shape, e.g. 1x3x480x640: needed for dynamic dims; its first dim is the batch")
     p.add_argument("--json", action="store_true", help="print results as JSON")
+    add_verify_option(p)
     r = p.add_argument_group("on another device over ssh")
     r.add_argument("--remote", metavar="USER@HOST", help="benchmark on this device instead of here")
     r.add_argument("--python", metavar="PATH", help="the device's Python that has edgecv (default python3)")
@@ -79,7 +80,8 @@ def run(args) -> int:
     from edgecv.formats import check_model_file
 
     paths = expand(args.artifacts)
-    settings = {"backend": args.backend, "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "batch": args.batch}
+    settings = {"backend": args.backend, "threads": args.threads, "runs": args.runs, "warmup": args.warmup, "batch": args.batch,
+                "verify": args.verify}
     if not args.remote:
         if args.python or args.port is not None or args.identity or args.ssh_option:
             raise ConfigError("--python, --port, --identity and --ssh-option need --remote USER@HOST")
@@ -140,7 +142,30 @@ def format_results(results) -> str:
     shapes = {"x".join(map(str, r.input_shape)) for r in results if r.input_shape}
     if shapes:
         note += f", input shape {', '.join(sorted(shapes))}"
-    # Local runs keep their table as it was; a remote device is named under it.
+    note += verification_note(results)
+    # Local runs keep their table as it was; a remote device is named under it, last.
     remotes = {r.device["remote"]: r.device for r in results if r.device and r.device.get("remote")}
     note += "".join(f"\non {describe_device(d)}" for d in remotes.values())
     return render(head, rows, align="lllrrrrrrrr") + note
+
+
+def verification_note(results) -> str:
+    """One line per verification state: which artifacts were checked against their manifests' hashes, which
+    could not be, and which were not (``--no-verify``).
+
+    Example:
+        >>> from types import SimpleNamespace as R
+        >>> print(verification_note([R(artifact="a.onnx", verification="verified"),
+        ...                          R(artifact="b.xml", verification="skipped (--no-verify)")]))
+        <BLANKLINE>
+        verified against their manifest's SHA-256: a.onnx
+        skipped (--no-verify): b.xml
+    """
+    by_state: dict[str, list[str]] = {}
+    for r in results:
+        by_state.setdefault(r.verification or "unverified (not reported)", []).append(Path(r.artifact).name)
+    lines = []
+    for state, names in by_state.items():
+        what = "verified against their manifest's SHA-256" if state == "verified" else state
+        lines.append(f"\n{what}: {', '.join(names)}")
+    return "".join(lines)

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from edgecv.cli.commands import COMMANDS
+from edgecv.cli.options import add_verify_option
 
 
 def add_parser(sub) -> None:
@@ -14,13 +15,15 @@ def add_parser(sub) -> None:
         "info",
         help=COMMANDS["info"].summary,
         description="Load an artifact and show its inputs and outputs (names, shapes, dtypes, layout, "
-        "quantization) and the main facts of its manifest.",
+        "quantization), the main facts of its manifest, and whether its files match the SHA-256 hashes the "
+        "manifest records (checked before loading; a mismatch is refused unless --no-verify).",
         epilog="examples:\n  edgecv info artifacts/model.fp16.tflite\n  edgecv info model.onnx --backend openvino --json\n",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("artifact", type=Path)
     p.add_argument("--backend", help="runtime to load with (default: the first installed for the format)")
     p.add_argument("--json", action="store_true")
+    add_verify_option(p)
     p.set_defaults(run=run)
 
 
@@ -28,7 +31,7 @@ def run(args) -> int:
     from edgecv.fileio import file_size
     from edgecv.model import load
 
-    model = load(args.artifact, backend=args.backend)
+    model = load(args.artifact, backend=args.backend, verify=args.verify)
     info = {
         "artifact": str(model.path),
         "format": model.format,
@@ -36,6 +39,7 @@ def run(args) -> int:
         "precision": model.precision,
         "precision_from": "manifest" if model.manifest else "graph",
         "size_bytes": file_size(model.path),
+        "verification": model.verification,
         "inputs": [t.to_dict() for t in model.inputs],
         "outputs": [t.to_dict() for t in model.outputs],
         "manifest": model.manifest.to_dict() if model.manifest else None,
@@ -45,6 +49,8 @@ def run(args) -> int:
         return 0
     precision = model.precision if model.manifest else f"{model.precision} (read from the graph)"
     lines = [f"{model.path}  ({model.format}, {model.backend}, {precision}, {info['size_bytes']} bytes)"]
+    checked = " against the SHA-256 in its manifest" if model.verification == "verified" else ""
+    lines.append(f"files: {model.verification}{checked}")
     lines += ["inputs:"] + [f"  {t.describe()}" for t in model.inputs]
     lines += ["outputs:"] + [f"  {t.describe()}" for t in model.outputs]
     m = model.manifest

@@ -44,6 +44,13 @@ def add_trust_option(p: argparse.ArgumentParser) -> None:
                    "files or calls Python, and load Keras Lambda layers (docs/security.md); only for models you trust")
 
 
+def add_verify_option(p: argparse.ArgumentParser) -> None:
+    """``--no-verify`` (``args.verify``): load artifacts whose files differ from their manifest's hashes."""
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="do not check the artifact's files against the SHA-256 hashes in its manifest (a changed, "
+                   "corrupted or half-copied file then runs); the output says the check was skipped")
+
+
 def add_preprocess_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("preprocessing (recorded in each manifest)")
     g.add_argument("--layout", choices=("NHWC", "NCHW"), help="input layout (default: guessed from the model)")

@@ -192,7 +192,7 @@ class Detector:
     """A model plus its spec: :meth:`detect` turns one uint8 frame into :class:`Detections` in frame pixels.
 
     ``model``: a loaded :class:`~edgecv.model.Model` (with ``float_io=True`` for quantized artifacts), or
-    a path to load (float I/O, ``threads`` and ``backend`` as :func:`edgecv.load` takes them). ``spec``,
+    a path to load (float I/O, ``threads``, ``backend`` and ``verify`` as :func:`edgecv.load` takes them). ``spec``,
     ``labels``, ``score_threshold``: see :func:`resolve_spec`. ``options``: how frames are resized and lit,
     and their colour order (``frame_color="BGR"`` for frames OpenCV decoded); a ``resize`` or ``pad_value``
     left None is the spec's (``detector.options`` holds the resolved ones). One detector per thread.
@@ -208,11 +208,12 @@ class Detector:
         backend: str | None = None,
         labels: Sequence[str] | None = None,
         score_threshold: float | None = None,
+        verify: bool = True,
     ) -> None:
         if isinstance(model, (str, Path)):
             from edgecv.model import load
 
-            model = load(model, float_io=True, threads=threads, backend=backend)
+            model = load(model, float_io=True, threads=threads, backend=backend, verify=verify)
         self.model = model
         self.spec = resolve_spec(model, spec, labels=labels, score_threshold=score_threshold)
         self.options = options.resolved(self.spec)

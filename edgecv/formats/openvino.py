@@ -1,6 +1,9 @@
 """OpenVINO IR (``.xml`` with its ``.bin`` weights beside it), run by OpenVINO: the cheap check and a graph
 reader of the ``.xml`` (layers in an order where each comes after what feeds it).
 
+The check reads the XML prolog (what comes before the root element) and refuses a DOCTYPE: entity
+declarations there can expand to gigabytes ("billion laughs") or pull in other files, and an IR never has one.
+
 Example:
     >>> OpenVINO().files(Path("model.xml"))
     [PosixPath('model.xml'), PosixPath('model.bin')]
@@ -30,10 +33,7 @@ class OpenVINO(ArtifactFormat):
     )
 
     def check(self, path: Path) -> None:
-        with open(path, "rb") as f:
-            head = f.read(256).lstrip()
-        if not (head.startswith(b"<?xml") or head.startswith(b"<net")):
-            raise ModelFileError(f"{path} is not an OpenVINO IR .xml file; the file is corrupted or not an IR")
+        check_prolog(path)
         weights = path.with_suffix(".bin")  # the companion
         if not weights.is_file():
             raise ModelFileError(f"{path}: the weights file {weights.name} is missing beside it")
@@ -41,6 +41,7 @@ class OpenVINO(ArtifactFormat):
     def read_graph(self, path: Path) -> Graph:
         import xml.etree.ElementTree as ET
 
+        check_prolog(path)  # before the parser sees any entity
         try:
             root = ET.parse(path).getroot()
         except (ET.ParseError, OSError) as exc:
@@ -94,6 +95,45 @@ class OpenVINO(ArtifactFormat):
             elif ltype == "Result":
                 outputs += ins
         return Graph(self.name, path, tuple(ops), tensors, tuple(inputs), tuple(outputs), self.weight_ops)
+
+
+PROLOG_MAX = 1 << 20  # bytes before the root element; OpenVINO writes 40 (an XML declaration)
+_SPACE = b" \t\r\n"
+
+
+def check_prolog(path: Path) -> None:
+    """Raise :class:`ModelFileError` unless the file's prolog (before the root element) holds only an XML
+    declaration, comments, processing instructions and white space, and the root element is ``<net>``: a
+    DOCTYPE (entity declarations, external references) is refused before any XML parser sees the file.
+
+    Example:
+        >>> import tempfile; p = Path(tempfile.mkdtemp()) / "m.xml"
+        >>> _ = p.write_bytes(b'<?xml version="1.0"?>\\n<!DOCTYPE net [<!ENTITY a "aaaa">]>\\n<net name="m"/>')
+        >>> check_prolog(p)   # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        edgecv.errors.ModelFileError: ... declares a DOCTYPE (entities or external references) before its <net>; an OpenVINO IR has none, so it is refused unparsed
+    """
+    with open(path, "rb") as f:
+        data = f.read(PROLOG_MAX)
+    i = 3 if data.startswith(b"\xef\xbb\xbf") else 0  # a UTF-8 byte-order mark
+    while True:
+        while i < len(data) and data[i] in _SPACE:
+            i += 1
+        closing = b"?>" if data.startswith(b"<?", i) else b"-->" if data.startswith(b"<!--", i) else None
+        if closing is not None:  # an XML declaration, a processing instruction or a comment: skipped
+            end = data.find(closing, i + 2)
+            if end < 0:
+                raise ModelFileError(f"{path} is not an OpenVINO IR .xml file: a declaration or comment before its "
+                                     f"<net> does not end within {PROLOG_MAX >> 20} MB")
+            i = end + len(closing)
+        elif data.startswith(b"<!", i):
+            raise ModelFileError(f"{path} declares a DOCTYPE (entities or external references) before its <net>; "
+                                 "an OpenVINO IR has none, so it is refused unparsed")
+        elif data.startswith(b"<net", i) and data[i + 4 : i + 5] in (b" ", b"\t", b"\r", b"\n", b">", b"/"):
+            return
+        else:
+            raise ModelFileError(f"{path} is not an OpenVINO IR .xml file (its root element is not <net>); the file is "
+                                 "corrupted or not an IR")
 
 
 _OV_TYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16", "f64": "float64", "i8": "int8", "u8": "uint8",

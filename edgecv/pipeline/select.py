@@ -36,9 +36,10 @@ def folder_artifacts(folder: Path, *, detectors_only: bool = True) -> list[Path]
 
 
 def fastest_artifact(folder: str | Path, *, runs: int = 30, threads: int | None = None,
-                     detectors_only: bool = True) -> tuple[Path, list[dict[str, Any]]]:
+                     detectors_only: bool = True, verify: bool = True) -> tuple[Path, list[dict[str, Any]]]:
     """The artifact of ``folder`` with the lowest median latency here, and the measured table (fastest
-    first). Artifacts that fail to load are listed with their error and never chosen."""
+    first). Artifacts that fail to load (one whose files do not match its manifest, unless ``verify`` is
+    False) are listed with their error and never chosen."""
     from edgecv.bench import benchmark
     from edgecv.formats import FORMATS
 
@@ -53,7 +54,7 @@ def fastest_artifact(folder: str | Path, *, runs: int = 30, threads: int | None 
     table: list[dict[str, Any]] = []
     for path in candidates:
         try:
-            r = benchmark(path, runs=runs, warmup=5, threads=threads, isolate=False)
+            r = benchmark(path, runs=runs, warmup=5, threads=threads, isolate=False, verify=verify)
             table.append({"artifact": path.name, "path": str(path), "backend": r.backend, "p50_ms": r.p50_ms,
                           "error": None})
         except EdgeCVError as exc:  # recorded in the table and never chosen; the others are still measured

@@ -59,3 +59,10 @@ def sleep(request):
 def leave_behind(request):
     """Start a grandchild and return without waiting for it."""
     return {"grandchild": subprocess.Popen(["sleep", "120"]).pid}
+
+
+def out_of_memory(request):
+    """An allocation larger than the address space: numpy raises its private MemoryError subclass."""
+    import numpy as np
+
+    return np.empty(2**50, np.uint8).nbytes  # 1 PiB, past any 48-bit address space

@@ -84,3 +84,14 @@ def test_cli_bench_refuses_an_input_shape_with_remote(dynamic_onnx, capsys):
 
     assert main(["bench", str(dynamic_onnx), "--input-shape", "1x3x24x16", "--remote", "pi@host"]) != 0
     assert "--input-shape is not supported with --remote yet" in capsys.readouterr().err
+
+
+def test_running_out_of_memory_in_the_child_is_named(tiny_onnx, capsys):
+    """A batch of 2**44 makes the child's input allocation fail at once (24 PiB, past any address space): the
+    error names MemoryError and what could not be allocated, not a bare exit code."""
+    from edgecv.cli.main import main
+
+    assert main(["bench", str(tiny_onnx), "--runs", "1", "--warmup", "0", "--input-shape", f"{2**44}x3x8x8", "--json"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"edgecv: error: benchmark of {tiny_onnx.name} failed: ran out of memory (MemoryError): Unable to "
+                   "allocate 24.0 PiB for an array with shape (17592186044416, 3, 8, 8) and data type float64"]

@@ -54,6 +54,8 @@ def test_a_result_comes_back_whatever_the_child_prints():
         ("exit_library", None, ConversionError, "work failed: SystemExit: 5"),
         ("segfault", None, ConversionError, "work failed: crashed (SIGSEGV): about to crash"),
         ("exit_code", None, ConversionError, "work failed: exit code 4: the reason"),
+        ("out_of_memory", None, ConversionError, "work failed: ran out of memory (MemoryError): Unable to allocate "
+         "1.00 PiB for an array with shape (1125899906842624,) and data type uint8"),
         ("missing_function", None, ConversionError,
          "work failed: exit code 1: AttributeError: module 'tests.edgecv.child_workers' has no attribute 'missing_function'"),
     ],

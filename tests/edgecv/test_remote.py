@@ -260,3 +260,24 @@ def test_a_python_without_edgecv(server, artifact, tmp_path):
     not_found = re.escape(f"{server.target}: /nonexistent/python not found (") + ".*; pass --python$"
     with pytest.raises(ConfigError, match=not_found):
         RemoteHost(server.target, python="/nonexistent/python", **server.host_kwargs).check()
+
+
+@needs_sshd
+def test_the_device_verifies_the_copies_and_no_verify_reaches_it(host, artifact):
+    """The device's edgecv checks the copied files against the copied manifest; ``verify=False`` passes
+    ``--no-verify`` to it."""
+    from edgecv.manifest import digest_files
+
+    Manifest(format="onnx", precision="fp32", files=digest_files([artifact])).write(manifest_path(artifact))
+    with host:
+        assert host.benchmark(artifact, runs=2, warmup=0, threads=1)["verification"] == "verified"
+    from tests.conftest import tiny_cnn_weights
+
+    data = bytearray(artifact.read_bytes())
+    data[data.index(tiny_cnn_weights()["w1"].tobytes()) + 3] ^= 0x40  # a conv weight: the file still loads
+    artifact.write_bytes(bytes(data))
+    with host, pytest.raises(BackendError) as info:
+        host.benchmark(artifact, runs=2, warmup=0, threads=1)
+    assert re.search(r"benchmark of tiny\.onnx failed: .*tiny\.onnx does not match its manifest \(sha256 expected", str(info.value))
+    with host:
+        assert host.benchmark(artifact, runs=2, warmup=0, threads=1, verify=False)["verification"] == "skipped (--no-verify)"
