@@ -14,8 +14,16 @@ known for images).
 
 Iterating a source yields :class:`Frame` objects: the uint8 image as OpenCV decodes it (``[H, W]`` gray,
 ``[H, W, 3]`` BGR; alpha is dropped and 16-bit images are scaled to 8 bits), its position and a name. An
-image that cannot be decoded is skipped with a logged warning and recorded in ``source.skipped``; the
-rest continue. OpenCV is imported when a source is opened, not when this module is.
+image that cannot be decoded (or a JPEG cut short) is skipped with a logged warning and recorded in
+``source.skipped``; the rest continue, and a file source that yields no frame at all raises
+:class:`~edgecv.errors.InputError`. OpenCV is imported when a source is opened, not when this module is.
+
+File sources know how many frames they should give (``length``: the images found, or the frame count
+the video's container declares) and count what they gave (``read``). A video file that ends before its
+declared count (beyond :data:`TRUNCATION_TOLERANCE` frames, and with its last frame's time short of the
+declared duration too, so that an approximate count does not cry wolf) sets ``truncated`` to a
+one-line message, ``"video clip.avi: expected 100 frames, read 51 ..."``; the pipeline ends such a run in
+the state ``truncated``. Live sources have no declared count.
 
 Example:
     >>> with open_source("street.mp4") as frames:                        # doctest: +SKIP
@@ -45,6 +53,11 @@ log = logging.getLogger(__name__)
 STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "tcp", "udp", "srt")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".wmv")
+# Frames a video may fall short of its declared count and still count as whole: containers without a
+# frame index (MKV, WebM) declare duration x rate rounded to a frame, and a start offset or a last frame's
+# duration moves that by one more. A file cut short misses far more than two frames.
+TRUNCATION_TOLERANCE = 2
+_JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
 def _cv2(purpose: str) -> ModuleType:
@@ -57,7 +70,9 @@ class Frame:
 
     ``index`` is its position in the source (counting skipped images), ``name`` a file-like name that is
     unique within the source (the image's file name, or ``<video stem>_<index>`` for a video frame),
-    ``time_ms`` the video timestamp (None for still images), ``path`` the file it came from.
+    ``time_ms`` the video timestamp (None for still images), ``path`` the file it came from, ``truth`` the
+    exact ground truth of a generated frame (:class:`~edgecv.detection.Detections` with identities; None
+    for other sources): it travels with its frame, so that nothing keeps the truth of a whole run.
     """
 
     image: np.ndarray
@@ -65,6 +80,7 @@ class Frame:
     name: str
     time_ms: float | None = None
     path: Path | None = None
+    truth: Any = None
 
     @property
     def size(self) -> tuple[int, int]:
@@ -77,8 +93,10 @@ class FrameSource:
 
     ``kind`` is the registry name, ``name`` a short name for output files, ``fps`` the frame rate of a
     video (None for still images), ``size`` the frame (width, height) when known, ``length`` the number of
-    frames when known (None otherwise, e.g. for a stream), ``skipped`` the (name, reason) of every frame that
-    could not be read. ``live`` sources (cameras, streams) make frames in real time whether read or not.
+    frames when known (None otherwise, e.g. for a stream), ``read`` the frames given so far, ``skipped`` the
+    (name, reason) of every frame that could not be read, ``truncated`` a one-line message once a file
+    source has ended short of its ``length`` (None otherwise). ``live`` sources (cameras, streams) make
+    frames in real time whether read or not.
     """
 
     kind: ClassVar[str] = ""
@@ -91,7 +109,9 @@ class FrameSource:
         self.fps: float | None = None
         self.size: tuple[int, int] | None = None
         self.length: int | None = None
+        self.read = 0
         self.skipped: list[tuple[str, str]] = []
+        self.truncated: str | None = None
 
     def reopen(self) -> None:
         """Open a live source again after it dropped; raises :class:`~edgecv.errors.SourceError` while it
@@ -127,6 +147,14 @@ class FrameSource:
         log.warning("skipping %s: %s", name, reason)
         self.skipped.append((name, reason))
 
+    def input_report(self) -> dict[str, Any]:
+        """What the source declared and gave, for a run's summary: ``expected_frames`` (``length``; None
+        when unknown or live), ``read_frames``, ``undecodable`` (frames skipped, the first ten named in
+        ``undecodable_files``) and the ``truncated`` message (None unless the file ended short)."""
+        return {"expected_frames": None if self.live else self.length, "read_frames": self.read,
+                "undecodable": len(self.skipped), "undecodable_files": [name for name, _ in self.skipped[:10]],
+                "truncated": self.truncated}
+
 
 def decode_image(data: bytes | np.ndarray, *, cv2: ModuleType | None = None) -> np.ndarray | None:
     """Encoded image bytes -> uint8 ``[H, W]`` (gray) or ``[H, W, 3]`` (BGR), EXIF orientation applied;
@@ -145,6 +173,39 @@ def decode_image(data: bytes | np.ndarray, *, cv2: ModuleType | None = None) -> 
     return image
 
 
+def jpeg_cut_short(data: bytes) -> bool:
+    """True when JPEG ``data`` holds image data (a start-of-scan) with no end-of-image marker after it: a file
+    cut short, which OpenCV 4 decodes with only a libjpeg warning on stderr, grey below the cut (OpenCV 5
+    refuses it); skipped with this reason either way. The headers before the scan are
+    walked by their lengths, so an EXIF thumbnail's own end marker does not count; data after the end
+    marker (phones append a video there) is fine. Not a JPEG, or no scan at all: False (decoding decides).
+
+    Example:
+        >>> head = b"\\xff\\xd8\\xff\\xda\\x00\\x02"  # start of image, then a scan
+        >>> jpeg_cut_short(head + b"scan data"), jpeg_cut_short(head + b"scan data\\xff\\xd9")
+        (True, False)
+    """
+    if not data.startswith(b"\xff\xd8"):
+        return False
+    pos = 2
+    while pos + 4 <= len(data):
+        if data[pos] != 0xFF:
+            return False  # not a marker where one belongs: damaged in another way
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return False  # an end of image before any scan: nothing cut
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        if marker == 0xDA:
+            # in the entropy-coded data a 0xFF byte is followed by 0x00 or a restart marker, so 0xFF 0xD9
+            # there is the end of the image (a progressive JPEG's later scans and tables come before it)
+            return b"\xff\xd9" not in data[pos + 2 + length:]
+        pos += 2 + length
+    return False
+
+
 class _Images(FrameSource):
     """Still images read from files, in a fixed order."""
 
@@ -157,15 +218,23 @@ class _Images(FrameSource):
     def __iter__(self) -> Iterator[Frame]:
         for index, path in enumerate(self.files):
             try:
-                data = np.fromfile(str(path), np.uint8)
+                data = path.read_bytes()
             except OSError as exc:
                 self._skip(path.name, f"cannot read the file ({exc.strerror or exc})")
+                continue
+            if path.suffix.lower() in _JPEG_SUFFIXES and jpeg_cut_short(data):
+                self._skip(path.name, "the JPEG is cut short (no end-of-image marker after its image data)")
                 continue
             image = decode_image(data, cv2=self._cv2)
             if image is None:
                 self._skip(path.name, "cannot decode the image")
                 continue
+            self.read += 1
             yield Frame(image=image, index=index, name=path.name, path=path)
+        if not self.read:
+            shown = "; ".join(f"{n}: {r}" for n, r in self.skipped[:3]) + (" ..." if len(self.skipped) > 3 else "")
+            raise InputError(f"no frame could be read from {self.text}: {len(self.skipped)} of {len(self.files)} "
+                             f"image file(s) could not be decoded ({shown})")
 
 
 class ImageFile(_Images):
@@ -267,6 +336,7 @@ class _OpenCvCapture(FrameSource):
             index, self._index = self._index, self._index + 1
             if self.size is None:
                 self.size = (int(image.shape[1]), int(image.shape[0]))
+            self.read += 1
             yield Frame(image=image, index=index, name=f"{self.name}_{index:06d}", time_ms=self._timestamp_ms(),
                         path=getattr(self, "path", None))
 
@@ -276,7 +346,10 @@ class _OpenCvCapture(FrameSource):
 
 
 class VideoFile(_OpenCvCapture):
-    """A video file, frame by frame. ``length`` is the container's frame count (it can be approximate)."""
+    """A video file, frame by frame. ``length`` is the container's frame count (exact where the container
+    indexes its frames, as AVI and MP4 do; duration x rate rounded where it does not, as MKV). Reading to
+    the end checks what was read against it (see the module docstring); a file that gives no frame at all
+    raises :class:`~edgecv.errors.InputError`."""
 
     kind = "video"
     description = f"a video file ({', '.join(VIDEO_SUFFIXES)})"
@@ -296,7 +369,7 @@ class VideoFile(_OpenCvCapture):
         return (str(self.path),)
 
     def _cannot_open(self) -> str:
-        return f"cannot open video {self.path} (not a video, or no decoder for it in this OpenCV)"
+        return f"cannot open video {self.path} (not a video, a file cut short, or no decoder for it in this OpenCV)"
 
     @classmethod
     def claims(cls, text: str) -> bool:
@@ -306,7 +379,31 @@ class VideoFile(_OpenCvCapture):
         if self._read:
             raise InputError(f"video {self.path} can be read once; open it again to read it again")
         self._read = True
-        yield from super().__iter__()
+        last_ms: float | None = None
+        for frame in super().__iter__():
+            last_ms = frame.time_ms
+            yield frame
+        self._check_end(last_ms)
+
+    def _check_end(self, last_ms: float | None) -> None:
+        """After the last frame: no frame is an error; fewer than declared sets ``truncated``."""
+        declared = f" (the container declares {self.length})" if self.length else ""
+        if not self.read:
+            raise InputError(f"no frame could be read from video {self.path}{declared}: cut short or damaged")
+        if self.length is None or self.length - self.read <= TRUNCATION_TOLERANCE:
+            return
+        frame_ms = 1000.0 / self.fps if self.fps else 0.0
+        duration_ms = self.length * frame_ms
+        covered_ms = (last_ms or 0.0) + frame_ms
+        if frame_ms and covered_ms >= duration_ms - TRUNCATION_TOLERANCE * frame_ms:
+            # fewer frames than declared, but they span the declared duration: a variable frame rate or an
+            # estimated count, not a file cut short
+            log.info("video %s: %d frames where the container estimated %d, over its whole duration",
+                     self.path, self.read, self.length)
+            return
+        self.truncated = (f"video {self.path}: expected {self.length} frames, read {self.read} "
+                          f"(ends at {covered_ms / 1000:.2f} s of {duration_ms / 1000:.2f} s: cut short or damaged)")
+        log.warning("%s", self.truncated)
 
 
 class _Live(_OpenCvCapture):
@@ -410,9 +507,9 @@ class SyntheticOptions:
 
 
 class Synthetic(FrameSource):
-    """Video from the built-in scene generator (:class:`edgecv.scenes.SceneVideo`), with exact truth:
-    ``truth[index]`` is the ground truth (with identities) of each frame read so far (kept only when the
-    video has a length: an endless one would grow without bound).
+    """Video from the built-in scene generator (:class:`edgecv.scenes.SceneVideo`), with exact truth: each
+    frame's ``truth`` is its ground truth with identities (given only when the video has a length: an
+    endless run could not be scored at its end). Nothing is kept here: the truth goes with its frame.
 
     Objects are from a tenth of the frame's short side up, the scale the built-in detector was trained on.
     """
@@ -432,7 +529,11 @@ class Synthetic(FrameSource):
         # SceneVideo's default motion is 2 px per frame at 160 px and 30 fps: keep that share per second
         speed = 2.0 * min(w, h) / 160 * 30.0 / o.fps
         self.video = SceneVideo(seed=o.seed, options=SceneOptions(size=(h, w), min_scale=self.min_scale), speed=speed)
-        self.truth: dict[int, Any] = {}
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether frames carry their ground truth (a finite video)."""
+        return self.length is not None
 
     @classmethod
     def claims(cls, text: str) -> bool:
@@ -442,10 +543,9 @@ class Synthetic(FrameSource):
         index = self.video.frame_index
         while self.length is None or index < self.length:
             rgb, truth = self.video.step()
-            if self.length is not None:
-                self.truth[index] = truth
+            self.read += 1
             yield Frame(image=np.ascontiguousarray(rgb[..., ::-1]), index=index, name=f"{self.name}_{index:06d}",
-                        time_ms=1000.0 * index / self.options.fps)
+                        time_ms=1000.0 * index / self.options.fps, truth=truth if self.has_truth else None)
             index += 1
 
 

@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -20,8 +21,9 @@ ILLUMINATION_CHOICES = ("none", "gamma", "auto_gamma", "clahe")
 
 PREDICTIONS = "predictions.json"
 FRAMES_LOG = "detections.jsonl"
+EXIT_TRUNCATED = 4
 
-EXAMPLES = """\
+EXAMPLES = f"""\
 examples:
   edgecv detect --model face_detection_short_range.tflite --spec blazeface-short-range --source photos/ --out runs/faces
   edgecv detect --model detect.tflite --spec ssd-mobilenet-v1-coco --labels labelmap.txt --source a.avi --out runs/a
@@ -32,8 +34,14 @@ examples:
 OUT receives the annotated images (a video: an annotated .mp4), predictions.json (COCO: images, scored
 annotations, categories; what 'edgecv eval-det --pred' reads) and detections.jsonl (one JSON line per
 frame: boxes as x0,y0,x1,y1 in frame pixels, scores, labels, stage times). Files appear only when the run
-succeeds. Images that cannot be decoded are skipped with a warning. Without --spec, the spec recorded in
-the model's manifest (edgecv export --detector) is used. 'edgecv specs list' shows the built-in specs.
+succeeds. Images that cannot be decoded are skipped with a warning (and listed in the summary); a source
+that gives no frame at all is an error. A video that ends short of the frames its container declares (cut
+short, damaged) is "truncated": a warning says how many frames were expected and read, the outputs of the
+frames read are written, and the exit code is {EXIT_TRUNCATED} unless --allow-truncated. Without --spec, the spec
+recorded in the model's manifest (edgecv export --detector) is used. 'edgecv specs list' shows the built-in
+specs.
+
+exit codes: 0 done, 2 error, {EXIT_TRUNCATED} the video was cut short (0 with --allow-truncated).
 """
 
 
@@ -62,7 +70,12 @@ def add_parser(sub) -> None:
     p.add_argument("--labels", type=Path, help="class names, one per line (line k is class k), or a YAML file with "
                    "'names'; replaces the spec's (the SSD spec has none: pass its labelmap.txt)")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help=f"exit 0 when a video ends short of its declared frames (default: exit {EXIT_TRUNCATED})")
     p.add_argument("--backend", help="runtime to use (default: the first installed for the format)")
+    from edgecv.cli.options import add_verify_option
+
+    add_verify_option(p)
     p.add_argument("--threads", type=int, help="runtime threads (default: every core)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(run=run)
@@ -254,7 +267,7 @@ def run(args) -> int:
     options = FrameOptions(resize=args.resize, illumination=args.illumination, frame_color="BGR")
     with open_source(args.source) as source:
         detector = Detector(args.model, spec=args.spec, options=options, threads=args.threads, backend=args.backend,
-                            labels=labels, score_threshold=args.score)
+                            labels=labels, score_threshold=args.score, verify=args.verify)
         _check_not_overwriting_sources(args.out, source)
         total = source.length if args.max_frames is None else min(source.length or args.max_frames, args.max_frames)
         with Staging(args.out) as stage:
@@ -278,6 +291,10 @@ def run(args) -> int:
         print(json.dumps(summary, indent=2))
     else:
         print(format_summary(summary))
+    if source.truncated and not args.allow_truncated:
+        print(f"edgecv: error: {source.truncated}; the outputs hold the {summary['frames']} frames read "
+              "(--allow-truncated accepts a cut-short input)", file=sys.stderr)
+        return EXIT_TRUNCATED
     return 0
 
 
@@ -304,6 +321,8 @@ def _summary(args, source, detector, outputs) -> dict[str, Any]:
         "illumination": detector.options.illumination,
         "score_threshold": spec.score_threshold,
         "frames": len(outputs.images),
+        "state": "truncated" if source.truncated else "ended",
+        "input": source.input_report(),
         "skipped": [{"name": n, "reason": r} for n, r in source.skipped],
         "detections": len(outputs.annotations),
         "per_class": per_class,
@@ -330,6 +349,8 @@ def format_summary(s: dict[str, Any]) -> str:
     if s["skipped"]:
         shown = ", ".join(k["name"] for k in s["skipped"][:5]) + (" ..." if len(s["skipped"]) > 5 else "")
         lines.append(f"skipped {len(s['skipped'])} unreadable: {shown}")
+    if s["input"]["truncated"]:
+        lines.append(f"ended: truncated ({s['input']['truncated']})")
     files = s["files"]
     what = f"annotated video {Path(files['video']).name}" if "video" in files else f"{files['images']} annotated images"
     lines.append(f"wrote {what}, {PREDICTIONS} and {FRAMES_LOG} to {s['out']}")

@@ -20,7 +20,8 @@ RESIZE_CHOICES = ("stretch", "letterbox", "letterbox_top_left")
 THRESHOLD_CHOICES = ("auto", "tracker")
 
 # Exit codes (also in --help).
-EXIT_OK, EXIT_ERROR, EXIT_LOST, EXIT_STOPPED = 0, 1, 3, 130
+EXIT_OK, EXIT_ERROR, EXIT_LOST, EXIT_STOPPED = 0, 2, 3, 130  # EXIT_ERROR: EdgeCVError.exit_code
+EXIT_TRUNCATED = 4
 
 EXAMPLES = f"""\
 examples:
@@ -46,11 +47,19 @@ ran and where each came from. A run whose detector found objects but which start
 warning (summary.json: warnings).
 
 OUT receives the annotated video (<source>.mp4), tracks.jsonl (one line per frame: tracks, enter/exit and
-line/zone events), tracks.mot.txt (MOTChallenge) and summary.json (fps, per-stage times, queue depths,
-latency, drops, counts); text outputs are flushed every second.
+line/zone events; a last line {{"end": STATE, ...}} once the run ends), tracks.mot.txt (MOTChallenge) and
+summary.json (fps, per-stage times, queue depths, latency, drops, counts; rewritten whole every 5 s with
+state "running"); text outputs are flushed every second. The .mp4 is a fragmented MP4 written by the ffmpeg
+program, readable up to its last second even after a SIGKILL; --video-format mkv writes through OpenCV and
+needs no ffmpeg.
+
+A video file that ends short of the frames its container declares (cut short, damaged) ends in state
+"truncated" with a warning saying how many frames were expected and read; the outputs hold the frames read.
+A source that gives no frame at all (every image undecodable, a video with no decodable frame) is an error.
 
 exit codes: {EXIT_OK} the source ended, {EXIT_ERROR} error, {EXIT_LOST} a live source was lost for good,
-{EXIT_STOPPED} stopped by Ctrl-C or SIGTERM (all outputs closed cleanly).
+{EXIT_TRUNCATED} the input was cut short (0 with --allow-truncated), {EXIT_STOPPED} stopped by Ctrl-C or
+SIGTERM (all outputs closed cleanly).
 """
 
 
@@ -80,7 +89,8 @@ def add_parser(sub) -> None:
     p.add_argument("--sinks", default=",".join(SINK_CHOICES),
                    help=f"outputs to write, comma-separated from {', '.join(SINK_CHOICES)} (default: all)")
     p.add_argument("--video-format", choices=("mp4", "mkv"), default="mp4",
-                   help="annotated video container: mp4 (default) or mkv (readable even after a hard kill)")
+                   help="annotated video container: mp4 (default; fragmented, by the ffmpeg program, readable "
+                   "after a hard kill) or mkv (by OpenCV, without ffmpeg)")
     p.add_argument("--line", action="append", default=[], metavar="[NAME=]X0,Y0,X1,Y1",
                    help="count tracks crossing this line (frame pixels); repeatable")
     p.add_argument("--zone", action="append", default=[], metavar="[NAME=]X0,Y0,X1,Y1,X2,Y2,...",
@@ -90,6 +100,9 @@ def add_parser(sub) -> None:
                    help="read a file at its own frame rate, like a camera: frames that processing cannot keep up "
                    "with are dropped")
     p.add_argument("--max-frames", type=int, metavar="N", help="stop after N frames")
+    p.add_argument("--allow-truncated", action="store_true",
+                   help=f"exit 0 when a video file ends short of its declared frames (default: exit {EXIT_TRUNCATED}; "
+                   "the state is 'truncated' either way)")
     p.add_argument("--reconnect", type=int, default=8, metavar="N",
                    help="attempts to reopen a dropped live source, with backoff 0.5 s doubling to 8 s (default 8)")
     p.add_argument("--gt", type=Path, metavar="MOT_TXT", help="ground truth to score the tracks against (MOTChallenge)")
@@ -98,6 +111,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resize", choices=RESIZE_CHOICES,
                    help="how frames fit the model input (default: the spec's resize, else stretch)")
     p.add_argument("--backend", help="runtime to use (default: the first installed for the format)")
+    from edgecv.cli.options import add_verify_option
+
+    add_verify_option(p)
     p.add_argument("--threads", type=int, help="runtime threads (default: every core)")
     p.add_argument("--sequential", action="store_true",
                    help="run the stages one after another in one thread (to compare with the pipeline)")
@@ -150,6 +166,7 @@ def run(args) -> int:
                        if args.tracker_config else None)
     settings = DetectorSettings(spec=args.spec, labels=read_labels(args.labels) if args.labels else None,
                                 score=args.score, resize=args.resize, backend=args.backend, threads=args.threads,
+                                verify=args.verify,
                                 classes=[c.strip() for c in args.classes.split(",")] if args.classes else None)
     capture = CaptureOptions(stride=args.stride, realtime=args.realtime, max_frames=args.max_frames,
                              reconnect_attempts=args.reconnect)
@@ -185,6 +202,10 @@ def run(args) -> int:
         print(f"warning: {w['message']}", file=sys.stderr)
     if signals.caught:
         return EXIT_STOPPED
+    if summary["state"] == "truncated" and not args.allow_truncated:
+        print(f"edgecv: error: {summary['input']['truncated']}; the outputs hold the {summary['frames']} frames "
+              "processed (--allow-truncated accepts a cut-short input)", file=sys.stderr)
+        return EXIT_TRUNCATED
     return EXIT_LOST if summary["state"] == "lost" else EXIT_OK
 
 
@@ -205,7 +226,13 @@ def format_summary(s: dict[str, Any]) -> str:
                  f"{fmt_float(lat['last_quarter_p50'], '.1f')})")
     lines.append(f"capture ({s['source']['policy']} policy): {cap['read']} read, {cap['dropped']} dropped, {cap['strided']} "
                  f"skipped by stride, {cap['reconnects']} reconnect(s); ended: {s['state']}"
-                 + (f" ({s['error']})" if s.get("error") else "") + (f", by {s['stopped_by']}" if s.get("stopped_by") else ""))
+                 + (f" ({s['error']})" if s.get("error") else "") + (f", by {s['stopped_by']}" if s.get("stopped_by") else "")
+                 + (f" ({s['input']['truncated']})" if (s.get("input") or {}).get("truncated") else ""))
+    undecodable = (s.get("input") or {}).get("undecodable")
+    if undecodable:
+        names = s["input"]["undecodable_files"]
+        lines.append(f"skipped {undecodable} undecodable image(s): {', '.join(names)}"
+                     + (" ..." if undecodable > len(names) else ""))
     ev = s["events"]
     lines.append(f"{s['tracks']} tracks ({s['tracker']}); events: " + (", ".join(f"{k} {v}" for k, v in sorted(ev.items()))
                                                                       or "none"))

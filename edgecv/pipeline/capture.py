@@ -11,7 +11,8 @@ Two policies:
 A live source that stops delivering (a dropped stream, an unplugged camera) is reopened with exponential
 backoff, ``backoff_s`` doubling up to ``max_backoff_s``, at most ``reconnect_attempts`` times in a row;
 after that the capture ends with :class:`~edgecv.errors.SourceError` in ``capture.error`` and state
-``"lost"``. The end of a file ends the capture cleanly (state ``"ended"``).
+``"lost"``. The end of a file ends the capture cleanly (state ``"ended"``), or in the state ``"truncated"``
+when the file ended short of the frames it declares (``source.truncated`` says by how much).
 
 Example:
     >>> capture = Capture(open_source("rtsp://cam/stream"))               # doctest: +SKIP
@@ -36,6 +37,8 @@ from edgecv.sources import Frame, FrameSource
 log = logging.getLogger(__name__)
 
 POLICIES = ("latest", "every")
+#: The states a capture ends in.
+ENDS = ("ended", "truncated", "stopped", "lost", "failed")
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,9 @@ class Capture:
     """Reads ``source`` in a thread and hands frames out through :meth:`get` (see the module docstring).
 
     ``state`` is ``"idle"``, ``"running"``, ``"reconnecting"``, then ``"ended"`` (the source finished),
-    ``"stopped"`` (:meth:`stop` was called), ``"lost"`` (a live source could not be reopened) or ``"failed"``
-    (reading raised; the error is in ``error``).
+    ``"truncated"`` (a file source finished short of its declared frames), ``"stopped"`` (:meth:`stop` was
+    called), ``"lost"`` (a live source could not be reopened) or ``"failed"`` (reading raised; the error is
+    in ``error``).
     """
 
     def __init__(self, source: FrameSource, *, options: CaptureOptions = CaptureOptions(),
@@ -168,7 +172,7 @@ class Capture:
 
     @property
     def finished(self) -> bool:
-        return self.state in ("ended", "stopped", "lost", "failed")
+        return self.state in ENDS
 
     def get(self, timeout: float | None = None) -> Captured | None:
         """The next frame; None once the capture has finished and nothing is left (or after ``timeout``
@@ -262,7 +266,8 @@ class Capture:
                     self._finish("ended")
                     return
             if not src.live or self._stop.is_set():
-                self._finish("ended")
+                # a file that ended short is "truncated" even if a stop came at the same moment
+                self._finish("truncated" if src.truncated else "ended")
                 return
             if not self._reconnect():
                 return

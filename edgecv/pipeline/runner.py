@@ -9,7 +9,10 @@ other in the calling thread (the plain loop the concurrent one is measured again
 The caller's thread waits, calls ``progress`` a few times a second, and can stop the run by setting the
 ``stop`` event (the CLI does on Ctrl-C and SIGTERM): capture stops, frames already taken are finished, and
 every sink is closed. A failure in any stage stops the run and is raised from :meth:`Pipeline.run` once all
-sinks are closed.
+sinks are closed. Before closing, every sink with an ``end(record)`` method is told how the run ended (the
+JSON lines get a last line ``{"end": "ended", ...}``); a file without it is from a run that was killed.
+:meth:`Pipeline.snapshot` gives the report of a run while it goes (what ``summary.json`` is rewritten
+from).
 
 Example:
     >>> pipeline = Pipeline(Detector("model.onnx"), tracker=make_tracker("ocsort", fps=30),
@@ -106,7 +109,11 @@ class RunStatus:
 @dataclass
 class RunReport:
     """The figures of one run (``to_dict()`` for JSON). ``state`` is how it ended: ``ended`` (the source
-    finished), ``stopped`` (stop was asked), ``lost`` (a live source could not be reopened)."""
+    finished), ``truncated`` (a file source finished short of the frames it declares), ``stopped`` (stop was
+    asked), ``lost`` (a live source could not be reopened); ``running`` in a :meth:`Pipeline.snapshot`.
+    ``input``: the frames the source declared (``expected_frames``, None when unknown or live) and gave
+    (``read_frames``), the images it could not decode (``undecodable``, the first ten named in
+    ``undecodable_files``) and the ``truncated`` message (None unless the state is ``truncated``)."""
 
     source: dict[str, Any]
     state: str
@@ -124,6 +131,7 @@ class RunReport:
     detections: dict[str, Any] = field(default_factory=dict)
     peak_rss_mb: float | None = None
     error: str | None = None
+    input: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -177,6 +185,8 @@ class Pipeline:
         self._done = 0
         # source indices of the frames processed, in order (only with record_frames: it grows with the run)
         self.processed: list[int] = []
+        self._current: tuple[dict[str, Any], Capture, float] | None = None  # the run going on, for snapshot()
+        self._running = False
 
     # -- the stages ---------------------------------------------------------------------------------------
     def _infer(self, p: _Packet) -> None:
@@ -264,6 +274,7 @@ class Pipeline:
         opened: list[Any] = []
         failure: list[BaseException] = []
         start = time.perf_counter()
+        self._current, self._running = (info, cap, start), True
         try:
             for sink in self.sinks:
                 sink.open(info)
@@ -281,17 +292,46 @@ class Pipeline:
                 t = self._last_time
                 for e in self.track_events.finish(frame=self._last_frame, time_s=t):
                     self.event_counts[e.kind] += 1
+            record = self._end_record(cap, failure)
             for sink in opened:
                 try:
-                    sink.close()
+                    if hasattr(sink, "end"):
+                        sink.end(record)
                 except BaseException as exc:
                     failure.append(exc)
+                finally:
+                    try:
+                        sink.close()
+                    except BaseException as exc:
+                        failure.append(exc)
+            self._running = False
         wall = time.perf_counter() - start
         if failure:
             raise failure[0]
         if cap.state == "failed" and cap.error is not None:
             raise cap.error
         return self._report(info, cap, wall)
+
+    def _end_record(self, cap: Capture, failure: list[BaseException]) -> dict[str, Any]:
+        """How the run ended, for the sinks' ``end``: state, frames processed, frames the source declared and
+        gave, and the message that explains a ``truncated`` or ``failed`` end."""
+        src = cap.source
+        error = failure[0] if failure else cap.error if cap.state in ("failed", "lost") else None
+        state = "failed" if failure else cap.state if cap.finished else "ended"
+        message = str(error) if error is not None else src.truncated if state == "truncated" else None
+        return {"end": state, "frames": self._done, "expected_frames": None if src.live else src.length,
+                "read_frames": cap.stats.read, "message": message}
+
+    def snapshot(self) -> RunReport | None:
+        """The report of the current (or last) run with the figures so far, in state ``running`` until every
+        sink is closed; None before the first run. Safe to call from ``progress``."""
+        if self._current is None:
+            return None
+        info, cap, start = self._current
+        report = self._report(info, cap, time.perf_counter() - start)
+        if self._running:
+            report.state = "running"
+        return report
 
     def _status(self, cap: Capture, start: float, total: int | None) -> RunStatus:
         recent = self.written.values()[-30:]
@@ -402,4 +442,5 @@ class Pipeline:
             capture=cap.stats.to_dict(), concurrent=self.options.concurrent, counts=counts,
             events=dict(self.event_counts), tracks=self.event_counts["enter"],
             detections=dict(self.seen) if self.tracker is not None else {}, peak_rss_mb=_rss_mb()[1],
-            error=str(cap.error) if cap.error is not None else None)
+            error=str(cap.error) if cap.error is not None else None,
+            input={**cap.source.input_report(), "read_frames": cap.stats.read})  # counted here for any source

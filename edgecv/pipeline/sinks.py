@@ -1,11 +1,18 @@
 """Where the pipeline's results go: an annotated video, JSON lines with tracks and events, a MOTChallenge txt.
 
-Every sink has the same small interface, ``open(info)``, ``write(result)`` and ``close()``, and is registered
-in :data:`SINKS` with its default file name; the CLI's ``--sinks`` choices come from that table. Text sinks
-flush at least once a second, so a crash or a kill loses at most the last second of them. The video is
-written as the run goes; an ``.mp4`` gets its index when the sink is closed (any stop the process lives
-through: end of source, Ctrl-C, SIGTERM, an error), while an ``.mkv`` stays readable up to its last second
-even after a SIGKILL or a power cut.
+Every sink has the same small interface, ``open(info)``, ``write(result)``, ``end(record)`` and ``close()``,
+and is registered in :data:`SINKS` with its default file name; the CLI's ``--sinks`` choices come from that
+table. Text sinks flush at least once a second, so a crash or a kill loses at most the last second of them;
+the JSON lines end with a line ``{"end": STATE, ...}`` when the run ends (``ended``, ``truncated``,
+``stopped``, ``lost``, ``failed``), so a file without it is from a run that was killed.
+
+The default ``.mp4`` is a fragmented MP4 written by the ``ffmpeg`` program (raw frames through a pipe; H.264
+where ffmpeg has libx264, else MPEG-4 part 2), a fragment a second: after a SIGKILL or a power cut it plays
+up to its last whole second, and ffmpeg, left in its own session, finishes the file when the pipe closes,
+so a SIGKILL of edgecv alone loses nothing written. The program is the ``ffmpeg`` on PATH, else the static
+build of ``edgecv[video]`` (imageio-ffmpeg); without either an ``.mp4`` is a one-line
+:class:`~edgecv.errors.OutputError`; ``.mkv`` and ``.avi`` are written by OpenCV, need no ffmpeg, and get
+their index when the sink is closed (a hard kill loses what OpenCV had not flushed yet).
 
 Example:
     >>> sinks = [make_sink("jsonl", "runs/a"), make_sink("video", "runs/a", name="street")]   # doctest: +SKIP
@@ -14,7 +21,11 @@ Example:
 from __future__ import annotations
 
 import collections
+import functools
 import json
+import shutil
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -25,12 +36,16 @@ from edgecv.errors import ConfigError, OutputError
 from edgecv.labels import label_of
 
 FLUSH_S = 1.0
-VIDEO_CODECS = {".mp4": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
+#: How each video file type is written: by ffmpeg (fragmented), or by OpenCV with this FourCC.
+VIDEO_CODECS = {".mp4": "ffmpeg", ".mkv": "mp4v", ".avi": "MJPG"}
+FFMPEG = "ffmpeg"
 
 
 class Sink:
     """Base of every sink: ``open(info)`` before the first frame (``info``: the source's kind, name, fps,
-    size and the detector's labels), ``write(result)`` per frame, ``close()`` once, whatever happened."""
+    size and the detector's labels), ``write(result)`` per frame, ``end(record)`` when the run ended (how:
+    ``{"end": state, "frames": N, "expected_frames": ..., "read_frames": ..., "message": ...}``), ``close()``
+    once, whatever happened."""
 
     name: ClassVar[str] = ""
     default_file: ClassVar[str] = ""
@@ -46,6 +61,9 @@ class Sink:
 
     def write(self, result: Any) -> None:
         raise NotImplementedError
+
+    def end(self, record: dict[str, Any]) -> None:
+        """The run ended as ``record`` says (called before :meth:`close`, not after a kill)."""
 
     def close(self) -> None:
         """Finish the file (idempotent)."""
@@ -98,6 +116,11 @@ class JsonlSink(_TextSink):
                   "events": [e.to_dict() for e in result.events]}
         self._lines([json.dumps(record)])
 
+    def end(self, record: dict[str, Any]) -> None:
+        """The last line: how the run ended (``{"end": "truncated", "frames": 51, ...}``)."""
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
 
 class MotSink(_TextSink):
     """The tracks as MOTChallenge rows (``frame,id,x,y,w,h,conf,-1,-1,-1``, frames from 1), what
@@ -115,6 +138,136 @@ class MotSink(_TextSink):
         self._lines(format_rows(rows).splitlines() if len(rows) else [])
 
 
+class TruthSink(_TextSink):
+    """The ground truth of each processed frame (``frame.truth``, as the scene generator gives it) as
+    MOTChallenge rows, written as the run goes so that nothing keeps the truth of a whole run. Frames left
+    out by stride or dropped by realtime have no rows: they are not held against the tracker. ``classes``:
+    the class ids kept (None keeps all). Not in :data:`SINKS`: :func:`edgecv.pipeline.track.track` adds it
+    when the source carries truth."""
+
+    name = "gt"
+    default_file = "gt.mot.txt"
+    description = "MOTChallenge txt of the source's ground truth"
+
+    def __init__(self, path: str | Path, *, classes: Sequence[int] | None = None) -> None:
+        super().__init__(path)
+        self.classes = None if classes is None else np.asarray(sorted(set(classes)), np.int64)
+
+    def write(self, result: Any) -> None:
+        from edgecv.tracking.mot import format_rows, mot_rows
+
+        truth = result.frame.truth
+        if truth is not None and self.classes is not None:
+            truth = truth[np.isin(truth.class_id, self.classes)]
+        rows = mot_rows(result.frame.index + 1, truth) if truth is not None and len(truth) else ()
+        self._lines(format_rows(rows).splitlines() if len(rows) else [])
+
+
+@functools.lru_cache(maxsize=None)
+def _ffmpeg_encoder(program: str) -> str:
+    """libx264 when this ffmpeg has it (Debian's and most builds do), else its built-in MPEG-4 part 2."""
+    try:
+        listed = subprocess.run([program, "-hide_banner", "-encoders"], capture_output=True, text=True,
+                                timeout=30).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise OutputError(f"cannot run {program} to write the annotated .mp4: {exc}") from None
+    return "libx264" if " libx264 " in listed else "mpeg4"
+
+
+class FfmpegMp4:
+    """A fragmented MP4 written by an ``ffmpeg`` process from raw BGR frames on its stdin (the interface of
+    ``cv2.VideoWriter`` that the sink uses: ``write(image)``, ``release()``). A keyframe and a fragment every
+    second.
+
+    Example:
+        >>> video = FfmpegMp4("out.mp4", fps=25.0, size=(640, 480))         # doctest: +SKIP
+        >>> video.write(frame); video.release()                             # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path, *, fps: float, size: tuple[int, int]) -> None:
+        self.path = Path(path)
+        program = ffmpeg_program()
+        if program is None:
+            raise OutputError(missing_ffmpeg(self.path))
+        w, h = size
+        cmd = [program, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}", "-r", f"{fps:.6g}", "-i", "pipe:0", "-an"]
+        if w % 2 or h % 2:  # 4:2:0 needs even sides: one black pixel row or column, never a resample
+            cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
+        encoder = _ffmpeg_encoder(program)
+        cmd += ["-c:v", encoder, "-pix_fmt", "yuv420p", "-g", str(max(1, round(fps)))]
+        if encoder == "libx264":
+            cmd += ["-preset", "veryfast"]
+        else:
+            cmd += ["-q:v", "4"]
+        cmd += ["-movflags", "frag_keyframe+empty_moov+default_base_moof", "-flush_packets", "1",
+                "-f", "mp4", str(self.path)]
+        self._log = tempfile.TemporaryFile()
+        try:
+            # its own session: Ctrl-C in a terminal reaches edgecv alone, which then closes the pipe; and a
+            # SIGKILL of edgecv leaves ffmpeg to finish the file from what the pipe held
+            self._proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=self._log,
+                                          start_new_session=True)
+        except OSError as exc:
+            self._log.close()
+            raise OutputError(f"cannot start {program} to write {self.path}: {exc.strerror or exc}") from None
+
+    def write(self, image: np.ndarray) -> None:
+        """One uint8 BGR (or gray) frame of the size given."""
+        if image.ndim == 2:
+            image = np.repeat(image[..., None], 3, axis=2)
+        try:
+            self._proc.stdin.write(np.ascontiguousarray(image, np.uint8).data)
+        except (BrokenPipeError, ValueError):
+            self._proc.wait()
+            raise OutputError(f"cannot write video {self.path}: ffmpeg stopped ({self._reason()})") from None
+
+    def release(self, timeout: float = 120.0) -> None:
+        """Close the pipe and wait for ffmpeg to finish the file; its failure is an :class:`OutputError`."""
+        proc = self._proc
+        try:
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass  # it stopped already: its exit code and log say why
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise OutputError(f"cannot write video {self.path}: ffmpeg did not finish within {timeout:g} s") from None
+        finally:
+            reason = self._reason()
+            self._log.close()
+        if code != 0:
+            raise OutputError(f"cannot write video {self.path}: ffmpeg failed ({reason})")
+
+    def _reason(self) -> str:
+        self._log.seek(0)
+        lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
+        return lines[-1] if lines else f"exit code {self._proc.returncode}"
+
+
+def ffmpeg_program() -> str | None:
+    """The ``ffmpeg`` on PATH, else the one the ``imageio-ffmpeg`` wheel carries (``edgecv[video]``), else None."""
+    found = shutil.which(FFMPEG)
+    if found is not None:
+        return found
+    try:
+        import imageio_ffmpeg
+    except ImportError:
+        return None
+    try:
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except RuntimeError:  # a platform the wheel has no binary for
+        return None
+
+
+def missing_ffmpeg(path: Path) -> str:
+    return (f"writing the annotated video {path.name} needs the {FFMPEG} program, which is not on PATH: install "
+            f"it (apt install ffmpeg, or pip install 'edgecv[video]'), or write .mkv (--video-format mkv), "
+            f"or leave out the video sink")
+
+
 class VideoSink(Sink):
     """The frames with boxes, track ids, class names, short trails, and the lines and zones with their counts.
 
@@ -124,13 +277,15 @@ class VideoSink(Sink):
 
     name = "video"
     default_file = "{name}.mp4"
-    description = "annotated video (.mp4; .mkv survives a hard kill)"
+    description = "annotated video (.mp4 by ffmpeg, readable after a hard kill; .mkv, .avi by OpenCV)"
 
     def __init__(self, path: str | Path, *, trail: int = 20, counters: Sequence[Any] = (), stride: int = 1) -> None:
         super().__init__(path)
         if self.path.suffix.lower() not in VIDEO_CODECS:
             raise ConfigError(f"video sink: unsupported file type {self.path.suffix or '(none)'!r}; valid: "
                               f"{', '.join(VIDEO_CODECS)}")
+        if VIDEO_CODECS[self.path.suffix.lower()] == "ffmpeg" and ffmpeg_program() is None:
+            raise OutputError(missing_ffmpeg(self.path))  # now, not once the model is loaded and frames come
         self.trail = trail
         self.counters = list(counters)
         self.stride = stride
@@ -147,9 +302,12 @@ class VideoSink(Sink):
 
     def _start(self, w: int, h: int) -> None:
         cv2 = self._cv2
-        fourcc = cv2.VideoWriter_fourcc(*VIDEO_CODECS[self.path.suffix.lower()])
-        self._writer = cv2.VideoWriter(str(self.path), fourcc, self._fps, (w, h))
-        if not self._writer.isOpened():
+        codec = VIDEO_CODECS[self.path.suffix.lower()]
+        if codec == "ffmpeg":
+            self._writer = FfmpegMp4(self.path, fps=self._fps, size=(w, h))
+        else:
+            self._writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter_fourcc(*codec), self._fps, (w, h))
+        if codec != "ffmpeg" and not self._writer.isOpened():
             raise OutputError(f"cannot write video {self.path}: OpenCV has no encoder for it here")
         self._size = (w, h)
 
@@ -202,9 +360,9 @@ class VideoSink(Sink):
             cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale + 0.15, (255, 255, 255), 1, cv2.LINE_AA)
 
     def close(self) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            self._writer = None
+        writer, self._writer = self._writer, None
+        if writer is not None:
+            writer.release()
 
 
 #: Every sink by name, with its default file name in the output folder ({name}: the source's name).

@@ -3,8 +3,11 @@
 :func:`track` is what ``edgecv track`` and ``edgecv demo`` run: it opens the source, picks the fastest
 artifact when given a folder, builds the detector, tracker, line and zone counters and sinks, runs the
 :class:`~edgecv.pipeline.runner.Pipeline`, and scores the tracks against ground truth when there is some
-(``gt=`` or the scene generator's exact truth). ``OUT/summary.json`` holds the figures; it is rewritten
-every few seconds while the run goes, so a killed run still leaves a recent one.
+(``gt=`` or the scene generator's exact truth, written to ``gt.mot.txt`` frame by frame as the run goes).
+``OUT/summary.json`` holds the figures; it is rewritten (atomically) every few seconds while the run goes,
+with every field and ``state: running``, so a killed run still leaves a whole, recent one. A file source
+that ended short of the frames it declares ends in ``state: truncated`` (``summary["input"]`` says how
+many frames were expected and read).
 
 The tracker's score thresholds that the caller did not set follow the detector
 (:class:`~edgecv.tracking.thresholds.ThresholdFit`: the tracker's own until 2 s of detections are seen, then
@@ -45,7 +48,7 @@ DEFAULT_SINKS = ("video", "jsonl", "mot")
 class DetectorSettings:
     """How the detector is built: ``spec`` (name or YAML; default the manifest's), ``labels`` (replacing the
     spec's), ``score`` threshold, ``resize`` mode, ``classes`` to keep (names or ids; None keeps all),
-    runtime ``backend`` and ``threads``."""
+    runtime ``backend`` and ``threads``, and ``verify`` (check the artifact against its manifest's hashes)."""
 
     spec: str | Path | None = None
     labels: Sequence[str] | None = None
@@ -54,6 +57,7 @@ class DetectorSettings:
     classes: Sequence[str | int] | None = None
     backend: str | None = None
     threads: int | None = None
+    verify: bool = True
 
 
 @dataclass
@@ -93,10 +97,11 @@ def build_detector(model: str | Path, settings: DetectorSettings = DetectorSetti
     if model.is_dir():
         from edgecv.pipeline.select import fastest_artifact
 
-        model, chosen = fastest_artifact(model, threads=settings.threads, detectors_only=settings.spec is None)
+        model, chosen = fastest_artifact(model, threads=settings.threads, detectors_only=settings.spec is None,
+                                         verify=settings.verify)
     detector = Detector(model, spec=settings.spec, options=FrameOptions(resize=settings.resize, frame_color="BGR"),
                         threads=settings.threads, backend=settings.backend, labels=settings.labels,
-                        score_threshold=settings.score)
+                        score_threshold=settings.score, verify=settings.verify)
     return detector, chosen
 
 
@@ -132,7 +137,7 @@ def track(
     """
     from edgecv.fileio import atomic_write_text, ensure_writable_dir
     from edgecv.pipeline.runner import Pipeline, PipelineOptions
-    from edgecv.pipeline.sinks import SINKS, VideoSink
+    from edgecv.pipeline.sinks import SINKS, TruthSink, VideoSink
     from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
     from edgecv.sources import open_source
     from edgecv.tracking.thresholds import ThresholdCalibration, ThresholdFit
@@ -172,12 +177,36 @@ def track(
                  for kind in dict.fromkeys(sinks)}
         if src.kind == "video" and any(p.resolve() == Path(src.text).resolve() for p in paths.values()):
             raise ConfigError(f"out {out} holds the source video; the annotated video would replace it")
-        ensure_writable_dir(out)
         made = [VideoSink(path, counters=counters, stride=capture.stride) if kind == VideoSink.name
                 else SINKS[kind](path) for kind, path in paths.items()]
+        if gt is None and getattr(src, "has_truth", False):
+            # the generator's exact truth of the frames processed, written as they are (nothing kept)
+            made.append(TruthSink(out / GT_FILE, classes=keep))
+        ensure_writable_dir(out)
         pipeline = Pipeline(det, tracker=trk, counters=counters, sinks=made, classes=keep, thresholds=fit,
-                            record_frames=bool(getattr(src, "truth", None) is not None and src.length),
                             options=PipelineOptions(concurrent=concurrent))
+        files = {s.name: str(s.path) for s in made if s.name != TruthSink.name}
+        files["summary"] = str(out / SUMMARY)
+        scored = gt is not None or any(s.name == TruthSink.name for s in made)
+
+        def describe(report: Any) -> dict[str, Any]:
+            """The summary's schema, the same mid-run and at the end."""
+            summary = report.to_dict()
+            summary.update(model=str(det.model.path), backend=det.model.backend, spec=det.spec.name or det.spec.decoder,
+                           tracker=trk.name, out=str(out))
+            summary["tracker_thresholds"] = fit.to_dict()
+            summary["warnings"] = tracking_warnings(summary)
+            if keep is not None:
+                summary["classes"] = list(keep)
+            if chosen is not None:
+                summary["model_choice"] = chosen
+            if scored:
+                summary["tracking_metrics"] = None  # scored once the run has ended
+            summary["stopped"] = stop.is_set()
+            summary.update(note or {})
+            summary["files"] = dict(files)
+            return summary
+
         last = [time.monotonic()]
 
         def tick(status) -> None:
@@ -185,25 +214,20 @@ def track(
                 progress(status)
             if time.monotonic() - last[0] >= SUMMARY_EVERY_S:
                 last[0] = time.monotonic()
-                partial = {"state": "running", "frames": status.frames, "dropped": status.dropped,
-                           "elapsed_s": round(status.elapsed_s, 1), "fps": status.fps}
-                atomic_write_text(out / SUMMARY, json.dumps(partial, indent=1) + "\n")
+                snapshot = pipeline.snapshot()
+                if snapshot is not None:
+                    atomic_write_text(out / SUMMARY, json.dumps(describe(snapshot), indent=1, default=str) + "\n")
 
-        report = pipeline.run(src, capture=capture, stop=stop, progress=tick)
-        truth = Path(gt) if gt is not None else _generator_truth(src, pipeline.processed, out, keep)
-    summary = report.to_dict()
-    summary.update(model=str(det.model.path), backend=det.model.backend, spec=det.spec.name or det.spec.decoder,
-                   tracker=trk.name, out=str(out))
-    summary["tracker_thresholds"] = fit.to_dict()
-    summary["warnings"] = tracking_warnings(summary)
+        try:
+            report = pipeline.run(src, capture=capture, stop=stop, progress=tick)
+        except BaseException as exc:
+            _record_failure(out / SUMMARY, describe, pipeline.snapshot(), exc)
+            raise
+    summary = describe(report)
     for w in summary["warnings"]:
         log.warning("%s", w["message"])
-    if keep is not None:
-        summary["classes"] = list(keep)
-    if chosen is not None:
-        summary["model_choice"] = chosen
-    files = {s.name: str(s.path) for s in made}
-    if truth is not None and report.frames and any(s.name == "mot" for s in made):
+    truth = Path(gt) if gt is not None else out / GT_FILE if scored else None
+    if truth is not None and report.frames and "mot" in files:
         files["gt"] = str(truth)
         if gt is None and importlib.util.find_spec("trackeval") is None:
             # the generator's truth is scored when TrackEval is there; a device without it still tracks
@@ -214,14 +238,25 @@ def track(
             from edgecv.tracking.evaluate import evaluate_tracking
 
             summary["tracking_metrics"] = evaluate_tracking(truth, out / MOT_FILE).to_dict()
-    stopped = stop.is_set()
-    if stopped:
-        summary["stopped"] = True
-    summary.update(note or {})
-    files["summary"] = str(out / SUMMARY)
     summary["files"] = files
     atomic_write_text(out / SUMMARY, json.dumps(summary, indent=1, default=str) + "\n")
-    return TrackResult(summary, report, files, stopped)
+    return TrackResult(summary, report, files, stopped=summary["stopped"])
+
+
+def _record_failure(path: Path, describe: Callable[[Any], dict[str, Any]], snapshot: Any, exc: BaseException) -> None:
+    """Rewrite summary.json of a run that failed (state ``failed``, the error), so that it does not stay
+    ``running``; the failure itself is raised by the caller whatever happens here."""
+    from edgecv.errors import EdgeCVError
+    from edgecv.fileio import atomic_write_text
+
+    if snapshot is None:
+        return
+    summary = describe(snapshot)
+    summary.update(state="failed", error=str(exc) or type(exc).__name__)
+    try:
+        atomic_write_text(path, json.dumps(summary, indent=1, default=str) + "\n")
+    except EdgeCVError as write_error:  # e.g. the disk that failed the run: its own error is the one raised
+        log.warning("could not record the failure in %s: %s", path, write_error)
 
 
 def tracking_warnings(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -247,24 +282,3 @@ def tracking_warnings(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
                + (", or fit them to the detector with --thresholds auto" if th.get("state") == "off"
                   and "user" not in th.get("sources", {}).values() else ""))
     return [{"code": "no_track_started", "cause": cause, "message": head + why}]
-
-
-def _generator_truth(source: Any, processed: list[int], out: Path, classes: tuple[int, ...] | None) -> Path | None:
-    """The scene generator's exact truth of the frames processed (frames left out by stride or dropped by
-    realtime are not held against the tracker) and of the ``classes`` kept, written to ``out``; None for
-    other sources."""
-    truth = getattr(source, "truth", None)
-    if not truth:
-        return None
-    import numpy as np
-
-    from edgecv.fileio import atomic_write_text
-    from edgecv.tracking.mot import COLUMNS, format_rows, mot_rows
-
-    def kept(d: Any) -> Any:
-        return d if classes is None else d[np.isin(d.class_id, classes)]
-
-    rows = [mot_rows(i + 1, kept(truth[i])) for i in processed]
-    path = out / GT_FILE
-    atomic_write_text(path, format_rows(np.concatenate(rows) if rows else np.zeros((0, COLUMNS))))
-    return path

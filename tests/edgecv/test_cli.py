@@ -113,7 +113,9 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path):
     for name in ("report.md", "demo.json", "tracker.yaml", "artifacts/report.json", "track/synthetic_seed7.mp4",
                  "track/tracks.jsonl", "track/tracks.mot.txt", "track/gt.mot.txt", "track/summary.json"):
         assert (tmp_path / name).is_file(), name
-    assert len((tmp_path / "track/tracks.jsonl").read_text().splitlines()) == 300
+    *frames, end = [json.loads(line) for line in (tmp_path / "track/tracks.jsonl").read_text().splitlines()]
+    assert len(frames) == 300 and end == {"end": "ended", "frames": 300, "expected_frames": 300, "read_frames": 300,
+                                          "message": None}
 
 
 @pytest.mark.workstation

@@ -274,3 +274,61 @@ def test_the_spec_resize_is_the_default_and_the_flag_wins(fake, images, tmp_path
 
     rows = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
     np.testing.assert_allclose([d["xyxy"] for d in rows[0]["detections"]], _expected((64, 192), used), atol=0.01)
+
+
+# -- cut-short inputs --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("flags, code", [([], 4), (["--allow-truncated"], 0)])
+def test_a_video_cut_short_is_truncated_exit_4_with_the_outputs_of_the_frames_read(fake, tmp_path, capsys, caplog,
+                                                                                     flags, code):
+    from tests.edgecv.test_sources import cut, write_clip
+
+    clip = cut(write_clip(tmp_path / "clip.avi"), 0.5, tmp_path / "cut.avi")
+    out = tmp_path / "out"
+    got, stdout, err = detect(capsys, "--model", fake["model"], "--spec", fake["spec"], "--source", clip, "--out", out,
+                              "--json", *flags)
+    assert got == code, err
+    summary = json.loads(stdout)
+    n = summary["frames"]
+    message = f"video {clip}: expected 100 frames, read {n} (ends at {n / 10:.2f} s of 10.00 s: cut short or damaged)"
+    assert 0 < n < 98 and summary["state"] == "truncated"
+    assert summary["input"] == {"expected_frames": 100, "read_frames": n, "undecodable": 0, "undecodable_files": [],
+                                "truncated": message}
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("WARNING", message)]
+    errors = [line for line in err.splitlines() if line.startswith("edgecv: error:")]
+    assert errors == ([f"edgecv: error: {message}; the outputs hold the {n} frames read (--allow-truncated accepts a "
+                       "cut-short input)"] if code else [])
+    # the frames read are not thrown away
+    assert len(json.loads((out / "predictions.json").read_text())["images"]) == n
+    assert len((out / "detections.jsonl").read_text().splitlines()) == n
+    cap = cv2.VideoCapture(str(out / "cut.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == n
+    cap.release()
+
+
+def test_a_whole_video_ends_and_a_text_summary_says_truncated(fake, tmp_path, capsys):
+    from tests.edgecv.test_sources import cut, write_clip
+
+    whole = write_clip(tmp_path / "clip.avi")
+    code, stdout, err = detect(capsys, "--model", fake["model"], "--spec", fake["spec"], "--source", whole,
+                               "--out", tmp_path / "a", "--json")
+    assert code == 0, err
+    assert json.loads(stdout)["state"] == "ended" and json.loads(stdout)["input"]["truncated"] is None
+    clip = cut(whole, 0.5, tmp_path / "cut.avi")
+    code, stdout, _ = detect(capsys, "--model", fake["model"], "--spec", fake["spec"], "--source", clip,
+                             "--out", tmp_path / "b")
+    assert code == 4 and stdout.splitlines()[-2] == (f"ended: truncated (video {clip}: expected 100 frames, read 49 "
+                                                     "(ends at 4.90 s of 10.00 s: cut short or damaged))")
+
+
+def test_a_folder_where_nothing_decodes_is_one_line_and_writes_nothing(fake, tmp_path, capsys):
+    folder = tmp_path / "broken"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"\xff\xd8\xff not really a jpeg")
+    (folder / "b.png").write_bytes(b"")
+    out = tmp_path / "out"
+    code, stdout, err = detect(capsys, "--model", fake["model"], "--spec", fake["spec"], "--source", folder, "--out", out)
+    errors = [line for line in err.splitlines() if "edgecv: error:" in line]
+    assert code == 2 and stdout == "" and "Traceback" not in err
+    assert errors == [f"edgecv: error: no frame could be read from {folder}: 2 of 2 image file(s) could not be decoded "
+                      "(a.jpg: cannot decode the image; b.png: cannot decode the image)"]
+    assert not out.exists()

@@ -10,14 +10,17 @@ The fake detector finds the same two boxes in every frame; on a 96x96 frame (str
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from edgecv.cli.main import main
-from tests.edgecv.pipeline.test_sinks import read_video
+from tests.edgecv.pipeline.test_sinks import need_ffmpeg, read_video
 from tests.edgecv.detection.test_detector import make_fake_detector, write_fake_spec
+from tests.edgecv.test_sources import cut, write_clip
 
 cv2 = pytest.importorskip("cv2")
 pytest.importorskip("onnxruntime")
@@ -27,6 +30,9 @@ DOG = [24.0, 24.0, 48.0, 72.0]
 CAT = [48.0, 0.0, 96.0, 48.0]
 SUMMARY_KEYS = {"source", "state", "frames", "wall_s", "fps", "stages", "latency_ms", "written_ms", "capture",
                 "concurrent", "counts", "events", "tracks", "model", "backend", "spec", "tracker", "out"}
+# every key of summary.json, mid-run (state "running") as at the end, for a run scored against ground truth
+ALL_KEYS = SUMMARY_KEYS | {"detections", "peak_rss_mb", "error", "input", "tracker_thresholds", "warnings",
+                           "tracking_metrics", "stopped", "files"}
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +64,16 @@ def track(capsys, fake, *args) -> tuple[int, str, str]:
 
 
 def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The per-frame records; the file must end with the line that says how the run ended (``ending``)."""
+    return ending(path)[0]
+
+
+def ending(path: Path) -> tuple[list[dict], dict]:
+    """(the per-frame records, the last line ``{"end": state, ...}``)."""
+    *records, end = [json.loads(line) for line in path.read_text().splitlines()]
+    assert set(end) == {"end", "frames", "expected_frames", "read_frames", "message"}, end
+    assert all("end" not in r for r in records)
+    return records, end
 
 
 def mot_rows(path: Path) -> list[list[float]]:
@@ -68,8 +83,10 @@ def mot_rows(path: Path) -> list[list[float]]:
 def check_outputs_agree(out: Path, summary: dict, video_name: str, frames: list[int]) -> list[dict]:
     """Every output holds the same frames: video frames == JSON lines == summary frames, and the MOT rows are
     the JSON lines' tracks."""
-    records = jsonl(out / "tracks.jsonl")
+    records, end = ending(out / "tracks.jsonl")
     assert [r["frame"] for r in records] == frames and summary["frames"] == len(frames)
+    assert end == {"end": summary["state"], "frames": len(frames), "expected_frames": summary["input"]["expected_frames"],
+                   "read_frames": summary["capture"]["read"], "message": summary["input"]["truncated"]}
     shown, _ = read_video(out / video_name)
     assert len(shown) == len(frames)
     from_jsonl = [[r["frame"] + 1, t["id"], *t["xyxy"][:2], t["xyxy"][2] - t["xyxy"][0], t["xyxy"][3] - t["xyxy"][1],
@@ -84,13 +101,16 @@ def check_outputs_agree(out: Path, summary: dict, video_name: str, frames: list[
 
 # -- the scene generator -----------------------------------------------------------------------------------
 def test_synthetic_end_to_end(fake, tmp_path, capsys, trackeval):
+    need_ffmpeg()
     out = tmp_path / "out"
     code, stdout, err = track(capsys, fake, "--source", SYNTHETIC, "--out", out, "--json",
                               "--line", "door=0,40,96,40", "--zone", "left=0,0,48,0,48,96,0,96")
     assert code == 0, err
     s = json.loads(stdout)
-    assert SUMMARY_KEYS <= set(s)
+    assert set(s) == ALL_KEYS and s["stopped"] is False
     assert s["state"] == "ended" and s["frames"] == 40 and s["concurrent"] is True and s["error"] is None
+    assert s["input"] == {"expected_frames": 40, "read_frames": 40, "undecodable": 0, "undecodable_files": [],
+                          "truncated": None}
     assert s["source"]["kind"] == "synthetic" and s["source"]["size"] == [96, 96] and s["source"]["fps"] == 30.0
     assert s["tracker"] == "ocsort" and s["backend"] == "onnxruntime" and s["spec"] == "fake"
     assert s["capture"]["read"] == 40 and s["capture"]["dropped"] == 0 and s["capture"]["strided"] == 0
@@ -180,6 +200,7 @@ def test_sequential_gives_the_same_tracks(fake, tmp_path, capsys, trackeval):
 
 # -- a video file ------------------------------------------------------------------------------------------
 def test_video_file(fake, video, tmp_path, capsys):
+    need_ffmpeg()
     out = tmp_path / "out"
     code, stdout, err = track(capsys, fake, "--source", video, "--out", out, "--json", "--tracker", "sort")
     assert code == 0, err
@@ -318,6 +339,7 @@ def interrupted(fake, tmp_path_factory):
     import sys
     import time
 
+    need_ffmpeg()
     out = tmp_path_factory.mktemp("interrupted") / "out"
     proc = subprocess.Popen([sys.executable, "-m", "edgecv", "track", "--model", str(fake["model"]), "--spec",
                              str(fake["spec"]), "--source", "synthetic:frames=0,size=64x64", "--out", str(out),
@@ -423,6 +445,206 @@ def test_real_ssd_on_a_shaky_clip_starts_tracks_only_with_fitted_thresholds(shar
     assert th["state"] == "calibrated" and th["calibration"]["frames"] == 20  # 2 s at 10 frames/s
     assert 0.5 <= th["values"]["track_thresh"] <= th["values"]["new_track_thresh"] < 0.65
     assert s["tracks"] >= 4 and s["warnings"] == [] and "warning" not in err
-    records = [json.loads(line) for line in (tmp_path / "auto" / "tracks.jsonl").read_text().splitlines()]
+    records = jsonl(tmp_path / "auto" / "tracks.jsonl")
     assert sum(len(r["tracks"]) for r in records) >= 50  # 59 here, in the 40 frames after the calibration
     assert {t["label"] for r in records for t in r["tracks"]} == {"person"}
+
+
+# -- cut-short inputs and hard kills -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def cut_videos(shared_data, tmp_path_factory) -> dict[str, Path]:
+    """The first 100 frames of the shared pedestrian video (OpenCV's vtest.avi) at 320x240, by ffmpeg, as
+    MJPG .avi, H.264 .mkv and H.264 .mp4 with its index first, each whole and cut to half its bytes."""
+    need_ffmpeg()
+    import subprocess
+
+    folder = tmp_path_factory.mktemp("cut")
+    made = {}
+    for name, codec in (("walk.avi", ["-c:v", "mjpeg", "-q:v", "5"]), ("walk.mkv", ["-c:v", "libx264", "-g", "25"]),
+                        ("walk.mp4", ["-c:v", "libx264", "-g", "25", "-movflags", "+faststart"])):
+        whole = folder / name
+        subprocess.run(["ffmpeg", "-v", "error", "-y", "-i", str(shared_data / "video" / "vtest.avi"), "-frames:v", "100",
+                        "-vf", "scale=320:240", "-an", *codec, str(whole)], check=True, timeout=120)
+        made[name] = whole
+        made[f"cut_{name}"] = cut(whole, 0.5, folder / f"cut_{name}")
+    return made
+
+
+TRUNCATED = [
+    # (video, extra flags, exit code)
+    ("cut_walk.avi", [], 4),
+    ("cut_walk.mkv", [], 4),
+    ("cut_walk.mp4", [], 4),
+    ("cut_walk.mkv", ["--allow-truncated"], 0),
+    ("walk.mkv", [], 0),
+]
+
+
+@pytest.mark.parametrize("name, flags, code", TRUNCATED, ids=[f"{n}{''.join(f)}" for n, f, _ in TRUNCATED])
+def test_a_video_cut_short_ends_truncated_with_exit_4(fake, cut_videos, tmp_path, capsys, caplog, name, flags, code):
+    out = tmp_path / "out"
+    got, stdout, err = track(capsys, fake, "--source", cut_videos[name], "--out", out, "--json", "--video-format", "mkv",
+                             *flags)
+    assert got == code, err
+    s = json.loads(stdout)
+    on_disk = json.loads((out / "summary.json").read_text())
+    records, end = ending(out / "tracks.jsonl")
+    assert on_disk["state"] == s["state"] and on_disk["input"] == s["input"] and end["end"] == s["state"]
+    n = s["frames"]
+    if not name.startswith("cut_"):
+        assert s["state"] == "ended" and n == 100 and s["input"]["truncated"] is None and not caplog.records
+        return
+    assert s["state"] == "truncated" and 0 < n < 98 and len(records) == n
+    message = s["input"]["truncated"]
+    assert message.startswith(f"video {cut_videos[name]}: expected 100 frames, read {n} (ends at ")
+    assert end == {"end": "truncated", "frames": n, "expected_frames": 100, "read_frames": n, "message": message}
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [("WARNING", message)]
+    errors = [line for line in err.splitlines() if line.startswith("edgecv: error:")]
+    if code:
+        assert errors == [f"edgecv: error: {message}; the outputs hold the {n} frames processed (--allow-truncated "
+                          "accepts a cut-short input)"]
+    else:
+        assert errors == []
+    assert len(read_video(out / f"{Path(name).stem}.mkv")[0]) == n  # the outputs hold what was read
+
+
+def test_a_truncated_run_says_so_in_the_text_summary(fake, tmp_path, capsys):
+    clip = cut(write_clip(tmp_path / "clip.avi"), 0.5, tmp_path / "cut.avi")
+    code, stdout, err = track(capsys, fake, "--source", clip, "--out", tmp_path / "out", "--sinks", "jsonl")
+    assert code == 4
+    ended = next(line for line in stdout.splitlines() if "ended:" in line)
+    assert ended.endswith(f"ended: truncated (video {clip}: expected 100 frames, read 49 (ends at 4.90 s of 10.00 s: "
+                          "cut short or damaged))")
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.jpg": b"\xff\xd8\xff\xe0 junk", "b.png": b""}, "no frame could be read from {src}: 2 of 2 image file(s) "
+     "could not be decoded (a.jpg: cannot decode the image; b.png: cannot decode the image)"),
+    ({}, "no images (.jpg, .jpeg, .png, .bmp, .webp, .tif, .tiff) in folder {src}"),
+])
+def test_a_source_that_gives_no_frame_is_a_one_line_error(fake, tmp_path, capsys, files, message):
+    src = tmp_path / "frames"
+    src.mkdir()
+    for name, data in files.items():
+        (src / name).write_bytes(data)
+    code, stdout, err = track(capsys, fake, "--source", src, "--out", tmp_path / "out", "--sinks", "jsonl")
+    errors = [line for line in err.splitlines() if "edgecv: error:" in line]
+    assert code == 2 and stdout == "" and "Traceback" not in err
+    assert errors == [f"edgecv: error: {message.format(src=src)}"]
+    out = tmp_path / "out"
+    if files:  # found out while running: summary.json says the run failed, and why, in full
+        s = json.loads((out / "summary.json").read_text())
+        assert s["state"] == "failed" and s["error"] == message.format(src=src) and s["frames"] == 0
+        assert set(s) == ALL_KEYS - {"tracking_metrics"} and s["input"]["undecodable"] == 2
+        assert ending(out / "tracks.jsonl") == ([], {"end": "failed", "frames": 0, "expected_frames": 2, "read_frames": 0,
+                                                     "message": message.format(src=src)})
+    else:  # found out when opening: nothing written
+        assert not out.exists()
+
+
+def test_an_undecodable_image_is_skipped_and_counted(fake, tmp_path, capsys):
+    src = tmp_path / "frames"
+    src.mkdir()
+    for k in range(3):
+        cv2.imwrite(str(src / f"{k}.png"), np.full((32, 48, 3), 50 * k, np.uint8))
+    (src / "1.png").write_bytes(b"\x89PNG cut")
+    code, stdout, err = track(capsys, fake, "--source", src, "--out", tmp_path / "out", "--sinks", "jsonl")
+    assert code == 0, err
+    assert "skipped 1 undecodable image(s): 1.png" in stdout.splitlines()
+    s = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert s["state"] == "ended" and s["frames"] == 2
+    assert s["input"] == {"expected_frames": 3, "read_frames": 2, "undecodable": 1, "undecodable_files": ["1.png"],
+                          "truncated": None}
+
+
+def test_without_ffmpeg_the_default_mp4_is_one_line_and_writes_nothing(fake, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # no edgecv[video] either
+    code, stdout, err = track(capsys, fake, "--source", SYNTHETIC, "--out", tmp_path / "out")
+    assert code == 2 and stdout == "" and not (tmp_path / "out").exists()
+    assert err.strip().splitlines()[-1] == (
+        "edgecv: error: writing the annotated video synthetic_seed0.mp4 needs the ffmpeg program, which is not on "
+        "PATH: install it (apt install ffmpeg, or pip install 'edgecv[video]'), or write .mkv (--video-format mkv), "
+        "or leave out the video sink")
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    """(pid, name) of the processes whose parent is ``pid``, from /proc."""
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            name, rest = stat.read_text().rsplit(")", 1)
+        except OSError:  # it ended while we looked
+            continue
+        if int(rest.split()[1]) == pid:
+            kids.append((int(stat.parent.name), name.split("(", 1)[1]))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize("killed", ["edgecv and ffmpeg", "edgecv alone"])
+def test_after_a_sigkill_the_video_plays_and_summary_json_is_whole(fake, tmp_path, killed):
+    """``edgecv track`` (default outputs) SIGKILLed mid-run, once progress shows on disk: summary.json was
+    rewritten mid-run (5 s) and the JSON lines hold 3 s of frames. Killed with its ffmpeg at the same instant
+    (both frozen first: a power cut, a cgroup kill), the fragmented .mp4 plays up to its last whole fragment;
+    killed alone (the OOM killer), ffmpeg finishes the file with every frame it was given. Before issue 16:
+    0 decodable frames and a 5-field summary."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    need_ffmpeg()
+    out = tmp_path / "out"
+    log = (tmp_path / "stderr.txt").open("w")
+    proc = subprocess.Popen([sys.executable, "-m", "edgecv", "track", "--model", str(fake["model"]), "--spec",
+                             str(fake["spec"]), "--source", "synthetic:frames=100000,size=96x96", "--out", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=log)
+    jsonl_path = out / "tracks.jsonl"
+    ffmpeg: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while not ((out / "summary.json").exists() and jsonl_path.exists() and jsonl_path.read_text().count("\n") >= 90):
+            assert proc.poll() is None, (tmp_path / "stderr.txt").read_text()
+            assert time.monotonic() < deadline, "no progress on disk in 120 s"
+            time.sleep(0.05)
+        ffmpeg = [pid for pid, name in _children(proc.pid) if name == "ffmpeg"]
+        assert len(ffmpeg) == 1, _children(proc.pid)
+        victims = [proc.pid] + (ffmpeg if killed == "edgecv and ffmpeg" else [])
+        for pid in victims:
+            os.kill(pid, signal.SIGSTOP)  # nothing moves between the kills
+        for pid in victims:
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=60)
+        deadline = time.monotonic() + 60
+        while any(_alive(pid) for pid in ffmpeg):  # killed alone, edgecv leaves ffmpeg to finish the file
+            assert time.monotonic() < deadline, "ffmpeg did not finish the file within 60 s of edgecv's kill"
+            time.sleep(0.05)
+    finally:
+        for pid in [proc.pid, *ffmpeg]:
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        proc.wait()
+        log.close()
+    assert proc.returncode == -signal.SIGKILL
+    lines = jsonl_path.read_text().splitlines()
+    records = [json.loads(line) for line in lines[:-1]]  # the last line may be cut mid-way
+    assert all("end" not in r for r in records) and len(records) >= 90  # no end line: a killed run
+    s = json.loads((out / "summary.json").read_text())  # whole: it is replaced by a rename, never rewritten in place
+    assert set(s) == ALL_KEYS and s["state"] == "running" and s["tracking_metrics"] is None and s["stopped"] is False
+    assert 0 < s["frames"] and s["input"]["expected_frames"] == 100000 and s["error"] is None
+    assert all(stage["frames"] > 0 for stage in s["stages"].values())
+    assert s["files"] == {"video": str(out / "synthetic_seed0.mp4"), "jsonl": str(jsonl_path),
+                          "mot": str(out / "tracks.mot.txt"), "summary": str(out / "summary.json")}
+    shown, fps = read_video(out / "synthetic_seed0.mp4")
+    assert fps == pytest.approx(30.0) and {f.shape for f in shown} == {(96, 96, 3)}
+    if killed == "edgecv alone":
+        assert len(shown) >= len(records)  # every frame given to ffmpeg is in the file (the video is written first)
+    else:
+        assert len(shown) >= 30  # at least one whole fragment (a second); more than 90 frames were given

@@ -102,6 +102,7 @@ class RecordingSink:
     def __init__(self, *, fail_at: int | None = None, error: BaseException | None = None,
                  stop_at: int | None = None, stop: threading.Event | None = None) -> None:
         self.results = []
+        self.ended = []  # the end records (one per run)
         self.opened = self.closed = 0
         self.info = None
         self.fail_at, self.error, self.stop_at, self.stop = fail_at, error, stop_at, stop
@@ -117,6 +118,9 @@ class RecordingSink:
         self.results.append(result)
         if result.frame.index == self.stop_at:
             self.stop.set()
+
+    def end(self, record):
+        self.ended.append(record)
 
     def close(self):
         self.closed += 1
@@ -486,3 +490,57 @@ def test_queue_size_one_still_processes_every_frame():
     report = pipeline(sinks=[sink], queue_size=1).run(Squares(15))
     assert sink.frames == list(range(15)) and report.frames == 15
     assert all(report.stages[s]["queue_max"] <= 1 for s in ("decode", "tracking", "sinks"))
+
+
+# -- how a run ended: the sinks' end record, a cut-short source, the report while it runs ------------------
+class ShortSquares(Squares):
+    """Declares ``declared`` frames and gives ``n``, then says it was cut short, as a cut video file does."""
+
+    def __init__(self, n: int, declared: int) -> None:
+        super().__init__(n)
+        self.length = declared
+
+    def __iter__(self):
+        for frame in super().__iter__():
+            self.read += 1
+            yield frame
+        if self.read < self.length:
+            self.truncated = f"squares: expected {self.length} frames, read {self.read}"
+
+
+ENDINGS = [
+    # (source, stop at frame, the end record's state and message, the run's error)
+    (lambda: Squares(12), None, "ended", None, None),
+    (lambda: ShortSquares(7, declared=12), None, "truncated", "squares: expected 12 frames, read 7", None),
+    (lambda: Squares(1000), 5, "stopped", None, None),
+    (lambda: Squares(50, fail_after=7, error=InputError("frame 7: bad data")), None, "failed", "frame 7: bad data",
+     InputError),
+]
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+@pytest.mark.parametrize("make, stop_at, state, message, error", ENDINGS, ids=[e[2] for e in ENDINGS])
+def test_every_sink_is_told_how_the_run_ended(make, stop_at, state, message, error, concurrent):
+    stop = threading.Event()
+    sink = RecordingSink(stop_at=stop_at, stop=stop)
+    report, raised = run_with_timeout(pipeline(concurrent=concurrent, sinks=[sink]), make(), stop=stop)
+    assert sink.closed == 1 and len(sink.ended) == 1
+    end = sink.ended[0]
+    assert end["end"] == state and end["message"] == message and end["frames"] == len(sink.frames)
+    if error is not None:
+        assert isinstance(raised, error) and report is None
+        return
+    assert raised is None and report.state == state
+    assert report.input["truncated"] == message and report.input["read_frames"] == end["read_frames"]
+    if state == "truncated":
+        assert (report.input["expected_frames"], report.input["read_frames"], report.frames) == (12, 7, 7)
+
+
+def test_the_report_while_the_run_goes_has_every_field_in_state_running():
+    seen = []
+    p = pipeline(concurrent=True, sinks=[SlowCountingSink()], progress_interval_s=0.01)
+    assert p.snapshot() is None
+    report, error = run_with_timeout(p, Squares(40), progress=lambda status: seen.append(p.snapshot()))
+    assert error is None and seen
+    assert all(r.state == "running" and set(r.to_dict()) == set(report.to_dict()) for r in seen)
+    assert report.state == "ended" and p.snapshot().state == "ended"

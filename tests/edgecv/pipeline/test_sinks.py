@@ -5,6 +5,9 @@ registry the CLI's choices come from."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +18,20 @@ from edgecv.detection.detections import Detections
 from edgecv.errors import ConfigError, OutputError
 from edgecv.pipeline.events import TrackEvent
 from edgecv.pipeline.runner import FrameResult
-from edgecv.pipeline.sinks import SINKS, JsonlSink, MotSink, Sink, VideoSink, make_sink
+from edgecv.pipeline.sinks import SINKS, FfmpegMp4, JsonlSink, MotSink, Sink, TruthSink, VideoSink, make_sink
 from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
 from edgecv.sources import Frame
+
+FFMPEG = shutil.which("ffmpeg")
+
+
+def need_ffmpeg() -> None:
+    """Skip without the ffmpeg program (the default .mp4 is written by it), or fail in CI, which installs it."""
+    if FFMPEG is None:
+        if os.environ.get("EDGECV_CI"):
+            pytest.fail("ffmpeg is missing: .ci/run installs Debian's ffmpeg, which writes the default .mp4")
+        pytest.skip("needs the ffmpeg program (apt-get install ffmpeg): it writes the default .mp4")
+
 
 INFO = {"kind": "video", "text": "clip.mp4", "name": "clip", "fps": 25.0, "size": [64, 48], "live": False,
         "length": 10, "labels": ["cat", "dog"], "policy": "every"}
@@ -75,6 +89,34 @@ def test_jsonl_without_labels_and_without_time(tmp_path):
     sink.close()
     d = json.loads((tmp_path / "t.jsonl").read_text())
     assert d["time_s"] is None and [t["label"] for t in d["tracks"]] == ["1", "5"]
+
+
+def test_jsonl_ends_with_how_the_run_ended(tmp_path):
+    sink = JsonlSink(tmp_path / "t.jsonl")
+    sink.open(INFO)
+    sink.write(result(0))
+    end = {"end": "truncated", "frames": 1, "expected_frames": 10, "read_frames": 1,
+           "message": "video clip.mp4: expected 10 frames, read 1"}
+    sink.end(end)
+    assert json.loads((tmp_path / "t.jsonl").read_text().splitlines()[-1]) == end  # flushed at once
+    sink.close()
+    lines = (tmp_path / "t.jsonl").read_text().splitlines()
+    assert len(lines) == 2 and json.loads(lines[0])["frame"] == 0 and json.loads(lines[1]) == end
+
+
+# -- ground truth ------------------------------------------------------------------------------------------
+def test_truth_rows_of_the_frames_written_and_classes_kept(tmp_path):
+    truth = Detections(np.array([[0.0, 0.0, 10.0, 20.0], [5.0, 5.0, 7.0, 9.0]]), [1.0, 1.0], [0, 2], tracker_id=[4, 9])
+    sink = TruthSink(tmp_path / "gt.mot.txt", classes=[2, 7])
+    sink.open(INFO)
+    for index, frame_truth in ((0, truth), (3, truth), (4, None), (5, truth[:1])):
+        r = result(index, empty=True)
+        sink.write(FrameResult(Frame(r.frame.image, index, r.frame.name, truth=frame_truth), index,
+                               r.detections, [], 0.0, 0.0))
+    sink.close()
+    # only class 2 kept; frames 4 (no truth) and 5 (class 0 only) have no rows; frame numbers from 1
+    assert (tmp_path / "gt.mot.txt").read_text() == "1,9,5,5,2,4,1,-1,-1,-1\n4,9,5,5,2,4,1,-1,-1,-1\n"
+    assert sink.frames == 4 and TruthSink.name not in SINKS
 
 
 # -- MOT rows ----------------------------------------------------------------------------------------------
@@ -180,6 +222,8 @@ def moving(i: int) -> np.ndarray:
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi"])
 def test_video_is_readable_with_every_frame(tmp_path, suffix):
     pytest.importorskip("cv2")
+    if suffix == ".mp4":
+        need_ffmpeg()
     path = tmp_path / f"clip{suffix}"
     counters = [LineCounter(Line.parse("door=32,0,32,48")), ZoneCounter(Zone.parse("z=0,0,20,0,20,20,0,20"))]
     sink = VideoSink(path, counters=counters, trail=3)
@@ -200,6 +244,7 @@ def test_video_is_readable_with_every_frame(tmp_path, suffix):
 
 def test_video_keeps_its_first_size_and_the_rate_divided_by_stride(tmp_path):
     pytest.importorskip("cv2")
+    need_ffmpeg()
     path = tmp_path / "s.mp4"
     sink = VideoSink(path, stride=2)
     sink.open(INFO)
@@ -224,10 +269,70 @@ def test_video_without_a_rate_uses_25(tmp_path):
 
 def test_a_video_sink_that_wrote_nothing_leaves_no_file(tmp_path):
     pytest.importorskip("cv2")
+    need_ffmpeg()
     sink = VideoSink(tmp_path / "none.mp4")
     sink.open(INFO)
     sink.close()
     assert not (tmp_path / "none.mp4").exists()
+
+
+def mp4_boxes(path: Path) -> list[str]:
+    """The top-level box types of an MP4 file, in order."""
+    data, pos, boxes = path.read_bytes(), 0, []
+    while pos + 8 <= len(data):
+        size = int.from_bytes(data[pos:pos + 4], "big")
+        boxes.append(data[pos + 4:pos + 8].decode("latin-1"))
+        if size == 1:
+            size = int.from_bytes(data[pos + 8:pos + 16], "big")
+        pos += size if size else len(data)
+    return boxes
+
+
+def test_the_mp4_is_fragmented_and_an_odd_size_is_padded_by_a_pixel(tmp_path):
+    need_ffmpeg()
+    path = tmp_path / "odd.mp4"
+    sink = VideoSink(path)
+    sink.open({**INFO, "fps": 10.0})
+    for i in range(25):
+        sink.write(result(i, image=np.full((47, 63, 3), 10 * i, np.uint8), empty=True))
+    sink.close()
+    # an index without samples, then a fragment (moof + mdat) a second: what plays after a hard kill
+    # (test_cli_track kills a run); 25 frames at 10 frames/s are at least three fragments (a scene cut adds one)
+    boxes = mp4_boxes(path)
+    fragments = (len(boxes) - 3) // 2
+    assert boxes == ["ftyp", "moov"] + ["moof", "mdat"] * fragments + ["mfra"] and fragments >= 3, boxes
+    frames, fps = read_video(path)
+    assert len(frames) == 25 and {f.shape for f in frames} == {(48, 64, 3)} and fps == pytest.approx(10.0)
+    # the picture survives the YUV 4:2:0 round trip within 6 levels; the added pixel column and row are black
+    assert abs(int(frames[20][10, 10, 0]) - 200) <= 6 and frames[20][47, 63].max() <= 20
+
+
+def test_without_ffmpeg_an_mp4_is_a_one_line_error_and_mkv_still_works(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # nothing named ffmpeg there
+    monkeypatch.setitem(sys.modules, "imageio_ffmpeg", None)  # and no edgecv[video]
+    with pytest.raises(OutputError) as exc:
+        VideoSink(tmp_path / "street.mp4")
+    assert str(exc.value) == ("writing the annotated video street.mp4 needs the ffmpeg program, which is not on PATH: "
+                              "install it (apt install ffmpeg, or pip install 'edgecv[video]'), or write .mkv "
+                              "(--video-format mkv), or leave out the video sink")
+    sink = VideoSink(tmp_path / "street.mkv")
+    sink.open(INFO)
+    sink.write(result(0, empty=True))
+    sink.close()
+    assert len(read_video(tmp_path / "street.mkv")[0]) == 1
+
+
+def test_ffmpeg_dying_mid_run_is_an_output_error_naming_it(tmp_path):
+    need_ffmpeg()
+    video = FfmpegMp4(tmp_path / "v.mp4", fps=10.0, size=(64, 48))
+    video.write(np.zeros((48, 64, 3), np.uint8))
+    video._proc.kill()  # as the OOM killer or a full disk would end it
+    video._proc.wait()
+    with pytest.raises(OutputError, match=r"^cannot write video .*v\.mp4: ffmpeg stopped \(exit code -9\)$"):
+        for _ in range(10):  # the pipe's buffer may take the first frame after the kill
+            video.write(np.zeros((48, 64, 3), np.uint8))
+    with pytest.raises(OutputError, match=r"^cannot write video .*v\.mp4: ffmpeg failed \(exit code -9\)$"):
+        video.release()
 
 
 @pytest.mark.parametrize("name, error", [
@@ -271,3 +376,17 @@ def test_registry():
     assert all(issubclass(cls, Sink) and cls.name == key and cls.default_file and cls.description
                for key, cls in SINKS.items())
     assert make_sink("video", "out", trail=5, stride=3).trail == 5
+
+
+def test_without_ffmpeg_on_path_the_video_extra_writes_the_mp4(tmp_path, monkeypatch):
+    """edgecv[video] (imageio-ffmpeg's static ffmpeg) stands in for a system ffmpeg."""
+    pytest.importorskip("imageio_ffmpeg", reason="edgecv[video] is not installed")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    sink = VideoSink(tmp_path / "street.mp4")
+    sink.open({**INFO, "fps": 10.0})
+    for i in range(12):
+        sink.write(result(i, empty=True))
+    sink.close()
+    frames, fps = read_video(tmp_path / "street.mp4")
+    assert len(frames) == 12 and fps == pytest.approx(10.0)
+    assert mp4_boxes(tmp_path / "street.mp4")[:3] == ["ftyp", "moov", "moof"]

@@ -110,7 +110,8 @@ def test_stream_survives_a_server_restart(shared_data, tmp_path):
     assert summary["capture"]["reconnects"] >= 1 and summary["capture"]["events"][0]["event"] == "reconnected"
     assert summary["source"]["fps"] == pytest.approx(10.0) and summary["source"]["size"] == [768, 576]
 
-    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    *records, end = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert end["end"] == "stopped" and end["expected_frames"] is None  # live: no declared count
     assert len(records) == summary["frames"] >= len(after)
     # nothing written before the outage was lost or rewritten
     assert jsonl.read_text().splitlines()[: len(before)] == before

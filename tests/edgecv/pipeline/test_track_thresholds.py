@@ -92,7 +92,8 @@ def test_low_scores_with_fitted_thresholds_start_one_track_per_person(tmp_path):
     assert 0.5 <= th["values"]["track_thresh"] <= th["values"]["new_track_thresh"] < 0.68
     assert th["sources"]["new_track_thresh"] == "calibrated: q50 of 180 detection scores in the first 2.0 s"
     assert 0 < s["detections"]["startable"] < s["detections"]["count"] == 270
-    records = [json.loads(line) for line in (tmp_path / "out" / "tracks.jsonl").read_text().splitlines()]
+    *records, end = [json.loads(line) for line in (tmp_path / "out" / "tracks.jsonl").read_text().splitlines()]
+    assert end["end"] == "ended"
     first = min(r["frame"] for r in records if r["tracks"])
     assert 59 <= first <= 65 and [t["id"] for t in records[-1]["tracks"]] == [1, 2, 3]
 
