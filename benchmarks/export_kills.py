@@ -18,7 +18,7 @@ The stages of a mode are read from a traced run (``EDGECV_STAGE_TRACE``); a stag
 (``child-started:edgecv.bench``, once per artifact) is killed at each pass (``#2``).
 tests/converters/test_publish_kills.py runs the same cases through these functions and asserts on them.
 
-    .venv/bin/python benchmarks/export_kills.py [--modes swap,inplace] [--signals KILL,TERM,INT] [--json]
+    .venv/bin/python benchmarks/export_kills.py [--modes swap,inplace] [--signals KILL,TERM,INT] [--to onnx,tflite] [--json]
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ def sha256(path: Path) -> str:
 
 
 def marked_pids(token: str) -> set[int]:
-    """The live processes whose environment holds ``MARKER=token`` (zombies have none left to read)."""
+    """The live processes whose environment holds ``MARKER=token`` (zombies have none left to read, and a
+    process shows none for an instant while it execs: poll, as :func:`survivors` does)."""
     needle = f"{MARKER}={token}".encode() + b"\0"
     found = set()
     for entry in os.listdir("/proc"):
@@ -95,9 +96,13 @@ def marked_pids(token: str) -> set[int]:
 def survivors(token: str, *, within: float = 10.0) -> list[int]:
     """The processes of the run ``token`` still alive after waiting up to ``within`` seconds for them to go."""
     deadline = time.monotonic() + within
+    empty = 0
     while True:
         alive = marked_pids(token)
-        if not alive or time.monotonic() > deadline:
+        # A process in the middle of an exec shows an empty environment for an instant: "none left" must be
+        # seen three polls in a row.
+        empty = 0 if alive else empty + 1
+        if empty >= 3 or time.monotonic() > deadline:
             return sorted(alive)
         time.sleep(0.05)
 
@@ -383,8 +388,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--modes", default="swap,inplace", help="publish modes (default swap,inplace)")
     p.add_argument("--signals", default="KILL", help="signals to stop each run with at every stage (default KILL)")
+    p.add_argument("--to", default="onnx,openvino",
+                   help="formats to export (default onnx,openvino; tflite adds the onnx2tf worker and its children)")
     p.add_argument("--json", action="store_true", help="print the cases as JSON")
     args = p.parse_args()
+    global EXPORT_ARGS
+    EXPORT_ARGS = ("--to", args.to, *EXPORT_ARGS[2:])
     cases = []
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgecv-kills-") as tmp:

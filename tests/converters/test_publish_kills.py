@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -193,6 +194,10 @@ def test_the_harness_finds_a_live_process_of_the_run():
     token = uuid.uuid4().hex
     proc = subprocess.Popen(["sleep", "30"], env={**os.environ, ek.MARKER: token})
     try:
+        # Popen returns while the kernel may still be setting up the new environment of the exec: poll.
+        deadline = time.monotonic() + 10
+        while not ek.marked_pids(token) and time.monotonic() < deadline:
+            time.sleep(0.01)
         assert ek.marked_pids(token) == {proc.pid}
         assert ek.survivors(token, within=0.2) == [proc.pid]
     finally:
