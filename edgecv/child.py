@@ -29,7 +29,6 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import json
 import logging
@@ -39,17 +38,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping, NoReturn
+from typing import Any, Callable, Mapping, NoReturn
 
 from edgecv import errors
 from edgecv.errors import EdgeCVError
 from edgecv.stages import stage
-from edgecv.workdir import WorkDir, sweep
+from edgecv.workdir import WorkDir, sigterm_unwinds, sweep
 
 log = logging.getLogger(__name__)
 
@@ -193,7 +191,8 @@ def run(
     _sweep_once()
     workdir = WorkDir.create(tempfile.gettempdir(), FOLDER_PREFIX)
     folder = workdir.path
-    try:
+    # SIGTERM unwinds (the child's group killed, the folder removed), then ends this process as it would have.
+    with sigterm_unwinds(), workdir:
         (folder / REQUEST).write_text(json.dumps({"target": target, "request": request, "parent": os.getpid()}))
         module = __name__ if ":" in target else target
         argv = [sys.executable, "-m", module, str(folder)]
@@ -211,12 +210,6 @@ def run(
         answer = _read_result(folder / RESULT)
         return Outcome(target, returncode, returned="result" in answer, result=answer.get("result"),
                        error=answer.get("error"), stderr=stderr, timeout=timeout)
-    except _Terminated:
-        workdir.remove()
-        os.kill(os.getpid(), signal.SIGTERM)  # the default action again, now that the child is gone
-        raise
-    finally:
-        workdir.remove()
 
 
 def _sweep_once() -> None:
@@ -281,34 +274,12 @@ def serve(work: Callable[[Any], Any]) -> NoReturn:
 # --- parent side ------------------------------------------------------------------------------------
 
 
-class _Terminated(BaseException):
-    """SIGTERM arrived while a child ran."""
-
-
-@contextlib.contextmanager
-def _sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into :class:`_Terminated` while waiting, unless someone else handles SIGTERM."""
-    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-
-    def handler(signum, frame):
-        raise _Terminated
-
-    signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def _wait(proc: subprocess.Popen, timeout: float | None, *, stage_name: str = "") -> int | None:
     """The child's exit code, or None after killing it for running past ``timeout``."""
     try:
-        with _sigterm_raises():
-            if stage_name:
-                stage(stage_name)
-            return proc.wait(timeout=timeout)
+        if stage_name:
+            stage(stage_name)
+        return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
         return None
