@@ -113,7 +113,9 @@ class RunReport:
     asked), ``lost`` (a live source could not be reopened); ``running`` in a :meth:`Pipeline.snapshot`.
     ``input``: the frames the source declared (``expected_frames``, None when unknown or live) and gave
     (``read_frames``), the images it could not decode (``undecodable``, the first ten named in
-    ``undecodable_files``) and the ``truncated`` message (None unless the state is ``truncated``)."""
+    ``undecodable_files``) and the ``truncated`` message (None unless the state is ``truncated``).
+    ``tracker_dropped``: what the tracker refused (boxes it could not use, tracks whose state stopped being
+    finite), by reason (:attr:`edgecv.tracking.track.Tracker.dropped`)."""
 
     source: dict[str, Any]
     state: str
@@ -132,6 +134,7 @@ class RunReport:
     peak_rss_mb: float | None = None
     error: str | None = None
     input: dict[str, Any] = field(default_factory=dict)
+    tracker_dropped: dict[str, int] = field(default_factory=dict)  # input boxes and tracks dropped, by reason
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -442,5 +445,6 @@ class Pipeline:
             capture=cap.stats.to_dict(), concurrent=self.options.concurrent, counts=counts,
             events=dict(self.event_counts), tracks=self.event_counts["enter"],
             detections=dict(self.seen) if self.tracker is not None else {}, peak_rss_mb=_rss_mb()[1],
+            tracker_dropped=dict(self.tracker.dropped) if self.tracker is not None else {},
             error=str(cap.error) if cap.error is not None else None,
             input={**cap.source.input_report(), "read_frames": cap.stats.read})  # counted here for any source

@@ -32,7 +32,7 @@ SUMMARY_KEYS = {"source", "state", "frames", "wall_s", "fps", "stages", "latency
                 "concurrent", "counts", "events", "tracks", "model", "backend", "spec", "tracker", "out"}
 # every key of summary.json, mid-run (state "running") as at the end, for a run scored against ground truth
 ALL_KEYS = SUMMARY_KEYS | {"detections", "peak_rss_mb", "error", "input", "tracker_thresholds", "warnings",
-                           "tracking_metrics", "stopped", "files"}
+                           "tracking_metrics", "stopped", "files", "tracker_dropped"}
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_synthetic_end_to_end(fake, tmp_path, capsys, trackeval):
                               "--line", "door=0,40,96,40", "--zone", "left=0,0,48,0,48,96,0,96")
     assert code == 0, err
     s = json.loads(stdout)
-    assert set(s) == ALL_KEYS and s["stopped"] is False
+    assert set(s) == ALL_KEYS and s["stopped"] is False and s["tracker_dropped"] == {}
     assert s["state"] == "ended" and s["frames"] == 40 and s["concurrent"] is True and s["error"] is None
     assert s["input"] == {"expected_frames": 40, "read_frames": 40, "undecodable": 0, "undecodable_files": [],
                           "truncated": None}

@@ -544,3 +544,19 @@ def test_the_report_while_the_run_goes_has_every_field_in_state_running():
     assert error is None and seen
     assert all(r.state == "running" and set(r.to_dict()) == set(report.to_dict()) for r in seen)
     assert report.state == "ended" and p.snapshot().state == "ended"
+
+
+class FlatBoxDetector(SquareDetector):
+    """The square, plus a box of no height on every frame: a box the tracker cannot follow."""
+
+    def decode(self, outputs, transform):
+        square = super().decode(outputs, transform)
+        flat = Detections(np.array([[5.0, 40.0, 15.0, 40.0]], np.float32), [0.9], [0])
+        return Detections.merge([square, flat]) if len(square) else flat
+
+
+def test_what_the_tracker_drops_is_in_the_report():
+    n = 12
+    report, error = run_with_timeout(pipeline(detector=FlatBoxDetector()), Squares(n))
+    assert error is None and report.tracker_dropped == {"zero or negative size": n}
+    assert report.to_dict()["tracker_dropped"] == {"zero or negative size": n}
