@@ -14,8 +14,8 @@ records the SHA-256 of every file) and without one. Outcomes:
 - ``crashed``: the process died (a signal, or an exit without a result).
 
 Example:
-    >>> originals = make_originals(tmp, shared_models)                         # doctest: +SKIP
-    >>> tally(try_mutants(make_mutants(originals["onnx"], tmp / "m", count=50, seed=0)))  # doctest: +SKIP
+    >>> original = make_original("onnx", shared / "mnist-8.onnx", tmp / "original")           # doctest: +SKIP
+    >>> tally(try_mutants(make_mutants(original, tmp / "m", count=50, seed=0), work=tmp / "w"))  # doctest: +SKIP
 """
 
 from __future__ import annotations
