@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from edgecv.errors import ModelFileError, UnsafeModelError
 
@@ -218,16 +218,21 @@ def _node_name(tensor: str) -> str:
     return tensor.lstrip("^").split(":")[0]
 
 
-def _upstream(roots: set[str], nodes) -> set[str]:
-    """``roots`` and every top-level node they depend on (data and control inputs)."""
+def _closure(roots: set[str], known, neighbours: Callable[[str], Iterable[str]]) -> set[str]:
+    """``roots`` and everything reachable from them through ``neighbours``, among the names in ``known``."""
     seen, stack = set(), list(roots)
     while stack:
         name = stack.pop()
-        if name in seen or name not in nodes:
+        if name in seen or name not in known:
             continue
         seen.add(name)
-        stack.extend(_node_name(i) for i in nodes[name].input)
+        stack.extend(neighbours(name))
     return seen
+
+
+def _upstream(roots: set[str], nodes) -> set[str]:
+    """``roots`` and every top-level node they depend on (data and control inputs)."""
+    return _closure(roots, nodes, lambda name: (_node_name(i) for i in nodes[name].input))
 
 
 def _functions_of(node, library) -> Iterable[str]:
@@ -247,14 +252,7 @@ def _calls(nodes, names: set[str], library) -> set[str]:
 
 def _reach(roots: set[str], library) -> set[str]:
     """``roots`` and every function they call, transitively."""
-    seen, stack = set(), list(roots)
-    while stack:
-        name = stack.pop()
-        if name in seen or name not in library:
-            continue
-        seen.add(name)
-        stack.extend(f for node in library[name].node_def for f in _functions_of(node, library))
-    return seen
+    return _closure(roots, library, lambda name: (f for node in library[name].node_def for f in _functions_of(node, library)))
 
 
 def _collection_nodes(mg) -> Iterator[str]:
