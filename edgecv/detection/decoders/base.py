@@ -8,6 +8,7 @@ Example:
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, Sequence
 
 import numpy as np
@@ -27,6 +28,42 @@ class Decoder(Protocol):
     def to_dict(self) -> dict[str, Any]: ...
 
     def decode(self, outputs: Sequence[np.ndarray], *, input_size: tuple[int, int]) -> Detections: ...
+
+    def output_roles(self, shapes: Sequence[tuple[int, ...]]) -> tuple[OutputRole, ...]: ...
+
+
+ROLE_KINDS = ("box", "score", "logit")
+
+
+@dataclass(frozen=True)
+class OutputRole:
+    """What a slice of one raw output holds, for tools that treat values by meaning (an int8 quantizer gives
+    box coordinates and class scores their own ranges): values ``start:stop`` along ``axis`` of output
+    ``output``, each candidate (anchor, cell) along the output's other non-batch axes. ``kind``: ``box``
+    (coordinates, keypoints included), ``score`` (probabilities in [0, 1]) or ``logit`` (scores before a
+    sigmoid the decoder applies).
+
+    Example:
+        >>> OutputRole(0, 1, 4, 84, "score").width
+        80
+    """
+
+    output: int
+    axis: int
+    start: int
+    stop: int
+    kind: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in ROLE_KINDS:
+            raise InputError(f"output role: expected kind one of {', '.join(ROLE_KINDS)}, got {self.kind!r}")
+
+    @property
+    def width(self) -> int:
+        return self.stop - self.start
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"output": self.output, "axis": self.axis, "values": [self.start, self.stop], "kind": self.kind}
 
 
 def describe(outputs: Sequence[np.ndarray]) -> str:

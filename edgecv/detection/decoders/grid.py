@@ -24,7 +24,7 @@ from typing import Any, ClassVar, Sequence
 import numpy as np
 
 from edgecv.config import check, from_mapping, to_plain
-from edgecv.detection.decoders.base import check_input_size, check_outputs, describe
+from edgecv.detection.decoders.base import OutputRole, check_input_size, check_outputs, describe
 from edgecv.detection.detections import Detections
 from edgecv.errors import InputError
 
@@ -67,6 +67,16 @@ class GridDecoder:
         if scores[0].shape[1:3] != boxes[0].shape[1:3]:
             raise InputError(f"{self.name}: scores and boxes must share one grid, got {describe(arrays)}")
         return scores[0][0], boxes[0][0]
+
+    def output_roles(self, shapes: Sequence[tuple[int, ...]]) -> tuple[OutputRole, ...]:
+        """The score grid (objectness and class probabilities) and the box grid (distances in strides)."""
+        try:
+            scores, boxes = self._split([np.empty(s, np.float32) for s in shapes])
+        except InputError:
+            return ()
+        isc = next(i for i, s in enumerate(shapes) if tuple(s[1:]) == scores.shape)
+        ib = next(i for i, s in enumerate(shapes) if tuple(s[1:]) == boxes.shape and i != isc)
+        return (OutputRole(ib, 3, 0, 4, "box"), OutputRole(isc, 3, 0, shapes[isc][3], "score"))
 
     def decode(self, outputs: Sequence[np.ndarray], *, input_size: tuple[int, int]) -> Detections:
         """Every cell (or those above ``min_score_thresh``) as a box in input pixels."""

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgecv.config import check, from_mapping, to_plain
 from edgecv.detection.anchors import SsdAnchorOptions, generate_anchors
-from edgecv.detection.decoders.base import check_input_size, check_outputs, describe
+from edgecv.detection.decoders.base import OutputRole, check_input_size, check_outputs, describe
 from edgecv.detection.detections import Detections
 from edgecv.errors import InputError
 
@@ -142,6 +142,18 @@ class SsdAnchorsDecoder:
             raise InputError(f"{self.name}: expected outputs [1,{a},{c}] (boxes) and [1,{a},C] (scores), "
                              f"got {describe(outputs)}")
         return boxes[0], scores[0]
+
+    def output_roles(self, shapes: Sequence[tuple[int, ...]]) -> tuple[OutputRole, ...]:
+        """The box tensor's coordinates (box and keypoints) and the score tensor (logits under ``sigmoid_score``)."""
+        try:
+            boxes, scores = self._find([np.empty(s, np.float32) for s in shapes])
+        except InputError:
+            return ()
+        ib = next(i for i, s in enumerate(shapes) if tuple(s) == boxes.shape)
+        isc = next(i for i, s in enumerate(shapes) if tuple(s) == scores.shape and i != ib)
+        classes = shapes[isc][2] if len(shapes[isc]) == 3 else 1  # a [1, A] score tensor: one value per anchor
+        return (OutputRole(ib, 2, 0, self.num_coords, "box"),
+                OutputRole(isc, 2, 0, classes, "logit" if self.sigmoid_score else "score"))
 
     def decode(self, outputs: Sequence[np.ndarray], *, input_size: tuple[int, int]) -> Detections:
         """Detections in input pixels for one image; keypoints ``[N, K, 2]`` (x, y) in ``data["keypoints"]``."""

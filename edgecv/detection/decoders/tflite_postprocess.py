@@ -60,6 +60,10 @@ class TflitePostprocessDecoder:
             log.debug("%s: classes and scores both look like class ids; using the op's order", self.name)
         return boxes[0], first, second, count[0]
 
+    def output_roles(self, shapes: Sequence[tuple[int, ...]]) -> tuple:
+        """None: the op's outputs are final detections, made inside an already quantized model."""
+        return ()
+
     def decode(self, outputs: Sequence[np.ndarray], *, input_size: tuple[int, int]) -> Detections:
         """The first ``count`` detections, in input pixels."""
         height, width = check_input_size(self.name, input_size)

@@ -22,7 +22,7 @@ import numpy as np
 
 from edgecv.config import check, from_mapping, to_plain
 from edgecv.detection.boxes import cxcywh_to_xyxy
-from edgecv.detection.decoders.base import check_input_size, check_outputs, describe
+from edgecv.detection.decoders.base import OutputRole, check_input_size, check_outputs, describe
 from edgecv.detection.detections import Detections
 from edgecv.errors import InputError
 
@@ -73,6 +73,21 @@ class YoloDecoder:
             raise InputError(f"{self.name}: output {describe([np.zeros(shape)])} fits both layouts v8 and v5; "
                              f"set layout (or num_classes) in the decoder options")
         return fits[0] if fits else ""
+
+    def output_roles(self, shapes: Sequence[tuple[int, ...]]) -> tuple[OutputRole, ...]:
+        """Box coordinates, then (v5) objectness and class scores, along the values axis of the one head.
+
+        Example:
+            >>> [(r.axis, r.start, r.stop, r.kind) for r in YoloDecoder().output_roles([(1, 84, 2100)])]
+            [(1, 0, 4, 'box'), (1, 4, 84, 'score')]
+        """
+        heads = [i for i, s in enumerate(shapes) if len(s) == 3]
+        layout = self._layout(tuple(shapes[heads[0]])) if len(heads) == 1 else ""
+        if not layout:
+            return ()
+        axis = 1 if layout == "v8" else 2
+        i = heads[0]
+        return (OutputRole(i, axis, 0, 4, "box"), OutputRole(i, axis, 4, shapes[i][axis], "score"))
 
     def decode(self, outputs: Sequence[np.ndarray], *, input_size: tuple[int, int]) -> Detections:
         """Every candidate (or those above ``min_score_thresh``), in input pixels."""

@@ -302,6 +302,38 @@ def test_yolo_needs_exactly_one_head():
         YoloDecoder().decode([np.zeros((1, 6, 100), f32)] * 2, input_size=(64, 64))
 
 
+# --- output roles (what an int8 quantizer needs to know about each output slice) ------------------------------
+
+
+@pytest.mark.parametrize(
+    "decoder, shapes, expected",
+    [
+        (YoloDecoder(), [(1, 84, 2100)], [(0, 1, 0, 4, "box"), (0, 1, 4, 84, "score")]),
+        (YoloDecoder(), [(1, 2100, 85)], [(0, 2, 0, 4, "box"), (0, 2, 4, 85, "score")]),
+        (YoloDecoder(num_classes=2), [(1, 6, 100)], [(0, 1, 0, 4, "box"), (0, 1, 4, 6, "score")]),
+        (YoloDecoder(), [(1, 6, 100), (1, 6, 100)], []),  # two heads: no single layout to name
+        (ssd(), [(1, 4, 6), (1, 4, 1)], [(0, 2, 0, 6, "box"), (1, 2, 0, 1, "logit")]),
+        (ssd(), [(1, 4, 1), (1, 4, 6)], [(1, 2, 0, 6, "box"), (0, 2, 0, 1, "logit")]),  # found by shape, not order
+        (ssd(sigmoid_score=False), [(1, 4, 6), (1, 4, 1)], [(0, 2, 0, 6, "box"), (1, 2, 0, 1, "score")]),
+        (ssd(), [(1, 4, 6), (1, 4)], [(0, 2, 0, 6, "box"), (1, 2, 0, 1, "logit")]),  # one score per anchor
+        (ssd(), [(1, 5, 6), (1, 5, 1)], []),  # anchors do not match the decoder's grid
+        (GridDecoder(), [(1, 8, 8, 4), (1, 8, 8, 3)], [(0, 3, 0, 4, "box"), (1, 3, 0, 3, "score")]),
+        (GridDecoder(), [(1, 8, 8, 3), (1, 4, 4, 4)], []),
+        (TflitePostprocessDecoder(), [(1, 10, 4), (1, 10), (1, 10), (1,)], []),  # final detections
+    ],
+)
+def test_output_roles_name_the_box_and_score_slices(decoder, shapes, expected):
+    roles = decoder.output_roles(shapes)
+    assert [(r.output, r.axis, r.start, r.stop, r.kind) for r in roles] == expected
+
+
+def test_output_role_kind_is_checked():
+    from edgecv.detection.decoders.base import OutputRole
+
+    with pytest.raises(InputError, match="expected kind one of box, score, logit, got 'class'"):
+        OutputRole(0, 1, 0, 4, "class")
+
+
 # --- real models ----------------------------------------------------------------------------------------------
 
 
