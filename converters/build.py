@@ -18,12 +18,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from edgecv.backends.base import first_line
 from edgecv.bench import RUNS, WARMUP
 from edgecv.converters.metrics import Reference, Scores, Verdict, judge_quantized
 from edgecv.converters.quant import PRECISIONS, QuantJob, QuantOptions
 from edgecv.converters.sources import Source
 from edgecv.converters.targets import ExportTarget, artifact_name
 from edgecv.converters.validate import Tolerance, to_layout
+from edgecv.errors import EdgeCVError
 from edgecv.manifest import Preprocess
 from edgecv.model import load
 
@@ -121,6 +123,8 @@ class ExportContext:
     detector: Any = None  # edgecv.detection.DetectorSpec
     second_inputs: list[np.ndarray] | None = None  # sample inputs at plan.second, and the source's outputs on them
     second_reference: list[np.ndarray] | None = None
+    # Whether the calibration set represents the eval set (edgecv.converters.calib_check.CalibrationCheck), or None.
+    calibration_check: Any = None
 
 
 @dataclass
@@ -203,3 +207,13 @@ def p50(path: Path, ctx: ExportContext, target: ExportTarget) -> tuple[float | N
     return r.p50_ms, {**settings, "input_shape_arg": list(shape) if shape is not None else None, "batch": r.batch,
                       "threads_used": r.threads, "input_shape": r.input_shape, "backend": r.backend, "own_process": True,
                       "command": command}
+
+
+def failure_text(exc: BaseException) -> str:
+    """One line for a failed step: the message of our own errors, the type and message of anyone else's.
+
+    Example:
+        >>> failure_text(ValueError("bad shape\\nmore"))
+        'ValueError: bad shape'
+    """
+    return first_line(exc) if isinstance(exc, EdgeCVError) else f"{type(exc).__name__}: {first_line(exc)}"

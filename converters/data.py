@@ -145,6 +145,33 @@ class Dataset:
         """The first ``n`` samples (all when None) stacked along the batch axis; for small sets and tests."""
         return np.concatenate(list(itertools.islice(self.inputs(), n)), axis=0)
 
+    def spread(self, n: int) -> Dataset:
+        """At most ``n`` of this set's samples, evenly spread over it (the set itself when it has no more).
+
+        Example:
+            >>> len(open_dataset(np.zeros((10, 4, 4, 3), np.uint8), spec=InputSpec((1, 4, 4, 3), "NHWC")).spread(3))
+            3
+        """
+        if n >= len(self):
+            return self
+        keep = self._indices[np.unique(np.linspace(0, len(self) - 1, max(n, 1)).round().astype(np.int64))]
+        return Dataset(self._reader, keep, self.spec, f"{len(keep)} spread over {self.description}")
+
+
+def chain(first: Dataset, second: Dataset, description: str) -> Dataset:
+    """``first``'s samples, then ``second``'s, as one set (both must fit the same input).
+
+    Example:
+        >>> spec = InputSpec((1, 4, 4, 3), "NHWC")
+        >>> a, b = (open_dataset(np.zeros((n, 4, 4, 3), np.uint8), spec=spec) for n in (2, 3))
+        >>> len(chain(a, b, "both"))
+        5
+    """
+    if first.spec != second.spec:
+        raise ConfigError(f"cannot join {first.description} and {second.description}: they fit different inputs")
+    reader = _ChainReader(first, second)
+    return Dataset(reader, np.arange(reader.size), first.spec, description)
+
 
 def open_dataset(
     data: Any,
@@ -287,6 +314,29 @@ class _Reader:
 
     def check(self, indices: np.ndarray) -> None:
         """Validate the chosen samples before any iteration (cheap checks only)."""
+
+
+class _ChainReader(_Reader):
+    """Two datasets one after the other (:func:`chain`)."""
+
+    def __init__(self, first: Dataset, second: Dataset) -> None:
+        self.parts = (first, second)
+        self.size = len(first) + len(second)
+        self.name = f"{first.description} + {second.description}"
+
+    def _split(self, indices: np.ndarray) -> Iterator[tuple[Dataset, np.ndarray]]:
+        offset = 0
+        for part in self.parts:
+            mine = indices[(indices >= offset) & (indices < offset + len(part))] - offset
+            yield part, part._indices[mine]
+            offset += len(part)
+
+    def samples(self, indices: np.ndarray) -> Iterator[tuple[np.ndarray, int | None]]:
+        for part, chosen in self._split(np.asarray(indices)):
+            yield from part._reader.samples(chosen)
+
+    def unlabeled(self, indices: np.ndarray) -> int:
+        return sum(part._reader.unlabeled(chosen) for part, chosen in self._split(np.asarray(indices)))
 
 
 class _FolderReader(_Reader):

@@ -44,11 +44,13 @@ from edgecv.converters.build import (
     ShapePlan,
     bench_settings,
     build,
+    failure_text,
     in_parts,
     p50,
     shape_text,
 )
 from edgecv.converters.metrics import Reference, Scores, drop_points
+from edgecv.converters.output_ranges import detector_ranges
 from edgecv.converters.place import place_artifact
 from edgecv.converters.publish import Publication
 from edgecv.converters.quant import PRECISIONS, QuantJob, parse_precisions
@@ -60,7 +62,6 @@ from edgecv.bench import example_shape, fit_shape
 from edgecv.errors import ConfigError, EdgeCVError, InputError
 from edgecv.fileio import ensure_writable_dir, file_size, sha256_of
 from edgecv.manifest import Manifest, Preprocess
-from edgecv.backends.base import first_line
 from edgecv.model import load
 from edgecv.stages import stage
 
@@ -86,6 +87,7 @@ class ArtifactResult:
     p50_ms: float | None = None
     bench: dict | None = None  # the edgecv bench settings p50_ms was measured with, and the command
     fallback: dict | None = None  # layers kept in float and what they cost
+    ladder: dict | None = None  # the PTQ settings tried before the float fallback (converters/ladder.py)
     shapes: dict | None = None  # the artifact's input dims (None: dynamic), whether fixed and why, shapes checked
 
     @property
@@ -113,6 +115,7 @@ class ArtifactResult:
             "p50_ms": self.p50_ms,
             "bench": self.bench,
             "fallback": self.fallback,
+            "ladder": self.ladder,
             "shapes": self.shapes,
             "outputs": [d.to_dict() for d in self.diffs],
         }
@@ -172,6 +175,7 @@ def export(
     progress: bool = False,
     trust_source: bool = False,
     reports: bool = True,
+    calib_include_eval: bool = False,
 ) -> ExportReport:
     """Export ``model`` (a path, or an in-memory Keras model) to every format in ``to``, in every
     precision of ``quant`` (``none``/``fp32``, ``fp16``, ``dynamic``, ``int8``, ``int16x8``).
@@ -191,6 +195,10 @@ def export(
     Keras file holding Python code are refused unless ``trust_source`` (docs/security.md).
     ``reports`` writes ``out/report.{json,md,png}`` (:func:`edgecv.converters.report.write_report`) into the
     published set, so they always describe the artifacts beside them.
+    A calibrated precision with an eval set apart from ``calib`` first checks that the calibration set
+    represents the eval set (:mod:`edgecv.converters.calib_check`; one warning line when it does not);
+    ``calib_include_eval`` adds the eval images to the calibration set instead, and the report and manifests
+    then say that the accuracy gate is not independent.
     Returns an :class:`ExportReport`; ``report.ok`` is False when any artifact failed. Bad arguments and
     bad data raise :class:`edgecv.errors.EdgeCVError` before anything is written; an error or a kill later
     leaves ``out`` as it was.
@@ -199,7 +207,7 @@ def export(
     precision_list = parse_precisions(quant)
     qopts = options.quant if max_drop is None else replace(options.quant, max_drop=max_drop)
     options = replace(options, quant=qopts)
-    _check_precisions(targets, precision_list, calib)
+    _check_precisions(targets, precision_list, eval_data if calib is None and calib_include_eval else calib)
     spec = _detector_spec(detector)
     source = model if isinstance(model, Source) else (
         open_source(model, trust_source=trust_source) if isinstance(model, (str, Path)) else source_from_keras(model))
@@ -213,6 +221,11 @@ def export(
     inputs = sample_inputs(source.inputs, preprocess, count=options.samples, seed=options.seed, input_shape=input_shape)
     calib_set = _open_data(calib, source, preprocess, input_shape, labels, qopts.calib_samples, options.seed, "calibration")
     eval_set = _open_data(eval_data, source, preprocess, input_shape, labels, qopts.eval_samples, options.seed, "eval")
+    calibrates = any(PRECISIONS[p].needs_calibration for p in precision_list)
+    if calib_include_eval and calibrates:
+        from edgecv.converters.calib_check import include_eval
+
+        calib_set = include_eval(calib_set, eval_set, qopts.calib_samples)
     reference = in_parts(source.reference, inputs)
     second_inputs, second_reference = _second_check(source, preprocess, plan, options)
     detect = _detect_fn(spec, inputs[0].shape, source.layout)
@@ -230,11 +243,13 @@ def export(
         ref = Reference(scoring, lambda x: in_parts(source.reference, [x]), work, detect=detect,
                         names=[t.name for t in source.outputs])
         _check_labels(ref, labels)
-        quant_job = QuantJob(calib_set, qopts, probe=eval_set)
+        calib_check = _calibration_check(source, work, calib_set, eval_set, calibrates, calib_include_eval)
+        quant_job = QuantJob(calib_set, qopts, probe=eval_set,
+                             output_ranges=detector_ranges(spec, source, calib_set, precision_list, qopts))
         ctx = ExportContext(source=source, stem=stem, out=pub.staging, work=work, inputs=inputs, reference=reference, preprocess=preprocess,
                             labels=labels, source_info=source_info, toolchain=toolchain, options=options, scoring=ref,
                             quant=quant_job, plan=plan, detector=spec, second_inputs=second_inputs,
-                            second_reference=second_reference)
+                            second_reference=second_reference, calibration_check=calib_check)
         bar = _progress(jobs, progress)
         for target, precision in bar:
             if hasattr(bar, "set_description"):
@@ -247,13 +262,27 @@ def export(
         settings = {"max_drop": qopts.max_drop, "min_sqnr": qopts.min_sqnr, "calibration": qopts.calibration,
                     "calib": calib_set.description if calib_set is not None else None,
                     "detector": spec.name if spec is not None else None, "source_detections": ref.source_detections,
-                    "shapes": plan.to_dict(), "bench": bench_settings(options)}
+                    "shapes": plan.to_dict(), "bench": bench_settings(options), "calib_include_eval": calib_include_eval,
+                    "calibration_check": calib_check.to_dict() if calib_check is not None else None,
+                    "output_ranges": quant_job.output_ranges.to_dict() if quant_job.output_ranges is not None else None}
         report = ExportReport(str(source.path), out, results, ref.source, _source_size(source), description, settings,
                               locate=pub.locate)
         if reports:
             report.report_files = _write_reports(report, pub)
         pub.publish()
     return report
+
+
+def _calibration_check(source: Source, work: Path, calib_set, eval_set, calibrates: bool, include_eval: bool):
+    """Whether the calibration set represents the eval set (:mod:`edgecv.converters.calib_check`), for an export
+    that calibrates; None without calibration or without an eval set apart from it."""
+    from edgecv.converters.calib_check import NOT_INDEPENDENT, CalibrationCheck, check_calibration
+
+    if not calibrates or eval_set is None or calib_set is None:
+        return None
+    if include_eval:
+        return CalibrationCheck(independent=False, note=NOT_INDEPENDENT)
+    return check_calibration(source, work, calib_set, eval_set)
 
 
 def _write_reports(report: ExportReport, pub: Publication) -> list[Path]:
@@ -298,7 +327,7 @@ def _second_check(source: Source, preprocess: Preprocess, plan: ShapePlan, optio
     try:
         return inputs, in_parts(source.reference, inputs)
     except Exception as exc:  # the source's own runtime refuses the shape: nothing to check artifacts against
-        why = first_line(exc) if isinstance(exc, EdgeCVError) else f"{type(exc).__name__}: {first_line(exc)}"
+        why = failure_text(exc)
         raise ConfigError(f"the source does not run at the second check shape {shape_text(plan.second)} ({why}); "
                           "fix the shape in the artifacts with --static-shape (ExportOptions.static_shape)") from None
 
@@ -419,7 +448,7 @@ def _checks(ctx: ExportContext, target: ExportTarget, precision: str, model, res
     try:
         got = run(ctx.second_inputs)
     except EdgeCVError as exc:  # e.g. a converter fixed a dim the source leaves dynamic
-        return reason or f"does not run at the second check shape {shape_text(second)}: {_why(exc)}"
+        return reason or f"does not run at the second check shape {shape_text(second)}: {failure_text(exc)}"
     diffs = compare_outputs(ctx.second_reference, got, names=names)
     checked.append({"shape": second, "samples": int(ctx.second_inputs[0].shape[0]), "outputs": [d.to_dict() for d in diffs]})
     if quantized:
@@ -436,10 +465,11 @@ def _export_one(ctx: ExportContext, target: ExportTarget, precision: str) -> Art
     start = time.perf_counter()
     try:
         built = build(ctx, target, precision, ctx.work / f"{target.name}-{precision}")
-        if not built.verdict.passed and PRECISIONS[precision].needs_calibration and options.quant.fallback:
-            from edgecv.converters.fallback import keep_layers_in_float
+        if not built.verdict.passed and PRECISIONS[precision].needs_calibration and (options.quant.ladder or options.quant.fallback):
+            from edgecv.converters.ladder import climb  # other PTQ settings first, float layers last
 
-            built, result.fallback = keep_layers_in_float(ctx, target, precision, built)
+            climbed = climb(ctx, target, precision, built)
+            built, ctx, result.ladder, result.fallback = climbed.built, climbed.ctx, climbed.ladder, climbed.fallback
         model = load(built.path, float_io=True)
         checks_reason = _checks(ctx, target, precision, model, result)
         reason = checks_reason if built.verdict.passed else (built.verdict.reason or "fails the accuracy gate")  # the gate first
@@ -448,14 +478,14 @@ def _export_one(ctx: ExportContext, target: ExportTarget, precision: str) -> Art
         del model
     except Exception as exc:  # any converter failure becomes this artifact's failed row, never a crash
         log.debug("export of %s %s failed", target.name, precision, exc_info=True)
-        result.reason = _why(exc)
+        result.reason = failure_text(exc)
         result.seconds = time.perf_counter() - start
         return result
     try:
         result.p50_ms, result.bench = p50(built.path, ctx, target)
     except Exception as exc:  # a file the benchmark cannot run has not passed
         log.debug("benchmark of %s %s failed", target.name, precision, exc_info=True)
-        reason = reason or f"benchmark failed: {_why(exc)}"
+        reason = reason or f"benchmark failed: {failure_text(exc)}"
     result.seconds = time.perf_counter() - start
     tmp_file = built.path
     result.size_bytes = file_size(tmp_file)
@@ -501,12 +531,8 @@ def _export_one(ctx: ExportContext, target: ExportTarget, precision: str) -> Art
         result.path = place_artifact(tmp_file, dest_dir, manifest)
     except Exception as exc:
         log.debug("placing %s %s failed", target.name, precision, exc_info=True)
-        result.status, result.reason = "failed", f"could not write the artifact to {dest_dir}: {_why(exc)}"
+        result.status, result.reason = "failed", f"could not write the artifact to {dest_dir}: {failure_text(exc)}"
     return result
-
-
-def _why(exc: BaseException) -> str:
-    return first_line(exc) if isinstance(exc, EdgeCVError) else f"{type(exc).__name__}: {first_line(exc)}"
 
 
 def _quantization_info(ctx: ExportContext, target: ExportTarget, precision: str, inputs: list[dict],
@@ -518,6 +544,10 @@ def _quantization_info(ctx: ExportContext, target: ExportTarget, precision: str,
     if PRECISIONS[precision].needs_calibration:
         info.update({"calibration_set": ctx.quant.calib.description, "calibration_samples": len(ctx.quant.calib),
                      "method": target.calibration_method(q), "per_channel": q.per_channel, **target.quantization_settings(q)})
+        if ctx.calibration_check is not None:
+            info["calibration_check"] = ctx.calibration_check.to_dict()
+        if ctx.quant.output_ranges is not None:
+            info["output_ranges"] = ctx.quant.output_ranges.to_dict()
     info["float_layers"] = (result.fallback or {}).get("kept", [])
     info["io"] = [t["dtype"] for t in inputs]
     return info

@@ -13,7 +13,12 @@ quantization causes the loss and rebuild with as few of them as possible kept in
      over the first layers of the ``auto`` ranking.
 2. Grow a prefix of the ranking (1, 2, 4, 8 ... layers) until the artifact passes, narrow it by
    bisection, then drop any kept layer the artifact passes without.
-3. Measure what each kept layer costs: size and latency p50 of each prefix against plain int8.
+3. Measure what each kept layer costs: size and latency p50 of each prefix against plain int8, and the
+   artifact's p50 against the same format in fp32: an int8 artifact whose float layers make it slower than
+   fp32 is no useful int8 model, and fails (:func:`no_useful_int8`).
+
+The float fallback is the last resort: :mod:`edgecv.converters.ladder` first tries the toolchain's other
+PTQ settings, and the fallback starts from the best of them.
 
 Example:
     >>> _goodness(Verdict(True, 0.4), Scores(samples=10, sqnr_db=30.0))
@@ -28,7 +33,7 @@ from typing import Any, Callable
 
 from edgecv.converters.build import Built, ExportContext, build, p50
 from edgecv.converters.metrics import Scores, Verdict
-from edgecv.converters.targets import ExportTarget, LayerError
+from edgecv.converters.targets import ExportTarget, LayerError, artifact_name
 from edgecv.fileio import file_size
 
 log = logging.getLogger(__name__)
@@ -77,10 +82,64 @@ def keep_layers_in_float(ctx: ExportContext, target: ExportTarget, precision: st
         "passed": final.verdict.passed,
         "attempts": [{"float_layers": len(k), "passed": b.verdict.passed, "drop": b.verdict.drop, "sqnr_db": b.scores.sqnr_db}
                      for k, b in attempts.items()],
-        "costs": _costs(ctx, target, plain, kept, attempt),
-        "seconds": round(time.perf_counter() - start, 1),
     }
+    info["costs"], info["int8_p50_ms"], info["p50_ms"] = _costs(ctx, target, plain, kept, attempt)
+    info["seconds"] = round(time.perf_counter() - start, 1)
     return final, info
+
+
+# Timing noise: an artifact is slower than fp32 when its p50 is more than this share and this many ms above it.
+SLOWER_SHARE, SLOWER_MS = 0.10, 0.02
+
+
+def no_useful_int8(what: str, p50_ms: float | None, fp32_p50_ms: float | None, int8_p50_ms: float | None = None) -> str | None:
+    """Why an int8 artifact kept partly in float is no useful int8 model (it runs slower than fp32, beyond
+    timing noise), or None. ``int8_p50_ms`` (plain int8, no float layers) says whether the float layers are to blame.
+
+    Example:
+        >>> no_useful_int8("8 layers in float", 10.3, 0.7)
+        'no useful int8 model: with 8 layers in float it runs at 10.3 ms, slower than fp32 (0.7 ms)'
+        >>> no_useful_int8("8 layers in float", 0.5, 0.7) is None, no_useful_int8("1 layer in float", 0.0153, 0.014) is None
+        (True, True)
+    """
+    if p50_ms is None or fp32_p50_ms is None or p50_ms - fp32_p50_ms <= max(SLOWER_SHARE * fp32_p50_ms, SLOWER_MS):
+        return None
+    why = f"no useful int8 model: with {what} it runs at {p50_ms:.3g} ms, slower than fp32 ({fp32_p50_ms:.3g} ms)"
+    return why + (f"; without them int8 runs at {int8_p50_ms:.3g} ms" if int8_p50_ms is not None else "")
+
+
+def fp32_p50(ctx: ExportContext, target: ExportTarget) -> float | None:
+    """Latency p50 of the source in ``target``'s format at fp32 (converted into the work folder, as
+    :func:`edgecv.converters.build.p50` times artifacts); None when the export skips timing."""
+    if ctx.options.bench_runs <= 0:
+        return None
+    staging = ctx.work / f"{target.name}-fp32-latency"
+    path = staging / artifact_name(ctx.stem, target, "fp32")
+    if not path.is_file():
+        staging.mkdir(parents=True, exist_ok=True)
+        target.convert(ctx.source, "fp32", path, ctx.work, None, static_batch=ctx.options.static_batch,
+                       input_shape=ctx.plan.fixed_for(target))
+    return p50(path, ctx, target)[0]
+
+
+def check_against_fp32(ctx: ExportContext, target: ExportTarget, built: Built, what: str, info: dict[str, Any]) -> Built:
+    """``built`` (passing, with float layers), failed when it runs slower than the format's fp32; records
+    ``p50_ms``, ``fp32_p50_ms`` and ``useful`` in ``info``."""
+    ms = info.get("p50_ms")
+    if ms is None and ctx.options.bench_runs > 0:
+        ms = info["p50_ms"] = p50(built.path, ctx, target)[0]
+    try:
+        fp32 = fp32_p50(ctx, target)
+    except Exception as exc:  # no fp32 figure to compare with: the artifact stands, the report says why
+        log.warning("%s fp32 could not be timed to compare with int8: %s", target.name, exc)
+        fp32 = None
+    info["fp32_p50_ms"] = fp32
+    why = no_useful_int8(what, ms, fp32, info.get("int8_p50_ms"))
+    info["useful"] = why is None if fp32 is not None and ms is not None else None
+    if why is None:
+        return built
+    log.warning("%s: %s", target.name, why)
+    return Built(built.path, built.scores, Verdict(False, built.verdict.drop, why))
 
 
 CLIP_SUSPECT_DB = 30.0  # clipping that leaves less signal than this ranks a layer by clipping, not error
@@ -146,15 +205,17 @@ def _prune(kept: tuple[str, ...], attempt: Callable[[tuple[str, ...]], Built]) -
 
 
 def _costs(ctx: ExportContext, target: ExportTarget, plain: Built, kept: tuple[str, ...],
-           attempt: Callable[[tuple[str, ...]], Built]) -> list[dict[str, Any]]:
+           attempt: Callable[[tuple[str, ...]], Built]) -> tuple[list[dict[str, Any]], float | None, float | None]:
     """Size and latency of each prefix of ``kept`` against plain int8: what each float layer adds
-    (latency measured as ``edgecv bench`` measures it, see :func:`edgecv.converters.build.p50`)."""
+    (latency measured as ``edgecv bench`` measures it, see :func:`edgecv.converters.build.p50`); and the
+    p50 of plain int8 and of the build with every kept layer."""
 
     def latency(path) -> float | None:
         return p50(path, ctx, target)[0]
 
     rows = []
     prev_size, prev_p50 = file_size(plain.path), latency(plain.path)
+    ms = prev_p50
     base_size, base_p50 = prev_size, prev_p50
     for i, name in enumerate(kept if len(kept) <= 8 else ()):
         built = attempt(tuple(kept[: i + 1]))
@@ -167,4 +228,4 @@ def _costs(ctx: ExportContext, target: ExportTarget, plain: Built, kept: tuple[s
         size, ms = file_size(built.path), latency(built.path)
         rows.append({"layer": "(all kept layers)", "added_bytes": size - base_size,
                      "added_p50_ms": None if ms is None or base_p50 is None else round(ms - base_p50, 4)})
-    return rows
+    return rows, base_p50, ms

@@ -117,11 +117,13 @@ class OptimizeResult:
     seconds: float
     source: str
     metric: str | None = None
+    # Whether the calibration set represents the eval set (edgecv.converters.calib_check), as the builds found it.
+    calibration_check: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"device": self.device, "source": self.source, "out": str(self.out),
                 "chosen": self.chosen.to_dict() if self.chosen else None, "benchmarked_on": self.benchmarked_on,
-                "seconds": round(self.seconds, 1), "metric": self.metric,
+                "seconds": round(self.seconds, 1), "metric": self.metric, "calibration_check": self.calibration_check,
                 "candidates": [c.to_dict() for c in self.candidates]}
 
 
@@ -164,12 +166,13 @@ def _build(task: dict[str, Any]) -> dict[str, Any]:
                     eval_data=task["eval"], max_drop=task["max_drop"], out=folder, name=task["name"],
                     preprocess=task["preprocess"], labels=task["labels"], detector=task["detector"],
                     options=ExportOptions(bench_runs=0, quant=quant, static_batch=task["static_batch"]),
-                    trust_source=task["trust_source"])
+                    trust_source=task["trust_source"], calib_include_eval=task.get("calib_include_eval", False))
     result = report.artifacts[0].to_dict()
     result["seconds"] = round(time.perf_counter() - started, 1)
     from edgecv.converters.report import metric_name
 
-    record = {"key": task["key"], "build": result, "metric": metric_name(report)}
+    record = {"key": task["key"], "build": result, "metric": metric_name(report),
+              "calibration_check": report.settings.get("calibration_check")}
     atomic_write_text(folder / CANDIDATE_FILE, json.dumps(record, indent=1, default=str) + "\n")
     return record
 
@@ -203,11 +206,13 @@ def optimize(
     options: OptimizeOptions = OptimizeOptions(),
     progress: bool = False,
     trust_source: bool = False,
+    calib_include_eval: bool = False,
 ) -> OptimizeResult:
     """Build, check, benchmark and choose (see the module docstring). Raises a one-line
     :class:`~edgecv.errors.ValidationError` listing every candidate's reason when none fits the device.
     ``trust_source`` is :func:`~edgecv.converters.export.export`'s: without it a SavedModel with side-effecting
-    ops is refused here, before any candidate is built (docs/security.md)."""
+    ops is refused here, before any candidate is built (docs/security.md). ``calib_include_eval`` is export's
+    too: the eval images join the calibration set of every calibrated candidate."""
     from tqdm import tqdm
 
     from edgecv.converters.targets import TARGETS
@@ -234,9 +239,11 @@ def optimize(
     base = {"v": KEY_VERSION, "edgecv": __version__, "model": _model_key(model), "calib": _data_key(calib), "eval": _data_key(eval_data),
             "max_drop": max_drop, "detector": str(detector) if detector else None,
             "preprocess": repr(preprocess), "labels": list(labels) if labels else None,
-            "io_type": profile.quantization.io, "fallback": not full_integer, "samples": options.calib_samples}
+            "io_type": profile.quantization.io, "fallback": not full_integer, "samples": options.calib_samples,
+            **({"calib_include_eval": True} if calib_include_eval else {})}
     candidates, tasks = [], []
     metric: str | None = None
+    calib_check: dict[str, Any] | None = None  # the first calibrated candidate's (they all measure the same sets)
     for fmt, precision in profile.candidates():
         c = Candidate(fmt, precision)
         folder = out / "candidates" / c.name
@@ -247,13 +254,15 @@ def optimize(
         if record is not None:
             c.build, c.resumed = record["build"], True
             metric = metric or record.get("metric")
+            calib_check = calib_check or record.get("calibration_check")
         else:
             tasks.append((c, {"folder": str(folder), "key": key, "model": str(model), "format": fmt,
                               "precision": precision, "calib": calib, "eval": eval_data, "max_drop": max_drop,
                               "name": model.stem, "preprocess": preprocess, "labels": list(labels) if labels else None,
                               "detector": detector, "calib_samples": options.calib_samples,
                               "io_type": profile.quantization.io if TARGETS[fmt].integer_io else "float",
-                              "fallback": not full_integer, "static_batch": static, "trust_source": trust_source}))
+                              "fallback": not full_integer, "static_batch": static, "trust_source": trust_source,
+                              "calib_include_eval": calib_include_eval}))
         candidates.append(c)
     if tasks:
         workers = max(1, min(options.workers or os.cpu_count() or 1, len(tasks)))
@@ -272,14 +281,17 @@ def optimize(
                 record = future.result()
                 c.build = record["build"]
                 metric = metric or record.get("metric")
+                calib_check = calib_check or record.get("calibration_check")
                 bar.update(1)
                 bar.set_description(f"{c.name}: {c.build['status']}")
             bar.close()
+    if calib_check and calib_check.get("representative") is False:
+        log.warning("%s", calib_check["note"])  # the builds logged it in their own processes, out of sight
     _check(candidates, profile)
     where = _benchmark(candidates, profile, remote, options)
     chosen = _choose(candidates, profile, max_drop)
     result = OptimizeResult(profile.name, out, chosen, candidates, where, time.perf_counter() - started, str(model),
-                            metric)
+                            metric, calib_check)
     _write(result, profile, max_drop)
     if chosen is None:
         reasons = "; ".join(f"{c.name}: {c.why}" for c in candidates)
@@ -391,6 +403,8 @@ def _write_summaries(result: OptimizeResult, profile: Any, max_drop: float, out:
                      f"{fmt_float(c.p50_ms, '.3f')} | {fallbacks} | {c.why} |")
     chosen = result.chosen
     lines += ["", f"Chosen: `{chosen.path.name}`" if chosen and chosen.path else "Chosen: none", ""]
+    if result.calibration_check:
+        lines += [f"Calibration: {result.calibration_check['note']}", ""]
     atomic_write_text(out / "optimize.md", "\n".join(lines))
     png = _plot(result)
     if png is not None:

@@ -58,6 +58,7 @@ ALIASES = {"none": "fp32", "float32": "fp32", "float16": "fp16", "dynamic-range"
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 IO_TYPES = ("float", "int8", "uint8")
 FALLBACK_RANKINGS = ("auto", "clipping", "error", "leave-one-out")
+OPENVINO_RANGES = ("default", "minmax", "histogram")
 
 
 def parse_precisions(names) -> list[str]:
@@ -88,12 +89,27 @@ class QuantOptions:
     onnx_reduce_range: bool = True
     io_type: str = "float"  # TFLite int8 model inputs/outputs: float | int8 | uint8
     bias_correction: bool = True  # OpenVINO: NNCF's full bias correction rather than the fast one
+    # ONNX Runtime minmax: a moving average of each sample's min/max (CalibMovingAverage) rather than the extremes.
+    onnx_moving_average: bool = False
+    # OpenVINO: NNCF's activation range estimator: default (its own: the mean of each sample's min/max) | minmax | histogram
+    openvino_ranges: str = "default"
+    openvino_smooth_quant: bool = False  # OpenVINO: NNCF's SmoothQuant (its transformer recipe), for MatMul-heavy models
+    # OpenVINO: nncf.quantize_with_accuracy_control against the export's gate (it reverts layers to float itself).
+    accuracy_control: bool = False
     max_drop: float = 1.0
     min_sqnr: float = 20.0
+    # Before the float fallback, try the toolchain's other PTQ settings in order of cost (converters/ladder.py).
+    ladder: bool = True
+    # The ladder's last OpenVINO rung, nncf.quantize_with_accuracy_control: opt-in, as it took 100-250 s on
+    # BlazeFace and YOLOv8n and never passed where the cheaper rungs and the float fallback failed.
+    ladder_accuracy_control: bool = False
     fallback: bool = True
     # How the fallback finds culprit layers (converters/fallback.py): auto | clipping | error | leave-one-out
     fallback_ranking: str = "auto"
     max_float_layers: int = 16
+    # A detector's outputs quantized with ranges from what they hold (converters/output_ranges.py): score
+    # logits within +-8, scores in [0, 1], boxes of scoring candidates, a box+score concatenation in float.
+    detector_ranges: bool = True
 
     def __post_init__(self) -> None:
         choices = {
@@ -102,6 +118,7 @@ class QuantOptions:
             "fallback_ranking": FALLBACK_RANKINGS,
             "onnx_activation_type": ("uint8", "int8"),
             "onnx_weight_type": ("uint8", "int8"),
+            "openvino_ranges": OPENVINO_RANGES,
         }
         for key, valid in choices.items():
             if getattr(self, key) not in valid:
@@ -126,6 +143,11 @@ class QuantJob:
     # The eval set, when it is not the calibration set: where the fallback looks for layers whose
     # activations leave their calibrated range, and measures per-layer error.
     probe: object = None
+    # A detector's output ranges from its spec (edgecv.converters.output_ranges.OutputRanges), or None.
+    output_ranges: object = None
+    # The export's accuracy gate as a metric, for NNCF's accuracy-aware quantization
+    # (edgecv.converters.ladder.GateMetric), or None.
+    accuracy: object = None
 
     def samples(self, shape: tuple | list | None = None, *, limit: int | None = None) -> Iterator[np.ndarray]:
         """Calibration samples (the first ``limit`` when given), transposed NCHW<->NHWC when the

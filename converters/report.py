@@ -19,6 +19,7 @@ FIDELITY_NOTE = ("SQNR dB and cosine: each output against the source's over the 
                  "float rounding); a row shows its worst output, report.json every output")
 HEADERS = ["format", "precision", "check", "size", "x size", "metric", "drop pts", "SQNR dB", "cosine", "p50 ms", "float layers"]
 ALIGN = "lllrrrrrrrr"
+LADDER_HEADERS = ["rung", "changes", "result", "drop pts", "SQNR dB", "seconds"]
 MARKERS = "os^Dv<>p"  # plot markers, one per format in edgecv.formats.FORMATS order
 
 
@@ -75,6 +76,31 @@ def _fallback_summary(fallback: dict) -> str:
     return f"layers ranked by {fallback.get('ranking_method')}, {tries} builds tried, {fallback.get('seconds')} s"
 
 
+def _ladder_rows(ladder: dict) -> list[list[str]]:
+    """One row per rung of the PTQ ladder (converters/ladder.py): rung, changes, result, drop, SQNR, seconds."""
+    out = []
+    for r in ladder.get("attempts", []):
+        changes = ", ".join(f"{k}={v}" for k, v in r.get("changes", {}).items()) or "-"
+        failed = f"failed: {r['error']}" if r.get("error") else "failed"
+        result = f"skipped: {r['skipped']}" if "skipped" in r else ("passed" if r.get("passed") else failed)
+        out.append([r["rung"], changes, result, fmt_float(r.get("drop"), "+.2f"), fmt_float(r.get("sqnr_db"), ".1f"),
+                    fmt_float(r.get("seconds"), ".1f")])
+    return out
+
+
+def _ladder_summary(ladder: dict) -> str:
+    tried = [r for r in ladder.get("attempts", []) if "skipped" not in r and r["rung"] != "base"]
+    head = f"passed with {ladder['chosen']}" if ladder.get("chosen") else f"no rung passed (best: {ladder.get('best')})"
+    return f"{head}, {len(tried)} settings tried, {ladder.get('seconds')} s" + (f"; {ladder['note']}" if ladder.get("note") else "")
+
+
+def _latency_verdict(fallback: dict) -> str:
+    """``latency p50 0.86 ms with the float layers, fp32 0.70 ms``, or "" when either was not measured."""
+    if fallback.get("p50_ms") is None or fallback.get("fp32_p50_ms") is None:
+        return ""
+    return f"latency p50 {fallback['p50_ms']:.3g} ms with the float layers, fp32 {fallback['fp32_p50_ms']:.3g} ms"
+
+
 def _why(row: dict) -> str:
     """``conv2d_16 (Conv): eval activations reach 6.7x their calibrated range; 15.6 dB alone``"""
     parts = []
@@ -101,9 +127,19 @@ def _dims(shape) -> str:
 
 
 def notes(report) -> list[str]:
-    """One line each: the input shapes checked, the artifacts whose shape was fixed and why, and how p50
+    """One line each: whether the calibration set represents the eval set (or that the eval images were
+    calibrated on), a detector's int8 output ranges, the input shapes checked, the artifacts whose shape was fixed and why, and how p50
     was measured (``edgecv bench``'s code and settings, with the command that reproduces it)."""
     lines = []
+    check = report.settings.get("calibration_check")
+    if check and check.get("note"):
+        lines.append(check["note"])
+    ranges = (report.settings.get("output_ranges") or {}).get("outputs")
+    if ranges:
+        lines.append("int8 output ranges from the detector spec: " + "; ".join(
+            f"{r['output']} {r['kind']} [{r['range'][0]:.4g}, {r['range'][1]:.4g}] (calibration saw "
+            f"[{r['calibrated'][0]:.4g}, {r['calibrated'][1]:.4g}])" for r in ranges)
+            + "; SQNR counts the values outside them, which change no detection")
     checked: dict[str, list[str]] = {}
     for a in report.artifacts:
         shapes = a.shapes or {}
@@ -136,12 +172,17 @@ def format_text(report) -> str:
     text += render(headers(report), rows(report), align=ALIGN) + f"\n{FIDELITY_NOTE}"
     text += "".join(f"\n{n}" for n in notes(report))
     for a in report.artifacts:
+        if getattr(a, "ladder", None):
+            text += f"\n\n{a.format} {a.precision}: PTQ ladder, {_ladder_summary(a.ladder)}:\n"
+            text += render(LADDER_HEADERS, _ladder_rows(a.ladder), align="lllrrr")
         if a.fallback and a.fallback.get("kept"):
             text += f"\n\n{a.format} {a.precision}: kept in float to meet the budget ({_fallback_summary(a.fallback)}):"
             costs = {c["layer"]: c for c in a.fallback.get("costs", [])}
             text += "".join(f"\n  {_why(w)}{_cost(costs.get(w['name']))}" for w in a.fallback.get("why", []))
             if "(all kept layers)" in costs:
                 text += f"\n  all kept layers together{_cost(costs['(all kept layers)'])}"
+            if _latency_verdict(a.fallback):
+                text += f"\n  {_latency_verdict(a.fallback)}"
     failures = [f"  {a.format} {a.precision}: {a.reason}" for a in report.artifacts if a.status != "passed"]
     if failures:
         text += "\n\nfailed:\n" + "\n".join(failures)
@@ -156,12 +197,20 @@ def format_markdown(report) -> str:
     lines += ["", f"{FIDELITY_NOTE}."]
     lines += [f"- {n}" for n in notes(report)]
     for a in report.artifacts:
+        ladder = getattr(a, "ladder", None)
+        if ladder:
+            summary = _ladder_summary(ladder)
+            lines += ["", f"## {a.format} {a.precision}: PTQ ladder", "", f"{summary[0].upper()}{summary[1:]}.", "",
+                      "| " + " | ".join(LADDER_HEADERS) + " |", "|---|---|---|---:|---:|---:|"]
+            lines += ["| " + " | ".join(c.replace("|", "/") for c in r) + " |" for r in _ladder_rows(ladder)]
+    for a in report.artifacts:
         fb = a.fallback
         if not fb:
             continue
         lines += ["", f"## {a.format} {a.precision}: float fallback", "",
                   f"Ranking by `{fb['ranking_method']}`; {'passed' if fb['passed'] else 'no set within the cap passed'} "
                   f"with {len(fb['kept'])} layer(s) in float, after {len(fb['attempts'])} builds ({fb['seconds']} s).", ""]
+        lines += [f"{_latency_verdict(fb)[0].upper()}{_latency_verdict(fb)[1:]}.", ""] if _latency_verdict(fb) else []
         if fb["costs"]:
             why = {w["name"]: _why(w).split(": ", 1)[1] for w in fb.get("why", [])}
             lines += ["| layer kept in float | why | adds bytes | adds p50 ms |", "|---|---|---:|---:|"]

@@ -180,6 +180,12 @@ def _convert(source, precision: str, out_file: Path, work: Path, quant=None) -> 
 
     o = quant.options
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy, "percentile": CalibrationMethod.Percentile}
+    extra: dict[str, Any] = {"CalibPercentile": o.percentile, "CalibMovingAverage": o.onnx_moving_average}
+    exclude = list(quant.keep_float)
+    heads = head_plan(prepared, quant.output_ranges)
+    if heads is not None:
+        extra["TensorQuantOverrides"] = {t: [{"rmin": np.float32(lo), "rmax": np.float32(hi)}] for t, (lo, hi) in heads.ranges.items()}
+        exclude += [n for n in heads.keep_float if n not in exclude]
     _quietly(
         quantize_static,
         prepared,
@@ -191,9 +197,53 @@ def _convert(source, precision: str, out_file: Path, work: Path, quant=None) -> 
         weight_type=types[o.onnx_weight_type],
         calibrate_method=methods[o.calibration],
         reduce_range=o.onnx_reduce_range,
-        nodes_to_exclude=list(quant.keep_float),
-        extra_options={"CalibPercentile": o.percentile},
+        nodes_to_exclude=exclude,
+        extra_options=extra,
     )
+
+
+HEAD_KINDS = {"Concat": "concat", "Transpose": "transpose", "Slice": "shape", "Split": "shape",
+              "Add": "elementwise", "Sub": "elementwise", "Mul": "elementwise", "Div": "elementwise",
+              "Softmax": "softmax"}
+
+
+def head_plan(model_path: Path, ranges):
+    """Where a detector's output ranges (:mod:`edgecv.converters.output_ranges`) go in the ONNX graph at
+    ``model_path``: tensor overrides for ONNX Runtime's quantizer and nodes to keep in float; None without ranges."""
+    if ranges is None:
+        return None
+    import onnx
+
+    from edgecv.converters.output_ranges import GraphNode, head_ranges, match_outputs
+
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    weights = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    shapes = {}
+    for v in (*graph.value_info, *graph.output, *graph.input):
+        dims = v.type.tensor_type.shape.dim
+        shapes[v.name] = tuple(d.dim_value if d.HasField("dim_value") else None for d in dims)
+    producers = {}
+    for node in graph.node:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        data = tuple(t for t in node.input if t and t not in weights)
+        kind = HEAD_KINDS.get(node.op_type, "shape" if node.op_type in SHAPE_ONLY else "compute")
+        if kind == "concat":
+            rank = len(shapes.get(node.output[0], ())) or 1
+            axis = int(attrs.get("axis", 0)) % rank
+        else:
+            axis = None
+        perm = tuple(int(p) for p in attrs["perm"]) if kind == "transpose" and "perm" in attrs else None
+        for out in node.output:
+            producers[out] = GraphNode(node.name, kind, data, axis=axis, perm=perm)
+    outputs = match_outputs(ranges, [o.name for o in graph.output], [shapes.get(o.name) for o in graph.output])
+    if outputs is None:
+        log.warning("the detector's output ranges are not applied: the ONNX outputs %s do not match the source's %s",
+                    [o.name for o in graph.output], list(ranges.names))
+        return None
+    plan = head_ranges(ranges, outputs, producers, shapes)
+    for note in plan.notes:
+        log.warning("int8 ONNX: %s", note)
+    return plan
 
 
 def _quietly(fn, *args, **kwargs) -> None:
@@ -435,6 +485,26 @@ def _calib_ranges(model_path: Path, reader, meter) -> None:
     """Feed ``meter`` every intermediate tensor of ``model_path`` (a graph with them exposed) on the
     calibration samples, one sample at a time so memory stays flat."""
     _each_tensor(model_path, reader, meter.calib)
+
+
+def float_clip_meter(model_path: Path, work: Path, quant: QuantJob, *, probe_limit: int | None = PROBE_SAMPLES) -> ClipMeter:
+    """A :class:`ClipMeter` over every intermediate float tensor of the float ONNX graph at ``model_path``:
+    ranges on all of ``quant``'s calibration samples, then the first ``probe_limit`` probe (eval) samples
+    against them. The graph with its tensors exposed is cached in ``work``.
+
+    Example:
+        >>> meter = float_clip_meter(source.view("onnx", work), work, QuantJob(calib, probe=eval_set))  # doctest: +SKIP
+    """
+    from onnxruntime.quantization.qdq_loss_debug import modify_model_output_intermediate_tensors
+
+    exposed = work / "onnx-clip" / f"{model_path.stem}.exposed.onnx"
+    if not exposed.is_file():
+        exposed.parent.mkdir(parents=True, exist_ok=True)
+        _quietly(modify_model_output_intermediate_tensors, model_path, exposed)
+    meter = ClipMeter()
+    _calib_ranges(exposed, _Reader(model_path, quant), meter)
+    _each_tensor(exposed, _Reader(model_path, quant, limit=probe_limit, probe=True), meter.probe)
+    return meter
 
 
 def quantize_qat_weights(model, weight_type: str) -> int:

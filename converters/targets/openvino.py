@@ -3,7 +3,7 @@
 - ``fp16``: weights compressed to float16;
 - ``dynamic``: int8 weights with float activations (NNCF weight compression);
 - ``int8``: NNCF post-training quantization with bias correction; layers kept in float (the accuracy
-  fallback) go in NNCF's ignored scope.
+  fallback, and a detector's box decoding: :func:`head_plan`) go in NNCF's ignored scope.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from edgecv.converters.quant import QuantJob, QuantOptions
+from edgecv.converters.quant import QuantJob, QuantOptions, fit_layout
 from edgecv.converters.sources import ConversionPath, Source
 from edgecv.converters.targets.base import ClipMeter, ExportTarget, LayerError, QatModel
 from edgecv.deps import require
@@ -42,7 +42,7 @@ class OpenVINOTarget(ExportTarget):
                 static_batch: bool = False, input_shape: tuple[int, ...] | None = None) -> None:
         """``input_shape`` fixes the (first) input's shape in the IR; without it dynamic dims stay dynamic."""
         ov = require("openvino", extra="convert", purpose="write OpenVINO IR")
-        model = _float_model(ov, source, work)
+        model = float_model(ov, source, work)
         if input_shape is not None:
             try:
                 model.reshape({model.inputs[0]: ov.PartialShape([int(d) for d in input_shape])})
@@ -67,7 +67,7 @@ class OpenVINOTarget(ExportTarget):
         ov = require("openvino", extra="convert", purpose="inspect OpenVINO models")
         core = ov.Core()
         quantized = core.read_model(str(artifact))
-        floating = _float_model(ov, source, work)
+        floating = float_model(ov, source, work)
         by_name = {op.get_friendly_name(): op for op in floating.get_ordered_ops()}
         candidates = [op for op in quantized.get_ordered_ops() if op.get_type_name() in _QUANTIZABLE and op.get_friendly_name() in by_name]
         if not candidates:
@@ -141,7 +141,7 @@ def _batch_one(shape):
     return dims
 
 
-def _float_model(ov, source, work: Path):
+def float_model(ov, source, work: Path):
     """The float model, converted once per work folder and read back from IR: convert_model names
     unnamed ops from a process-wide counter, so a second conversion would name layers differently from
     the ones the fallback ranked."""
@@ -178,13 +178,21 @@ def _quantized(model, precision: str, quant):
                 raise ConversionError(f"int8 calibration supports models with one image input; this one has {len(model.inputs)}")
             shape = [d.get_length() if d.is_static else None for d in model.inputs[0].get_partial_shape()]
             samples = _Samples(quant, shape)  # NNCF iterates several times; each pass reads the samples anew
-            ignored = nncf.IgnoredScope(names=list(quant.keep_float), validate=False) if quant.keep_float else None
+            keep = list(quant.keep_float)
+            heads = head_plan(model, quant.output_ranges)
+            if heads is not None:
+                keep += [n for n in heads.keep_float if n not in keep]
+            ignored = nncf.IgnoredScope(names=keep, validate=False) if keep else None
+            settings = _nncf_settings(nncf, quant.options)  # the PTQ ladder's choices (converters/ladder.py)
+            if quant.options.accuracy_control and quant.accuracy is not None:
+                return _with_accuracy_control(nncf, model, samples, quant, shape, ignored, settings)
             return nncf.quantize(
                 model,
                 nncf.Dataset(samples),
                 subset_size=len(samples),
                 fast_bias_correction=not quant.options.bias_correction,
                 **({"ignored_scope": ignored} if ignored else {}),
+                **settings,
             )
     except ConversionError:
         raise
@@ -196,6 +204,95 @@ def _quantized(model, precision: str, quant):
         nncf_log.setLevel(level)
         if buffer.getvalue().strip():
             log.debug("nncf: %s", buffer.getvalue().strip()[-2000:])
+
+
+def _nncf_settings(nncf, options: QuantOptions) -> dict[str, Any]:
+    """nncf.quantize's arguments for the PTQ ladder's settings (converters/ladder.py): range estimator, SmoothQuant."""
+    from nncf.quantization.advanced_parameters import AdvancedQuantizationParameters
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    settings: dict[str, Any] = {}
+    if options.openvino_ranges != "default":
+        ranges = {"minmax": RangeEstimatorParametersSet.MINMAX, "histogram": RangeEstimatorParametersSet.HISTOGRAM}
+        settings["advanced_parameters"] = AdvancedQuantizationParameters(activations_range_estimator_params=ranges[options.openvino_ranges])
+    if options.openvino_smooth_quant:
+        settings["model_type"] = nncf.ModelType.TRANSFORMER  # NNCF applies SmoothQuant in its transformer recipe only
+    return settings
+
+
+HEAD_KINDS = {"Concat": "concat", "Transpose": "transpose", "Reshape": "shape", "Squeeze": "shape",
+              "Unsqueeze": "shape", "StridedSlice": "shape", "Slice": "shape", "Split": "shape",
+              "VariadicSplit": "shape", "Convert": "shape", "Add": "elementwise", "Subtract": "elementwise",
+              "Multiply": "elementwise", "Divide": "elementwise", "Softmax": "softmax", "SoftMax": "softmax"}
+
+
+_WEIGHTED = {"Convolution", "GroupConvolution", "MatMul"}
+
+
+def head_plan(model, ranges):
+    """Which ops of a detector's head NNCF keeps in float (:func:`edgecv.converters.output_ranges.head_ranges`
+    on the OpenVINO graph: box decoding and a box+score join; op friendly names, which NNCF's ignored scope
+    takes). NNCF leaves model outputs float and picks activation ranges itself, so only the float ops are
+    used. None without ranges or when the outputs do not match the source's."""
+    if ranges is None:
+        return None
+    from edgecv.converters.output_ranges import GraphNode, head_ranges, match_outputs
+
+    def tensor(port) -> str:
+        return f"{port.get_node().get_friendly_name()}:{port.get_index()}"
+
+    producers, shapes = {}, {}
+    for op in model.get_ordered_ops():
+        kind = HEAD_KINDS.get(op.get_type_name(), "compute")
+        sources = [i.get_source_output() for i in op.inputs()]
+        if kind == "elementwise" and {p.get_node().get_type_name() for p in sources} & _WEIGHTED:
+            kind = "compute"  # a layer's bias (OpenVINO splits it from its convolution): part of the layer
+        data = tuple(tensor(p) for p in sources if p.get_node().get_type_name() != "Constant")
+        axis = perm = None
+        if kind == "concat":
+            rank = op.get_output_partial_shape(0).rank
+            axis = int(op.get_attributes()["axis"]) % (rank.get_length() if rank.is_static else 1)
+        elif kind == "transpose" and len(sources) > 1 and sources[1].get_node().get_type_name() == "Constant":
+            perm = tuple(int(v) for v in sources[1].get_node().get_data())
+        for out in op.outputs():
+            name = tensor(out)
+            producers[name] = GraphNode(op.get_friendly_name(), kind, data[:1] if kind in ("shape", "transpose") else data,
+                                        axis=axis, perm=perm)
+            shape = out.get_partial_shape()
+            if shape.rank.is_static:
+                shapes[name] = tuple(d.get_length() if d.is_static else None for d in shape)
+    results = [tensor(r.input_value(0)) for r in model.get_results()]
+    names = [o.get_any_name() for o in model.outputs]
+    order = match_outputs(ranges, names, [shapes.get(t) for t in results])
+    if order is None:
+        log.warning("the detector's box decoding is quantized: the OpenVINO outputs %s do not match the source's %s",
+                    names, list(ranges.names))
+        return None
+    plan = head_ranges(ranges, [results[names.index(n)] for n in order], producers, shapes)
+    log.debug("int8 OpenVINO: kept in float for the detector's head: %s", plan.keep_float)
+    return plan
+
+
+def _with_accuracy_control(nncf, model, samples, quant, shape, ignored, settings: dict[str, Any]):
+    """nncf.quantize_with_accuracy_control against the export's gate (``quant.accuracy``, higher is better): NNCF
+    ranks its quantizers by output error on the eval samples and reverts the worst to float until the gate's
+    metric is within ``quant.accuracy.max_drop`` of the float model's."""
+    from nncf.quantization.advanced_parameters import AdvancedAccuracyRestorerParameters
+
+    probe = _Probe(quant, shape)
+
+    def validate(compiled, items):
+        if sum(1 for _ in items) != len(probe):  # NNCF then ranks by output error and validates whole sets only
+            raise ValueError("the export's gate is measured on the whole eval set")
+        return quant.accuracy(lambda x: list(compiled(fit_layout(x, shape)).to_tuple())), None
+
+    advanced = settings.pop("advanced_parameters", None)
+    restorer = AdvancedAccuracyRestorerParameters(max_num_iterations=quant.options.max_float_layers, num_ranking_workers=1)
+    return nncf.quantize_with_accuracy_control(
+        model, nncf.Dataset(samples), nncf.Dataset(probe), validate, max_drop=quant.accuracy.max_drop,
+        drop_type=nncf.DropType.ABSOLUTE, subset_size=len(samples), fast_bias_correction=not quant.options.bias_correction,
+        advanced_quantization_parameters=advanced, advanced_accuracy_restorer_parameters=restorer,
+        **({"ignored_scope": ignored} if ignored else {}), **settings)
 
 
 class _Samples:
@@ -210,6 +307,16 @@ class _Samples:
 
     def __len__(self) -> int:
         return len(self._quant.calib)
+
+
+class _Probe(_Samples):
+    """The eval samples (else the calibration samples), re-iterable, for NNCF's accuracy-aware quantization."""
+
+    def __iter__(self):
+        return self._quant.probe_samples(self._shape)
+
+    def __len__(self) -> int:
+        return len(self._quant.probe if self._quant.probe is not None else self._quant.calib)
 
 
 PROBE_SAMPLES = 16  # eval samples the per-layer comparison runs on

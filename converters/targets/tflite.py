@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import io
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -58,12 +59,12 @@ class TFLiteTarget(ExportTarget):
         tf = import_tensorflow()
         saved_model = _saved_model(source, work, input_shape)
         converter = _converter(tf, saved_model, precision, quant, static_batch=static_batch, input_shape=_to_fix(source, input_shape))
-        if quant is not None and quant.keep_float and precision in ("int8", "int16x8"):
-            data = _convert_with_float_layers(tf, converter, precision, quant)
+        if precision == "int8":
+            data = _quantized(tf, converter, precision, quant, _input_shape(tf, saved_model))
+        elif precision == "int16x8" and quant.keep_float:
+            data = _quantize_calibrated(tf, _calibrated(tf, converter), precision, quant, list(quant.keep_float))
         else:
             data = _run(converter)
-            if precision == "int8":
-                _refuse_float_ops(data)
         out_file.write_bytes(data)
 
     def layer_errors(self, source: Source, precision: str, artifact: Path, work: Path, quant: QuantJob, *,
@@ -236,24 +237,168 @@ def _calibrated(tf, converter) -> bytes:
         raise ConversionError(f"TFLite calibration failed: {_why(exc)}") from None
 
 
-def _convert_with_float_layers(tf, converter, precision: str, quant) -> bytes:
+CALIBRATOR_SAMPLES = 8  # the converter's own calibration only lays out the statistics (see _quantized)
+
+
+def _quantized(tf, converter, precision: str, quant, shape) -> bytes:
+    """Calibrated int8 TFLite: the converter lays out calibration statistics on a few samples,
+    edgecv measures every tensor's range on the whole calibration set (:func:`_measured_ranges`), writes a
+    detector's output ranges (:func:`_with_head_ranges`), and the converter's quantizer quantizes, leaving
+    ``quant.keep_float`` in float. Integer I/O stays as asked unless an output joins boxes and scores."""
+    converter.representative_dataset = lambda: ([x] for x in quant.samples(shape, limit=CALIBRATOR_SAMPLES))
+    calibrated = _measured_ranges(_calibrated(tf, converter), quant.samples(shape))
+    keep, heads = list(quant.keep_float), []
+    if quant.output_ranges is not None:
+        calibrated, heads = _with_head_ranges(calibrated, quant.output_ranges)
+        keep += [n for n in heads if n not in keep]
+    data = _quantize_calibrated(tf, calibrated, precision, quant, keep)
+    if not keep:
+        _refuse_float_ops(data)
+    return data
+
+
+def _quantize_calibrated(tf, calibrated: bytes, precision: str, quant, keep_float: list[str]) -> bytes:
+    """The calibrated model quantized by the converter's MLIR quantizer, ``keep_float`` (output tensor names)
+    left in float. Integer I/O is set afterwards, as the converter itself does (the quantizer knows no uint8):
+    each input, and each output that int8 reaches, becomes ``io_type``; an output a float op makes (boxes and
+    scores joined) stays float32."""
     from tensorflow.lite.python import convert as tfl_convert  # the quantizer the debugger uses
+    from tensorflow.lite.python.util import modify_model_io_type
 
     io_type = quant.options.io_type
-    activation = tf.int16 if precision == "int16x8" else tf.int8
-    io_dtype = tf.float32 if io_type == "float" else getattr(tf, _IO_DTYPES[io_type])
+    int16 = precision == "int16x8"
     try:
-        return tfl_convert.mlir_quantize(
-            _calibrated(tf, converter),
+        data = tfl_convert.mlir_quantize(
+            calibrated,
             disable_per_channel=not quant.options.per_channel,
-            fully_quantize=io_type != "float",
-            inference_type=tfl_convert._types_pb2.QUANTIZED_INT16 if activation == tf.int16 else tfl_convert._types_pb2.QUANTIZED_INT8,
-            input_data_type=io_dtype,
-            output_data_type=io_dtype,
-            denylisted_nodes=list(quant.keep_float),
+            fully_quantize=False,  # float I/O here; integer I/O below
+            inference_type=tfl_convert._types_pb2.QUANTIZED_INT16 if int16 else tfl_convert._types_pb2.QUANTIZED_INT8,
+            input_data_type=tf.float32,
+            output_data_type=tf.float32,
+            denylisted_nodes=keep_float,
         )
+        if io_type != "float" and not int16:
+            io_dtype = getattr(tf, _IO_DTYPES[io_type])
+            data = modify_model_io_type(data, io_dtype, io_dtype)  # (its warning about float outputs: TF's logger is at ERROR)
+        return data
     except Exception as exc:
-        raise ConversionError(f"TFLite quantizer failed with layers kept in float: {_why(exc)}") from None
+        what = "with layers kept in float" if keep_float else "with the detector's output ranges"
+        raise ConversionError(f"TFLite quantizer failed {what}: {_why(exc)}") from None
+
+
+def _measured_ranges(calibrated: bytes, samples) -> bytes:
+    """The calibrated model with each tensor's min/max measured anew on ``samples``, every intermediate
+    tensor kept. The converter's calibration reads an op's inputs after the op ran, so an op that works in
+    place (SUB, ADD) leaves its result in its input's statistics: an input ranging over [-3, 2.5] was recorded
+    as [-998, 5], the range of the difference, and quantized with a step of 4."""
+    from edgecv.deps import require
+
+    fb = require("ai_edge_litert.tools.flatbuffer_utils", extra="litert", purpose="rewrite TFLite models")
+    litert = require("ai_edge_litert.interpreter", extra="litert", purpose="run TFLite models")
+    with warnings.catch_warnings():  # "intended for debugging": keeping every tensor is the point here
+        warnings.simplefilter("ignore")
+        interpreter = litert.Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True)
+    interpreter.allocate_tensors()
+    model = fb.convert_bytearray_to_object(bytearray(calibrated))
+    sg = model.subgraphs[0]
+    wanted = [i for i, t in enumerate(sg.tensors) if t.quantization is not None and t.quantization.min is not None
+              and len(t.quantization.min) == 1 and not _constant(model, t)]
+    ranges: dict[int, list[float]] = {}
+    feed = interpreter.get_input_details()[0]["index"]
+    for x in samples:
+        interpreter.set_tensor(feed, np.asarray(x, np.float32))
+        interpreter.invoke()
+        for i in wanted:
+            try:
+                v = interpreter.get_tensor(i)
+            except ValueError:  # a tensor the runtime does not keep (fused away)
+                continue
+            if v.size and v.dtype == np.float32:
+                lo, hi = float(v.min()), float(v.max())
+                old = ranges.get(i)
+                ranges[i] = [lo, hi] if old is None else [min(old[0], lo), max(old[1], hi)]
+    for i, (lo, hi) in ranges.items():
+        q = sg.tensors[i].quantization
+        q.min, q.max = [lo], [hi]
+    return bytes(fb.convert_object_to_bytearray(model))
+
+
+def _constant(model, tensor) -> bool:
+    """A tensor with data in the model: a weight or a constant."""
+    data = model.buffers[tensor.buffer].data if tensor.buffer else None
+    return data is not None and len(data) > 0
+
+
+_KINDS = {"CONCATENATION": "concat", "TRANSPOSE": "transpose", "RESHAPE": "shape", "SQUEEZE": "shape",
+          "EXPAND_DIMS": "shape", "QUANTIZE": "shape", "DEQUANTIZE": "shape", "SLICE": "shape",
+          "STRIDED_SLICE": "shape", "SPLIT": "shape", "ADD": "elementwise", "SUB": "elementwise",
+          "MUL": "elementwise", "DIV": "elementwise", "SOFTMAX": "softmax"}
+
+
+def _with_head_ranges(calibrated: bytes, ranges) -> tuple[bytes, list[str]]:
+    """The calibrated model with a detector's output ranges (:mod:`edgecv.converters.output_ranges`) written
+    over the calibration's min/max of the tensors that hold them, and the tensors to keep in float (a
+    concatenation of boxes and scores: TFLite's int8 concatenation takes one scale for all its inputs)."""
+    import logging
+
+    from edgecv.converters.output_ranges import GraphNode, head_ranges, match_outputs
+    from edgecv.deps import require
+
+    fb = require("ai_edge_litert.tools.flatbuffer_utils", extra="litert", purpose="rewrite TFLite models")
+    schema = require("ai_edge_litert.schema_py_generated", extra="litert", purpose="rewrite TFLite models")
+    ops = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+    model = fb.convert_bytearray_to_object(bytearray(calibrated))
+    sg = model.subgraphs[0]
+    names = [t.name.decode() if isinstance(t.name, bytes) else str(t.name) for t in sg.tensors]
+    shapes = {n: tuple(int(d) for d in t.shape) if t.shape is not None else () for n, t in zip(names, sg.tensors)}
+    producers = {}
+    for op in sg.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        op_name = ops.get(max(int(code.builtinCode), int(code.deprecatedBuiltinCode)), "")
+        kind = _KINDS.get(op_name, "compute")
+        inputs = [int(i) for i in op.inputs if int(i) >= 0]
+        perm = axis = None
+        if kind == "concat":
+            rank = len(shapes[names[int(op.outputs[0])]]) or 1
+            axis = int(op.builtinOptions.axis) % rank
+        elif kind == "transpose" and len(inputs) > 1:
+            buf = model.buffers[sg.tensors[inputs[1]].buffer].data
+            perm = tuple(int(v) for v in np.frombuffer(bytes(buf), np.int32)) if buf is not None and len(buf) else None
+        if kind == "elementwise":  # its non-constant operands
+            data = tuple(names[i] for i in inputs if not _constant(model, sg.tensors[i]))
+        else:
+            data = tuple(names[i] for i in (inputs if kind == "concat" else inputs[1:2] if op_name == "SPLIT" else inputs[:1]))
+        for o in op.outputs:
+            producers[names[int(o)]] = GraphNode(names[int(op.outputs[0])], kind, data, axis=axis, perm=perm)
+    out_names = [names[int(i)] for i in sg.outputs]
+    outputs = match_outputs(ranges, out_names, [shapes[n] for n in out_names])
+    if outputs is None:
+        logging.getLogger(__name__).warning("the detector's output ranges are not applied: the TFLite outputs %s "
+                                            "do not match the source's %s", out_names, list(ranges.names))
+        return calibrated, []
+    plan = head_ranges(ranges, outputs, producers, shapes)
+    for note in plan.notes:
+        logging.getLogger(__name__).warning("int8 TFLite: %s", note)
+    logging.getLogger(__name__).debug("int8 TFLite output ranges: %s; kept in float: %s", plan.ranges, plan.keep_float)
+    index = {n: i for i, n in enumerate(names)}
+    for name, (lo, hi) in plan.ranges.items():
+        tensor = sg.tensors[index[name]]
+        if tensor.quantization is None:
+            tensor.quantization = schema.QuantizationParametersT()
+        tensor.quantization.min, tensor.quantization.max = [float(lo)], [float(hi)]
+    keep = list(plan.keep_float)
+    for name in plan.keep_float:
+        # The quantizer gives a concatenation's inputs one scale even when it is denylisted, so the data
+        # movement between it and the arithmetic that makes each input stays float too, and it has no statistics.
+        sg.tensors[index[name]].quantization = None
+        stack = list(producers[name].inputs)
+        while stack:
+            node = producers.get(stack.pop())
+            if node is not None and node.kind in ("shape", "transpose") and node.name not in keep:
+                keep.append(node.name)
+                sg.tensors[index[node.name]].quantization = None
+                stack.extend(node.inputs[:1])
+    return bytes(fb.convert_object_to_bytearray(model)), keep
 
 
 PROBE_SAMPLES = 32  # eval samples the quantization debugger runs on (held in memory: it iterates them twice)

@@ -28,6 +28,9 @@ than --max-drop points (or, for outputs that are not class scores, falls below -
 with the layers that cause the loss kept in float. For a detector, --spec (a built-in name or a YAML
 detector spec) makes the gate compare detections with the float model's on the --eval images: the drop
 is the points of F1 lost plus the mean score change of matched detections (x100). OUT/report.{json,md,png} describe the run.
+Before an int8 build, the float model runs on --calib and on --eval: when the eval activations reach twice their
+calibrated range in 10% of the layers or more, one warning line names them; calibrate on images like the eval set,
+or add the eval images with --calib-include-eval (the gate is then not independent, and the report says so).
 A model with dynamic input dims (?x3x?x?) needs --input-shape: checks and calibration run at it, the dims stay
 dynamic in ONNX and OpenVINO artifacts (also checked at the shape with height and width 32 larger), and TFLite
 gets that static shape; --static-shape fixes it in every artifact. Each artifact's latency p50 is measured as
@@ -69,6 +72,10 @@ def add_parser(sub) -> None:
     q.add_argument("--eval-samples", type=int, default=2000, help="eval samples (default 2000)")
     q.add_argument("--calibration", choices=CALIBRATION_METHODS, default="minmax", help="ONNX activation calibration (default minmax)")
     q.add_argument("--io-type", choices=IO_TYPES, default="float", help="TFLite int8 model inputs/outputs (default float)")
+    q.add_argument("--no-ladder", action="store_true",
+                   help="do not try the toolchain's other PTQ settings (percentile, entropy, NNCF modes) before the float fallback")
+    q.add_argument("--accuracy-control", action="store_true",
+                   help="add NNCF's accuracy-aware quantization as the OpenVINO ladder's last rung (minutes per model)")
     q.add_argument("--no-fallback", action="store_true", help="do not keep failing layers in float")
     q.add_argument("--fallback-ranking", choices=FALLBACK_RANKINGS, default="auto",
                    help="how culprit layers are found: clipping against the eval set, per-layer error, or leave-one-out (default auto)")
@@ -90,6 +97,8 @@ def run(args) -> int:
         eval_samples=args.eval_samples,
         calibration=args.calibration,
         io_type=args.io_type,
+        ladder=not args.no_ladder,
+        ladder_accuracy_control=args.accuracy_control,
         fallback=not args.no_fallback,
         fallback_ranking=args.fallback_ranking,
         **({"min_sqnr": args.min_sqnr} if args.min_sqnr is not None else {}),
@@ -111,6 +120,7 @@ def run(args) -> int:
         options=ExportOptions(samples=args.samples, quant=quant, static_shape=args.static_shape),
         progress=not args.json,
         trust_source=args.trust_source,
+        calib_include_eval=args.calib_include_eval,
     )
     written = report.report_files  # published with the artifacts: never stale
     if args.json:

@@ -71,7 +71,7 @@ def run(args) -> int:
                       labels=read_labels(args.labels), remote=args.remote,
                       options=OptimizeOptions(runs=args.runs, threads=args.threads, workers=args.workers,
                                               python=args.python, port=args.port, identity=args.identity),
-                      progress=not args.json, trust_source=args.trust_source)
+                      progress=not args.json, trust_source=args.trust_source, calib_include_eval=args.calib_include_eval)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
@@ -96,4 +96,7 @@ def format_result(result) -> str:
     lines.append(f"{result.device}: chose {chosen.path.name if chosen and chosen.path else 'nothing'}; benchmarked "
                  f"{where}; {result.seconds:.0f} s. Drop: points of {result.metric or 'accuracy'} lost against the source.")
     lines.append(f"written to {result.out}: the artifact and its manifest, optimize.md, optimize.json, report.png")
+    check = result.calibration_check or {}
+    if check.get("representative") is False or check.get("independent") is False:
+        lines.append(check["note"])
     return "\n".join(lines)

@@ -35,6 +35,9 @@ def add_data_options(p: argparse.ArgumentParser, *, eval_help: str) -> None:
                    "used as-is; else within 0..255, pixels normalized once, with a warning; within both and spanning over 25, "
                    "refused as ambiguous)")
     p.add_argument("--eval", type=Path, dest="eval_data", help=eval_help)
+    p.add_argument("--calib-include-eval", action="store_true",
+                   help="add the --eval images (at most the calibration sample count, 300 by default) to the calibration data, for when --calib does "
+                   "not look like them; the accuracy gate is then not independent, and the report and manifests say so")
 
 
 def add_trust_option(p: argparse.ArgumentParser) -> None:

@@ -14,6 +14,7 @@ from edgecv.errors import ConfigError, InputError
 from edgecv.manifest import Preprocess
 from edgecv.model import load
 from tests.conftest import build_outlier_keras, make_outlier_onnx
+from tests.converters.detector_heads import portrait_closeups
 
 FAST = ExportOptions(bench_runs=0)
 CENTERED = Preprocess(mean=(127.5,), std=(127.5,))
@@ -115,12 +116,14 @@ def test_keras_int8_tflite_with_int8_io_and_int16x8(tiny_keras_path, tmp_path):
 @pytest.mark.parametrize("fmt", ["onnx", "openvino"])
 def test_fallback_keeps_the_culprit_layer_in_float(fmt, pixels, tmp_path):
     src = make_outlier_onnx(tmp_path / "outlier.onnx")
+    # The fallback alone: the PTQ ladder's NNCF accuracy-control rung would pass first (tests/converters/test_ladder.py).
     plain = export(src, to=fmt, quant="int8", calib=pixels, out=tmp_path / "plain", preprocess=CENTERED,
-                   options=ExportOptions(bench_runs=0, quant=QuantOptions(fallback=False)))
+                   options=ExportOptions(bench_runs=0, quant=QuantOptions(fallback=False, ladder=False)))
     assert not plain.ok and "agrees with the source" in plain.artifacts[0].reason
     assert plain.artifacts[0].path.parent.name == "_failed"
 
-    report = export(src, to=fmt, quant="int8", calib=pixels, out=tmp_path / "fixed", preprocess=CENTERED, options=FAST)
+    report = export(src, to=fmt, quant="int8", calib=pixels, out=tmp_path / "fixed", preprocess=CENTERED,
+                    options=ExportOptions(bench_runs=0, quant=QuantOptions(ladder=False)))
     a = report.artifacts[0]
     assert a.status == "passed", a.reason
     assert a.fallback["kept"] == ["conv"]  # the one layer whose output range the outlier owns
@@ -161,8 +164,8 @@ def test_clipping_ranks_first_the_layer_whose_eval_activations_leave_the_calibra
     dark = np.broadcast_to(rng.integers(0, 40, (32, 1, 1, 3), dtype=np.uint8), (32, 8, 8, 3))
     bright = np.broadcast_to(rng.integers(100, 256, (48, 1, 1, 3), dtype=np.uint8), (48, 8, 8, 3))
     src = make_outlier_onnx(tmp_path / "outlier.onnx")
-    report = export(src, to=fmt, quant="int8", calib=dark, eval_data=bright, out=tmp_path / "out",
-                    preprocess=Preprocess(mean=(0,), std=(255,)), options=FAST)
+    report = export(src, to=fmt, quant="int8", calib=dark, eval_data=bright, out=tmp_path / "out",  # the fallback alone
+                    preprocess=Preprocess(mean=(0,), std=(255,)), options=ExportOptions(bench_runs=0, quant=QuantOptions(ladder=False)))
     a = report.artifacts[0]
     assert a.status == "passed", a.reason
     assert a.fallback["ranking_method"] == "auto"
@@ -261,24 +264,6 @@ def test_eval_labels_must_fit_the_models_classes(tiny_onnx, pixels, tmp_path):
     assert not any((tmp_path / "out").glob("*.onnx"))
 
 
-def _portrait_closeups(count: int) -> np.ndarray:
-    """Close-ups of matplotlib's sample portrait (a face MediaPipe's golden image does not show), at
-    several scales, flipped and lit differently: 128x128 uint8 RGB."""
-    cv2 = pytest.importorskip("cv2")
-    from matplotlib import cbook
-
-    portrait = cv2.cvtColor(cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))), cv2.COLOR_BGR2RGB)
-    padded = cv2.copyMakeBorder(portrait, 400, 400, 400, 400, cv2.BORDER_REFLECT)
-    out = []
-    for k in range(count):
-        side = int(230 / (0.35 + 0.4 * (k % 5) / 4))  # the face fills 35..75% of the frame
-        cx, cy = 660 + 10 * (k % 3 - 1), 650 + 10 * (k % 4 - 2)
-        image = cv2.resize(padded[cy - side // 2 : cy + side // 2, cx - side // 2 : cx + side // 2], (128, 128), interpolation=cv2.INTER_AREA)
-        image = image[:, ::-1] if k % 2 else image
-        out.append(np.clip(image.astype(np.float32) * (0.8 + 0.05 * (k % 7)), 0, 255).astype(np.uint8))
-    return np.stack(out)
-
-
 def test_blazeface_int8_finds_the_golden_face_again(shared_data, tmp_path):
     """The issue's real failure: calibrated on street frames with no face, int8 BlazeFace loses faces.
     Gated on face images, edgecv finds the clipped layer, keeps it in float, and the face on MediaPipe's
@@ -288,12 +273,12 @@ def test_blazeface_int8_finds_the_golden_face_again(shared_data, tmp_path):
 
     spec = load_spec("blazeface-short-range")
     src = shared_data / "models" / "face_detection_short_range.tflite"
-    np.save(tmp_path / "faces.npy", _portrait_closeups(40))
+    np.save(tmp_path / "faces.npy", portrait_closeups(40))
     common = dict(to="openvino", quant="int8", calib=shared_data / "video" / "vtest.avi", eval_data=tmp_path / "faces.npy",
                   detector=spec, max_drop=5.0, preprocess=CENTERED)
-    plain = export(src, out=tmp_path / "plain", options=ExportOptions(bench_runs=0, quant=QuantOptions(fallback=False)), **common)
+    plain = export(src, out=tmp_path / "plain", options=ExportOptions(bench_runs=0, quant=QuantOptions(fallback=False, ladder=False)), **common)
     assert not plain.ok and plain.artifacts[0].reason.startswith("detections lose")
-    report = export(src, out=tmp_path / "fixed", options=FAST, **common)
+    report = export(src, out=tmp_path / "fixed", options=ExportOptions(bench_runs=0, quant=QuantOptions(ladder=False)), **common)
     a = report.artifacts[0]
     assert a.status == "passed", a.reason
     assert a.drop <= 5.0 < plain.artifacts[0].drop
