@@ -45,6 +45,17 @@ REMEDY = ("calibrate on frames like the eval set, or pass --calib-include-eval (
           "the accuracy gate is then not independent)")
 
 
+def short_name(layer: str) -> str:
+    """A layer's name as a warning line shows it: converters from TFLite join the names of fused ops with
+    ``;`` (the report keeps the whole name); the first one names the layer.
+
+    Example:
+        >>> short_name("model/conv_3/BiasAdd;model/conv_3/Conv2D;model/conv_3/BiasAdd/ReadVariableOp")
+        'model/conv_3/BiasAdd'
+    """
+    return layer.split(";", 1)[0]
+
+
 @dataclass(frozen=True)
 class CalibrationCheck:
     """What the check found. ``over`` holds ``(layer, ratio)`` for the layers whose eval activations reach
@@ -92,7 +103,7 @@ class CalibrationCheck:
             return NOT_INDEPENDENT
         if not self.measured:
             return f"calibration check not run: {self.note}"
-        worst = ", ".join(f"{name} {_x(ratio)}" for name, ratio in self.over[:NAMED])
+        worst = ", ".join(f"{short_name(name)} {_x(ratio)}" for name, ratio in self.over[:NAMED])
         if self.representative is False:
             return (f"calibration data does not represent the eval set: eval activations reach {_x(LAYER_RATIO)} to "
                     f"{_x(self.worst_ratio)} their calibrated range in {len(self.over)} of {self.layers} layers (worst: {worst}); {REMEDY}")
@@ -100,7 +111,7 @@ class CalibrationCheck:
         if self.over:
             return (f"calibration data represents the eval set: {len(self.over)} of {self.layers} layers reach "
                     f"{_x(LAYER_RATIO)} their calibrated range (worst: {worst}), under {WARN_SHARE:.0%} ({measured})")
-        worst_text = f"; worst {_x(self.worst_ratio)}, {self.worst_layer}" if self.worst_ratio is not None and self.worst_ratio > 1.0 else ""
+        worst_text = f"; worst {_x(self.worst_ratio)}, {short_name(self.worst_layer)}" if self.worst_ratio is not None and self.worst_ratio > 1.0 else ""
         return (f"calibration data represents the eval set: eval activations stay within {_x(LAYER_RATIO)} their calibrated "
                 f"range in all {self.layers} layers{worst_text} ({measured})")
 
