@@ -5,7 +5,8 @@ device side: no TensorFlow, no ``onnx`` package, no runtime.
 format's reader (:mod:`edgecv.formats`; the graph types are in :mod:`edgecv.graph`, re-exported here).
 :func:`check_artifact` compares that graph with a :class:`~edgecv.devices.DeviceProfile`
 and sorts what it finds into *blockers* (the device cannot run the file: wrong format, over budget, a float
-model for an integer-only accelerator, a dynamic shape an accelerator must compile statically, an op the
+model for an integer-only accelerator (float ops of a quantized model, such as a detector head kept in
+float, are CPU fallbacks instead), a dynamic shape an accelerator must compile statically, an op the
 accelerator must take and cannot) and *fallbacks* (it runs, slower: ops that go to the CPU, parameters that
 do not fit the accelerator's memory).
 
@@ -128,7 +129,10 @@ def check_artifact(path: str | Path, profile: DeviceProfile) -> CompatReport:
                                                 f"(it takes {', '.join(acc.formats)}): the whole model runs on the CPU"))
     required = profile.quantization.required
     precision = graph.precision
-    if required and precision != required and not any(f.kind == "float" for f in blockers):
+    # A quantized model with float ops the accelerator leaves to the CPU (kind "float" fallbacks) is "mixed"
+    # and still compiles: its float ops are already reported.
+    mixed_ok = precision == "mixed" and any(f.kind == "float" for f in fallbacks)
+    if required and precision != required and not mixed_ok and not any(f.kind == "float" for f in blockers):
         blockers.append(Finding("precision", f"{profile.name} needs {required} models (quantization.required); "
                                              f"this one is {precision}"))
     return CompatReport(path, profile.name, fmt.name, precision, size, len(graph.ops), tuple(blockers),
@@ -147,8 +151,12 @@ def _check_accelerator(graph: Graph, profile: DeviceProfile, blockers: list[Find
                 blockers.append(Finding("dynamic", f"dynamic shape on input {name!r} {T[name].shape_text()}: the "
                                                    f"{acc.name} compiles static shapes only; fix the shape at export",
                                         tensor=name))
-    float_blocked, boundary = _full_integer(graph, profile, blockers, fallbacks) if acc.full_integer else (set(), set())
+    float_blocked, boundary, float_tail = (_full_integer(graph, profile, blockers, fallbacks) if acc.full_integer
+                                           else (set(), set(), {}))
     reasons = _reasons(graph, profile, skip=float_blocked | boundary)
+    for i, why in float_tail.items():
+        reasons.setdefault(i, []).insert(0, why)
+    reasons = dict(sorted(reasons.items()))
     compute = [i for i, op in enumerate(graph.ops) if op.type not in _STRUCTURAL and i not in boundary]
     cut = _partition_cut(compute, reasons, acc.partitions)
     after = len([i for i in compute if i > cut]) if cut is not None else 0
@@ -178,9 +186,14 @@ def _check_accelerator(graph: Graph, profile: DeviceProfile, blockers: list[Find
 
 
 def _full_integer(graph: Graph, profile: DeviceProfile, blockers: list[Finding],
-                  fallbacks: list[Finding]) -> tuple[set[int], set[int]]:
-    """Float ops of an integer-only accelerator (blockers), and the float/integer conversions at the model's
-    ends. Returns the indices of both."""
+                  fallbacks: list[Finding]) -> tuple[set[int], set[int], dict[int, tuple[str, str, str | None]]]:
+    """Float ops of an integer-only accelerator, and the float/integer conversions at the model's ends.
+    Returns the indices of the float ops that block, of the conversions, and the float ops that run on the CPU.
+
+    A float op blocks only in a model with no integer compute at all. In a quantized model the compiler
+    leaves float ops to the CPU ("Operation is working on an unsupported data type" in the Edge TPU
+    compiler's log: a detector head kept in float after a DEQUANTIZE), so those are CPU reasons, cut by the
+    accelerator's partition limit like any op it cannot take."""
     acc, T = profile.accelerator, graph.tensors
     assert acc is not None
     ends = set(graph.inputs) | set(graph.outputs)
@@ -193,15 +206,27 @@ def _full_integer(graph: Graph, profile: DeviceProfile, blockers: list[Finding],
         or (op.type in ("DEQUANTIZE", "DequantizeLinear") and op.outputs and op.outputs[0] in graph.outputs
             and op.inputs and not T[op.inputs[0]].constant)
     }
-    blocked: set[int] = set()
+    floats: dict[int, Tensor] = {}
+    integer = False  # an op computing on integer tensors only
     for i, op in enumerate(graph.ops):
+        if op.type in _STRUCTURAL or i in boundary:
+            continue
         bad = [T[n] for n in op.inputs + op.outputs if n not in ends and T[n].dtype in FLOATS]
-        if bad and op.type not in _STRUCTURAL and i not in boundary:
+        if bad:
             floats_in = [T[n] for n in op.inputs if T[n].dtype in FLOATS]
-            t = next((x for x in floats_in if not x.constant), floats_in[0] if floats_in else bad[0])
+            floats[i] = next((x for x in floats_in if not x.constant), floats_in[0] if floats_in else bad[0])
+        elif not any(T[n].dtype in FLOATS for n in op.inputs + op.outputs if not T[n].constant):
+            integer = True
+    blocked: set[int] = set()
+    tail: dict[int, tuple[str, str, str | None]] = {}
+    for i, t in floats.items():
+        op = graph.ops[i]
+        text = f"float op {op.type} {op.name!r} on tensor {t.name!r} {t.dtype}"
+        if integer and acc.fallback == "cpu":
+            tail[i] = ("float", f"{text}: the {acc.name} takes integer ops only", t.name)
+        else:
             blocked.add(i)
-            blockers.append(Finding("float", f"float op {op.type} {op.name!r} on tensor {t.name!r} {t.dtype}: "
-                                             f"the {acc.name} runs full-integer models only", op.type, op.name, t.name))
+            blockers.append(Finding("float", f"{text}: the {acc.name} runs full-integer models only", op.type, op.name, t.name))
     io = profile.quantization.io
     for i in sorted(boundary) if not blocked else ():
         op = graph.ops[i]
@@ -212,7 +237,7 @@ def _full_integer(graph: Graph, profile: DeviceProfile, blockers: list[Finding],
         prefer = f" ({profile.name} takes {io} I/O: export with {io} inputs and outputs to skip it)" if io != "float" else ""
         fallbacks.append(Finding("io", f"{side} {name!r} is {T[name].dtype}: {what} runs on the CPU{prefer}",
                                  op.type, op.name, name))
-    return blocked, boundary
+    return blocked, boundary, tail
 
 
 def _reasons(graph: Graph, profile: DeviceProfile, *, skip: set[int]) -> dict[int, list[tuple[str, str, str | None]]]:

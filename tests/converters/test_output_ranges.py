@@ -245,3 +245,18 @@ def test_real_blazeface_full_integer_tflite_runs_whole_on_the_edge_tpu(shared_da
     coral = check_artifact(artifact.path, load_profile("coral-edgetpu"))
     assert coral.ok and not coral.fallbacks, [f.message for f in coral.fallbacks]
     assert coral.accelerator_ops == coral.ops
+
+
+def test_a_float_head_after_an_int8_body_runs_on_the_cpu_of_an_edge_tpu(head_exports):
+    """The YOLO-like full-integer TFLite keeps its box+score join in float: the Edge TPU compiler leaves such
+    ops to the CPU, so devices check reports them as fallbacks after the int8 part, not as blockers."""
+    from edgecv.compat import check_artifact
+    from edgecv.devices import load_profile
+
+    artifact = next(a for a in head_exports["yolo", True].artifacts if a.format == "tflite")
+    report = check_artifact(artifact.path, load_profile("coral-edgetpu"))
+    assert report.ok, [f.message for f in report.blockers]
+    floats = [f for f in report.fallbacks if f.kind == "float"]
+    assert floats and any(f.op == "CONCATENATION" for f in floats)
+    assert 0 < report.accelerator_ops < report.ops
+    assert "run on the CPU (one partition)" in floats[0].message or "runs on the CPU" in floats[0].message
