@@ -35,7 +35,10 @@ Stages (``--stage all`` runs data, ultralytics, edgecv):
   -> onnx2tf -> TensorFlow: NHWC input, boxes in pixels) as OUT/yolov8n_scenes_float32.tflite. Needs
   ``--setup-tflite`` (:data:`INSTALL_TFLITE`, into the YOLO venv; it moves numpy to 2.1.3 and onnx to 1.22.0 there).
   onnx2tf's calibration sample file, which Ultralytics would download, is written from generated scenes first.
-  Outcomes go to OUT/ultralytics_tflite.json. int8 TFLite is issue 17's subject, not done here.
+  Outcomes go to OUT/ultralytics_tflite.json.
+- ``int8`` (issue 17, used by benchmarks/yolo_int8.py; needs ``--setup-int8``, :data:`INSTALL_INT8`): Ultralytics'
+  own int8 exports (:data:`INT8_EXPORTS`: ONNX, LiteRT, onnx2tf TFLite, OpenVINO) calibrated on the calib split
+  (``data=`` OUT/data/calib.yaml), with their float twins; ``--int8-exports`` picks some. OUT/ultralytics_int8.json.
 - ``edgecv``: in the project venv, ``edgecv info``, ``bench`` (static; dynamic without and with
   ``--input-shape``), ``export --to tflite,onnx,openvino --quant fp32,int8 --calib`` (gated on detections on 100
   held-out frames with the spec, ``--max-drop 5``), ``export`` of the dynamic ONNX (fp32), then ``detect`` (spec
@@ -69,6 +72,9 @@ INSTALL = [f"torch=={PINS['torch']}", f"torchvision=={PINS['torchvision']}", f"u
 # onnx2tf<1.29 on Python 3.11 (ultralytics/utils/export/tensorflow.py)
 INSTALL_TFLITE = ["litert-torch==0.10.0", "tensorflow==2.19.0", "tf_keras==2.19.0", "onnx2tf>=1.26.3,<1.29.0",
                   "sng4onnx>=1.0.1", "onnx_graphsurgeon>=0.3.26", "ai-edge-litert>=1.2.0", "protobuf>=5"]
+# Ultralytics' int8 exports (issue 17): OpenVINO int8 quantizes with NNCF; format="tflite" int8 with ai-edge-quantizer
+# (the versions of the project venv; installing them moves onnx to 1.21.0 in the YOLO venv)
+INSTALL_INT8 = ["openvino==2026.4.1", "nncf==3.4.0", "ai-edge-quantizer==0.10.0"]
 FRAME_SIZE = (240, 320)  # (height, width) of the generated frames
 SEEDS = {"train": 1, "val": 2, "calib": 3}
 ONNX_STATIC, ONNX_DYNAMIC = "yolov8n_scenes.onnx", "yolov8n_scenes_dynamic.onnx"
@@ -331,6 +337,79 @@ def tflite_stage(args: argparse.Namespace) -> None:
     (out / "ultralytics_tflite.json").write_text(json.dumps(results, indent=2))
 
 
+# Ultralytics' int8 exports (issue 17): (name, export kwargs, files to keep as {glob: name under OUT})
+INT8_EXPORTS = [
+    ("onnx_int8", {"format": "onnx", "int8": True, "simplify": True}, {"*_int8.onnx": "yolov8n_scenes_onnx_int8.onnx"}),
+    ("litert_fp32", {"format": "tflite"}, {"yolov8n_scenes.tflite": "yolov8n_scenes_litert.tflite"}),
+    ("litert_int8", {"format": "tflite", "int8": True}, {"*_int8.tflite": "yolov8n_scenes_litert_int8.tflite"}),
+    ("saved_model_int8", {"format": "saved_model", "int8": True},
+     {"*_float32.tflite": "yolov8n_scenes_float32.tflite",
+      "*_full_integer_quant.tflite": "yolov8n_scenes_full_integer_quant.tflite",
+      "*[!l]_integer_quant.tflite": "yolov8n_scenes_integer_quant.tflite"}),
+    ("openvino_fp32", {"format": "openvino"}, {"*.xml": "ultralytics_openvino_fp32"}),
+    ("openvino_int8", {"format": "openvino", "int8": True}, {"*.xml": "ultralytics_openvino_int8"}),
+]
+
+
+def int8_stage(args: argparse.Namespace) -> None:
+    """Ultralytics' own int8 exports of the trained weights (and their float twins), calibrated on the calib split:
+    ``data=`` is OUT/data/calib.yaml, whose ``val`` (the split Ultralytics calibrates on) is images/calib. Runs in
+    the YOLO venv; TFLite files go to OUT/*.tflite, OpenVINO folders to OUT/ultralytics_openvino_{fp32,int8};
+    outcomes to OUT/ultralytics_int8.json."""
+    import traceback
+
+    out, work = args.out.resolve(), args.out.resolve() / "work"
+    attempts = _offline()
+    _import_ultralytics(work, args.threads)
+    import cv2
+    import numpy as np
+    from ultralytics import YOLO
+
+    data = out / "data"
+    calib_yaml = data / "calib.yaml"
+    names = "".join(f"  - {c}\n" for c in (data / "classes.txt").read_text().split())
+    calib_yaml.write_text(f"path: {data}\ntrain: images/train\nval: images/calib\nnames:\n{names}")
+    export_dir = work / "int8"
+    shutil.rmtree(export_dir, ignore_errors=True)
+    export_dir.mkdir(parents=True)
+    shutil.copy2(out / "yolov8n_scenes.pt", export_dir / "yolov8n_scenes.pt")
+    calib = sorted((data / "images" / "calib").glob("*.png"))[:20]  # onnx2tf's sample file, else downloaded
+    sample = np.stack([cv2.resize(cv2.imread(str(p))[..., ::-1], (128, 128)) for p in calib]).astype(np.float32) / 255
+    np.save(export_dir / ONNX2TF_SAMPLE, sample)
+    os.chdir(export_dir)
+    only = set(args.int8_exports.split(",")) if args.int8_exports else None
+    report = out / "ultralytics_int8.json"  # a run of some exports (--int8-exports) keeps the others' records
+    results: dict = (json.loads(report.read_text()) if only and report.exists() else {}) | {"data": str(calib_yaml)}
+    for name, kwargs, keep in INT8_EXPORTS:
+        if only and name not in only:
+            continue
+        result: dict = {"kwargs": kwargs}
+        start = time.perf_counter()
+        try:
+            f = YOLO("yolov8n_scenes.pt").export(**kwargs, imgsz=args.imgsz, batch=1, data=str(calib_yaml))
+            result["export_returned"] = str(f)
+            root = Path(f) if Path(f).is_dir() else Path(f).parent
+            for pattern, target in keep.items():
+                found = sorted(root.rglob(pattern))
+                if not found:
+                    result.setdefault("missing", []).append(pattern)
+                elif found[0].suffix == ".xml":
+                    shutil.rmtree(out / target, ignore_errors=True)
+                    shutil.copytree(found[0].parent, out / target)
+                    result.setdefault("kept", []).append(str(out / target / found[0].name))
+                else:
+                    shutil.copy2(found[0], out / target)
+                    result.setdefault("kept", []).append(str(out / target))
+        except Exception as exc:  # the outcome is the report: record Ultralytics' error as it is
+            result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            result["traceback_tail"] = traceback.format_exc().splitlines()[-6:]
+        result["seconds"] = round(time.perf_counter() - start, 1)
+        results[name] = result
+        log(f"Ultralytics export {name} {kwargs}: {result}")
+    results["network_attempts"] = sorted(set(results.get("network_attempts", []) + attempts))
+    report.write_text(json.dumps(results, indent=2))
+
+
 # -- edgecv (project venv) ---------------------------------------------------------------------------------
 
 
@@ -542,9 +621,11 @@ def write_summary(out: Path, steps: list[dict], export_rows: list[dict], results
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--stage", default="all", choices=["all", "data", "ultralytics", "tflite", "edgecv",
-                                                       "_ultralytics", "_tflite", "_predict"])
+                                                       "_ultralytics", "_tflite", "_predict", "int8", "_int8"])
     p.add_argument("--setup", action="store_true", help=f"create {VENV.relative_to(REPO)} and install {INSTALL}")
     p.add_argument("--setup-tflite", action="store_true", help="add TensorFlow + onnx2tf to the YOLO venv")
+    p.add_argument("--setup-int8", action="store_true", help=f"add {INSTALL_INT8} to the YOLO venv (--stage int8)")
+    p.add_argument("--int8-exports", default="", help="int8 stage: only these of " + ",".join(e[0] for e in INT8_EXPORTS))
     p.add_argument("--out", type=Path, default=REPO / "runs" / "yolo")
     p.add_argument("--train-frames", type=int, default=2000)
     p.add_argument("--val-frames", type=int, default=300)
@@ -564,6 +645,8 @@ def main() -> None:
         return tflite_stage(args)
     if args.stage == "_predict":
         return predict_stage(args)
+    if args.stage == "_int8":
+        return int8_stage(args)
 
     args.out.mkdir(parents=True, exist_ok=True)
     env_report = args.out / "environment.json"
@@ -572,7 +655,9 @@ def main() -> None:
         env["setup"] = setup(INSTALL, fresh=True)
     if args.setup_tflite:
         env["setup_tflite"] = setup(INSTALL_TFLITE, fresh=False)
-    if args.setup or args.setup_tflite:
+    if args.setup_int8:
+        env["setup_int8"] = setup(INSTALL_INT8, fresh=False)
+    if args.setup or args.setup_tflite or args.setup_int8:
         env_report.write_text(json.dumps(env, indent=2))
     if args.stage in ("all", "data"):
         start = time.perf_counter()
@@ -583,11 +668,13 @@ def main() -> None:
         log(f"dataset: {env['dataset']}")
     passthrough = ["--out", str(args.out.resolve()), "--epochs", str(args.epochs), "--imgsz", str(args.imgsz),
                    "--batch", str(args.batch), "--workers", str(args.workers), "--threads", str(args.threads)]
-    if args.stage in ("all", "ultralytics", "tflite"):
+    if args.int8_exports:
+        passthrough += ["--int8-exports", args.int8_exports]
+    if args.stage in ("all", "ultralytics", "tflite", "int8"):
         env["yolo_venv"] = check_venv()
         env_report.write_text(json.dumps(env, indent=2))
-        inner = "_tflite" if args.stage == "tflite" else "_ultralytics"
-        subprocess.run([str(VENV_PY), __file__, "--stage", inner, *passthrough], check=args.stage != "tflite")
+        inner = {"tflite": "_tflite", "int8": "_int8"}.get(args.stage, "_ultralytics")
+        subprocess.run([str(VENV_PY), __file__, "--stage", inner, *passthrough], check=args.stage not in ("tflite", "int8"))
     if args.stage in ("all", "edgecv"):
         edgecv_stage(args)
 
