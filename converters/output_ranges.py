@@ -241,6 +241,11 @@ def _assign(tensor: str, axis: int, slices: list, producers: dict[str, GraphNode
             if n is None:
                 continue
             if n.kind in ("concat", "transpose", "shape"):
+                if kind == "box" and not assign and n.name not in head.keep_float:
+                    # Data movement inside the float decode tail (YOLOv8 joins centre and size before scaling by
+                    # the stride): TFLite's and ONNX Runtime's quantizers would put an int8 step of the grid range
+                    # between two float ops (TFLite YOLOv8n: 0.165 grid units, 2.6 px at stride 32).
+                    head.keep_float.append(n.name)
                 stack.extend((i, assign) for i in (n.inputs if n.kind == "concat" else n.inputs[:1]))
             elif kind == "box" and (n.kind in ("elementwise", "softmax") or _expectation(n, producers)):
                 # Box decoding in the graph (anchor grids, strides): int8 would round the constants to a step

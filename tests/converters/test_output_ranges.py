@@ -100,7 +100,15 @@ MIXED = OutputRanges(("y",), ((1, 6, 9),), (BOX, SCORE))
           "sm": GraphNode("softmax", "softmax", ("bins",)), "bins": GraphNode("conv", "compute", ("x",)),
           "s": GraphNode("sig", "compute", ("x",))},
          {"y": (1, 6, 9), "b": (1, 4, 9), "s": (1, 2, 9)}, {"b": (0.0, 320.0), "s": (0.0, 1.0)},
-         ["cat", "mul", "dfl", "softmax"], None),
+         ["cat", "mul", "dfl", "reshape", "softmax"], None),
+        # centre and size joined before the stride multiplies them (YOLOv8's dist2bbox): the join between two
+        # float ops stays float too, not only the arithmetic
+        ({"y": GraphNode("cat", "concat", ("b", "s"), axis=1), "b": GraphNode("mul", "elementwise", ("j",)),
+          "j": GraphNode("join", "concat", ("c", "w"), axis=1), "c": GraphNode("div", "elementwise", ("d",)),
+          "w": GraphNode("sub", "elementwise", ("d",)), "d": GraphNode("conv", "compute", ("x",)),
+          "s": GraphNode("sig", "compute", ("x",))},
+         {"y": (1, 6, 9), "b": (1, 4, 9), "s": (1, 2, 9), "j": (1, 4, 9)}, {"b": (0.0, 320.0), "s": (0.0, 1.0)},
+         ["cat", "mul", "join", "sub", "div"], None),
         # a conv after a softmax in the score path is not box decoding
         ({"y": GraphNode("cat", "concat", ("b", "s"), axis=1), "b": GraphNode("conv", "compute", ("x",)),
           "s": GraphNode("mix", "compute", ("sm",)), "sm": GraphNode("softmax", "softmax", ("x",))},
