@@ -241,10 +241,12 @@ def _assign(tensor: str, axis: int, slices: list, producers: dict[str, GraphNode
             if n is None:
                 continue
             if n.kind in ("concat", "transpose", "shape"):
-                if kind == "box" and not assign and n.name not in head.keep_float:
-                    # Data movement inside the float decode tail (YOLOv8 joins centre and size before scaling by
-                    # the stride): TFLite's and ONNX Runtime's quantizers would put an int8 step of the grid range
-                    # between two float ops (TFLite YOLOv8n: 0.165 grid units, 2.6 px at stride 32).
+                if kind == "box" and not assign and n.kind == "concat" and n.name not in head.keep_float \
+                        and any(getattr(producers.get(i), "kind", None) == "elementwise" for i in n.inputs):
+                    # A join of float decode results (YOLOv8 joins centre and size before scaling by the stride):
+                    # TFLite's and ONNX Runtime's quantizers would put an int8 step of the grid range between two
+                    # float ops (TFLite YOLOv8n: 0.165 grid units, 2.6 px at stride 32). Joins and reshapes of the
+                    # int8 layers' outputs stay int8: an integer-only accelerator keeps them.
                     head.keep_float.append(n.name)
                 stack.extend((i, assign) for i in (n.inputs if n.kind == "concat" else n.inputs[:1]))
             elif kind == "box" and (n.kind in ("elementwise", "softmax") or _expectation(n, producers)):

@@ -100,7 +100,7 @@ MIXED = OutputRanges(("y",), ((1, 6, 9),), (BOX, SCORE))
           "sm": GraphNode("softmax", "softmax", ("bins",)), "bins": GraphNode("conv", "compute", ("x",)),
           "s": GraphNode("sig", "compute", ("x",))},
          {"y": (1, 6, 9), "b": (1, 4, 9), "s": (1, 2, 9)}, {"b": (0.0, 320.0), "s": (0.0, 1.0)},
-         ["cat", "mul", "dfl", "reshape", "softmax"], None),
+         ["cat", "mul", "dfl", "softmax"], None),
         # centre and size joined before the stride multiplies them (YOLOv8's dist2bbox): the join between two
         # float ops stays float too, not only the arithmetic
         ({"y": GraphNode("cat", "concat", ("b", "s"), axis=1), "b": GraphNode("mul", "elementwise", ("j",)),
