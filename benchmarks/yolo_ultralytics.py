@@ -72,6 +72,7 @@ INSTALL = [f"torch=={PINS['torch']}", f"torchvision=={PINS['torchvision']}", f"u
 # onnx2tf<1.29 on Python 3.11 (ultralytics/utils/export/tensorflow.py)
 INSTALL_TFLITE = ["litert-torch==0.10.0", "tensorflow==2.19.0", "tf_keras==2.19.0", "onnx2tf>=1.26.3,<1.29.0",
                   "sng4onnx>=1.0.1", "onnx_graphsurgeon>=0.3.26", "ai-edge-litert>=1.2.0", "protobuf>=5"]
+
 # Ultralytics' int8 exports (issue 17): OpenVINO int8 quantizes with NNCF; format="tflite" int8 with ai-edge-quantizer
 # (the versions of the project venv; installing them moves onnx to 1.21.0 in the YOLO venv)
 INSTALL_INT8 = ["openvino==2026.4.1", "nncf==3.4.0", "ai-edge-quantizer==0.10.0"]
@@ -289,6 +290,13 @@ def predict_stage(args: argparse.Namespace, attempts: list[str] | None = None) -
     log(f"Ultralytics predict of {ONNX_STATIC}: {time.perf_counter() - start:.1f} s, network attempts {attempts}")
 
 
+
+def _error_record(exc: BaseException) -> dict:
+    """An export's error as the report keeps it: its first line and the traceback's last lines."""
+    return {"error": f"{type(exc).__name__}: {exc}".splitlines()[0],
+            "traceback_tail": traceback.format_exc().splitlines()[-6:]}
+
+
 def tflite_stage(args: argparse.Namespace) -> None:
     """Ultralytics' own float TFLite exports of the trained weights, by both its routes; outcomes to
     ultralytics_tflite.json. ``format="tflite"`` (since 8.4.83 an alias of ``litert``) converts the torch model with
@@ -328,8 +336,7 @@ def tflite_stage(args: argparse.Namespace) -> None:
             else:
                 result["error"] = f"no {pattern} written"
         except Exception as exc:  # the outcome is the report: record Ultralytics' error as it is
-            result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            result["traceback_tail"] = traceback.format_exc().splitlines()[-6:]
+            result.update(_error_record(exc))
         result["seconds"] = round(time.perf_counter() - start, 1)
         results[fmt] = result
         log(f"Ultralytics export format={fmt}: {result}")
@@ -401,8 +408,7 @@ def int8_stage(args: argparse.Namespace) -> None:
                     shutil.copy2(found[0], out / target)
                     result.setdefault("kept", []).append(str(out / target))
         except Exception as exc:  # the outcome is the report: record Ultralytics' error as it is
-            result["error"] = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            result["traceback_tail"] = traceback.format_exc().splitlines()[-6:]
+            result.update(_error_record(exc))
         result["seconds"] = round(time.perf_counter() - start, 1)
         results[name] = result
         log(f"Ultralytics export {name} {kwargs}: {result}")

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from edgecv.errors import ConfigError, EdgeCVError
+from edgecv.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +39,6 @@ LAYER_RATIO = 2.0  # a layer is out of range when eval activations reach this ma
 WARN_SHARE = 0.10  # the calibration set is unrepresentative when this share of layers is out of range
 NAMED = 3  # layers the warning names
 KEPT = 10  # layers report.json and the manifests list
-SHAPE_ONLY = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Identity"}  # same values as their input
 NOT_INDEPENDENT = "eval images were used for calibration: the accuracy gate is not independent"
 REMEDY = ("calibrate on frames like the eval set, or pass --calib-include-eval (calib_include_eval=True; "
           "the accuracy gate is then not independent)")
@@ -157,8 +156,9 @@ def check_calibration(source, work, calib, eval_set, *, eval_samples: int = EVAL
         started = time.perf_counter()
         layers = _layer_ratios(view, work, calib, probe)
     except Exception as exc:  # a source the ONNX view or ONNX Runtime cannot take: the export goes on unchecked
-        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        why = why if isinstance(exc, EdgeCVError) else f"{type(exc).__name__}: {why}"
+        from edgecv.converters.build import failure_text
+
+        why = failure_text(exc)
         log.info("calibration check skipped: %s", why, exc_info=log.isEnabledFor(logging.DEBUG))
         return CalibrationCheck(note=f"the float model could not be measured ({why})")
     ranked = sorted(layers.items(), key=lambda kv: -kv[1])
@@ -178,7 +178,7 @@ def _layer_ratios(view, work, calib, probe) -> dict[str, float]:
     import onnx
 
     from edgecv.converters.quant import QuantJob
-    from edgecv.converters.targets.onnx import float_clip_meter
+    from edgecv.converters.targets.onnx import SHAPE_ONLY, float_clip_meter
 
     meter = float_clip_meter(view, work, QuantJob(calib, probe=probe), probe_limit=None)
     graph = onnx.load(str(view), load_external_data=False).graph

@@ -282,6 +282,24 @@ def _assign(tensor: str, axis: int, slices: list, producers: dict[str, GraphNode
         start += width
 
 
+def plan_for_graph(plan: OutputRanges, fmt: str, names: Sequence[str], producers: dict[str, GraphNode],
+                   shapes: dict[str, tuple[int, ...]], tensors: Sequence[str] | None = None) -> HeadPlan | None:
+    """:func:`head_ranges` on one format's graph: its outputs ``names`` matched to the source's (``tensors``:
+    the graph tensor behind each name, when they differ), and what cannot be done logged as ``int8 <fmt>``
+    warnings. None, with a warning, when the outputs cannot be matched."""
+    tensors = list(tensors) if tensors is not None else list(names)
+    order = match_outputs(plan, names, [shapes.get(t) for t in tensors])
+    if order is None:
+        log.warning("int8 %s: the detector's output ranges are not applied: its outputs %s do not match the source's %s",
+                    fmt, list(names), list(plan.names))
+        return None
+    head = head_ranges(plan, [tensors[list(names).index(n)] for n in order], producers, shapes)
+    for note in head.notes:
+        log.warning("int8 %s: %s", fmt, note)
+    log.debug("int8 %s: output ranges %s; kept in float: %s", fmt, head.ranges, head.keep_float)
+    return head
+
+
 def _expectation(node: GraphNode, producers: dict[str, GraphNode]) -> bool:
     """A compute node fed (through reshapes and transposes) by a softmax: a weighted sum over bins."""
     if node.kind != "compute" or not node.inputs:

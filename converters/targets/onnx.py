@@ -214,7 +214,7 @@ def head_plan(model_path: Path, ranges):
         return None
     import onnx
 
-    from edgecv.converters.output_ranges import GraphNode, head_ranges, match_outputs
+    from edgecv.converters.output_ranges import GraphNode, plan_for_graph
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
     weights = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
@@ -235,15 +235,7 @@ def head_plan(model_path: Path, ranges):
         perm = tuple(int(p) for p in attrs["perm"]) if kind == "transpose" and "perm" in attrs else None
         for out in node.output:
             producers[out] = GraphNode(node.name, kind, data, axis=axis, perm=perm)
-    outputs = match_outputs(ranges, [o.name for o in graph.output], [shapes.get(o.name) for o in graph.output])
-    if outputs is None:
-        log.warning("the detector's output ranges are not applied: the ONNX outputs %s do not match the source's %s",
-                    [o.name for o in graph.output], list(ranges.names))
-        return None
-    plan = head_ranges(ranges, outputs, producers, shapes)
-    for note in plan.notes:
-        log.warning("int8 ONNX: %s", note)
-    return plan
+    return plan_for_graph(ranges, "ONNX", [o.name for o in graph.output], producers, shapes)
 
 
 def _quietly(fn, *args, **kwargs) -> None:

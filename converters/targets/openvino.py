@@ -236,7 +236,7 @@ def head_plan(model, ranges):
     used. None without ranges or when the outputs do not match the source's."""
     if ranges is None:
         return None
-    from edgecv.converters.output_ranges import GraphNode, head_ranges, match_outputs
+    from edgecv.converters.output_ranges import GraphNode, plan_for_graph
 
     def tensor(port) -> str:
         return f"{port.get_node().get_friendly_name()}:{port.get_index()}"
@@ -262,15 +262,7 @@ def head_plan(model, ranges):
             if shape.rank.is_static:
                 shapes[name] = tuple(d.get_length() if d.is_static else None for d in shape)
     results = [tensor(r.input_value(0)) for r in model.get_results()]
-    names = [o.get_any_name() for o in model.outputs]
-    order = match_outputs(ranges, names, [shapes.get(t) for t in results])
-    if order is None:
-        log.warning("the detector's box decoding is quantized: the OpenVINO outputs %s do not match the source's %s",
-                    names, list(ranges.names))
-        return None
-    plan = head_ranges(ranges, [results[names.index(n)] for n in order], producers, shapes)
-    log.debug("int8 OpenVINO: kept in float for the detector's head: %s", plan.keep_float)
-    return plan
+    return plan_for_graph(ranges, "OpenVINO", [o.get_any_name() for o in model.outputs], producers, shapes, tensors=results)
 
 
 def _with_accuracy_control(nncf, model, samples, quant, shape, ignored, settings: dict[str, Any]):

@@ -339,9 +339,7 @@ def _with_head_ranges(calibrated: bytes, ranges) -> tuple[bytes, list[str]]:
     """The calibrated model with a detector's output ranges (:mod:`edgecv.converters.output_ranges`) written
     over the calibration's min/max of the tensors that hold them, and the tensors to keep in float (a
     concatenation of boxes and scores: TFLite's int8 concatenation takes one scale for all its inputs)."""
-    import logging
-
-    from edgecv.converters.output_ranges import GraphNode, head_ranges, match_outputs
+    from edgecv.converters.output_ranges import GraphNode, plan_for_graph
     from edgecv.deps import require
 
     fb = require("ai_edge_litert.tools.flatbuffer_utils", extra="litert", purpose="rewrite TFLite models")
@@ -371,15 +369,9 @@ def _with_head_ranges(calibrated: bytes, ranges) -> tuple[bytes, list[str]]:
         for o in op.outputs:
             producers[names[int(o)]] = GraphNode(names[int(op.outputs[0])], kind, data, axis=axis, perm=perm)
     out_names = [names[int(i)] for i in sg.outputs]
-    outputs = match_outputs(ranges, out_names, [shapes[n] for n in out_names])
-    if outputs is None:
-        logging.getLogger(__name__).warning("the detector's output ranges are not applied: the TFLite outputs %s "
-                                            "do not match the source's %s", out_names, list(ranges.names))
+    plan = plan_for_graph(ranges, "TFLite", out_names, producers, shapes)
+    if plan is None:
         return calibrated, []
-    plan = head_ranges(ranges, outputs, producers, shapes)
-    for note in plan.notes:
-        logging.getLogger(__name__).warning("int8 TFLite: %s", note)
-    logging.getLogger(__name__).debug("int8 TFLite output ranges: %s; kept in float: %s", plan.ranges, plan.keep_float)
     index = {n: i for i, n in enumerate(names)}
     for name, (lo, hi) in plan.ranges.items():
         tensor = sg.tensors[index[name]]
