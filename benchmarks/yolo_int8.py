@@ -18,13 +18,18 @@ Stages (``--stage all`` runs them in order):
 - ``edgecv``: ``edgecv export`` of the same static ONNX to TFLite, ONNX and OpenVINO, float and int8, calibrated
   on the same calib frames, gated on detections on the held-out frames with benchmarks/yolov8n-scenes.yaml
   (``--max-drop``); then the TFLite int8 again with ``--io-type int8``, and both without float fallback
-  (``--no-fallback``: the int8 of the PTQ ladder's best rung alone). Artifacts that fail the gate stay in _failed/.
+  (``--no-fallback``: the int8 of the PTQ ladder's best rung alone); then all three cut before the DFL
+  (``--cut-decode``: the box decoding in edgecv's yolo_dfl decoder on the CPU, TFLite with int8 I/O), and the
+  cut full-integer TFLite without fallback (what ``edgecv optimize --device coral-edgetpu`` builds). Artifacts
+  that fail the gate stay in _failed/.
 - ``score``: every artifact (artifacts that failed edgecv's gate too, from ``_failed/``) on the same held-out
   frames, through edgecv: ``edgecv.detection.Detector`` (edgecv's runtime with float I/O, its letterbox, its
   YOLO v8 decoder and class-aware NMS at IoU 0.7, score threshold 0.001), mAP@0.5 and mAP@[.5:.95] by
   pycocotools (``edgecv.detection.evaluate.evaluate_detections``) against the exact truth boxes. Ultralytics' LiteRT
   files give boxes normalized to [0, 1] (decoded with benchmarks/yolov8n-scenes-litert.yaml); which spec fits a
-  file is read off its output on one frame. Latency: ``edgecv bench`` p50 (``--no-bench`` skips it).
+  file is read off its output on one frame; a cut artifact is decoded by its manifest's spec. Latency: ``edgecv
+  bench`` p50 (``--no-bench`` skips it). Every int8 TFLite also gets ``edgecv devices check``'s count of its ops
+  on the Edge TPU.
 
 The table: artifact, maker, format, precision (and I/O type), size, mAP@0.5, mAP@[.5:.95], the change in
 mAP@[.5:.95] and mAP@0.5 points against the same maker's fp32 artifact of the same format (and route), and p50.
@@ -102,7 +107,13 @@ def edgecv_exports(args: argparse.Namespace) -> list[dict]:
             ("export_int8io_nofallback", out / "edgecv_export_int8io_nofallback",
              ["--to", "tflite", "--quant", "int8", "--io-type", "int8", "--no-fallback"]),
             ("export_nofallback", out / "edgecv_export_nofallback",
-             ["--to", "tflite,onnx,openvino", "--quant", "int8", "--no-fallback"])]
+             ["--to", "tflite,onnx,openvino", "--quant", "int8", "--no-fallback"]),
+            # cut before the DFL: the whole model int8 (Edge TPU), the box decoding in edgecv's yolo_dfl decoder
+            ("export_cut", out / "edgecv_export_cut",
+             ["--to", "tflite,onnx,openvino", "--quant", "none,int8", "--io-type", "int8", "--cut-decode"]),
+            # what `edgecv optimize --device coral-edgetpu` builds: cut, full integer, no float fallback
+            ("export_cut_int8io_nofallback", out / "edgecv_export_cut_int8io_nofallback",
+             ["--to", "tflite", "--quant", "int8", "--io-type", "int8", "--cut-decode", "--no-fallback"])]
     previous = out / "edgecv_int8_steps.json"
     steps: list[dict] = json.loads(previous.read_text()) if args.reuse_export and previous.exists() else []
     for name, folder, argv in runs:
@@ -130,12 +141,18 @@ def held_out(count: int):  # type: ignore[no-untyped-def]
     return frames, truth, list(CLASSES)
 
 
-def spec_for(path: Path, frame) -> Path:  # type: ignore[no-untyped-def]
-    """benchmarks/yolov8n-scenes-litert.yaml when the model's boxes are normalized to [0, 1] (its largest output
-    on a frame is below 2: scores are at most 1, pixel boxes reach tens to hundreds), else yolov8n-scenes.yaml."""
+def spec_for(path: Path, frame) -> Path | None:  # type: ignore[no-untyped-def]
+    """None (the manifest's spec) for an artifact edgecv cut before its box decoding (``--cut-decode``: its
+    manifest names the yolo_dfl decoder); else benchmarks/yolov8n-scenes-litert.yaml when the model's boxes are
+    normalized to [0, 1] (its largest output on a frame is below 2: scores are at most 1, pixel boxes reach tens
+    to hundreds), else yolov8n-scenes.yaml."""
     import numpy as np
 
     from edgecv.detection import Detector
+
+    manifest = path.with_name(path.name + ".json")
+    if manifest.exists() and (json.loads(manifest.read_text()).get("detector") or {}).get("decoder") == "yolo_dfl":
+        return None
 
     det = Detector(path, spec=yu.SPEC, threads=2)
     x, _ = det.prepare(frame)
@@ -154,10 +171,20 @@ def score_one(path: Path, frames, truth, labels: list[str]) -> dict:  # type: ig
     preds = [det.detect(f) for f in frames]
     seconds = time.perf_counter() - start
     m = evaluate_detections(truth, preds, labels=labels)
-    return {"spec": yu._rel(spec), "map50": round(m.map50, 4), "map50_95": round(m.map, 4),
+    return {"spec": yu._rel(spec) if spec is not None else "manifest (yolo_dfl)", "map50": round(m.map50, 4), "map50_95": round(m.map, 4),
             "predictions": m.pred, "score_seconds": round(seconds, 1),
             "per_class_ap": {v["name"]: (round(v["ap"], 4) if v["ap"] is not None else None)
                              for v in m.per_class.values()}}
+
+
+def edge_tpu_ops(path: Path) -> str:
+    """``mapped/total`` ops of a TFLite file on the Edge TPU, as ``edgecv devices check`` counts them by Coral's
+    op list (ops after the first one that does not map run on the CPU)."""
+    from edgecv.compat import check_artifact
+    from edgecv.devices import load_profile
+
+    report = check_artifact(path, load_profile("coral-edgetpu"))
+    return f"{report.accelerator_ops}/{report.ops}"
 
 
 def bench_p50(path: Path, runs: int) -> float | None:
@@ -178,9 +205,11 @@ def size_of(path: Path) -> int:
 def edgecv_artifacts(out: Path) -> list[dict]:
     """Every model file edgecv's two exports wrote (passed and failed), labelled from their report.json."""
     rows = []
-    for folder, io, tag in (("edgecv_export", "float", ""), ("edgecv_export_int8io", "int8", "_int8io"),
-                            ("edgecv_export_int8io_nofallback", "int8", "_int8io_nofallback"),
-                            ("edgecv_export_nofallback", "float", "_nofallback")):
+    for folder, io_of, tag in (("edgecv_export", "float", ""), ("edgecv_export_int8io", "int8", "_int8io"),
+                               ("edgecv_export_int8io_nofallback", "int8", "_int8io_nofallback"),
+                               ("edgecv_export_nofallback", "float", "_nofallback"),
+                               ("edgecv_export_cut", "int8 tflite", "_cut"),
+                               ("edgecv_export_cut_int8io_nofallback", "int8", "_cut_int8io_nofallback")):
         root = out / folder
         report = root / "report.json"
         artifacts = json.loads(report.read_text()).get("artifacts", []) if report.exists() else []
@@ -190,6 +219,7 @@ def edgecv_artifacts(out: Path) -> list[dict]:
                 continue
             a = by_name.get(path.name, {})
             fmt = FORMAT_OF[path.suffix]
+            io = "float" if io_of == "int8 tflite" and fmt != "tflite" else io_of.split()[0]
             precision = a.get("precision") or ("int8" if "int8" in path.name else "fp32")
             precision = "fp32" if precision in ("none", "float32", "fp32") else precision
             failed = path.parent.name == "_failed"
@@ -199,7 +229,7 @@ def edgecv_artifacts(out: Path) -> list[dict]:
                 note = (note + "; " if note else "") + f"{len(fb.get('kept') or [])} layers kept in float"
             rows.append({"key": f"ec_{fmt}_{precision}{tag}" + ("_failed" if failed else ""),
                          "path": path, "made_by": "edgecv", "format": fmt, "precision": precision, "io": io,
-                         "ref": f"ec_{fmt}_fp32" if precision != "fp32" else None, "status": a.get("status"),
+                         "ref": f"ec_{fmt}_fp32" if precision != "fp32" or tag == "_cut" else None, "status": a.get("status"),
                          "gate_drop_points": a.get("drop_points"), "export_p50_ms": a.get("p50_ms"), "note": note})
     return rows
 
@@ -219,6 +249,8 @@ def score_stage(args: argparse.Namespace) -> dict:
             continue
         r["size_bytes"] = size_of(path)
         try:
+            if r["format"].startswith("tflite") and r["precision"] == "int8":
+                r["edge_tpu"] = edge_tpu_ops(path)
             r.update(score_one(path, frames, truth, labels))
             if not args.no_bench:
                 r["p50_ms"] = bench_p50(path, args.bench_runs)
@@ -273,7 +305,7 @@ def table(rows: list[dict], out: Path) -> str:
         return fmt.format(v) if isinstance(v, (int, float)) else "-"
 
     head = ["artifact", "made by", "format", "precision (I/O)", "size MB", "mAP@0.5", "mAP@[.5:.95]",
-            "Δ fp32 pts (.5:.95 / .5)", "Δ ONNX fp32 pts", "p50 ms", "note"]
+            "Δ fp32 pts (.5:.95 / .5)", "Δ ONNX fp32 pts", "p50 ms", "Edge TPU ops", "note"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         d, do = r.get("delta"), r.get("delta_vs_onnx_fp32")
@@ -286,7 +318,8 @@ def table(rows: list[dict], out: Path) -> str:
         name = str(Path(r["path"]).relative_to(out)) if Path(r["path"]).is_relative_to(out) else r["path"]
         lines.append("| " + " | ".join([name, r["made_by"], r["format"], f"{r['precision']} ({r['io']})",
                                          size, num(r.get("map50")), num(r.get("map50_95")), delta, delta_onnx,
-                                         num(r.get("p50_ms"), "{:.1f}"), note.replace("|", "/")]) + " |")
+                                         num(r.get("p50_ms"), "{:.1f}"), r.get("edge_tpu") or "-",
+                                         note.replace("|", "/")]) + " |")
     return "\n".join(lines)
 
 

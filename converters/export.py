@@ -176,6 +176,7 @@ def export(
     trust_source: bool = False,
     reports: bool = True,
     calib_include_eval: bool = False,
+    cut_decode: bool = False,
 ) -> ExportReport:
     """Export ``model`` (a path, or an in-memory Keras model) to every format in ``to``, in every
     precision of ``quant`` (``none``/``fp32``, ``fp16``, ``dynamic``, ``int8``, ``int16x8``).
@@ -199,6 +200,9 @@ def export(
     represents the eval set (:mod:`edgecv.converters.calib_check`; one warning line when it does not);
     ``calib_include_eval`` adds the eval images to the calibration set instead, and the report and manifests
     then say that the accuracy gate is not independent.
+    ``cut_decode`` exports an ONNX detector cut before its box decoding (:mod:`edgecv.converters.decode_cut`):
+    every artifact then ends with the layers an integer-only accelerator runs, and its manifest's spec names the
+    decoder that finishes the job on the CPU; the cut is checked against the full model first.
     Returns an :class:`ExportReport`; ``report.ok`` is False when any artifact failed. Bad arguments and
     bad data raise :class:`edgecv.errors.EdgeCVError` before anything is written; an error or a kill later
     leaves ``out`` as it was.
@@ -227,12 +231,18 @@ def export(
 
         calib_set = include_eval(calib_set, eval_set, qopts.calib_samples)
     reference = in_parts(source.reference, inputs)
+    source_info = {"path": str(source.path), "kind": source.kind, "sha256": _source_hash(source)}
+    cut = None
+    if cut_decode:
+        from edgecv.converters.decode_cut import cut_source
+
+        source, spec, reference, cut = cut_source(source, spec, inputs=inputs, reference=reference)
+        source_info["decode_cut"] = cut.to_dict()
     second_inputs, second_reference = _second_check(source, preprocess, plan, options)
     detect = _detect_fn(spec, inputs[0].shape, source.layout)
     if detect is not None:  # a spec that does not fit the model's outputs fails here, before anything is written
         detect([o[:1] for o in reference])
     out = ensure_writable_dir(out)
-    source_info = {"path": str(source.path), "kind": source.kind, "sha256": _source_hash(source)}
     toolchain = toolchain_versions()
 
     jobs = [(t, p) for t in targets for p in precision_list if p in t.precisions]
@@ -264,8 +274,9 @@ def export(
                     "detector": spec.name if spec is not None else None, "source_detections": ref.source_detections,
                     "shapes": plan.to_dict(), "bench": bench_settings(options), "calib_include_eval": calib_include_eval,
                     "calibration_check": calib_check.to_dict() if calib_check is not None else None,
-                    "output_ranges": quant_job.output_ranges.to_dict() if quant_job.output_ranges is not None else None}
-        report = ExportReport(str(source.path), out, results, ref.source, _source_size(source), description, settings,
+                    "output_ranges": quant_job.output_ranges.to_dict() if quant_job.output_ranges is not None else None,
+                    "decode_cut": cut.to_dict() if cut is not None else None}
+        report = ExportReport(source_info["path"], out, results, ref.source, _source_size(source), description, settings,
                               locate=pub.locate)
         if reports:
             report.report_files = _write_reports(report, pub)
@@ -460,7 +471,7 @@ def _checks(ctx: ExportContext, target: ExportTarget, precision: str, model, res
 
 
 def _export_one(ctx: ExportContext, target: ExportTarget, precision: str) -> ArtifactResult:
-    source, inputs, options = ctx.source, ctx.inputs, ctx.options
+    inputs, options = ctx.inputs, ctx.options
     result = ArtifactResult(target.name, precision)
     start = time.perf_counter()
     try:

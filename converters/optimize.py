@@ -4,8 +4,9 @@ benchmarked, and the best one chosen with the reasons written down.
 1. Candidates: the (format, precision) pairs of the profile (``DeviceProfile.candidates()``).
 2. Each is built by :func:`edgecv.converters.export.export` (post-training quantization calibrated on ``calib``,
    the accuracy gate on ``eval_data`` with ``max_drop``, float fallback where the device runs float layers,
-   the batch fixed to 1 where the accelerator takes static shapes only, the profile's int8 I/O type),
-   in its own process, several at once (``workers``, default: the local cores). Each candidate's result is
+   the batch fixed to 1 where the accelerator takes static shapes only, the profile's int8 I/O type; for an
+   integer-only accelerator, an ONNX detector whose spec's decoder has a cut is cut before its box decoding,
+   :mod:`edgecv.converters.decode_cut`, so every op maps to it), in its own process, several at once (``workers``, default: the local cores). Each candidate's result is
    kept in ``out/candidates/<format>-<precision>/candidate.json`` under a key of everything that shaped it,
    so a killed run continues where it stopped and a changed option rebuilds only what it changes.
 3. Each built artifact is checked against the device (:func:`edgecv.compat.check_artifact`): blockers
@@ -166,7 +167,8 @@ def _build(task: dict[str, Any]) -> dict[str, Any]:
                     eval_data=task["eval"], max_drop=task["max_drop"], out=folder, name=task["name"],
                     preprocess=task["preprocess"], labels=task["labels"], detector=task["detector"],
                     options=ExportOptions(bench_runs=0, quant=quant, static_batch=task["static_batch"]),
-                    trust_source=task["trust_source"], calib_include_eval=task.get("calib_include_eval", False))
+                    trust_source=task["trust_source"], calib_include_eval=task.get("calib_include_eval", False),
+                    cut_decode=task.get("cut_decode", False))
     result = report.artifacts[0].to_dict()
     result["seconds"] = round(time.perf_counter() - started, 1)
     from edgecv.converters.report import metric_name
@@ -175,6 +177,20 @@ def _build(task: dict[str, Any]) -> dict[str, Any]:
               "calibration_check": report.settings.get("calibration_check")}
     atomic_write_text(folder / CANDIDATE_FILE, json.dumps(record, indent=1, default=str) + "\n")
     return record
+
+
+def _cut_decode(model: Path, detector, full_integer: bool) -> bool:
+    """Whether the candidates for an integer-only accelerator are cut before their box decoding (export's
+    ``cut_decode``): an ONNX detector whose spec's decoder has a cut, so every op maps to the accelerator."""
+    if not (full_integer and detector and model.suffix.lower() == ".onnx"):
+        return False
+    from edgecv.converters.decode_cut import CUTS
+    from edgecv.detection import load_spec
+
+    if load_spec(detector).decoder not in CUTS:
+        return False
+    log.info("the box decoding of %s is cut off for the integer-only accelerator: the yolo_dfl decoder runs it on the CPU", model.name)
+    return True
 
 
 def _resumable(folder: Path, key: str) -> dict[str, Any] | None:
@@ -241,6 +257,7 @@ def optimize(
             "preprocess": repr(preprocess), "labels": list(labels) if labels else None,
             "io_type": profile.quantization.io, "fallback": not full_integer, "samples": options.calib_samples,
             **({"calib_include_eval": True} if calib_include_eval else {})}
+    cut = _cut_decode(model, detector, full_integer)
     candidates, tasks = [], []
     metric: str | None = None
     calib_check: dict[str, Any] | None = None  # the first calibrated candidate's (they all measure the same sets)
@@ -248,7 +265,9 @@ def optimize(
         c = Candidate(fmt, precision)
         folder = out / "candidates" / c.name
         static = bool(accel and accel.static_shapes and fmt in accel.formats)
-        key = hashlib.sha256(json.dumps({**base, "format": fmt, "precision": precision, "static_batch": static},
+        cut_here = cut and fmt in accel.formats
+        key = hashlib.sha256(json.dumps({**base, "format": fmt, "precision": precision, "static_batch": static,
+                                         **({"cut_decode": True} if cut_here else {})},
                                         sort_keys=True, default=str).encode()).hexdigest()
         record = _resumable(folder, key)
         if record is not None:
@@ -262,7 +281,7 @@ def optimize(
                               "detector": detector, "calib_samples": options.calib_samples,
                               "io_type": profile.quantization.io if TARGETS[fmt].integer_io else "float",
                               "fallback": not full_integer, "static_batch": static, "trust_source": trust_source,
-                              "calib_include_eval": calib_include_eval}))
+                              "calib_include_eval": calib_include_eval, "cut_decode": cut_here}))
         candidates.append(c)
     if tasks:
         workers = max(1, min(options.workers or os.cpu_count() or 1, len(tasks)))

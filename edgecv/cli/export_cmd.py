@@ -20,6 +20,8 @@ examples:
   edgecv export face.tflite --to onnx,openvino --quant int8 --calib street.mp4 --mean 127.5 --std 127.5 --json
   edgecv export face.tflite --to onnx,openvino --quant int8 --calib street.mp4 --eval faces/ \
       --spec blazeface-short-range --max-drop 5 --mean 127.5 --std 127.5
+  edgecv export yolov8n.onnx --to tflite --quant int8 --io-type int8 --calib frames/ --eval val/ \
+      --spec yolov8n.yaml --cut-decode --max-drop 5 --mean 0 --std 255   # whole model on an Edge TPU
 
 --calib and --eval take an image folder, an image, a glob, a video (sampled evenly) or a .npy/.npz array. An --eval
 folder of class subfolders (or an .npz with 'x' and 'y') gives top-1; without labels each artifact is
@@ -59,6 +61,10 @@ def add_parser(sub) -> None:
     p.add_argument("--max-drop", type=float, help="accuracy budget for quantized artifacts, in points of top-1 (of detection agreement with --spec; default 1.0)")
     p.add_argument("--min-sqnr", type=float, help="output SQNR floor in dB for models without class scores (default 20)")
     p.add_argument("--spec", help="detector spec (built-in name or YAML file): judge quantized artifacts on their detections")
+    p.add_argument("--cut-decode", action="store_true",
+                   help="ONNX detectors whose spec decoder has a cut (yolo: Ultralytics v8/v11): cut the box decoding off "
+                   "the graph, so an integer-only accelerator runs every op; edgecv's decoder (yolo_dfl) does it on the CPU, "
+                   "and each manifest's spec names it. The cut is checked against the full model first")
     p.add_argument("--out", type=Path, default=Path("export"), help="output folder (default: ./export)")
     p.add_argument("--name", help="artifact file stem (default: the model's file name)")
     p.add_argument("--input-shape", type=shape, metavar="SHAPE",
@@ -121,6 +127,7 @@ def run(args) -> int:
         progress=not args.json,
         trust_source=args.trust_source,
         calib_include_eval=args.calib_include_eval,
+        cut_decode=args.cut_decode,
     )
     written = report.report_files  # published with the artifacts: never stale
     if args.json:

@@ -5,6 +5,9 @@ BlazeFace (:func:`portrait_closeups`).
 - :func:`yolo_like`: a YOLOv8-style ``[1, 4+nc, N]`` output joining boxes in input pixels (an anchor grid
   added in the graph, as Ultralytics decodes) and sigmoid class scores: one int8 scale for both rounds every
   score to 0 or to one step of the pixel range.
+- :func:`yolo_dfl_like`: Ultralytics' own v8 head at three strides: bin logits per box edge, a softmax over them
+  and their expectation (DFL), anchor points and strides, joined with the class scores in ``[1, 4+nc, N]``;
+  ``--cut-decode`` cuts it before the DFL.
 - :func:`ssd_like`: a BlazeFace-style pair, boxes ``[1, A, 4]`` and score logits ``[1, A, 1]``, where
   background cells of one colour give logits near -1000: the calibrated logit range then makes one int8 step
   about 4 logits, and scores near the threshold jump.
@@ -70,6 +73,80 @@ YOLO_SPEC = """name: yolo-like
 decoder: yolo
 decoder_options: {layout: v8, num_classes: 2}
 score_threshold: 0.5
+labels: [a, b]
+"""
+
+
+STRIDES = (8, 16, 32)
+REG_MAX = 16
+
+
+def yolo_dfl_like(path: Path, nc: int = 2, *, anchor_offset: float = 0.5) -> Path:
+    """``y [1, 4+nc, 21]`` as Ultralytics' v8 head makes it at 32x32, over its three strides: each stride-s cell
+    (one s x s conv) gives per box edge 16 bin logits peaking near 1.5 strides, moved by the cell's mean of
+    channel 1, and class k's logit 24 * mean(channel 0 or 2) - 3. Then, as Ultralytics exports it: reshape,
+    softmax over the bins, a fixed 1x1 conv with weights 0..15, anchor points minus and plus the distances,
+    centre and size, times the strides, joined with the sigmoid scores. ``anchor_offset``: where in its cell an
+    anchor point sits (Ultralytics: the centre; 0 puts it at a corner, which no cut decoder assumes)."""
+    from onnx import TensorProto, helper
+    from onnx import numpy_helper as nh
+
+    width = 4 * REG_MAX + nc
+    bins = np.arange(REG_MAX, dtype=np.float32)
+    nodes, inits, parts, points, strides = [], [], [], [], []
+    for s in STRIDES:
+        g = SIZE // s
+        w = np.zeros((width, 3, s, s), np.float32)
+        b = np.zeros(width, np.float32)
+        for edge in range(4):
+            rows = slice(edge * REG_MAX, (edge + 1) * REG_MAX)
+            w[rows, 1] = (0.4 * (bins - 1.5) * (1 + edge % 2))[:, None, None] / (s * s)
+            b[rows] = -2.0 * np.minimum(np.abs(bins - 1.5), 3.0)
+        w[4 * REG_MAX, 0], w[4 * REG_MAX + 1, 2] = 24.0 / (s * s), 24.0 / (s * s)
+        b[4 * REG_MAX :] = -3.0
+        inits += [nh.from_array(w, f"w{s}"), nh.from_array(b, f"b{s}"), nh.from_array(np.array([1, width, g * g], np.int64), f"shape{s}")]
+        nodes += [helper.make_node("Conv", ["x", f"w{s}", f"b{s}"], [f"head{s}"], strides=[s, s]),
+                  helper.make_node("Reshape", [f"head{s}", f"shape{s}"], [f"flat{s}"])]
+        parts.append(f"flat{s}")
+        i, j = np.mgrid[0:g, 0:g].astype(np.float32)
+        points.append(np.stack([j.ravel() + anchor_offset, i.ravel() + anchor_offset]))
+        strides.append(np.full(g * g, float(s), np.float32))
+    n = sum((SIZE // s) ** 2 for s in STRIDES)
+    inits += [nh.from_array(np.array([4 * REG_MAX, nc], np.int64), "split"),
+              nh.from_array(np.array([1, 4, REG_MAX, n], np.int64), "bins_shape"),
+              nh.from_array(bins.reshape(1, REG_MAX, 1, 1), "expect"),
+              nh.from_array(np.array([1, 4, n], np.int64), "dist_shape"),
+              nh.from_array(np.concatenate(points, axis=1)[None], "anchors"),
+              nh.from_array(np.concatenate(strides)[None], "strides"),
+              nh.from_array(np.array([2.0], np.float32), "two")]
+    nodes += [
+        helper.make_node("Concat", parts, ["all"], axis=2),
+        helper.make_node("Split", ["all", "split"], ["box", "cls"], axis=1),
+        helper.make_node("Reshape", ["box", "bins_shape"], ["b4"]),
+        helper.make_node("Transpose", ["b4"], ["bt"], perm=[0, 2, 1, 3]),
+        helper.make_node("Softmax", ["bt"], ["p"], axis=1),
+        helper.make_node("Conv", ["p", "expect"], ["d4"]),
+        helper.make_node("Reshape", ["d4", "dist_shape"], ["dist"]),
+        helper.make_node("Split", ["dist", "half"], ["lt", "rb"], axis=1),
+        helper.make_node("Sub", ["anchors", "lt"], ["x1y1"]),
+        helper.make_node("Add", ["anchors", "rb"], ["x2y2"]),
+        helper.make_node("Add", ["x1y1", "x2y2"], ["sum"]),
+        helper.make_node("Div", ["sum", "two"], ["centre"]),
+        helper.make_node("Sub", ["x2y2", "x1y1"], ["size"]),
+        helper.make_node("Concat", ["centre", "size"], ["cwh"], axis=1),
+        helper.make_node("Mul", ["cwh", "strides"], ["boxes"]),
+        helper.make_node("Sigmoid", ["cls"], ["scores"]),
+        helper.make_node("Concat", ["boxes", "scores"], ["y"], axis=1),
+    ]
+    inits.append(nh.from_array(np.array([2, 2], np.int64), "half"))
+    return _save(path, nodes, inits, [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4 + nc, n])])
+
+
+YOLO_DFL_SPEC = """name: yolo-dfl-like
+decoder: yolo
+decoder_options: {layout: v8, num_classes: 2}
+score_threshold: 0.5
+nms: {method: hard, iou_threshold: 0.5}
 labels: [a, b]
 """
 

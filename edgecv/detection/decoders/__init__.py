@@ -5,7 +5,7 @@ Each decoder is a frozen options dataclass with ``from_dict``, ``to_dict`` and
 
 Example:
     >>> sorted(DECODERS)
-    ['grid', 'ssd_anchors', 'tflite_postprocess', 'yolo']
+    ['grid', 'ssd_anchors', 'tflite_postprocess', 'yolo', 'yolo_dfl']
     >>> make_decoder("tflite_postprocess", {"label_offset": 1})
     TflitePostprocessDecoder(label_offset=1)
 """
@@ -19,14 +19,16 @@ from edgecv.detection.decoders.grid import GridDecoder
 from edgecv.detection.decoders.ssd_anchors import SsdAnchorsDecoder
 from edgecv.detection.decoders.tflite_postprocess import TflitePostprocessDecoder
 from edgecv.detection.decoders.yolo import YoloDecoder
+from edgecv.detection.decoders.yolo_dfl import YoloDflDecoder
 from edgecv.errors import ConfigError
 
 DecoderType = type[Decoder]
 
-DECODERS: dict[str, DecoderType] = {d.name: d for d in (SsdAnchorsDecoder, TflitePostprocessDecoder, YoloDecoder, GridDecoder)}
+DECODERS: dict[str, DecoderType] = {d.name: d for d in (SsdAnchorsDecoder, TflitePostprocessDecoder, YoloDecoder, YoloDflDecoder,
+                                                  GridDecoder)}
 
 __all__ = ["DECODERS", "Decoder", "DecoderType", "GridDecoder", "get_decoder", "make_decoder",
-           "SsdAnchorsDecoder", "TflitePostprocessDecoder", "YoloDecoder"]
+           "SsdAnchorsDecoder", "TflitePostprocessDecoder", "YoloDecoder", "YoloDflDecoder"]
 
 
 def get_decoder(name: str) -> DecoderType:

@@ -9,17 +9,26 @@ import pytest
 import edgecv
 from edgecv.detection import DECODERS, Detections, load_spec, match_detections
 from edgecv.detection.anchors import SsdAnchorOptions
-from edgecv.detection.decoders import GridDecoder, SsdAnchorsDecoder, TflitePostprocessDecoder, YoloDecoder, get_decoder, make_decoder
+from edgecv.detection.decoders import (
+    GridDecoder,
+    SsdAnchorsDecoder,
+    TflitePostprocessDecoder,
+    YoloDecoder,
+    YoloDflDecoder,
+    get_decoder,
+    make_decoder,
+)
+from edgecv.detection.decoders.yolo_dfl import anchor_points
 from edgecv.errors import ConfigError, InputError
 
 f32 = np.float32
 
 
 def test_registry_lists_every_decoder_and_rejects_unknown_names():
-    assert sorted(DECODERS) == ["grid", "ssd_anchors", "tflite_postprocess", "yolo"]
+    assert sorted(DECODERS) == ["grid", "ssd_anchors", "tflite_postprocess", "yolo", "yolo_dfl"]
     for name, cls in DECODERS.items():
         assert cls.name == name and callable(cls.from_dict) and callable(cls.decode)
-    with pytest.raises(ConfigError, match="unknown decoder 'retina'; valid decoders: ssd_anchors, tflite_postprocess, yolo, grid"):
+    with pytest.raises(ConfigError, match="unknown decoder 'retina'; valid decoders: ssd_anchors, tflite_postprocess, yolo, yolo_dfl, grid"):
         get_decoder("retina")
 
 
@@ -34,6 +43,10 @@ def test_registry_lists_every_decoder_and_rejects_unknown_names():
         ("tflite_postprocess", [1], "tflite_postprocess: expected a mapping, got list"),
         ("ssd_anchors", {}, "ssd_anchors: missing key.s. anchors"),
         ("grid", {"num_classes": 3}, "grid.num_classes: expected a positive integer other than 3"),
+        ("yolo_dfl", {"reg_max": 1}, "yolo_dfl.reg_max: expected an integer above 1, got 1"),
+        ("yolo_dfl", {"strides": [8, 0]}, r"yolo_dfl.strides: expected a list of positive integers, got \[8, 0\]"),
+        ("yolo_dfl", {"strides": 8}, "yolo_dfl.strides: expected a list, got 8"),
+        ("yolo_dfl", {"min_score_thresh": -1}, r"yolo_dfl.min_score_thresh: expected a number in \[0, 1\] or null"),
         ("grid", {"min_score_thresh": 2}, r"grid.min_score_thresh: expected a number in \[0, 1\] or null, got 2"),
         ("ssd_anchors", {"anchors": {"num_layers": 1}}, "ssd_anchors.anchors: missing key.s. input_size_height"),
         ("ssd_anchors", {"anchors": {"input_size_height": 8, "input_size_width": 8, "min_scale": 0.1, "max_scale": 0.2,
@@ -48,7 +61,8 @@ def test_bad_decoder_options_give_one_line_config_errors(name, options, message)
 
 def test_decoder_options_round_trip_through_dicts():
     cases = [("yolo", {"layout": "v5", "num_classes": 3, "normalized": True}), ("tflite_postprocess", {"label_offset": 1}),
-             ("grid", {"num_classes": 4, "min_score_thresh": None})]
+             ("grid", {"num_classes": 4, "min_score_thresh": None}),
+             ("yolo_dfl", {"reg_max": 8, "strides": [16, 32], "num_classes": 3, "min_score_thresh": 0.1})]
     for name, options in cases:
         dec = make_decoder(name, options)
         assert type(dec).from_dict(dec.to_dict()) == dec
@@ -302,6 +316,62 @@ def test_yolo_needs_exactly_one_head():
         YoloDecoder().decode([np.zeros((1, 6, 100), f32)] * 2, input_size=(64, 64))
 
 
+# --- yolo_dfl: YOLOv8 cut before its DFL ----------------------------------------------------------------------
+
+
+def dfl_outputs(distances: np.ndarray, scores: np.ndarray, reg_max: int = 16) -> list[np.ndarray]:
+    """Bin logits whose softmax expectation is ``distances`` [N, 4] exactly (two neighbouring bins share the
+    weight), and ``scores`` [N, nc]: the [1, 4R, N] and [1, nc, N] a cut YOLOv8 gives."""
+    n = len(distances)
+    logits = np.full((n, 4, reg_max), -1e4)
+    low = np.floor(distances).astype(int)
+    frac = distances - low
+    rows, sides = np.indices((n, 4))
+    with np.errstate(divide="ignore"):
+        logits[rows, sides, low] = np.log(1 - frac)
+        logits[rows, sides, np.minimum(low + 1, reg_max - 1)] = np.log(np.where(frac > 0, frac, 1e-300))
+    return [logits.reshape(n, 4 * reg_max).T[None].astype(f32), scores.T[None].astype(f32)]
+
+
+def test_anchor_points_are_cell_centres_grid_by_grid_with_their_strides():
+    points, stride = anchor_points((40, 24), (8, 16))
+    assert len(points) == 5 * 3 + 3 * 2 == len(stride)  # ceil(40/16) = 3 rows, ceil(24/16) = 2 columns
+    assert points[:4].tolist() == [[0.5, 0.5], [1.5, 0.5], [2.5, 0.5], [0.5, 1.5]]
+    assert points[15:17].tolist() == [[0.5, 0.5], [1.5, 0.5]] and stride[14:16].tolist() == [8.0, 16.0]
+
+
+def test_yolo_dfl_decodes_distances_from_anchor_points_in_strides():
+    points, stride = anchor_points((64, 64), (8, 16, 32))
+    n = len(points)  # 64 + 16 + 4
+    distances = np.full((n, 4), 1.0)
+    distances[0] = [0.5, 0.25, 2.0, 3.75]  # anchor (4, 4) px at stride 8
+    distances[80] = [1.0, 1.0, 0.5, 0.5]  # the first stride-32 anchor, (16, 16) px
+    scores = np.zeros((n, 2))
+    scores[0, 1], scores[80, 0] = 0.9, 0.7
+    det = YoloDflDecoder(min_score_thresh=0.5).decode(dfl_outputs(distances, scores), input_size=(64, 64))
+    np.testing.assert_allclose(det.xyxy, [[0.0, 2.0, 20.0, 34.0], [-16.0, -16.0, 32.0, 32.0]], atol=1e-3)
+    assert det.class_id.tolist() == [1, 0]
+    np.testing.assert_allclose(det.confidence, [0.9, 0.7], rtol=1e-6)
+    every = YoloDflDecoder().decode(dfl_outputs(distances, scores), input_size=(64, 64))
+    assert len(every) == n and every.confidence[1:80].max() == 0
+    transposed = [np.swapaxes(o, 1, 2) for o in dfl_outputs(distances, scores)][::-1]  # [1,N,C], scores first
+    np.testing.assert_allclose(YoloDflDecoder().decode(transposed, input_size=(64, 64)).xyxy, every.xyxy, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "options, shapes, message",
+    [
+        ({}, [(1, 64, 84), (1, 2, 84), (1, 2, 84)], r"yolo_dfl: expected two outputs \[1,64,N\] and \[1,nc,N\] \(or \[1,N,C\]\), got"),
+        ({}, [(1, 60, 84), (1, 2, 84)], r"expected two outputs \[1,64,N\]"),
+        ({"num_classes": 3}, [(1, 64, 84), (1, 2, 84)], r"\[1,3,N\]"),
+        ({}, [(1, 64, 80), (1, 2, 80)], r"yolo_dfl: expected 84 candidates at input 64x64 with strides \[8, 16, 32\], got 80"),
+    ],
+)
+def test_yolo_dfl_wrong_outputs(options, shapes, message):
+    with pytest.raises(InputError, match=message):
+        YoloDflDecoder.from_dict(options).decode([np.zeros(s, f32) for s in shapes], input_size=(64, 64))
+
+
 # --- output roles (what an int8 quantizer needs to know about each output slice) ------------------------------
 
 
@@ -320,6 +390,9 @@ def test_yolo_needs_exactly_one_head():
         (GridDecoder(), [(1, 8, 8, 4), (1, 8, 8, 3)], [(0, 3, 0, 4, "box"), (1, 3, 0, 3, "score")]),
         (GridDecoder(), [(1, 8, 8, 3), (1, 4, 4, 4)], []),
         (TflitePostprocessDecoder(), [(1, 10, 4), (1, 10), (1, 10), (1,)], []),  # final detections
+        (YoloDflDecoder(), [(1, 64, 2100), (1, 4, 2100)], [(1, 1, 0, 4, "score")]),  # bin logits: calibration's
+        (YoloDflDecoder(), [(1, 2100, 4), (1, 2100, 64)], [(0, 2, 0, 4, "score")]),  # channels last, either order
+        (YoloDflDecoder(), [(1, 64, 2100), (1, 4, 2000)], []),
     ],
 )
 def test_output_roles_name_the_box_and_score_slices(decoder, shapes, expected):
