@@ -219,9 +219,9 @@ def edgecv_artifacts(out: Path) -> list[dict]:
                 continue
             a = by_name.get(path.name, {})
             fmt = FORMAT_OF[path.suffix]
-            io = "float" if io_of == "int8 tflite" and fmt != "tflite" else io_of.split()[0]
             precision = a.get("precision") or ("int8" if "int8" in path.name else "fp32")
             precision = "fp32" if precision in ("none", "float32", "fp32") else precision
+            io = "int8" if io_of == "int8 tflite" and fmt == "tflite" and precision == "int8" else io_of.split()[0]
             failed = path.parent.name == "_failed"
             fb = a.get("fallback")
             note = "failed gate (_failed/)" if failed else ""
