@@ -52,8 +52,10 @@ def annotate(
     keypoints: bool = True,
     thickness: int | None = None,
     font_scale: float | None = None,
+    copy: bool = True,
 ) -> np.ndarray:
-    """A new ``[H, W, 3]`` uint8 copy of ``image`` with ``detections`` (in its pixels) drawn on it.
+    """A new ``[H, W, 3]`` uint8 copy of ``image`` with ``detections`` (in its pixels) drawn on it; with
+    ``copy=False``, a C-contiguous ``[H, W, 3]`` uint8 ``image`` is drawn on itself and returned.
 
     Gray images come back as 3 channels (so that the boxes have colour), 4-channel ones without alpha;
     colour images keep their channel order. Each box gets its class colour and a caption: the label
@@ -63,7 +65,9 @@ def annotate(
     if not isinstance(detections, Detections):
         raise InputError(f"annotate: expected Detections, got {type(detections).__name__}")
     cv2 = require("cv2", extra="opencv", purpose="draw detections", package="opencv-python-headless")
-    out = _as_color_image(image)
+    own = not copy and isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 \
+        and image.shape[2] == 3 and image.flags.c_contiguous and image.flags.writeable
+    out = image if own else _as_color_image(image)
     h, w = out.shape[:2]
     side = min(h, w)
     thickness = thickness or max(1, round(side / 320))

@@ -93,6 +93,20 @@ def describe_device(device: dict) -> str:
     return f"{where}: " + ", ".join(str(p) for p in parts if p)
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: ``taskset``, a container's cpuset), else all.
+
+    Example:
+        >>> usable_cores() >= 1
+        True
+    """
+    import os
+
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return os.cpu_count() or 1
+
+
 def rss_mb() -> tuple[float | None, float | None]:
     """(current, peak) resident memory of this process in MB, from /proc where there is one (else the peak
     from ``getrusage``, or None).

@@ -6,7 +6,6 @@ arrays. Validation, float I/O and batching live once in :class:`edgecv.model.Mod
 
 from __future__ import annotations
 
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -84,9 +83,12 @@ class Backend(ABC):
 
 
 def default_threads(threads: int | None) -> int:
-    """``None`` means every core, the same for every backend, so results compare fairly."""
+    """``None`` means every core this process may use (its CPU affinity), the same for every backend, so
+    results compare fairly."""
     if threads is None:
-        return os.cpu_count() or 1
+        from edgecv.machine import usable_cores
+
+        return usable_cores()
     return max(1, int(threads))
 
 

@@ -91,6 +91,11 @@ def add_parser(sub) -> None:
     p.add_argument("--video-format", choices=("mp4", "mkv"), default="mp4",
                    help="annotated video container: mp4 (default; fragmented, by the ffmpeg program, readable "
                    "after a hard kill) or mkv (by OpenCV, without ffmpeg)")
+    p.add_argument("--video-fps", type=float, metavar="FPS",
+                   help="write the annotated video at most this frame rate (one analysed frame in k; the others are "
+                   "neither drawn nor encoded; default: every frame)")
+    p.add_argument("--video-scale", type=float, default=1.0, metavar="S",
+                   help="write the annotated video this share of the frame size, 0 < S <= 1 (default 1)")
     p.add_argument("--line", action="append", default=[], metavar="[NAME=]X0,Y0,X1,Y1",
                    help="count tracks crossing this line (frame pixels); repeatable")
     p.add_argument("--zone", action="append", default=[], metavar="[NAME=]X0,Y0,X1,Y1,X2,Y2,...",
@@ -191,7 +196,8 @@ def run(args) -> int:
             result = track(args.model, args.source, out=args.out, detector=settings, tracker=args.tracker,
                            tracker_options=tracker_options,
                            sinks=[k.strip() for k in args.sinks.split(",") if k.strip()],
-                           video_format=args.video_format, lines=args.line, zones=args.zone, capture=capture,
+                           video_format=args.video_format, video_fps=args.video_fps, video_scale=args.video_scale,
+                           lines=args.line, zones=args.zone, capture=capture,
                            concurrent=not args.sequential, gt=args.gt, stop=stop, progress=progress, note=note,
                            thresholds=args.thresholds)
         finally:
@@ -214,10 +220,17 @@ def format_summary(s: dict[str, Any]) -> str:
 
     rows = []
     for name, st in s["stages"].items():
-        rows.append([name, fmt_float(st["median_ms"], ".2f"), fmt_float(st["p99_ms"], ".2f"),
+        rows.append([name, fmt_float(st["median_ms"], ".2f"), fmt_float(st["p99_ms"], ".2f"), fmt_float(st.get("cpu_ms"), ".2f"),
                      fmt_float(None if st["busy"] is None else 100 * st["busy"], ".0f"),
                      fmt_float(st["queue_mean"], ".2f"), str(st["queue_max"] if st["queue_max"] is not None else "-")])
-    lines = [render(["stage", "median ms", "p99 ms", "busy %", "queue mean", "queue max"], rows, align="lrrrrr"), ""]
+    lines = [render(["stage", "median ms", "p99 ms", "cpu ms", "busy %", "queue mean", "queue max"], rows, align="lrrrrrr"), ""]
+    cpu, threads = s.get("cpu") or {}, s.get("threads") or {}
+    if cpu.get("total_ms") is not None:
+        lines.append(f"CPU per frame {cpu['total_ms']:.2f} ms (runtime threads {fmt_float(cpu['runtime_threads_ms'], '.2f')}, "
+                     f"encoder {fmt_float(cpu['children_ms'], '.2f')}): {cpu['cores']} core(s) allow "
+                     f"{fmt_float(cpu['limit_fps'], '.1f')} frames/s")
+    if threads.get("threads") is not None:
+        lines.append(f"runtime threads: {threads['threads']} ({threads['chosen_by']}" + (f": {threads['why']}" if threads.get("why") else "") + ")")
     lat, cap = s["latency_ms"], s["capture"]
     mode = "sequential" if not s["concurrent"] else "pipelined"
     lines.append(f"{s['frames']} frames in {s['wall_s']:.1f} s: {s['fps']:.1f} frames/s ({mode}); capture-to-result "

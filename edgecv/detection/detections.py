@@ -228,6 +228,25 @@ class Detections:
             data={k: v[idx] for k, v in self.data.items()},
         )
 
+    def scaled(self, sx: float, sy: float) -> Detections:
+        """These detections in an image resized by ``sx`` horizontally and ``sy`` vertically: boxes and
+        keypoints (``data["keypoints"]``, x and y first) scaled, everything else as it is.
+
+        Example:
+            >>> d = Detections(np.array([[10, 20, 30, 40]]), [0.9], [1])
+            >>> d.scaled(0.5, 0.25).xyxy.tolist()
+            [[5.0, 5.0, 15.0, 10.0]]
+        """
+        data = dict(self.data)
+        kps = data.get("keypoints")
+        if kps is not None and kps.ndim == 3 and kps.shape[2] >= 2:
+            kps = np.array(kps, np.float32)
+            kps[..., 0] *= sx
+            kps[..., 1] *= sy
+            data["keypoints"] = kps
+        return Detections(xyxy=self.xyxy * np.array([sx, sy, sx, sy], np.float32), confidence=self.confidence,
+                          class_id=self.class_id, tracker_id=self.tracker_id, data=data)
+
     @staticmethod
     def merge(items: Iterable[Detections]) -> Detections:
         """Concatenate several Detections. Non-empty ones must agree on ``data`` keys and on tracking.

@@ -210,10 +210,13 @@ class Detector:
         score_threshold: float | None = None,
         verify: bool = True,
     ) -> None:
+        self.threads: int | None = None  # the runtime's threads, when this detector loaded the model
         if isinstance(model, (str, Path)):
+            from edgecv.backends.base import default_threads
             from edgecv.model import load
 
             model = load(model, float_io=True, threads=threads, backend=backend, verify=verify)
+            self.threads = default_threads(threads)
         self.model = model
         self.spec = resolve_spec(model, spec, labels=labels, score_threshold=score_threshold)
         self.options = options.resolved(self.spec)
@@ -254,6 +257,15 @@ class Detector:
 
     # The three steps of detect(), for pipelines that run them in different threads (each step keeps no
     # state between calls, so prepare, infer and decode may run concurrently on different frames).
+    def set_threads(self, threads: int) -> None:
+        """Run the model with ``threads`` runtime threads from the next frame on: the artifact (already checked
+        when this detector loaded it) is loaded again with them, and replaces the model in one step."""
+        from edgecv.model import load
+
+        m = self.model
+        self.model = load(m.path, float_io=m.float_io, threads=threads, backend=m.backend, isolate=False, verify=False)
+        self.threads = threads
+
     def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, FrameTransform]:
         """``frame`` resized, lit and normalized into the model's input, and the mapping back to the frame."""
         return self.preprocessor.run(frame)

@@ -243,11 +243,11 @@ class Capture:
         while True:
             frames = iter(src)
             while True:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 frame = next(frames, None)
                 if frame is None:
                     break
-                self.read_stats.add((time.perf_counter() - t0) * 1000.0, 0)
+                self.read_stats.add((time.perf_counter() - t0) * 1000.0, 0, (time.thread_time() - c0) * 1000.0)
                 if self._stop.is_set():
                     self._finish("ended")
                     return

@@ -49,10 +49,13 @@ _END = object()
 @dataclass(frozen=True)
 class PipelineOptions:
     """``concurrent``: one thread per stage (False: all stages in the caller's thread, one frame at a time).
+    ``place_threads``: in a concurrent run, choose the runtime's threads on the first frames
+    (:mod:`edgecv.pipeline.placement`; the detector needs ``set_threads``).
     ``queue_size``: frames that may wait between two stages. ``progress_interval_s``: how often ``progress``
     is called. ``window``: how many recent frames the per-stage and latency figures keep."""
 
     concurrent: bool = True
+    place_threads: bool = False
     queue_size: int = 2
     progress_interval_s: float = 0.25
     window: int = 10_000
@@ -135,6 +138,8 @@ class RunReport:
     error: str | None = None
     input: dict[str, Any] = field(default_factory=dict)
     tracker_dropped: dict[str, int] = field(default_factory=dict)  # input boxes and tracks dropped, by reason
+    cpu: dict[str, Any] = field(default_factory=dict)  # CPU time per frame, by thread group (see cpu_report)
+    threads: dict[str, Any] = field(default_factory=dict)  # the runtime's threads and how they were chosen
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -189,6 +194,8 @@ class Pipeline:
         # source indices of the frames processed, in order (only with record_frames: it grows with the run)
         self.processed: list[int] = []
         self._current: tuple[dict[str, Any], Capture, float] | None = None  # the run going on, for snapshot()
+        self._cpu0 = cpu_clock()
+        self._placer: Any = None
         self._running = False
 
     # -- the stages ---------------------------------------------------------------------------------------
@@ -196,6 +203,8 @@ class Pipeline:
         p.x, p.transform = self.detector.prepare(p.item.frame.image)
         p.outputs = self.detector.infer(p.x)
         p.x = None
+        if self._placer is not None and self._placer.pending:
+            self._placer.step(p.item.frame.image)
 
     def _decode(self, p: _Packet) -> None:
         dets = self.detector.decode(p.outputs, p.transform)
@@ -277,6 +286,8 @@ class Pipeline:
         opened: list[Any] = []
         failure: list[BaseException] = []
         start = time.perf_counter()
+        self._cpu0 = cpu_clock()
+        self._placer = self._thread_placer(cap)
         self._current, self._running = (info, cap, start), True
         try:
             for sink in self.sinks:
@@ -315,6 +326,26 @@ class Pipeline:
             raise cap.error
         return self._report(info, cap, wall)
 
+    def _thread_placer(self, cap: Capture) -> Any:
+        """The calibration of the runtime's threads for this run, or None (not asked, sequential, one core)."""
+        from edgecv.machine import usable_cores
+
+        cores = usable_cores()
+        if not (self.options.place_threads and self.options.concurrent and cores > 1
+                and hasattr(self.detector, "set_threads") and getattr(self.detector, "threads", None)):
+            return None
+        from edgecv.pipeline.placement import ThreadPlacer
+
+        return ThreadPlacer(self.detector, cores=cores, stats={"capture": cap.read_stats, **self.stats},
+                             sinks=self.sinks)
+
+    def _thread_plan(self, cap: Capture) -> dict[str, Any]:
+        if self._placer is not None:
+            return self._placer.plan.to_dict()
+        threads = getattr(self.detector, "threads", None)
+        how = "sequential" if not self.options.concurrent else "given"
+        return {"threads": threads, "chosen_by": how, "why": "", "others_cpu_ms": None, "candidates": []}
+
     def _end_record(self, cap: Capture, failure: list[BaseException]) -> dict[str, Any]:
         """How the run ended, for the sinks' ``end``: state, frames processed, frames the source declared and
         gave, and the message that explains a ``truncated`` or ``failed`` end."""
@@ -350,9 +381,9 @@ class Pipeline:
         for item in cap.inline():
             p = _Packet(item)
             for name, fn in stages:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 fn(p)
-                self.stats[name].add((time.perf_counter() - t0) * 1000.0, 0)
+                self.stats[name].add((time.perf_counter() - t0) * 1000.0, 0, (time.thread_time() - c0) * 1000.0)
             if progress and time.perf_counter() - last >= self.options.progress_interval_s:
                 last = time.perf_counter()
                 progress(self._status(cap, start, total))
@@ -386,7 +417,7 @@ class Pipeline:
                     break
                 if halt.is_set():
                     continue  # drain without work so that upstream never blocks
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 try:
                     fn(p)
                 except BaseException as exc:
@@ -394,7 +425,7 @@ class Pipeline:
                     halt.set()
                     cap.stop()
                     continue
-                stat.add((time.perf_counter() - t0) * 1000.0, depth)
+                stat.add((time.perf_counter() - t0) * 1000.0, depth, (time.thread_time() - c0) * 1000.0)
                 if outq is not None:
                     outq.put(p)
             if outq is not None:
@@ -447,4 +478,42 @@ class Pipeline:
             detections=dict(self.seen) if self.tracker is not None else {}, peak_rss_mb=_rss_mb()[1],
             tracker_dropped=dict(self.tracker.dropped) if self.tracker is not None else {},
             error=str(cap.error) if cap.error is not None else None,
-            input={**cap.source.input_report(), "read_frames": cap.stats.read})  # counted here for any source
+            input={**cap.source.input_report(), "read_frames": cap.stats.read},  # counted here for any source
+            cpu=cpu_report(self._cpu0, cpu_clock(), self._done, {"capture": cap.read_stats, **self.stats}),
+            threads=self._thread_plan(cap))
+
+
+def cpu_clock() -> tuple[float, float]:
+    """(CPU seconds of this process, all threads; CPU seconds of its finished child processes)."""
+    import resource
+
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time(), children.ru_utime + children.ru_stime
+
+
+def cpu_report(start: tuple[float, float], end: tuple[float, float], frames: int, stages: dict[str, StageStats]) -> dict[str, Any]:
+    """CPU milliseconds per frame: each stage's own thread (``stages_ms``), the rest of this process
+    (``runtime_threads_ms``: the threads a runtime starts for inference, and whatever else ran), finished child
+    processes (``children_ms``: the video encoder, counted once it has finished the file), their ``total_ms``, the
+    cores this process may run on, and ``limit_fps``: the frame rate those cores allow at that cost, when every
+    core is busy all the time.
+
+    Example:
+        >>> r = cpu_report((0.0, 0.0), (3.0, 1.0), 1000, {})
+        >>> r["total_ms"], r["runtime_threads_ms"], r["limit_fps"] == round(r["cores"] * 1000 / 4.0, 1)
+        (4.0, 3.0, True)
+    """
+    from edgecv.machine import usable_cores
+
+    cores = usable_cores()
+    if not frames:
+        return {"cores": cores, "stages_ms": {}, "runtime_threads_ms": None, "children_ms": None, "total_ms": None,
+                "limit_fps": None}
+    per = 1000.0 / frames
+    stages_ms = {name: round(st.cpu_s * per, 3) for name, st in stages.items()}
+    process = (end[0] - start[0]) * per
+    children = (end[1] - start[1]) * per
+    total = process + children
+    return {"cores": cores, "stages_ms": stages_ms, "runtime_threads_ms": round(max(process - sum(stages_ms.values()), 0.0), 3),
+            "children_ms": round(children, 3), "total_ms": round(total, 3),
+            "limit_fps": round(cores * 1000.0 / total, 1) if total > 0 else None}

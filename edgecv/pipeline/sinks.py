@@ -39,6 +39,9 @@ FLUSH_S = 1.0
 #: How each video file type is written: by ffmpeg (fragmented), or by OpenCV with this FourCC.
 VIDEO_CODECS = {".mp4": "ffmpeg", ".mkv": "mp4v", ".avi": "MJPG"}
 FFMPEG = "ffmpeg"
+#: libx264's preset for the annotated video: the cheapest per frame (benchmarks/video_encoders.py), since the
+#: encoder shares the device's cores with the detector.
+X264_PRESET = "ultrafast"
 
 
 class Sink:
@@ -184,7 +187,8 @@ class FfmpegMp4:
         >>> video.write(frame); video.release()                             # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path, *, fps: float, size: tuple[int, int]) -> None:
+    def __init__(self, path: str | Path, *, fps: float, size: tuple[int, int], encoder: str | None = None,
+                 preset: str | None = None) -> None:
         self.path = Path(path)
         program = ffmpeg_program()
         if program is None:
@@ -194,10 +198,10 @@ class FfmpegMp4:
                "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{w}x{h}", "-r", f"{fps:.6g}", "-i", "pipe:0", "-an"]
         if w % 2 or h % 2:  # 4:2:0 needs even sides: one black pixel row or column, never a resample
             cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
-        encoder = _ffmpeg_encoder(program)
-        cmd += ["-c:v", encoder, "-pix_fmt", "yuv420p", "-g", str(max(1, round(fps)))]
+        encoder = encoder or _ffmpeg_encoder(program)
+        cmd += ["-c:v", encoder, "-pix_fmt", "yuv420p", "-g", str(max(1, round(fps))), "-threads", "1"]
         if encoder == "libx264":
-            cmd += ["-preset", "veryfast"]
+            cmd += ["-preset", preset or X264_PRESET]
         else:
             cmd += ["-q:v", "4"]
         cmd += ["-movflags", "frag_keyframe+empty_moov+default_base_moof", "-flush_packets", "1",
@@ -241,10 +245,26 @@ class FfmpegMp4:
         if code != 0:
             raise OutputError(f"cannot write video {self.path}: ffmpeg failed ({reason})")
 
+    def cpu_seconds(self) -> float:
+        """CPU seconds the ffmpeg process has used so far (0 where /proc cannot tell)."""
+        return process_cpu_seconds(self._proc.pid)
+
     def _reason(self) -> str:
         self._log.seek(0)
         lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
         return lines[-1] if lines else f"exit code {self._proc.returncode}"
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of process ``pid`` from /proc (0.0 where there is none, or it has gone)."""
+    import os
+
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def ffmpeg_program() -> str | None:
@@ -272,33 +292,47 @@ class VideoSink(Sink):
     """The frames with boxes, track ids, class names, short trails, and the lines and zones with their counts.
 
     ``trail``: how many recent positions of each track are drawn. ``counters``: the pipeline's line and zone
-    counters, drawn with their running counts. The video's rate is the source's (divided by ``stride``).
+    counters, drawn with their running counts. The video's rate is the source's (divided by ``stride``), or at
+    most ``fps``: then one analysed frame in ``k`` is written (k = round(rate / fps)), and only those are
+    drawn and encoded. ``scale`` (0 < scale <= 1) writes the video that much smaller than the frames analysed,
+    scaled before drawing. ``in_place`` draws on the frame itself instead of a copy: for when no sink after
+    this one reads the frame's pixels.
     """
 
     name = "video"
     default_file = "{name}.mp4"
     description = "annotated video (.mp4 by ffmpeg, readable after a hard kill; .mkv, .avi by OpenCV)"
 
-    def __init__(self, path: str | Path, *, trail: int = 20, counters: Sequence[Any] = (), stride: int = 1) -> None:
+    def __init__(self, path: str | Path, *, trail: int = 20, counters: Sequence[Any] = (), stride: int = 1,
+                 fps: float | None = None, scale: float = 1.0, in_place: bool = False) -> None:
         super().__init__(path)
         if self.path.suffix.lower() not in VIDEO_CODECS:
             raise ConfigError(f"video sink: unsupported file type {self.path.suffix or '(none)'!r}; valid: "
                               f"{', '.join(VIDEO_CODECS)}")
+        if fps is not None and not (isinstance(fps, (int, float)) and fps > 0):
+            raise ConfigError(f"video fps: expected a number > 0, got {fps!r}")
+        if not (isinstance(scale, (int, float)) and 0 < scale <= 1):
+            raise ConfigError(f"video scale: expected a number in (0, 1], got {scale!r}")
         if VIDEO_CODECS[self.path.suffix.lower()] == "ffmpeg" and ffmpeg_program() is None:
             raise OutputError(missing_ffmpeg(self.path))  # now, not once the model is loaded and frames come
         self.trail = trail
         self.counters = list(counters)
         self.stride = stride
+        self.max_fps, self.scale, self.in_place = fps, float(scale), in_place
         self._writer: Any = None
         self._trails: dict[int, collections.deque] = {}
         self._seen: dict[int, int] = {}
+        self._every, self._taken = 1, 0
 
     def open(self, info: dict[str, Any]) -> None:
         from edgecv.deps import require
 
         super().open(info)
         self._cv2 = require("cv2", extra="opencv", purpose="write annotated video", package="opencv-python-headless")
-        self._fps = float(info.get("fps") or 25.0) / self.stride
+        rate = float(info.get("fps") or 25.0) / self.stride
+        self._every = max(1, round(rate / self.max_fps)) if self.max_fps else 1
+        self._fps = rate / self._every
+        self._taken = 0
 
     def _start(self, w: int, h: int) -> None:
         cv2 = self._cv2
@@ -316,10 +350,21 @@ class VideoSink(Sink):
 
         cv2 = self._cv2
         d = result.detections
-        shown = annotate(result.frame.image, d, labels=self.labels or None)
+        if d.tracker_id is not None:
+            self._follow(d, result.seq)  # every frame, so that trails stay whole between written ones
+        self._taken += 1
+        if (self._taken - 1) % self._every:
+            return
+        image = result.frame.image
+        if self.scale != 1.0:
+            h, w = image.shape[:2]
+            size = (max(2, round(w * self.scale)), max(2, round(h * self.scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            d = d.scaled(size[0] / w, size[1] / h)
+        shown = annotate(image, d, labels=self.labels or None, copy=not (self.in_place or self.scale != 1.0))
         h, w = shown.shape[:2]
         if d.tracker_id is not None:
-            self._draw_trails(shown, d, result.seq)
+            self._draw_trails(shown, d)
         self._draw_counters(shown)
         if self._writer is None:
             self._start(w, h)
@@ -328,31 +373,40 @@ class VideoSink(Sink):
         self._writer.write(shown)
         self.frames += 1
 
-    def _draw_trails(self, image: np.ndarray, d: Any, seq: int) -> None:
-        from edgecv.annotate import class_color
+    def child_cpu_s(self) -> float:
+        """CPU seconds the encoder process has used so far (0 for OpenCV's writers, which run in this process)."""
+        seconds = getattr(self._writer, "cpu_seconds", None)
+        return seconds() if seconds is not None else 0.0
 
-        cv2 = self._cv2
+    def _follow(self, d: Any, seq: int) -> None:
+        """Each track's recent bottom-centre points, in frame pixels; tracks unseen for a trail's length go."""
         centres = np.stack([(d.xyxy[:, 0] + d.xyxy[:, 2]) / 2, d.xyxy[:, 3]], axis=1) if len(d) else np.zeros((0, 2))
-        for tid, cls, point in zip(d.tracker_id.tolist(), d.class_id.tolist(), centres):
-            trail = self._trails.setdefault(tid, collections.deque(maxlen=self.trail))
-            trail.append(point)
+        for tid, point in zip(d.tracker_id.tolist(), centres):
+            self._trails.setdefault(tid, collections.deque(maxlen=self.trail)).append(point)
             self._seen[tid] = seq
-            if len(trail) > 1:
-                pts = np.round(np.asarray(trail)).astype(np.int32).reshape(-1, 1, 2)
-                cv2.polylines(image, [pts], False, class_color(cls), max(1, image.shape[0] // 240), cv2.LINE_AA)
         for tid in [t for t, s in self._seen.items() if seq - s > self.trail]:
             del self._seen[tid], self._trails[tid]
 
+    def _draw_trails(self, image: np.ndarray, d: Any) -> None:
+        from edgecv.annotate import class_color
+
+        cv2 = self._cv2
+        for tid, cls in zip(d.tracker_id.tolist(), d.class_id.tolist()):
+            trail = self._trails.get(tid)
+            if trail is not None and len(trail) > 1:
+                pts = np.round(np.asarray(trail) * self.scale).astype(np.int32).reshape(-1, 1, 2)
+                cv2.polylines(image, [pts], False, class_color(cls), max(1, image.shape[0] // 240), cv2.LINE_AA)
+
     def _draw_counters(self, image: np.ndarray) -> None:
         cv2 = self._cv2
-        scale = max(image.shape[0] / 720, 0.35)
+        scale, k = max(image.shape[0] / 720, 0.35), self.scale
         for c in self.counters:
             if hasattr(c, "line"):
-                p, q = (tuple(int(round(v)) for v in c.line.start), tuple(int(round(v)) for v in c.line.end))
+                p, q = (tuple(int(round(v * k)) for v in c.line.start), tuple(int(round(v * k)) for v in c.line.end))
                 cv2.line(image, p, q, (255, 255, 255), 2, cv2.LINE_AA)
                 text, at = f"{c.line.name}: in {c.in_count} out {c.out_count}", p
             else:
-                pts = np.round(np.asarray(c.zone.points)).astype(np.int32).reshape(-1, 1, 2)
+                pts = np.round(np.asarray(c.zone.points) * k).astype(np.int32).reshape(-1, 1, 2)
                 cv2.polylines(image, [pts], True, (255, 255, 255), 2, cv2.LINE_AA)
                 text, at = f"{c.zone.name}: {c.count} in, {c.entered} entered", tuple(int(v) for v in pts[0, 0])
             at = (max(at[0], 2), max(at[1] - 4, int(14 * scale) + 2))

@@ -2,7 +2,7 @@
 
 :class:`Ring` keeps the last ``size`` values in a numpy array; :class:`Series` adds the first values of the
 run, so that latency early and late in a run can be compared (is it bounded, or does it creep?).
-:class:`StageStats` is one stage's busy time and queue depth per frame.
+:class:`StageStats` is one stage's busy time, CPU time and queue depth per frame.
 
 Example:
     >>> s = Series(size=4, head=2)
@@ -71,7 +71,9 @@ class Series(Ring):
 
 class StageStats:
     """Per-frame busy time (ms) of one stage and the depth of the queue in front of it when it took a frame
-    (the last ``window`` frames), with the frame count and total busy time of the whole run."""
+    (the last ``window`` frames), with the frame count, total busy time and total CPU time of the whole run.
+    CPU time is the stage's own thread's (``time.thread_time``): threads a runtime starts for its work are
+    not in it (the report counts them apart)."""
 
     def __init__(self, name: str, window: int) -> None:
         self.name = name
@@ -79,12 +81,14 @@ class StageStats:
         self.depths = Ring(window)
         self.count = 0
         self.busy_s = 0.0
+        self.cpu_s = 0.0
 
-    def add(self, ms: float, depth: int) -> None:
+    def add(self, ms: float, depth: int, cpu_ms: float = 0.0) -> None:
         self.times.add(ms)
         self.depths.add(depth)
         self.count += 1
         self.busy_s += ms / 1000.0
+        self.cpu_s += cpu_ms / 1000.0
 
     def summary(self, wall_s: float) -> dict[str, Any]:
         t, d = self.times.values(), self.depths.values()
@@ -94,6 +98,7 @@ class StageStats:
             "p99_ms": round(float(np.percentile(t, 99)), 3) if t.size else None,
             "mean_ms": round(float(t.mean()), 3) if t.size else None,
             "busy": round(self.busy_s / wall_s, 3) if wall_s > 0 else None,
+            "cpu_ms": round(1000.0 * self.cpu_s / self.count, 3) if self.count else None,
             "queue_mean": round(float(d.mean()), 2) if d.size else None,
             "queue_max": int(d.max()) if d.size else None,
         }

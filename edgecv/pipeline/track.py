@@ -115,6 +115,8 @@ def track(
     tracker_options: Mapping[str, Any] | None = None,
     sinks: Sequence[str] = DEFAULT_SINKS,
     video_format: str = "mp4",
+    video_fps: float | None = None,
+    video_scale: float = 1.0,
     lines: Sequence[str] = (),
     zones: Sequence[str] = (),
     capture: CaptureOptions = CaptureOptions(),
@@ -128,7 +130,9 @@ def track(
     """Detect and track ``source`` (any text :func:`edgecv.sources.open_source` takes) with ``model`` (a path,
     a folder, or a ready :class:`~edgecv.detection.detector.Detector`); write ``sinks`` to ``out``.
 
-    ``lines`` and ``zones`` are texts as :meth:`Line.parse` and :meth:`Zone.parse` read them. Ground truth
+    ``video_fps`` and ``video_scale``: the annotated video at most that frame rate and that share of the
+    frame size (frames not written are neither drawn nor encoded). ``lines`` and ``zones`` are texts as
+    :meth:`Line.parse` and :meth:`Zone.parse` read them. Ground truth
     (``gt``, a MOTChallenge file, or the generator's own) is scored with TrackEval into
     ``summary["tracking_metrics"]``. ``note``: extra keys for the summary (the CLI records the signal
     that stopped the run); it may be filled in while the run goes. ``thresholds``: ``auto`` (fit the
@@ -177,14 +181,17 @@ def track(
                  for kind in dict.fromkeys(sinks)}
         if src.kind == "video" and any(p.resolve() == Path(src.text).resolve() for p in paths.values()):
             raise ConfigError(f"out {out} holds the source video; the annotated video would replace it")
-        made = [VideoSink(path, counters=counters, stride=capture.stride) if kind == VideoSink.name
-                else SINKS[kind](path) for kind, path in paths.items()]
+        # the video sink last: no sink after it reads the frame's pixels, so it draws on the frame itself
+        made = [SINKS[kind](path) for kind, path in paths.items() if kind != VideoSink.name]
+        if VideoSink.name in paths:
+            made.append(VideoSink(paths[VideoSink.name], counters=counters, stride=capture.stride, fps=video_fps,
+                                  scale=video_scale, in_place=True))
         if gt is None and getattr(src, "has_truth", False):
             # the generator's exact truth of the frames processed, written as they are (nothing kept)
             made.append(TruthSink(out / GT_FILE, classes=keep))
         ensure_writable_dir(out)
         pipeline = Pipeline(det, tracker=trk, counters=counters, sinks=made, classes=keep, thresholds=fit,
-                            options=PipelineOptions(concurrent=concurrent))
+                            options=PipelineOptions(concurrent=concurrent, place_threads=detector.threads is None))
         files = {s.name: str(s.path) for s in made if s.name != TruthSink.name}
         files["summary"] = str(out / SUMMARY)
         scored = gt is not None or any(s.name == TruthSink.name for s in made)

@@ -99,3 +99,14 @@ def test_keypoints_that_are_nan_or_far_are_not_drawn():
     plain = annotate(image, one_box(), thickness=1)
     out = annotate(image, one_box(keypoints=[[np.nan, 10], [1e30, 5]]), thickness=1)
     np.testing.assert_array_equal(out, plain)
+
+
+def test_copy_false_draws_on_the_image_itself_when_it_can():
+    pytest.importorskip("cv2")
+    dets = Detections(np.array([[4, 4, 20, 20]]), [0.9], [0])
+    own = np.zeros((32, 32, 3), np.uint8)
+    assert annotate(own, dets, copy=False) is own and own.any()
+    for other in (np.zeros((32, 32), np.uint8), np.zeros((32, 32, 4), np.uint8), np.zeros((32, 32, 3), np.uint8)[:, ::2]):
+        before = other.copy()
+        out = annotate(other, dets, copy=False)  # gray, alpha, a strided view: drawn on a copy
+        assert out is not other and out.shape[2] == 3 and np.array_equal(other, before)

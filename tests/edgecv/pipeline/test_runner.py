@@ -560,3 +560,100 @@ def test_what_the_tracker_drops_is_in_the_report():
     report, error = run_with_timeout(pipeline(detector=FlatBoxDetector()), Squares(n))
     assert error is None and report.tracker_dropped == {"zero or negative size": n}
     assert report.to_dict()["tracker_dropped"] == {"zero or negative size": n}
+
+
+# -- CPU per frame and the runtime's threads ---------------------------------------------------------------
+
+
+def burn(ms: float) -> None:
+    """Keep this thread's CPU busy for ``ms`` milliseconds of its own CPU time."""
+    end = time.thread_time() + ms / 1000.0
+    while time.thread_time() < end:
+        pass
+
+
+class BusyDetector(SquareDetector):
+    """SquareDetector whose inference costs ``own_ms`` of the calling thread's CPU and ``pool_ms`` of a helper
+    thread's (a runtime's own threads), one after the other."""
+
+    def __init__(self, own_ms: float = 2.0, pool_ms: float = 0.0) -> None:
+        super().__init__()
+        self.own_ms, self.pool_ms = own_ms, pool_ms
+
+    def infer(self, x):
+        burn(self.own_ms)
+        if self.pool_ms:
+            helper = threading.Thread(target=burn, args=(self.pool_ms,))
+            helper.start()
+            helper.join()
+        return super().infer(x)
+
+
+class BusySink(RecordingSink):
+    def write(self, result):
+        burn(1.0)
+        super().write(result)
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_cpu_per_frame_is_split_by_stage_and_the_runtimes_threads(concurrent):
+    p = pipeline(concurrent=concurrent, sinks=[BusySink()], detector=BusyDetector(own_ms=2.0, pool_ms=1.5))
+    report = p.run(Squares(30))
+    cpu = report.cpu
+    assert cpu["cores"] >= 1 and set(cpu["stages_ms"]) == {"capture", "inference", "decode", "tracking", "sinks"}
+    assert 1.9 <= cpu["stages_ms"]["inference"] <= 4.0  # its own thread: the 2 ms burnt plus the squares' work
+    assert 0.95 <= cpu["stages_ms"]["sinks"] <= 2.5
+    assert 1.4 <= cpu["runtime_threads_ms"] <= 3.5  # the helper thread's 1.5 ms, outside every stage's thread
+    assert cpu["children_ms"] == 0.0
+    assert cpu["total_ms"] >= sum(cpu["stages_ms"].values()) + 1.4
+    assert cpu["limit_fps"] == pytest.approx(cpu["cores"] * 1000 / cpu["total_ms"], rel=0.01)
+    for name in ("inference", "sinks"):
+        assert report.stages[name]["cpu_ms"] == pytest.approx(cpu["stages_ms"][name], rel=0.01)
+
+
+class ThreadedDetector(BusyDetector):
+    """A detector whose runtime threads can be set: with t threads, inference burns ``cost[t]`` ms."""
+
+    def __init__(self, cost: dict[int, float], threads: int = 2) -> None:
+        super().__init__(own_ms=cost[threads])
+        self.cost, self.threads, self.set_calls = cost, threads, []
+
+    def set_threads(self, threads: int) -> None:
+        self.threads, self.own_ms = threads, self.cost[threads]
+        self.set_calls.append(threads)
+
+
+@pytest.mark.parametrize("cost, chosen", [({1: 1.0, 2: 3.0}, 1), ({1: 3.0, 2: 1.0}, 2)])
+def test_the_runtimes_threads_are_chosen_by_measuring_on_the_first_frames(monkeypatch, cost, chosen):
+    import edgecv.machine
+    from edgecv.pipeline import placement
+
+    monkeypatch.setattr(edgecv.machine, "usable_cores", lambda: 2)
+    monkeypatch.setattr(placement, "WARMUP_FRAMES", 3)
+    monkeypatch.setattr(placement, "CALIBRATION_FRAMES", 6)
+    det = ThreadedDetector(cost)
+    sink = RecordingSink()
+    report = pipeline(sinks=[sink], detector=det, place_threads=True).run(Squares(40))
+    plan = report.threads
+    assert plan["chosen_by"] == "calibrated" and plan["threads"] == chosen == det.threads
+    assert [c["threads"] for c in plan["candidates"]] == [1, 2] and plan["others_cpu_ms"] > 0
+    by = {c["threads"]: c for c in plan["candidates"]}
+    assert by[chosen]["predicted_fps"] > by[3 - chosen]["predicted_fps"]
+    assert by[chosen]["infer_ms"] < by[3 - chosen]["infer_ms"]
+    assert f"{chosen} of 2 cores" in plan["why"]
+    assert sink.frames == list(range(40))  # the calibration loses no frame
+
+
+@pytest.mark.parametrize("concurrent, place, how", [(True, False, "given"), (False, True, "sequential")])
+def test_threads_are_not_calibrated_when_given_or_sequential(concurrent, place, how):
+    det = ThreadedDetector({1: 1.0, 2: 1.0})
+    report = pipeline(concurrent=concurrent, detector=det, place_threads=place).run(Squares(30))
+    assert report.threads["chosen_by"] == how and report.threads["threads"] == 2 and det.set_calls == []
+
+
+def test_predicted_fps_is_the_lower_of_the_stages_rate_and_what_the_cores_allow():
+    from edgecv.pipeline.placement import candidate_threads, predicted_fps
+
+    assert predicted_fps(infer_ms=10.0, cpu_ms=10.0, others_ms=2.0, cores=2) == 100.0  # the stage is the bottleneck
+    assert predicted_fps(infer_ms=2.0, cpu_ms=8.0, others_ms=12.0, cores=2) == 100.0  # the cores are
+    assert candidate_threads(1) == [1] and candidate_threads(4) == [1, 2, 3, 4] and candidate_threads(6) == [1, 2, 3, 4, 6]

@@ -257,6 +257,47 @@ def test_video_keeps_its_first_size_and_the_rate_divided_by_stride(tmp_path):
     assert fps == pytest.approx(12.5, abs=0.01)
 
 
+@pytest.mark.parametrize("fps, scale, written, rate, shape", [
+    (None, 1.0, 12, 25.0, (48, 64, 3)),
+    (10.0, 1.0, 6, 12.5, (48, 64, 3)),  # one frame in round(25 / 10) = 2
+    (5.0, 0.5, 3, 5.0, (24, 32, 3)),  # one in 5, at half the size
+    (100.0, 1.0, 12, 25.0, (48, 64, 3)),  # never faster than the frames come
+])
+def test_video_at_a_lower_rate_or_size_than_the_analysis(tmp_path, fps, scale, written, rate, shape):
+    pytest.importorskip("cv2")
+    sink = VideoSink(tmp_path / "v.mkv", fps=fps, scale=scale, trail=30)
+    sink.open(INFO)
+    for i in range(12):
+        sink.write(result(i, image=moving(i)))
+    sink.close()
+    frames, got_rate = read_video(tmp_path / "v.mkv")
+    assert (len(frames), sink.frames) == (written, written) and {f.shape for f in frames} == {shape}
+    assert got_rate == pytest.approx(rate, abs=0.01)
+    assert all(len(t) == 12 for t in sink._trails.values())  # trails follow every frame, written or not
+
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_the_video_draws_on_the_frame_only_when_told_to(tmp_path, in_place):
+    pytest.importorskip("cv2")
+    sink = VideoSink(tmp_path / "p.mkv", in_place=in_place)
+    sink.open(INFO)
+    r = result(0, image=moving(0))
+    sink.write(r)
+    sink.close()
+    assert (r.frame.image.tobytes() != moving(0).tobytes()) is in_place
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"fps": 0}, "video fps: expected a number > 0, got 0"),
+    ({"fps": "10"}, "video fps: expected a number > 0, got '10'"),
+    ({"scale": 0}, r"video scale: expected a number in \(0, 1\], got 0"),
+    ({"scale": 1.5}, r"video scale: expected a number in \(0, 1\], got 1.5"),
+])
+def test_bad_video_rate_or_scale(tmp_path, options, error):
+    with pytest.raises(ConfigError, match=error):
+        VideoSink(tmp_path / "b.mkv", **options)
+
+
 def test_video_without_a_rate_uses_25(tmp_path):
     pytest.importorskip("cv2")
     sink = VideoSink(tmp_path / "n.mkv")
