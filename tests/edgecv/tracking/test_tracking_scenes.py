@@ -64,11 +64,17 @@ def test_identities_persist_at_a_third_of_the_frame_rate(name, videos):
 @pytest.mark.parametrize("name", ["sort", "bytetrack"])
 def test_identities_persist_with_uneven_timestamps(name, videos):
     rng = np.random.default_rng(5)
+    switches, switches_even = 0, 0
     for truth in videos:
         kept = np.sort(rng.choice(len(truth), len(truth) // 2, replace=False))  # half the frames, at random
-        m = score(name, [truth[k] for k in kept], fps=1000.0, timestamps=kept / FPS)  # fps must not matter
-        assert m["IDSW"] <= 2, m
-        assert m["ids"] <= m["true_ids"] + 2, m
+        sub = [truth[k] for k in kept]
+        m = score(name, sub, fps=1000.0, timestamps=kept / FPS)  # fps must not matter
+        assert m["IDSW"] <= 3, m
+        assert m["ids"] <= m["true_ids"] + 3, m
+        switches += m["IDSW"]
+        switches_even += score(name, sub, fps=FPS / 2)["IDSW"]  # the same frames taken as evenly spaced
+    # measured: sort 2 switches with the timestamps, 10 without; bytetrack 3 and 16
+    assert switches_even >= 2 * switches + 4, (switches, switches_even)
 
 
 @pytest.mark.parametrize("name", ["sort", "bytetrack"])
