@@ -22,8 +22,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from _common import work_dir
 from compress_mnist import (FORMATS, PIXELS, ROUNDS, RUNS, SEED, STUDENT_EPOCHS, TEACHER_EPOCHS, Row, counts, export_keras,
                             measure, table)

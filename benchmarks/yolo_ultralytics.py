@@ -58,6 +58,7 @@ import shutil
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -301,7 +302,6 @@ def tflite_stage(args: argparse.Namespace) -> None:
     """Ultralytics' own float TFLite exports of the trained weights, by both its routes; outcomes to
     ultralytics_tflite.json. ``format="tflite"`` (since 8.4.83 an alias of ``litert``) converts the torch model with
     litert-torch; ``format="saved_model"`` goes ONNX -> onnx2tf -> TensorFlow and writes ``*_float32.tflite``."""
-    import traceback
 
     out, work = args.out.resolve(), args.out.resolve() / "work"
     attempts = _offline()
@@ -363,7 +363,6 @@ def int8_stage(args: argparse.Namespace) -> None:
     ``data=`` is OUT/data/calib.yaml, whose ``val`` (the split Ultralytics calibrates on) is images/calib. Runs in
     the YOLO venv; TFLite files go to OUT/*.tflite, OpenVINO folders to OUT/ultralytics_openvino_{fp32,int8};
     outcomes to OUT/ultralytics_int8.json."""
-    import traceback
 
     out, work = args.out.resolve(), args.out.resolve() / "work"
     attempts = _offline()

@@ -45,7 +45,7 @@ class OnnxTarget(ExportTarget):
         if input_shape is not None:
             fix_input_shape(out_file, input_shape)
         elif static_batch:
-            _batch_one(out_file)
+            batch_one(out_file)
 
     def layer_errors(self, source: Source, precision: str, artifact: Path, work: Path, quant: QuantJob, *,
                      input_shape: tuple[int, ...] | None = None) -> list[LayerError]:
@@ -137,6 +137,22 @@ def fix_input_shape(path: Path, shape: tuple[int, ...], dst: Path | None = None)
     target = dst or path
     onnx.save(onnx.shape_inference.infer_shapes(model), str(target))
     return target
+
+
+def batch_one(path: Path) -> None:
+    """Fix the batch (first) dim of every graph input and output of ``path`` to 1, in place, then infer the
+    shapes inside (the other dims stay as they are)."""
+    onnx = require("onnx", extra="convert", purpose="fix the batch dimension of an ONNX model")
+    from edgecv.converters.onnx_graph import load_without_initializer_inputs
+
+    model = load_without_initializer_inputs(path)
+    for value in [*model.graph.input, *model.graph.output]:
+        dims = value.type.tensor_type.shape.dim
+        if dims and not (dims[0].HasField("dim_value") and dims[0].dim_value > 0):
+            dims[0].Clear()
+            dims[0].dim_value = 1
+    del model.graph.value_info[:]  # stale dynamic shapes; inferred again below
+    onnx.save(onnx.shape_inference.infer_shapes(model), str(path))
 
 
 def fixed_source(source, work: Path, shape: tuple[int, ...]) -> Path:

@@ -81,3 +81,31 @@ def test_qat_artifacts_are_written_for_the_targets_that_write_qat(tmp_path, to, 
     with pytest.raises(ConfigError, match=f"^{re.escape(error)}$"):
         qat_artifacts(result, out=tmp_path / "out", name="m", to=to)
     assert not (tmp_path / "out").exists()
+
+
+def test_onnx_static_batch_fixes_only_the_batch_and_the_model_still_runs(tmp_path):
+    onnx = pytest.importorskip("onnx")
+    import numpy as np
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from edgecv.converters.sources import open_source
+
+    graph = helper.make_graph(
+        [helper.make_node("Relu", ["x"], ["y"])], "dyn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, "H", "W"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3, "H", "W"])])
+    path = tmp_path / "dyn.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=8), str(path))
+    out = tmp_path / "out.onnx"
+    TARGETS["onnx"].convert(open_source(path), "fp32", out, tmp_path / "work", static_batch=True)
+
+    def dims(v):
+        return [d.dim_value if d.HasField("dim_value") else d.dim_param for d in v.type.tensor_type.shape.dim]
+
+    model = onnx.load(str(out))
+    assert [dims(v) for v in [*model.graph.input, *model.graph.output]] == [[1, 3, "H", "W"]] * 2
+    x = np.linspace(-1, 1, 3 * 5 * 7, dtype=np.float32).reshape(1, 3, 5, 7)
+    y = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    np.testing.assert_array_equal(y, np.maximum(x, 0))
+    assert dims(onnx.load(str(path)).graph.input[0]) == ["N", 3, "H", "W"]  # the user's file is untouched

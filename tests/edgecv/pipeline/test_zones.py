@@ -75,8 +75,8 @@ ZONE_FORM = "expected 'x0,y0,x1,y1,x2,y2,...' or 'name=x0,y0,...' (pixels, 3 or 
         (Line.parse, "a=b=0,1,2,3", None, f"line 'a=b=0,1,2,3': {LINE_FORM}, got 'b=0' for a number"),
         (Line.parse, "0,0,nan,1", None, f"line '0,0,nan,1': {LINE_FORM}, got 'nan' (not finite)"),
         (Line.parse, "1,1,1,1", None, "line '1,1,1,1': expected two different end points, got (1, 1) twice"),
-        (Line.parse, None, None, f"line: expected text like 'x0,y0,x1,y1' or 'name=x0,y0,x1,y1' (pixels), "
-                                 f"got NoneType None"),
+        (Line.parse, None, None, "line: expected text like 'x0,y0,x1,y1' or 'name=x0,y0,x1,y1' (pixels), "
+                                 "got NoneType None"),
         (Zone.parse, "0,0,10,0,10,10", Zone(((0, 0), (10, 0), (10, 10)), "zone"), None),
         (Zone.parse, "dock=0,0, 10,0, 10,10, 0,10", Zone(((0, 0), (10, 0), (10, 10), (0, 10)), "dock"), None),
         (Zone.parse, "0,0,10,0", None, f"zone '0,0,10,0': {ZONE_FORM}, got 4 numbers"),
