@@ -155,9 +155,10 @@ class _Obj:
         img[:, self.crop[0], self.crop[1]][:, self.inside] = self.colour[:, None] * self.fill[None, :]
         labels[self.crop][self.inside] = index
 
-    def draw_hwc(self, img: np.ndarray, labels: np.ndarray, index: int) -> None:
-        """:meth:`draw` into ``img [H, W, 3]``."""
-        img[self.crop][self.inside] = self.fill[:, None] * self.colour[None, :]
+    def draw_hwc(self, img: np.ndarray, labels: np.ndarray, index: int, reverse: bool = False) -> None:
+        """:meth:`draw` into ``img [H, W, 3]`` (its channels in reverse order with ``reverse``)."""
+        colour = self.colour[::-1] if reverse else self.colour
+        img[self.crop][self.inside] = self.fill[:, None] * colour[None, :]
         labels[self.crop][self.inside] = index
 
     def contrast(self, rng: np.random.Generator, img: np.ndarray) -> None:
@@ -297,14 +298,18 @@ class _VideoCamera:
     once and each frame blurs only the windows around its objects (the same result: blur is local); the
     lighting field is built from per-row and per-column factors (its shadow edge is a sigmoid of a linear
     function, whose exponential is a product of the two); the noise is a view at a random offset into a bank
-    made once, scaled per pixel by the read and shot noise of its intensity. ``render`` returns a new frame."""
+    made once, scaled per pixel by the read and shot noise of its intensity. ``render`` returns a new frame,
+    its channels in reverse order with ``reverse`` (BGR: no per-frame conversion for OpenCV)."""
 
     NOISE_PAD = 32
 
-    def __init__(self, rng: np.random.Generator, background: np.ndarray, cam: tuple[float, ...]) -> None:
+    def __init__(self, rng: np.random.Generator, background: np.ndarray, cam: tuple[float, ...],
+                 reverse: bool = False) -> None:
         sigma, read, shot = cam
         self._rng = rng
-        self._bg = np.ascontiguousarray(background.transpose(1, 2, 0))  # [H, W, 3]
+        self._reverse = reverse
+        hwc = background.transpose(1, 2, 0)
+        self._bg = np.ascontiguousarray(hwc[..., ::-1] if reverse else hwc)  # [H, W, 3]
         r = math.ceil(2 * sigma)
         k = np.exp(-0.5 * (np.arange(-r, r + 1) / max(sigma, 1e-3)) ** 2)
         self._kernel = (k / k.sum()).astype(_F32)
@@ -324,14 +329,16 @@ class _VideoCamera:
     def render(self, objs: list[_Obj], labels: np.ndarray, light: np.ndarray) -> np.ndarray:
         """The frame of ``objs`` (rastered, far to near) under ``light``; ``labels`` gets their indices."""
         img, (h, w, c) = self._work, self._bg.shape
-        np.copyto(img, self._blurred)
-        r = self._radius
-        if not r:
-            for index, ob in enumerate(objs):
-                ob.draw_hwc(img, labels, index)
-        elif objs:
-            # Objects over the unblurred background, then each object's surroundings blurred from there: pixels
-            # within r of an object change, and their blur reads up to 2r away.
+        flat = img.reshape(h, w * c)
+        field = self._light_field(h, w, c, light) if light[:5].any() else None
+        if field is None:
+            np.copyto(img, self._blurred)
+        else:  # copied and lit in one pass
+            np.multiply(self._blurred.reshape(h, w * c), field, out=flat)
+        if objs:
+            # Objects over the unblurred background, then each object's surroundings blurred (and lit) from
+            # there: pixels within r of an object change, and their blur reads up to 2r away.
+            r = self._radius
             windows = [(_grow(ob.crop[0], 2 * r, h), _grow(ob.crop[1], 2 * r, w), _grow(ob.crop[0], r, h),
                         _grow(ob.crop[1], r, w)) for ob in objs]
             y0, y1 = min(wy.start for wy, *_ in windows), max(wy.stop for wy, *_ in windows)
@@ -339,13 +346,16 @@ class _VideoCamera:
             raw = self._raw
             raw[y0:y1, x0:x1] = self._bg[y0:y1, x0:x1]
             for index, ob in enumerate(objs):
-                ob.draw_hwc(raw, labels, index)
+                ob.draw_hwc(raw, labels, index, self._reverse)
             for wy, wx, oy, ox in windows:
-                blurred = self._blur(raw[wy, wx])
-                img[oy, ox] = blurred[oy.start - wy.start : oy.stop - wy.start, ox.start - wx.start : ox.stop - wx.start]
-        flat = img.reshape(h, w * c)
-        if light[:5].any():
-            flat *= self._light_field(h, w, c, light)
+                part = self._blur(raw[wy, wx]) if r else raw[wy, wx]
+                part = part[oy.start - wy.start : oy.stop - wy.start, ox.start - wx.start : ox.stop - wx.start]
+                if field is None:
+                    img[oy, ox] = part
+                else:
+                    lit = field[oy, ox.start * c : ox.stop * c].reshape(part.shape)
+                    np.multiply(part, lit, out=img[oy, ox])
+        if field is not None:
             flat += _F32(light[1])
         if self._noise is not None:
             dy, dx = self._rng.integers(0, self.NOISE_PAD + 1, 2)
@@ -375,7 +385,13 @@ class _VideoCamera:
             shade *= -_F32(light[4])
             shade += 1
             field *= shade
-        return np.maximum(field, _F32(0.05), out=field)
+        # the gain never drops below 0.05: skip the clamp when its two parts' minima already ensure that
+        # (the shade is at least 1 - depth)
+        ends_x, ends_y = (float(x3[0, 0]), float(x3[0, -1])), (float(yn[0, 0]), float(yn[-1, 0]))
+        low = math.exp(light[0]) * (min(1 + light[2] * x for x in ends_x) + min(light[3] * y for y in ends_y))
+        depth = max(light[4], 0.0)
+        low = low * (1 - depth) if low > 0 and depth < 1 else 0.0
+        return field if low >= 0.06 else np.maximum(field, _F32(0.05), out=field)
 
 
 def _grow(span: slice, by: int, size: int) -> slice:
@@ -447,12 +463,16 @@ class SceneVideo:
     ``max_objects`` are in the scene, every frame while fewer than ``min_objects``) and leave for good once no
     pixel of theirs is in the frame. Background and clutter are fixed per video; the lighting drifts. Truth is
     sorted by ``tracker_id``; objects hidden below ``min_visibility`` drop out of it but keep their identity.
-    ``alive`` holds the identities in the scene of the last frame, hidden ones included.
+    ``alive`` holds the identities in the scene of the last frame, hidden ones included. ``order``: the
+    frames' channel order, ``"RGB"`` or ``"BGR"`` (OpenCV's).
     """
 
     def __init__(
-        self, *, seed: int = 0, options: SceneOptions = SceneOptions(), speed: float = 2.0, spawn_rate: float = 0.05
+        self, *, seed: int = 0, options: SceneOptions = SceneOptions(), speed: float = 2.0, spawn_rate: float = 0.05,
+        order: str = "RGB",
     ) -> None:
+        if order not in ("RGB", "BGR"):
+            raise ConfigError(f"SceneVideo.order: expected 'RGB' or 'BGR', got {order!r}")
         if not isinstance(options, SceneOptions):
             raise ConfigError(f"SceneVideo: expected options to be a SceneOptions, got {type(options).__name__}")
         if not _is_num(speed, 0, 100):
@@ -460,6 +480,7 @@ class SceneVideo:
         if not _is_num(spawn_rate, 0, 1):
             raise ConfigError(f"SceneVideo.spawn_rate: expected a probability in [0, 1], got {spawn_rate!r}")
         self.seed, self.options, self.speed, self.spawn_rate = seed, options, float(speed), float(spawn_rate)
+        self.order = order
         self.reset()
 
     def reset(self) -> None:
@@ -470,7 +491,8 @@ class SceneVideo:
         self._light, self._target = _light_params(rng, o.lighting), _light_params(rng, o.lighting)
         self._cam = _camera_params(rng, o)
         # the camera's own generator (noise), so that its draws never shift the scene's
-        self._camera = _VideoCamera(np.random.default_rng([self.seed, 1]), self._bg, self._cam)
+        self._camera = _VideoCamera(np.random.default_rng([self.seed, 1]), self._bg, self._cam,
+                                    reverse=self.order == "BGR")
         self._objs: list[_Obj] = []
         self._next_id = 1
         self.frame_index = 0

@@ -528,7 +528,8 @@ class Synthetic(FrameSource):
         w, h = o.size
         # SceneVideo's default motion is 2 px per frame at 160 px and 30 fps: keep that share per second
         speed = 2.0 * min(w, h) / 160 * 30.0 / o.fps
-        self.video = SceneVideo(seed=o.seed, options=SceneOptions(size=(h, w), min_scale=self.min_scale), speed=speed)
+        self.video = SceneVideo(seed=o.seed, options=SceneOptions(size=(h, w), min_scale=self.min_scale), speed=speed,
+                                order="BGR")
 
     @property
     def has_truth(self) -> bool:
@@ -542,9 +543,9 @@ class Synthetic(FrameSource):
     def __iter__(self) -> Iterator[Frame]:
         index = self.video.frame_index
         while self.length is None or index < self.length:
-            rgb, truth = self.video.step()
+            bgr, truth = self.video.step()  # rendered in OpenCV's order, a new array each frame
             self.read += 1
-            yield Frame(image=np.ascontiguousarray(rgb[..., ::-1]), index=index, name=f"{self.name}_{index:06d}",
+            yield Frame(image=bgr, index=index, name=f"{self.name}_{index:06d}",
                         time_ms=1000.0 * index / self.options.fps, truth=truth if self.has_truth else None)
             index += 1
 

@@ -29,6 +29,7 @@ examples:
   edgecv track --model detector.int8.onnx --source 0 --line door=0,400,1280,400
   edgecv track --model ssd.tflite --spec ssd-mobilenet-v1-coco --source rtsp://cam.local/stream --out runs/cam
   edgecv track --model best.onnx --spec yolo.yaml --source street.mp4 --realtime --zone lot=10,10,600,10,600,400,10,400
+  edgecv track --model ssd.tflite --spec ssd-mobilenet-v1-coco --source street.mp4 --workers 2 --threads 1
 
 SOURCE: a camera index (0), a stream URL (rtsp://, http(s)://, tcp://, udp://...), a video file, an image
 folder or glob ('frames/*.jpg'), or 'synthetic[:seed=N,frames=N,size=WxH,fps=F]' (generated scenes with
@@ -37,7 +38,9 @@ artifacts (the fastest on this machine is picked by measuring each).
 
 Live sources keep only the newest frame when processing falls behind and count the frames dropped; a
 dropped stream is reopened with exponential backoff (--reconnect attempts). Files process every frame
-unless --stride or --realtime says otherwise.
+unless --stride or --realtime says otherwise. Without --threads and --workers, the first 40 frames measure how
+the cores are best shared: the runtime's threads, and how many inference workers (each with its own copy of
+the model) take frames in turn; the choice and why are in the summary.
 
 Tracker score thresholds that --tracker-config does not set are fitted to the detector: the tracker's own
 until 2 s of detections are seen, then the lower quartile and median of their scores (track_thresh,
@@ -119,7 +122,11 @@ def add_parser(sub) -> None:
     from edgecv.cli.options import add_verify_option
 
     add_verify_option(p)
-    p.add_argument("--threads", type=int, help="runtime threads (default: every core)")
+    p.add_argument("--threads", type=int,
+                   help="runtime threads per inference worker (default: chosen on the first frames by measuring)")
+    p.add_argument("--workers", type=int,
+                   help="inference workers, each with its own copy of the model, taking frames in turn "
+                        "(default: chosen on the first frames by measuring)")
     p.add_argument("--sequential", action="store_true",
                    help="run the stages one after another in one thread (to compare with the pipeline)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
@@ -130,7 +137,8 @@ def _check(args) -> None:
     from edgecv.errors import ConfigError
 
     for flag, value, low in (("--stride", args.stride, 1), ("--max-frames", args.max_frames, 1),
-                             ("--reconnect", args.reconnect, 0), ("--threads", args.threads, 1)):
+                             ("--reconnect", args.reconnect, 0), ("--threads", args.threads, 1),
+                             ("--workers", args.workers, 1)):
         if value is not None and value < low:
             raise ConfigError(f"{flag} must be at least {low}, got {value}")
 
@@ -171,7 +179,7 @@ def run(args) -> int:
                        if args.tracker_config else None)
     settings = DetectorSettings(spec=args.spec, labels=read_labels(args.labels) if args.labels else None,
                                 score=args.score, resize=args.resize, backend=args.backend, threads=args.threads,
-                                verify=args.verify,
+                                workers=args.workers, verify=args.verify,
                                 classes=[c.strip() for c in args.classes.split(",")] if args.classes else None)
     capture = CaptureOptions(stride=args.stride, realtime=args.realtime, max_frames=args.max_frames,
                              reconnect_attempts=args.reconnect)
@@ -230,7 +238,10 @@ def format_summary(s: dict[str, Any]) -> str:
                      f"encoder {fmt_float(cpu['children_ms'], '.2f')}): {cpu['cores']} core(s) allow "
                      f"{fmt_float(cpu['limit_fps'], '.1f')} frames/s")
     if threads.get("threads") is not None:
-        lines.append(f"runtime threads: {threads['threads']} ({threads['chosen_by']}" + (f": {threads['why']}" if threads.get("why") else "") + ")")
+        from edgecv.pipeline.placement import layout
+
+        shape = layout(threads.get("workers") or 1, threads["threads"])
+        lines.append(f"inference: {shape} ({threads['chosen_by']}" + (f": {threads['why']}" if threads.get("why") else "") + ")")
     lat, cap = s["latency_ms"], s["capture"]
     mode = "sequential" if not s["concurrent"] else "pipelined"
     lines.append(f"{s['frames']} frames in {s['wall_s']:.1f} s: {s['fps']:.1f} frames/s ({mode}); capture-to-result "

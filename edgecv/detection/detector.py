@@ -25,6 +25,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import copy
 import dataclasses
 import logging
 import time
@@ -265,6 +266,18 @@ class Detector:
         m = self.model
         self.model = load(m.path, float_io=m.float_io, threads=threads, backend=m.backend, isolate=False, verify=False)
         self.threads = threads
+
+    def clone(self, *, threads: int) -> "Detector":
+        """A second detector over the same artifact and settings, with its own runtime (``threads`` threads): for
+        a second thread that runs inference beside this one. Timings start empty.
+
+        Example:
+            >>> twin = detector.clone(threads=1)                     # doctest: +SKIP
+        """
+        twin = copy.copy(self)
+        twin.timings, twin.last_timing = Timings(), None
+        twin.set_threads(threads)
+        return twin
 
     def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, FrameTransform]:
         """``frame`` resized, lit and normalized into the model's input, and the mapping back to the frame."""

@@ -1,23 +1,34 @@
-"""How many threads the runtime gets in a pipelined run, chosen by measuring, not by guessing.
+"""How many threads the runtime gets in a pipelined run, and in how many inference workers, chosen by measuring.
 
 The runtime's threads share the cores with capture, decoding, tracking, the sinks and the video encoder. Given
 every core, inference fights the other stages and a preempted worker stalls its whole op; given too few, the
-detector becomes the bottleneck. So the first frames of a run calibrate:
+detector becomes the bottleneck. A second way to use the cores is frame-level: ``w`` inference workers, each
+with its own copy of the model on ``t`` threads, take frames in turn (their results are put back in order
+before tracking); a preempted worker then delays only its own frame. So the first frames of a run calibrate:
 
 1. after :data:`WARMUP_FRAMES` frames, the CPU the other stages spend per frame (their threads' CPU time and
    the encoder process's) is measured over the next :data:`CALIBRATION_FRAMES`;
 2. then, on the frame at hand, the inference stage (preprocessing and inference) is timed with each candidate
    thread count: its wall time ``W(t)`` and the CPU the process spends ``C(t)`` (the runtime's threads
    included);
-3. each candidate's frame rate is predicted as ``min(1000 / W(t), cores x 1000 / (C(t) + others))``: the
-   inference stage's own rate, or what the cores allow for all the work of a frame, whichever is lower; the
-   fastest wins (the fewer threads on a tie within 3%), and the model is reloaded with it.
+3. each layout of ``w`` workers by ``t`` threads (``w x t`` at most the cores) is predicted to reach
+   ``min(w x 1000 / W(t), cores x 1000 / (C(t) + others))``: the inference stage's own rate, or what the cores
+   allow for all the work of a frame, whichever is lower. The fastest wins; on a tie within 3%, the layout
+   with more workers, then fewer threads in all. A worker on one thread never waits for a preempted sibling
+   thread, and a second worker absorbs the preemption the calibration cannot see. Measured side by side on
+   vtest.avi, 2 cores, 795 frames, medians of 3-4 runs: SSD MobileNet 2 workers x 1 thread 128.3 frames/s
+   (0.97 of the run's CPU limit), 1 x 2 106.4 (0.84), 1 x 1 97.5 (0.74); the built-in detector 2 x 1 321.7
+   (0.90), 1 x 1 308.6 (0.89), 1 x 2 301.0 (0.89) (rerun one layout with ``benchmarks/pipeline_vtest.py
+   --workers W --threads T``). The model is reloaded with the chosen threads, and each extra worker loads its
+   own copy (memory grows by one model per worker).
 
 The measurement takes the inference stage a few hundred milliseconds once; the choice, the figures and the
 reason go into the run's report (``threads``).
 
 Example:
     >>> predicted_fps(infer_ms=4.0, cpu_ms=8.0, others_ms=6.0, cores=2)
+    142.9
+    >>> predicted_fps(infer_ms=8.0, cpu_ms=8.0, others_ms=6.0, cores=2, workers=2)
     142.9
 """
 
@@ -34,14 +45,15 @@ log = logging.getLogger(__name__)
 WARMUP_FRAMES = 10
 CALIBRATION_FRAMES = 30
 MEASURE_RUNS = 12
-TIE = 0.03  # predicted rates this close count as equal: the fewer threads win
+TIE = 0.03  # predicted rates this close count as equal: more workers, then fewer threads win
 OTHER_STAGES = ("capture", "decode", "tracking", "sinks")
 
 
-def predicted_fps(*, infer_ms: float, cpu_ms: float, others_ms: float, cores: int) -> float:
-    """The frame rate a pipeline can reach: its inference stage's own rate, or what ``cores`` allow for a frame's
-    CPU (the inference stage's ``cpu_ms``, runtime threads included, plus the other stages' ``others_ms``)."""
-    return round(min(1000.0 / infer_ms, cores * 1000.0 / (cpu_ms + others_ms)), 1)
+def predicted_fps(*, infer_ms: float, cpu_ms: float, others_ms: float, cores: int, workers: int = 1) -> float:
+    """The frame rate a pipeline can reach: its ``workers`` inference workers' rate, or what ``cores`` allow for
+    a frame's CPU (the inference stage's ``cpu_ms``, runtime threads included, plus the other stages'
+    ``others_ms``)."""
+    return round(min(workers * 1000.0 / infer_ms, cores * 1000.0 / (cpu_ms + others_ms)), 1)
 
 
 def candidate_threads(cores: int) -> list[int]:
@@ -54,20 +66,31 @@ def candidate_threads(cores: int) -> list[int]:
     return sorted({t for t in (1, 2, 3, 4, cores) if t <= cores})
 
 
+def candidate_layouts(cores: int, *, max_workers: int = 4) -> list[tuple[int, int]]:
+    """``(workers, threads)`` pairs with at most ``cores`` threads in all.
+
+    Example:
+        >>> candidate_layouts(2)
+        [(1, 1), (1, 2), (2, 1)]
+    """
+    return [(w, t) for w in range(1, min(cores, max_workers) + 1) for t in candidate_threads(cores) if w * t <= cores]
+
+
 @dataclass
 class ThreadPlan:
-    """The runtime's threads in a run and how they were chosen: ``calibrated``, ``given`` (``--threads``),
-    ``sequential`` (no stage runs beside inference), or ``default`` (every core: the run was too short to
-    calibrate)."""
+    """The runtime's threads per inference worker, the workers, and how they were chosen: ``calibrated``,
+    ``given`` (``--threads``/``--workers``), ``sequential`` (no stage runs beside inference), or ``default``
+    (every core: the run was too short to calibrate)."""
 
     threads: int | None
     chosen_by: str
     why: str = ""
     others_cpu_ms: float | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
+    workers: int = 1
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threads": self.threads, "chosen_by": self.chosen_by, "why": self.why,
+        return {"threads": self.threads, "workers": self.workers, "chosen_by": self.chosen_by, "why": self.why,
                 "others_cpu_ms": self.others_cpu_ms, "candidates": list(self.candidates)}
 
 
@@ -112,7 +135,7 @@ class ThreadPlacer:
     def _choose(self, image: Any, others_ms: float) -> None:
         det, before = self.detector, self.detector.threads
         time.sleep(0.05)  # let the stages after inference finish the frames they hold
-        rows = []
+        measured = {}
         for t in candidate_threads(self.cores):
             det.set_threads(t)
             for _ in range(2):
@@ -122,17 +145,43 @@ class ThreadPlacer:
                 t0 = time.perf_counter()
                 det.infer(det.prepare(image)[0])
                 walls.append((time.perf_counter() - t0) * 1000.0)
-            cpu = (time.process_time() - c0) * 1000.0 / MEASURE_RUNS
-            wall = statistics.median(walls)
-            rows.append({"threads": t, "infer_ms": round(wall, 3), "cpu_ms": round(cpu, 3),
-                         "predicted_fps": predicted_fps(infer_ms=wall, cpu_ms=cpu, others_ms=others_ms, cores=self.cores)})
-        top = max(r["predicted_fps"] for r in rows)
-        best = next(r for r in rows if r["predicted_fps"] >= top * (1 - TIE))
+            measured[t] = (statistics.median(walls), (time.process_time() - c0) * 1000.0 / MEASURE_RUNS)
+        rows = layout_rows(measured, others_ms=others_ms, cores=self.cores)
+        best = best_layout(rows)
         if det.threads != best["threads"]:
             det.set_threads(best["threads"])
-        why = (f"{best['threads']} of {self.cores} cores: predicted {best['predicted_fps']:g} frames/s with the other "
-               f"stages at {others_ms:.2f} CPU ms per frame (" +
-               ", ".join(f"{r['threads']}: {r['predicted_fps']:g}" for r in rows) + ")")
-        self.plan = ThreadPlan(best["threads"], "calibrated", why, round(others_ms, 3), rows)
+        why = (f"{layout(best['workers'], best['threads'])} of {self.cores} cores: predicted {best['predicted_fps']:g} "
+               f"frames/s with the other stages at {others_ms:.2f} CPU ms per frame (" +
+               ", ".join(f"{layout(r['workers'], r['threads'])}: {r['predicted_fps']:g}" for r in rows) + ")")
+        self.plan = ThreadPlan(best["threads"], "calibrated", why, round(others_ms, 3), rows, best["workers"])
         self.pending = False
-        log.info("runtime threads: %s (was %s)", why, before)
+        log.info("inference layout: %s (was %s threads)", why, before)
+
+
+def layout_rows(measured: dict[int, tuple[float, float]], *, others_ms: float, cores: int) -> list[dict[str, Any]]:
+    """Each ``(workers, threads)`` layout with its predicted rate, from ``measured[threads] = (W, C)``: the
+    inference stage's wall and CPU milliseconds per frame on that many threads."""
+    return [{"workers": w, "threads": t, "infer_ms": round(measured[t][0], 3), "cpu_ms": round(measured[t][1], 3),
+             "predicted_fps": predicted_fps(infer_ms=measured[t][0], cpu_ms=measured[t][1], others_ms=others_ms,
+                                            cores=cores, workers=w)}
+            for w, t in candidate_layouts(cores) if t in measured]
+
+
+def best_layout(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The fastest predicted layout; within :data:`TIE` of it, the most workers, then the fewest threads in all.
+
+    Example:
+        >>> rows = layout_rows({1: (7.5, 7.5), 2: (3.8, 9.0)}, others_ms=4.9, cores=2)
+        >>> [(r["workers"], r["threads"], r["predicted_fps"]) for r in rows]
+        [(1, 1, 133.3), (1, 2, 143.9), (2, 1, 161.3)]
+        >>> layout(best_layout(rows)["workers"], best_layout(rows)["threads"])
+        '2 workers x 1 thread'
+    """
+    top = max(r["predicted_fps"] for r in rows)
+    return min((r for r in rows if r["predicted_fps"] >= top * (1 - TIE)),
+               key=lambda r: (-r["workers"], r["workers"] * r["threads"]))
+
+
+def layout(workers: int, threads: int) -> str:
+    """``"2 workers x 1 thread"``, ``"1 worker x 2 threads"``."""
+    return f"{workers} worker{'s' * (workers != 1)} x {threads} thread{'s' * (threads != 1)}"

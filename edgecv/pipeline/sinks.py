@@ -23,9 +23,12 @@ from __future__ import annotations
 import collections
 import functools
 import json
+import logging
+import queue
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, ClassVar, Sequence
@@ -35,6 +38,7 @@ import numpy as np
 from edgecv.errors import ConfigError, OutputError
 from edgecv.labels import label_of
 
+log = logging.getLogger(__name__)
 FLUSH_S = 1.0
 #: How each video file type is written: by ffmpeg (fragmented), or by OpenCV with this FourCC.
 VIDEO_CODECS = {".mp4": "ffmpeg", ".mkv": "mp4v", ".avi": "MJPG"}
@@ -42,6 +46,7 @@ FFMPEG = "ffmpeg"
 #: libx264's preset for the annotated video: the cheapest per frame (benchmarks/video_encoders.py), since the
 #: encoder shares the device's cores with the detector.
 X264_PRESET = "ultrafast"
+FEED_FRAMES = 2  # frames that may wait for the ffmpeg pipe
 
 
 class Sink:
@@ -180,7 +185,10 @@ def _ffmpeg_encoder(program: str) -> str:
 class FfmpegMp4:
     """A fragmented MP4 written by an ``ffmpeg`` process from raw BGR frames on its stdin (the interface of
     ``cv2.VideoWriter`` that the sink uses: ``write(image)``, ``release()``). A keyframe and a fragment every
-    second.
+    second. A feeder thread writes the frames into the pipe, at most :data:`FEED_FRAMES` behind: a frame is
+    larger than the pipe, so a plain write would wait for ffmpeg to encode the one before, and the sinks
+    stage with it (a third of the built-in detector's pipelined rate on vtest.avi). ``write`` must not be
+    given an image that the caller changes afterwards.
 
     Example:
         >>> video = FfmpegMp4("out.mp4", fps=25.0, size=(640, 480))         # doctest: +SKIP
@@ -215,20 +223,48 @@ class FfmpegMp4:
         except OSError as exc:
             self._log.close()
             raise OutputError(f"cannot start {program} to write {self.path}: {exc.strerror or exc}") from None
+        _widen_pipe(self._proc.stdin, w * h * 3)
+        self._queue: queue.Queue = queue.Queue(maxsize=FEED_FRAMES)
+        self._stopped = threading.Event()  # the pipe broke: ffmpeg has stopped
+        self._feeder = threading.Thread(target=self._feed, name="ffmpeg-feeder", daemon=True)
+        self._feeder.start()
 
     def write(self, image: np.ndarray) -> None:
-        """One uint8 BGR (or gray) frame of the size given."""
+        """One uint8 BGR (or gray) frame of the size given (queued; written to ffmpeg by the feeder thread)."""
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=2)
-        try:
-            self._proc.stdin.write(np.ascontiguousarray(image, np.uint8).data)
-        except (BrokenPipeError, ValueError):
-            self._proc.wait()
-            raise OutputError(f"cannot write video {self.path}: ffmpeg stopped ({self._reason()})") from None
+        data = np.ascontiguousarray(image, np.uint8)
+        while not self._stopped.is_set():
+            try:
+                self._queue.put(data, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+        self._proc.wait()
+        raise OutputError(f"cannot write video {self.path}: ffmpeg stopped ({self._reason()})")
+
+    def _feed(self) -> None:
+        while (data := self._queue.get()) is not None:
+            try:
+                self._proc.stdin.write(data.data)
+            except (BrokenPipeError, ValueError, OSError):
+                self._stopped.set()  # write() and release() report it, with ffmpeg's own reason
+                return
 
     def release(self, timeout: float = 120.0) -> None:
         """Close the pipe and wait for ffmpeg to finish the file; its failure is an :class:`OutputError`."""
-        proc = self._proc
+        proc, deadline = self._proc, time.monotonic() + timeout
+        while self._feeder.is_alive():  # the frames still queued go in first
+            try:
+                self._queue.put(None, timeout=0.5)
+                break
+            except queue.Full:
+                if time.monotonic() > deadline:
+                    proc.kill()  # the feeder's write fails and it ends
+        self._feeder.join(max(1.0, deadline - time.monotonic()))
+        if self._feeder.is_alive():
+            proc.kill()
+            self._feeder.join()
         try:
             proc.stdin.close()
         except BrokenPipeError:
@@ -253,6 +289,22 @@ class FfmpegMp4:
         self._log.seek(0)
         lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
         return lines[-1] if lines else f"exit code {self._proc.returncode}"
+
+
+def _widen_pipe(pipe: Any, frame_bytes: int) -> None:
+    """Let the pipe hold a whole frame where Linux allows (``F_SETPIPE_SZ``, up to ``fs.pipe-max-size``, 1 MiB by
+    default): at the default 64 KiB, ffmpeg and the feeder take turns twenty times per 768x576 frame."""
+    import fcntl
+
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", 1031)
+    try:
+        limit = int(Path("/proc/sys/fs/pipe-max-size").read_text())
+    except (OSError, ValueError):
+        limit = 1 << 20
+    try:
+        fcntl.fcntl(pipe.fileno(), set_size, min(frame_bytes, limit))
+    except OSError as exc:  # not Linux, or a smaller limit: the default size works, only with more switches
+        log.debug("pipe size left at its default: %s", exc)
 
 
 def process_cpu_seconds(pid: int) -> float:

@@ -48,7 +48,10 @@ DEFAULT_SINKS = ("video", "jsonl", "mot")
 class DetectorSettings:
     """How the detector is built: ``spec`` (name or YAML; default the manifest's), ``labels`` (replacing the
     spec's), ``score`` threshold, ``resize`` mode, ``classes`` to keep (names or ids; None keeps all),
-    runtime ``backend`` and ``threads``, and ``verify`` (check the artifact against its manifest's hashes)."""
+    runtime ``backend`` and ``threads``, and ``verify`` (check the artifact against its manifest's hashes).
+    ``workers``: inference workers in a pipelined run, each with its own copy of the model (their threads
+    default to the cores shared out). With neither ``threads`` nor ``workers``, both are chosen on the first
+    frames (:mod:`edgecv.pipeline.placement`)."""
 
     spec: str | Path | None = None
     labels: Sequence[str] | None = None
@@ -58,6 +61,15 @@ class DetectorSettings:
     backend: str | None = None
     threads: int | None = None
     verify: bool = True
+    workers: int | None = None
+
+    def runtime_threads(self) -> int | None:
+        """The threads each runtime is loaded with: ``threads``, else the cores shared among the ``workers``."""
+        if self.threads is not None or self.workers is None:
+            return self.threads
+        from edgecv.machine import usable_cores
+
+        return max(1, usable_cores() // self.workers)
 
 
 @dataclass
@@ -97,10 +109,10 @@ def build_detector(model: str | Path, settings: DetectorSettings = DetectorSetti
     if model.is_dir():
         from edgecv.pipeline.select import fastest_artifact
 
-        model, chosen = fastest_artifact(model, threads=settings.threads, detectors_only=settings.spec is None,
+        model, chosen = fastest_artifact(model, threads=settings.runtime_threads(), detectors_only=settings.spec is None,
                                          verify=settings.verify)
     detector = Detector(model, spec=settings.spec, options=FrameOptions(resize=settings.resize, frame_color="BGR"),
-                        threads=settings.threads, backend=settings.backend, labels=settings.labels,
+                        threads=settings.runtime_threads(), backend=settings.backend, labels=settings.labels,
                         score_threshold=settings.score, verify=settings.verify)
     return detector, chosen
 
@@ -191,7 +203,8 @@ def track(
             made.append(TruthSink(out / GT_FILE, classes=keep))
         ensure_writable_dir(out)
         pipeline = Pipeline(det, tracker=trk, counters=counters, sinks=made, classes=keep, thresholds=fit,
-                            options=PipelineOptions(concurrent=concurrent, place_threads=detector.threads is None))
+                            options=PipelineOptions(concurrent=concurrent, workers=detector.workers or 1,
+                                                    place_threads=detector.threads is None and detector.workers is None))
         files = {s.name: str(s.path) for s in made if s.name != TruthSink.name}
         files["summary"] = str(out / SUMMARY)
         scored = gt is not None or any(s.name == TruthSink.name for s in made)

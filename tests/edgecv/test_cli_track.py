@@ -183,20 +183,23 @@ def test_stride_processes_half_the_frames(fake, tmp_path, capsys, trackeval):
     assert s["tracking_metrics"]["frames"] in (39, 40)
 
 
-def test_sequential_gives_the_same_tracks(fake, tmp_path, capsys, trackeval):
+def test_sequential_and_two_inference_workers_give_the_same_tracks(fake, tmp_path, capsys, trackeval):
     results = {}
-    for mode in ("pipelined", "sequential"):
+    modes = {"pipelined": [], "sequential": ["--sequential"], "two workers": ["--workers", "2", "--threads", "1"]}
+    for mode, extra in modes.items():
         out = tmp_path / mode
-        extra = ["--sequential"] if mode == "sequential" else []
         code, stdout, err = track(capsys, fake, "--source", SYNTHETIC, "--out", out, "--json", "--tracker", "sort",
                                   "--sinks", "jsonl,mot", *extra)
         assert code == 0, err
         s = json.loads(stdout)
-        assert s["concurrent"] is (mode == "pipelined")
+        assert s["concurrent"] is (mode != "sequential")
+        if mode == "two workers":
+            assert s["threads"] == {"threads": 1, "workers": 2, "chosen_by": "given", "why": "", "others_cpu_ms": None,
+                                    "candidates": []}
         records = [{k: v for k, v in r.items() if k != "latency_ms"} for r in jsonl(out / "tracks.jsonl")]
         results[mode] = (records, (out / "tracks.mot.txt").read_text(), s["events"], s["frames"],
                          s["tracking_metrics"])
-    assert results["pipelined"] == results["sequential"]
+    assert results["pipelined"] == results["sequential"] == results["two workers"]
     assert results["sequential"][3] == 40
 
 
@@ -255,6 +258,7 @@ BAD = [
     ("stride 0", ["--stride", "0"], "--stride must be at least 1, got 0"),
     ("max frames 0", ["--max-frames", "0"], "--max-frames must be at least 1, got 0"),
     ("negative reconnect", ["--reconnect", "-1"], "--reconnect must be at least 0, got -1"),
+    ("no workers", ["--workers", "0"], "--workers must be at least 1, got 0"),
     ("unknown sink", ["--sinks", "video,gif"], "unknown gif; valid sinks: video, jsonl, mot"),
     ("missing source", ["--source", "nowhere.mp4"], "source not found: nowhere.mp4"),
     ("bad synthetic source", ["--source", "synthetic:frames=ten"], "cannot read 'frames=ten'"),

@@ -201,6 +201,18 @@ def test_video_frames_are_what_the_still_camera_makes_of_the_same_scene(seed):
         assert diff.max() <= 4 and diff.mean() <= 0.2
 
 
+def test_a_bgr_video_is_the_rgb_video_with_its_channels_reversed():
+    """The same scene and truth in OpenCV's order; without noise, the same pixels (noise is drawn per position,
+    so with it the two differ by noise only)."""
+    options = SceneOptions(size=(96, 128), noise=0.0, blur=2.0, lighting=1.0)
+    rgb, bgr = SceneVideo(seed=4, options=options), SceneVideo(seed=4, options=options, order="BGR")
+    for _ in range(10):
+        (a, ta), (b, tb) = rgb.step(), bgr.step()
+        assert b.flags.c_contiguous
+        np.testing.assert_array_equal(a, b[..., ::-1])
+        np.testing.assert_array_equal(ta.xyxy, tb.xyxy)
+
+
 def test_module_example_runs():
     assert doctest.testmod(edgecv.scenes).failed == 0
 
@@ -245,6 +257,7 @@ def test_scene_options_are_validated(kwargs, error):
         (lambda: scene_frames(1, options={"size": 4}), "scene_frames: expected options to be a SceneOptions, got dict"),
         (lambda: SceneVideo(speed=-1), "SceneVideo.speed: expected pixels per frame in [0, 100], got -1"),
         (lambda: SceneVideo(spawn_rate=2), "SceneVideo.spawn_rate: expected a probability in [0, 1], got 2"),
+        (lambda: SceneVideo(order="rgb"), "SceneVideo.order: expected 'RGB' or 'BGR', got 'rgb'"),
     ],
 )
 def test_bad_call_arguments_raise_config_error(call, error):

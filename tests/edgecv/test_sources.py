@@ -60,13 +60,14 @@ def test_synthetic_source_frames_truth_rate_and_size():
     assert all(f.truth is not None and f.truth.tracker_id is not None for f in frames)
     assert src.input_report() == {"expected_frames": 6, "read_frames": 6, "undecodable": 0, "undecodable_files": [],
                                   "truncated": None}
-    # frames are BGR, as OpenCV sources give them: the generator's RGB frame, channels reversed
+    # frames are BGR, as OpenCV sources give them: the generator renders them in that order (test_scenes checks
+    # that this is its RGB frame with the channels reversed)
     from edgecv.scenes import SceneOptions, SceneVideo
 
     video = SceneVideo(seed=5, options=SceneOptions(size=(64, 96), min_scale=Synthetic.min_scale),
-                       speed=2.0 * 64 / 160 * 30 / 20)
-    rgb, truth = video.step()
-    assert np.array_equal(frames[0].image, rgb[..., ::-1])
+                       speed=2.0 * 64 / 160 * 30 / 20, order="BGR")
+    bgr, truth = video.step()
+    assert np.array_equal(frames[0].image, bgr)
     assert np.array_equal(frames[0].truth.xyxy, truth.xyxy) and np.array_equal(frames[0].truth.tracker_id,
                                                                                  truth.tracker_id)
 

@@ -498,3 +498,35 @@ def test_mediapipe_specs_on_opencv_samples(corpus, spec, image):
         need = 0.8 if theirs[3] > 0.1 else 0.7
         assert relative_iou(mine[1:], theirs[1:]) > need, (mine, theirs)
         assert mine[0] == pytest.approx(theirs[0], abs=0.06), (mine, theirs)
+
+
+def test_a_clone_runs_the_same_ssd_on_its_own_runtime_concurrently(shared_data):
+    """Two inference workers: each clone has its own interpreter, and both give the original's detections."""
+    import threading
+
+    import cv2
+
+    folder = shared_data / "models" / "ssd_mobilenet_v1_coco_quant"
+    det = Detector(folder / "detect.tflite", spec="ssd-mobilenet-v1-coco", score_threshold=0.3, threads=2,
+                   options=FrameOptions(frame_color="BGR"))
+    det.detect(cv2.imread(str(folder / "table.jpg")))
+    twin = det.clone(threads=1)
+    assert twin.threads == 1 and det.threads == 2 and twin.model is not det.model
+    assert len(twin.timings) == 0 and len(det.timings) == 1 and twin.spec is det.spec
+    image = cv2.imread(str(folder / "table.jpg"))
+    frames = [np.ascontiguousarray(np.roll(image, 7 * k, axis=1)) for k in range(8)]
+    expected = [det.detect(f) for f in frames]
+    got: dict[int, list] = {0: [], 1: []}
+
+    def work(d, k):
+        got[k] = [d.decode(d.infer(x), t) for x, t in (d.prepare(f) for f in frames)]
+
+    threads = [threading.Thread(target=work, args=(d, k)) for k, d in enumerate((det, twin))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in (0, 1):
+        for a, b in zip(expected, got[k]):
+            np.testing.assert_allclose(a.xyxy, b.xyxy, atol=1e-4)
+            np.testing.assert_array_equal(a.class_id, b.class_id)

@@ -5,6 +5,7 @@ a failing source; a lost live source; reset; events and counts."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -474,7 +475,10 @@ def test_a_lost_live_source_ends_the_run_with_state_lost():
     ({"queue_size": 2.5}, "pipeline queue_size: expected an integer >= 1, got 2.5"),
     ({"progress_interval_s": 0}, "pipeline progress_interval_s: expected > 0, got 0"),
     ({"progress_interval_s": float("nan")}, "pipeline progress_interval_s: expected > 0, got nan"),
+    ({"switch_interval_s": 0}, "pipeline switch_interval_s: expected a number in (0, 0.1] or None, got 0"),
+    ({"switch_interval_s": 1.0}, "pipeline switch_interval_s: expected a number in (0, 0.1] or None, got 1.0"),
     ({"queue_size": 1, "progress_interval_s": 0.01, "concurrent": False}, None),
+    ({"queue_size": 1, "switch_interval_s": None}, None),
 ])
 def test_pipeline_options(changes, error):
     if error is None:
@@ -483,6 +487,28 @@ def test_pipeline_options(changes, error):
     with pytest.raises(ConfigError) as exc:
         PipelineOptions(**changes)
     assert str(exc.value) == error
+
+
+class SwitchIntervalSink(RecordingSink):
+    def write(self, result):
+        self.seen_interval = sys.getswitchinterval()
+        super().write(result)
+
+
+@pytest.mark.parametrize("concurrent, interval, during", [
+    (True, 0.0002, 0.0002),
+    (True, None, 0.005),
+    (False, 0.0002, 0.005),  # a sequential run has no stage threads to hand over to
+])
+def test_the_switch_interval_is_set_while_a_concurrent_run_lasts_and_put_back(concurrent, interval, during):
+    sink = SwitchIntervalSink()
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    try:
+        pipeline(sinks=[sink], concurrent=concurrent, switch_interval_s=interval).run(Squares(3))
+        assert sink.seen_interval == pytest.approx(during) and sys.getswitchinterval() == pytest.approx(0.005)
+    finally:
+        sys.setswitchinterval(before)
 
 
 def test_queue_size_one_still_processes_every_frame():
@@ -622,9 +648,17 @@ class ThreadedDetector(BusyDetector):
         self.threads, self.own_ms = threads, self.cost[threads]
         self.set_calls.append(threads)
 
+    def clone(self, *, threads: int) -> "ThreadedDetector":
+        twin = ThreadedDetector(self.cost, threads)
+        self.twins = getattr(self, "twins", []) + [twin]
+        return twin
 
-@pytest.mark.parametrize("cost, chosen", [({1: 1.0, 2: 3.0}, 1), ({1: 3.0, 2: 1.0}, 2)])
-def test_the_runtimes_threads_are_chosen_by_measuring_on_the_first_frames(monkeypatch, cost, chosen):
+
+@pytest.mark.parametrize("cost, chosen, workers", [
+    ({1: 1.0, 2: 3.0}, 1, 2),  # 1 x 1 and 2 x 1 tie (the other stages bound both): the more workers
+    ({1: 3.0, 2: 1.0}, 2, 1),
+])
+def test_the_runtimes_threads_are_chosen_by_measuring_on_the_first_frames(monkeypatch, cost, chosen, workers):
     import edgecv.machine
     from edgecv.pipeline import placement
 
@@ -632,16 +666,92 @@ def test_the_runtimes_threads_are_chosen_by_measuring_on_the_first_frames(monkey
     monkeypatch.setattr(placement, "WARMUP_FRAMES", 3)
     monkeypatch.setattr(placement, "CALIBRATION_FRAMES", 6)
     det = ThreadedDetector(cost)
-    sink = RecordingSink()
+    sink = BusySink()  # 1 ms a frame: the other stages bound a second worker's rate
     report = pipeline(sinks=[sink], detector=det, place_threads=True).run(Squares(40))
     plan = report.threads
     assert plan["chosen_by"] == "calibrated" and plan["threads"] == chosen == det.threads
-    assert [c["threads"] for c in plan["candidates"]] == [1, 2] and plan["others_cpu_ms"] > 0
-    by = {c["threads"]: c for c in plan["candidates"]}
-    assert by[chosen]["predicted_fps"] > by[3 - chosen]["predicted_fps"]
-    assert by[chosen]["infer_ms"] < by[3 - chosen]["infer_ms"]
-    assert f"{chosen} of 2 cores" in plan["why"]
-    assert sink.frames == list(range(40))  # the calibration loses no frame
+    assert plan["workers"] == workers == 1 + len(getattr(det, "twins", []))
+    layouts = [(c["workers"], c["threads"]) for c in plan["candidates"]]
+    assert layouts == [(1, 1), (1, 2), (2, 1)] and plan["others_cpu_ms"] > 0
+    by = {(c["workers"], c["threads"]): c for c in plan["candidates"]}
+    assert by[1, chosen]["predicted_fps"] > by[1, 3 - chosen]["predicted_fps"]
+    assert by[1, chosen]["infer_ms"] < by[1, 3 - chosen]["infer_ms"]
+    shown = f"{workers} worker{'s' * (workers > 1)} x {chosen} thread{'s' * (chosen > 1)} of 2 cores"
+    assert shown in plan["why"]
+    assert sink.frames == list(range(40))  # the calibration loses no frame, and the frames stay in order
+
+
+def test_a_second_inference_worker_is_started_when_the_calibration_predicts_it_faster(monkeypatch):
+    """Two threads do not speed this model up (3 ms either way), so one worker per core doubles the stage's rate."""
+    import edgecv.machine
+    from edgecv.pipeline import placement
+
+    monkeypatch.setattr(edgecv.machine, "usable_cores", lambda: 2)
+    monkeypatch.setattr(placement, "WARMUP_FRAMES", 3)
+    monkeypatch.setattr(placement, "CALIBRATION_FRAMES", 6)
+    det = ThreadedDetector({1: 3.0, 2: 3.0})
+    sink = RecordingSink()
+    report = pipeline(sinks=[sink], detector=det, place_threads=True).run(Squares(80))
+    plan = report.threads
+    assert (plan["workers"], plan["threads"]) == (2, 1), plan
+    by = {(c["workers"], c["threads"]): c["predicted_fps"] for c in plan["candidates"]}
+    assert by[2, 1] > 1.03 * max(by[1, 1], by[1, 2]), by
+    assert "2 workers x 1 thread of 2 cores" in plan["why"]
+    (twin,) = det.twins
+    assert twin.threads == 1 and twin.calls["infer"] > 0 and det.calls["infer"] > 0
+    assert sink.frames == list(range(80))  # in capture order, none lost
+    assert report.stages["inference"]["frames"] == 80
+
+
+class JitteryDetector(SquareDetector):
+    """Inference that takes 0 to 3 ms at random, so that two workers finish frames out of order."""
+
+    def __init__(self, seed: int = 0) -> None:
+        super().__init__()
+        self.rng, self.threads, self.twins = np.random.default_rng(seed), 1, []
+
+    def infer(self, x):
+        time.sleep(float(self.rng.uniform(0, 0.003)))
+        return super().infer(x)
+
+    def clone(self, *, threads: int) -> "JitteryDetector":
+        twin = JitteryDetector(len(self.twins) + 1)
+        self.twins.append(twin)
+        return twin
+
+
+def test_parallel_inference_workers_give_the_tracks_of_one_worker_in_capture_order():
+    one, two = RecordingSink(), RecordingSink()
+    pipeline(sinks=[one], detector=JitteryDetector()).run(Squares(120, absent=range(40, 44)))
+    det = JitteryDetector()
+    report = pipeline(sinks=[two], detector=det, workers=3).run(Squares(120, absent=range(40, 44)))
+    assert len(det.twins) == 2 and all(t.calls["infer"] > 0 for t in det.twins) and det.calls["infer"] > 0
+    assert two.frames == one.frames == list(range(120))
+    for a, b in zip(one.results, two.results):
+        np.testing.assert_array_equal(a.detections.tracker_id, b.detections.tracker_id)
+        np.testing.assert_allclose(a.detections.xyxy, b.detections.xyxy, atol=1e-6)
+    assert report.threads["workers"] == 3 and report.threads["chosen_by"] == "given"
+
+
+@pytest.mark.parametrize("workers", [0, -1, 1.5, True])
+def test_workers_must_be_a_positive_integer(workers):
+    with pytest.raises(ConfigError, match=r"pipeline workers: expected an integer >= 1, got"):
+        PipelineOptions(workers=workers)
+
+
+@pytest.mark.parametrize("measured, others_ms, cores, best", [
+    ({1: (7.5, 7.5), 2: (3.8, 9.0)}, 4.9, 2, (2, 1)),    # SSD-like: one thread per worker, no waiting on a sibling
+    ({1: (0.3, 0.3), 2: (0.2, 0.4)}, 6.8, 2, (2, 1)),    # a tiny model: the cores bound every layout alike
+    ({1: (0.3, 0.3), 2: (0.2, 0.4)}, 6.8, 1, (1, 1)),    # one core: one layout
+    ({1: (20.0, 20.0), 2: (10.0, 20.0)}, 1.0, 2, (2, 1)),  # a tie in rate and threads: the more workers
+    ({1: (8.0, 8.0), 2: (4.0, 8.0), 4: (2.2, 9.0)}, 1.0, 4, (4, 1)),
+])
+def test_the_fastest_layout_wins_and_a_tie_goes_to_more_workers_then_fewer_threads(measured, others_ms, cores, best):
+    from edgecv.pipeline.placement import best_layout, layout_rows
+
+    rows = layout_rows(measured, others_ms=others_ms, cores=cores)
+    chosen = best_layout(rows)
+    assert (chosen["workers"], chosen["threads"]) == best, rows
 
 
 @pytest.mark.parametrize("concurrent, place, how", [(True, False, "given"), (False, True, "sequential")])
