@@ -302,7 +302,7 @@ def _widen_pipe(pipe: Any, frame_bytes: int) -> None:
     except (OSError, ValueError):
         limit = 1 << 20
     try:
-        fcntl.fcntl(pipe.fileno(), set_size, min(frame_bytes, limit))
+        fcntl.fcntl(pipe.fileno(), set_size, min(max(frame_bytes, 1 << 16), limit))  # never below the default
     except OSError as exc:  # not Linux, or a smaller limit: the default size works, only with more switches
         log.debug("pipe size left at its default: %s", exc)
 

@@ -219,6 +219,25 @@ def moving(i: int) -> np.ndarray:
     return img
 
 
+def test_ffmpeg_mp4_keeps_every_frame_in_order_through_its_feeder_and_a_pipe_that_holds_a_frame(tmp_path):
+    need_ffmpeg()
+    import fcntl
+
+    from edgecv.pipeline.sinks import FfmpegMp4
+
+    w, h = 768, 576  # 1.3 MB a frame: larger than the default 64 KB pipe
+    video = FfmpegMp4(tmp_path / "v.mp4", fps=25.0, size=(w, h))
+    assert fcntl.fcntl(video._proc.stdin.fileno(), getattr(fcntl, "F_GETPIPE_SZ", 1032)) >= min(w * h * 3, 1 << 20)
+    for i in range(40):
+        video.write(np.full((h, w, 3), 20 + 5 * i, np.uint8))
+    video.release()
+    frames, _ = read_video(tmp_path / "v.mp4")
+    levels = [float(f.mean()) for f in frames]
+    assert len(frames) == 40
+    assert np.all(np.diff(levels) > 1)  # in the order written
+    np.testing.assert_allclose(levels, [20 + 5 * i for i in range(40)], atol=4)  # BGR -> YUV 4:2:0 -> BGR
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".mkv", ".avi"])
 def test_video_is_readable_with_every_frame(tmp_path, suffix):
     pytest.importorskip("cv2")
