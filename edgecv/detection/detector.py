@@ -277,6 +277,7 @@ class Detector:
         twin = copy.copy(self)
         twin.timings, twin.last_timing = Timings(), None
         twin.set_threads(threads)
+        twin.preprocessor = _preprocessor(twin.model, twin.spec, twin.options)  # one per thread (CLAHE state)
         return twin
 
     def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, FrameTransform]:

@@ -513,6 +513,7 @@ def test_a_clone_runs_the_same_ssd_on_its_own_runtime_concurrently(shared_data):
     twin = det.clone(threads=1)
     assert twin.threads == 1 and det.threads == 2 and twin.model is not det.model
     assert len(twin.timings) == 0 and len(det.timings) == 1 and twin.spec is det.spec
+    assert twin.preprocessor is not det.preprocessor  # one per thread: its CLAHE step keeps OpenCV state
     image = cv2.imread(str(folder / "table.jpg"))
     frames = [np.ascontiguousarray(np.roll(image, 7 * k, axis=1)) for k in range(8)]
     expected = [det.detect(f) for f in frames]
