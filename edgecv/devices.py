@@ -16,14 +16,12 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
 
 from edgecv.errors import ConfigError
 from edgecv.formats import FORMATS, PRECISIONS
-from edgecv.yamlfile import names_in
+from edgecv.yamlfile import load_checked, names_in
 
 # Tensor dtypes an accelerator may list (numpy-style names, as edgecv.compat reports them).
 DTYPES = ("float32", "float16", "bfloat16", "int8", "uint8", "int16", "uint16", "int32", "uint32", "int64", "bool")
@@ -155,85 +153,6 @@ class DeviceProfile:
 # -- loading ----------------------------------------------------------------------------------------------
 
 
-class _Lines(dict):
-    """A YAML mapping that remembers the line of each key."""
-
-    lines: dict[str, int]
-
-
-def _load_yaml(text: str) -> Any:
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    def mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> _Lines:
-        out = _Lines(loader.construct_mapping(node, deep=True))
-        out.lines = {str(k.value): k.start_mark.line + 1 for k, _ in node.value}
-        return out
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
-    return yaml.load(text, Loader=Loader)  # noqa: S506 (a SafeLoader subclass)
-
-
-def _schema_of(hint: Any) -> Any:
-    """The dataclass a hint holds (through ``X | None`` and ``dict[str, X]``), or None."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin is dict:
-        return ("dict", _schema_of(args[1]))
-    if args and origin is not tuple:
-        inner = [a for a in args if a is not type(None)]
-        return _schema_of(inner[0]) if inner else None
-    return hint if dataclasses.is_dataclass(hint) else None
-
-
-def _check_fields(data: Any, cls: Any, where: str, file: str, line: int | None) -> None:
-    """Unknown and missing fields, with the line they are on (recursively)."""
-    at = f"{file} line {line}" if line else file
-    if not isinstance(data, Mapping):
-        raise ConfigError(f"{at}: {where or 'the profile'}: expected a mapping, got {type(data).__name__}")
-    lines = getattr(data, "lines", {})
-    fields = {f.name: f for f in dataclasses.fields(cls) if f.init and f.name != "path"}
-    hints = typing.get_type_hints(cls)
-    for key in data:
-        if key not in fields:
-            close = [f for f in fields if _similar(str(key), f)]
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ConfigError(f"{file} line {lines.get(str(key), '?')}: unknown field {key!r}"
-                              f"{' in ' + where if where else ''}{hint}; valid fields: {', '.join(fields)}")
-    missing = [n for n, f in fields.items() if n not in data and f.default is dataclasses.MISSING
-               and f.default_factory is dataclasses.MISSING]
-    if missing:
-        raise ConfigError(f"{at}: missing field(s) {', '.join(missing)}{' in ' + where if where else ''}")
-    for key, value in data.items():
-        schema = _schema_of(hints[str(key)])
-        sub = f"{where}.{key}" if where else str(key)
-        if isinstance(schema, tuple) and isinstance(value, Mapping):
-            if schema[1] is not None:
-                for k, v in value.items():
-                    _check_fields(v, schema[1], f"{sub}.{k}", file, getattr(value, "lines", {}).get(str(k)))
-        elif schema is not None and value is not None:
-            _check_fields(value, schema, sub, file, lines.get(str(key)))
-
-
-def _similar(a: str, b: str) -> bool:
-    import difflib
-
-    return difflib.SequenceMatcher(None, a, b).ratio() >= 0.75
-
-
-def _line_of(data: Any, dotted: str) -> int | None:
-    """The line of the key at ``dotted`` (``a.b.c``), as far as it can be followed."""
-    line = None
-    for part in dotted.split(".")[1:]:
-        part = part.split("[")[0]
-        if not isinstance(data, Mapping) or part not in data:
-            break
-        line = getattr(data, "lines", {}).get(part, line)
-        data = data[part]
-    return line
-
-
 def _check_values(p: DeviceProfile, at: str) -> None:
     from edgecv.backends import BACKENDS
 
@@ -287,10 +206,6 @@ def profile_names(folder: Path | None = None) -> list[str]:
 def load_profile(name_or_path: str | Path, folder: Path | None = None) -> DeviceProfile:
     """Load and validate a profile by name (a file in ``devices/``) or by path; every problem is a one-line
     :class:`~edgecv.errors.ConfigError` naming the file (and the line, for fields)."""
-    import yaml
-
-    from edgecv.config import from_mapping
-
     folder = folder or _profile_dir()
     path = Path(name_or_path)
     if not path.suffix:
@@ -298,20 +213,8 @@ def load_profile(name_or_path: str | Path, folder: Path | None = None) -> Device
         if not path.is_file():
             raise ConfigError(f"unknown device {str(name_or_path)!r}; known devices: "
                               f"{', '.join(profile_names(folder)) or 'none'}")
-    try:
-        data = _load_yaml(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"device profile not found: {path}") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise ConfigError(f"cannot read device profile {path}: {str(exc).splitlines()[0]}") from None
     file = f"device profile {path}"
-    _check_fields(data, DeviceProfile, "", file, None)
-    try:
-        profile = from_mapping(DeviceProfile, data, "profile")
-    except ConfigError as exc:
-        dotted = str(exc).split(":", 1)[0]
-        line = _line_of(data, dotted)
-        raise ConfigError(f"{file}{f' line {line}' if line else ''}: {str(exc).removeprefix('profile.')}") from None
+    profile = load_checked(path, DeviceProfile, kind="device profile", root="profile")
     profile = dataclasses.replace(profile, path=path)
     _check_values(profile, file)
     if path.parent == folder and profile.name != path.stem:
