@@ -61,7 +61,19 @@ _JPEG_SUFFIXES = (".jpg", ".jpeg")
 
 
 def _cv2(purpose: str) -> ModuleType:
+    quiet_opencv()
     return require("cv2", extra="opencv", purpose=purpose, package="opencv-python-headless")
+
+
+def quiet_opencv() -> None:
+    """FFmpeg's own messages inside OpenCV off (they print a stream's URL with its user and password, straight
+    to the terminal), unless ``OPENCV_FFMPEG_LOGLEVEL`` is set; OpenCV's own warnings too, unless
+    ``OPENCV_LOG_LEVEL`` is. What failed is still said, in edgecv's own errors. FFmpeg reads its setting when
+    OpenCV first opens a video in the process, so this runs before that (the CLI calls it at start)."""
+    import os
+
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+    os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
 
 @dataclass(frozen=True, eq=False)

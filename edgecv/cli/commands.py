@@ -45,6 +45,7 @@ COMMANDS: dict[str, Command] = {
     Command("specs", "edgecv.cli.specs_cmd", "list the built-in detector specs; show or check one", DEVICE),
     Command("track-eval", "edgecv.cli.track_eval_cmd", "HOTA, MOTA and IDF1 of a tracker on MOTChallenge files", DEVICE),
     Command("track", "edgecv.cli.track_cmd", "detect and track objects on a camera, stream, video or image folder", DEVICE),
+    Command("serve", "edgecv.cli.serve_cmd", "run many cameras as a service: shared batched models, HTTP API, live view, metrics", DEVICE),
     Command("devices", "edgecv.cli.devices_cmd", "list device profiles; check an artifact against one", DEVICE),
     Command("optimize", "edgecv.cli.optimize_cmd", "build every candidate a device allows, check, benchmark and choose", WORKSTATION),
     )

@@ -174,7 +174,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from edgecv.sources import quiet_opencv
+
     _configure_logging(args.verbose)
+    quiet_opencv()
     try:
         if COMMANDS[args.command].side == WORKSTATION:
             _check_workstation(args.command)

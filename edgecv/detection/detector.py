@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
@@ -226,6 +226,7 @@ class Detector:
         self.last_timing: StageTimes | None = None
         self.timings = Timings()
         self._output_names = [t.name for t in model.outputs]
+        self._run: Callable[[np.ndarray], list[np.ndarray]] | None = None  # set by sharing()
 
     def __repr__(self) -> str:
         return (f"Detector({self.model.path.name!r}, spec={self.spec.name or self.spec.decoder!r}, "
@@ -276,6 +277,7 @@ class Detector:
         """
         twin = copy.copy(self)
         twin.timings, twin.last_timing = Timings(), None
+        twin._run = None
         twin.set_threads(threads)
         twin.preprocessor = _preprocessor(twin.model, twin.spec, twin.options)  # one per thread (CLAHE state)
         return twin
@@ -286,7 +288,21 @@ class Detector:
 
     def infer(self, x: np.ndarray) -> list[np.ndarray]:
         """The model's raw outputs for a prepared input."""
-        return self.model.run(x)
+        return self.model.run(x) if self._run is None else self._run(x)
+
+    def sharing(self, run: Callable[[np.ndarray], list[np.ndarray]]) -> "Detector":
+        """A detector for another thread whose inference goes through ``run`` (for example a batcher that
+        gathers the frames of several streams into one call of this detector's model): the same spec, its own
+        preprocessor and timings, no runtime of its own.
+
+        Example:
+            >>> per_stream = detector.sharing(batcher.run)            # doctest: +SKIP
+        """
+        twin = copy.copy(self)
+        twin.timings, twin.last_timing = Timings(), None
+        twin.preprocessor = _preprocessor(twin.model, twin.spec, twin.options)
+        twin._run = run
+        return twin
 
     def decode(self, outputs: list[np.ndarray], transform: FrameTransform) -> Detections:
         """Raw outputs -> Detections in frame pixels (decoder, NMS, mapping back); NaN outputs and a spec that

@@ -387,6 +387,11 @@ class Pipeline:
             report.state = "running"
         return report
 
+    def stage_stats(self) -> dict[str, StageStats]:
+        """Each stage's figures (with their histograms) of the current or last run, capture first."""
+        cap = self._current[1] if self._current is not None else None
+        return {**({"capture": cap.read_stats} if cap is not None else {}), **self.stats}
+
     def _status(self, cap: Capture, start: float, total: int | None) -> RunStatus:
         recent = self.written.values()[-30:]
         elapsed = time.perf_counter() - start

@@ -340,8 +340,92 @@ def missing_ffmpeg(path: Path) -> str:
             f"or leave out the video sink")
 
 
+class Overlay:
+    """What the annotated video and the live view draw on a frame: boxes, track ids, class names, each track's
+    recent trail, and the lines and zones with their running counts.
+
+    ``follow(detections, seq)`` on every analysed frame keeps the trails whole; ``draw`` on the frames shown.
+    ``trail``: how many recent positions of each track are drawn. ``counters``: the pipeline's line and zone
+    counters.
+
+    Example:
+        >>> overlay = Overlay(counters=pipeline.counters)                          # doctest: +SKIP
+        >>> overlay.follow(result.detections, result.seq)                          # doctest: +SKIP
+        >>> shown = overlay.draw(result.frame.image, result.detections, labels=labels)   # doctest: +SKIP
+    """
+
+    def __init__(self, *, trail: int = 20, counters: Sequence[Any] = ()) -> None:
+        from edgecv.deps import require
+
+        self.trail = trail
+        self.counters = list(counters)
+        self._cv2 = require("cv2", extra="opencv", purpose="draw on frames", package="opencv-python-headless")
+        self.trails: dict[int, collections.deque] = {}  # track id -> its recent points
+        self._seen: dict[int, int] = {}
+
+    def reset(self) -> None:
+        self.trails.clear()
+        self._seen.clear()
+
+    def follow(self, d: Any, seq: int) -> None:
+        """Each track's recent bottom-centre points, in frame pixels; tracks unseen for a trail's length go."""
+        if d.tracker_id is None:
+            return
+        centres = np.stack([(d.xyxy[:, 0] + d.xyxy[:, 2]) / 2, d.xyxy[:, 3]], axis=1) if len(d) else np.zeros((0, 2))
+        for tid, point in zip(d.tracker_id.tolist(), centres):
+            self.trails.setdefault(tid, collections.deque(maxlen=self.trail)).append(point)
+            self._seen[tid] = seq
+        for tid in [t for t, s in self._seen.items() if seq - s > self.trail]:
+            del self._seen[tid], self.trails[tid]
+
+    def draw(self, image: np.ndarray, d: Any, *, labels: Sequence[str] | None = None, scale: float = 1.0,
+             copy: bool = True) -> np.ndarray:
+        """``image`` (BGR) with ``d`` and the counters drawn, ``scale`` times its size (scaled before drawing;
+        then never the frame itself); ``copy=False`` draws on ``image`` itself when it keeps its size."""
+        from edgecv.annotate import annotate
+
+        cv2 = self._cv2
+        if scale != 1.0:
+            h, w = image.shape[:2]
+            size = (max(2, round(w * scale)), max(2, round(h * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            d = d.scaled(size[0] / w, size[1] / h)
+        shown = annotate(image, d, labels=labels or None, copy=copy and scale == 1.0)
+        if d.tracker_id is not None:
+            self._draw_trails(shown, d, scale)
+        self._draw_counters(shown, scale)
+        return shown
+
+    def _draw_trails(self, image: np.ndarray, d: Any, scale: float) -> None:
+        from edgecv.annotate import class_color
+
+        cv2 = self._cv2
+        for tid, cls in zip(d.tracker_id.tolist(), d.class_id.tolist()):
+            trail = self.trails.get(tid)
+            if trail is not None and len(trail) > 1:
+                pts = np.round(np.asarray(trail) * scale).astype(np.int32).reshape(-1, 1, 2)
+                cv2.polylines(image, [pts], False, class_color(cls), max(1, image.shape[0] // 240), cv2.LINE_AA)
+
+    def _draw_counters(self, image: np.ndarray, k: float) -> None:
+        cv2 = self._cv2
+        scale = max(image.shape[0] / 720, 0.35)
+        for c in self.counters:
+            if hasattr(c, "line"):
+                p, q = (tuple(int(round(v * k)) for v in c.line.start), tuple(int(round(v * k)) for v in c.line.end))
+                cv2.line(image, p, q, (255, 255, 255), 2, cv2.LINE_AA)
+                text, at = f"{c.line.name}: in {c.in_count} out {c.out_count}", p
+            else:
+                pts = np.round(np.asarray(c.zone.points) * k).astype(np.int32).reshape(-1, 1, 2)
+                cv2.polylines(image, [pts], True, (255, 255, 255), 2, cv2.LINE_AA)
+                text, at = f"{c.zone.name}: {c.count} in, {c.entered} entered", tuple(int(v) for v in pts[0, 0])
+            at = (max(at[0], 2), max(at[1] - 4, int(14 * scale) + 2))
+            cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale + 0.15, (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale + 0.15, (255, 255, 255), 1, cv2.LINE_AA)
+
+
 class VideoSink(Sink):
-    """The frames with boxes, track ids, class names, short trails, and the lines and zones with their counts.
+    """The frames as :class:`Overlay` draws them: boxes, track ids, class names, short trails, and the lines and
+    zones with their counts.
 
     ``trail``: how many recent positions of each track are drawn. ``counters``: the pipeline's line and zone
     counters, drawn with their running counts. The video's rate is the source's (divided by ``stride``), or at
@@ -372,8 +456,7 @@ class VideoSink(Sink):
         self.stride = stride
         self.max_fps, self.scale, self.in_place = fps, float(scale), in_place
         self._writer: Any = None
-        self._trails: dict[int, collections.deque] = {}
-        self._seen: dict[int, int] = {}
+        self.overlay: Overlay | None = None
         self._every, self._taken = 1, 0
 
     def open(self, info: dict[str, Any]) -> None:
@@ -381,6 +464,7 @@ class VideoSink(Sink):
 
         super().open(info)
         self._cv2 = require("cv2", extra="opencv", purpose="write annotated video", package="opencv-python-headless")
+        self.overlay = Overlay(trail=self.trail, counters=self.counters)
         rate = float(info.get("fps") or 25.0) / self.stride
         self._every = max(1, round(rate / self.max_fps)) if self.max_fps else 1
         self._fps = rate / self._every
@@ -398,30 +482,19 @@ class VideoSink(Sink):
         self._size = (w, h)
 
     def write(self, result: Any) -> None:
-        from edgecv.annotate import annotate
-
-        cv2 = self._cv2
+        overlay = self.overlay
+        assert overlay is not None, "VideoSink.write before open"
         d = result.detections
-        if d.tracker_id is not None:
-            self._follow(d, result.seq)  # every frame, so that trails stay whole between written ones
+        overlay.follow(d, result.seq)  # every frame, so that trails stay whole between written ones
         self._taken += 1
         if (self._taken - 1) % self._every:
             return
-        image = result.frame.image
-        if self.scale != 1.0:
-            h, w = image.shape[:2]
-            size = (max(2, round(w * self.scale)), max(2, round(h * self.scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-            d = d.scaled(size[0] / w, size[1] / h)
-        shown = annotate(image, d, labels=self.labels or None, copy=not (self.in_place or self.scale != 1.0))
+        shown = overlay.draw(result.frame.image, d, labels=self.labels, scale=self.scale, copy=not self.in_place)
         h, w = shown.shape[:2]
-        if d.tracker_id is not None:
-            self._draw_trails(shown, d)
-        self._draw_counters(shown)
         if self._writer is None:
             self._start(w, h)
         if (w, h) != self._size:  # a stream that came back at another size
-            shown = cv2.resize(shown, self._size)
+            shown = self._cv2.resize(shown, self._size)
         self._writer.write(shown)
         self.frames += 1
 
@@ -429,41 +502,6 @@ class VideoSink(Sink):
         """CPU seconds the encoder process has used so far (0 for OpenCV's writers, which run in this process)."""
         seconds = getattr(self._writer, "cpu_seconds", None)
         return seconds() if seconds is not None else 0.0
-
-    def _follow(self, d: Any, seq: int) -> None:
-        """Each track's recent bottom-centre points, in frame pixels; tracks unseen for a trail's length go."""
-        centres = np.stack([(d.xyxy[:, 0] + d.xyxy[:, 2]) / 2, d.xyxy[:, 3]], axis=1) if len(d) else np.zeros((0, 2))
-        for tid, point in zip(d.tracker_id.tolist(), centres):
-            self._trails.setdefault(tid, collections.deque(maxlen=self.trail)).append(point)
-            self._seen[tid] = seq
-        for tid in [t for t, s in self._seen.items() if seq - s > self.trail]:
-            del self._seen[tid], self._trails[tid]
-
-    def _draw_trails(self, image: np.ndarray, d: Any) -> None:
-        from edgecv.annotate import class_color
-
-        cv2 = self._cv2
-        for tid, cls in zip(d.tracker_id.tolist(), d.class_id.tolist()):
-            trail = self._trails.get(tid)
-            if trail is not None and len(trail) > 1:
-                pts = np.round(np.asarray(trail) * self.scale).astype(np.int32).reshape(-1, 1, 2)
-                cv2.polylines(image, [pts], False, class_color(cls), max(1, image.shape[0] // 240), cv2.LINE_AA)
-
-    def _draw_counters(self, image: np.ndarray) -> None:
-        cv2 = self._cv2
-        scale, k = max(image.shape[0] / 720, 0.35), self.scale
-        for c in self.counters:
-            if hasattr(c, "line"):
-                p, q = (tuple(int(round(v * k)) for v in c.line.start), tuple(int(round(v * k)) for v in c.line.end))
-                cv2.line(image, p, q, (255, 255, 255), 2, cv2.LINE_AA)
-                text, at = f"{c.line.name}: in {c.in_count} out {c.out_count}", p
-            else:
-                pts = np.round(np.asarray(c.zone.points) * k).astype(np.int32).reshape(-1, 1, 2)
-                cv2.polylines(image, [pts], True, (255, 255, 255), 2, cv2.LINE_AA)
-                text, at = f"{c.zone.name}: {c.count} in, {c.entered} entered", tuple(int(v) for v in pts[0, 0])
-            at = (max(at[0], 2), max(at[1] - 4, int(14 * scale) + 2))
-            cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale + 0.15, (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.5 * scale + 0.15, (255, 255, 255), 1, cv2.LINE_AA)
 
     def close(self) -> None:
         writer, self._writer = self._writer, None

@@ -2,7 +2,8 @@
 
 :class:`Ring` keeps the last ``size`` values in a numpy array; :class:`Series` adds the first values of the
 run, so that latency early and late in a run can be compared (is it bounded, or does it creep?).
-:class:`StageStats` is one stage's busy time, CPU time and queue depth per frame.
+:class:`StageStats` is one stage's busy time, CPU time and queue depth per frame. :class:`Histogram` counts
+values into fixed buckets for the whole run (what Prometheus histograms export).
 
 Example:
     >>> s = Series(size=4, head=2)
@@ -14,9 +15,44 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 from typing import Any
 
 import numpy as np
+
+#: Upper bounds (ms) of the latency buckets: from a fast stage's 0.5 ms to a stalled stream's 10 s.
+BUCKETS_MS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
+
+
+class Histogram:
+    """Values counted into buckets with upper bounds ``bounds`` (and one above them all), with their sum.
+
+    Example:
+        >>> h = Histogram((1.0, 10.0))
+        >>> for v in (0.5, 3, 30):
+        ...     h.add(v)
+        >>> h.cumulative(), h.count, h.sum
+        ([1, 2, 3], 3, 33.5)
+    """
+
+    def __init__(self, bounds: tuple[float, ...] = BUCKETS_MS) -> None:
+        self.bounds = tuple(bounds)
+        self._counts = [0] * (len(self.bounds) + 1)
+        self.count = 0
+        self.sum = 0.0
+
+    def add(self, value: float) -> None:
+        self._counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.count += 1
+        self.sum += value
+
+    def cumulative(self) -> list[int]:
+        """Values at or below each bound, then all values (Prometheus' ``le`` buckets, ``+Inf`` last)."""
+        out, total = [], 0
+        for c in self._counts:
+            total += c
+            out.append(total)
+        return out
 
 
 class Ring:
@@ -48,11 +84,13 @@ class Series(Ring):
     def __init__(self, size: int, head: int = 1000) -> None:
         super().__init__(size)
         self._head = np.zeros(max(int(head), 1), np.float64)
+        self.histogram = Histogram()
 
     def add(self, value: float) -> None:
         if self._n < len(self._head):
             self._head[self._n] = value
         super().add(value)
+        self.histogram.add(value)
 
     def first(self) -> np.ndarray:
         return self._head[: min(self._n, len(self._head))].copy()
@@ -73,7 +111,7 @@ class StageStats:
     """Per-frame busy time (ms) of one stage and the depth of the queue in front of it when it took a frame
     (the last ``window`` frames), with the frame count, total busy time and total CPU time of the whole run.
     CPU time is the stage's own thread's (``time.thread_time``): threads a runtime starts for its work are
-    not in it (the report counts them apart)."""
+    not in it (the report counts them apart). ``histogram``: the busy times of the whole run, in buckets."""
 
     def __init__(self, name: str, window: int) -> None:
         self.name = name
@@ -82,9 +120,11 @@ class StageStats:
         self.count = 0
         self.busy_s = 0.0
         self.cpu_s = 0.0
+        self.histogram = Histogram()
 
     def add(self, ms: float, depth: int, cpu_ms: float = 0.0) -> None:
         self.times.add(ms)
+        self.histogram.add(ms)
         self.depths.add(depth)
         self.count += 1
         self.busy_s += ms / 1000.0

@@ -83,7 +83,9 @@ class TrackResult:
     stopped: bool = False
 
 
-def _class_ids(classes: Sequence[str | int] | None, labels: Sequence[str] | None) -> tuple[int, ...] | None:
+def class_ids(classes: Sequence[str | int] | None, labels: Sequence[str] | None) -> tuple[int, ...] | None:
+    """The ids of ``classes`` (names of ``labels``, or ids); None keeps every class. An unknown name is a
+    one-line ConfigError listing the labels."""
     if classes is None:
         return None
     names = list(labels or ())
@@ -172,7 +174,7 @@ def track(
         det, chosen = build_detector(model, detector)
     else:
         det = model
-    keep = _class_ids(detector.classes, det.labels)
+    keep = class_ids(detector.classes, det.labels)
     out = Path(out)
     stop = stop or threading.Event()
     if gt is not None and "mot" not in sinks:

@@ -292,7 +292,7 @@ def test_video_at_a_lower_rate_or_size_than_the_analysis(tmp_path, fps, scale, w
     frames, got_rate = read_video(tmp_path / "v.mkv")
     assert (len(frames), sink.frames) == (written, written) and {f.shape for f in frames} == {shape}
     assert got_rate == pytest.approx(rate, abs=0.01)
-    assert all(len(t) == 12 for t in sink._trails.values())  # trails follow every frame, written or not
+    assert all(len(t) == 12 for t in sink.overlay.trails.values())  # trails follow every frame, written or not
 
 
 @pytest.mark.parametrize("in_place", [False, True])
