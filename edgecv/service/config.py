@@ -58,6 +58,33 @@ class BatchConfig:
 
 
 @dataclass(frozen=True)
+class MqttConfig:
+    """The broker (``host``, ``port``, optional ``username`` and ``password``, ``client_id``), the topic
+    ``prefix``, and ``queue_max``: events kept on disk while the broker is away."""
+
+    host: str
+    port: int = 1883
+    prefix: str = "edgecv"
+    username: str | None = None
+    password: str | None = None
+    client_id: str | None = None
+    queue_max: int = 10_000
+
+
+def check_mqtt(m: MqttConfig, at: str) -> None:
+    """The values of the ``mqtt`` section, checked."""
+    if not m.host.strip():
+        raise ConfigError(f"{at}: mqtt.host: expected a host name or address, got an empty one")
+    if not 1 <= m.port <= 65535:
+        raise ConfigError(f"{at}: mqtt.port: expected 1..65535, got {m.port}")
+    if not m.prefix or any(c in m.prefix for c in "#+") or m.prefix.startswith("/") or m.prefix.endswith("/"):
+        raise ConfigError(f"{at}: mqtt.prefix: expected a topic without wildcards or leading/trailing '/', "
+                          f"got {m.prefix!r}")
+    if m.queue_max < 1:
+        raise ConfigError(f"{at}: mqtt.queue_max: expected >= 1, got {m.queue_max}")
+
+
+@dataclass(frozen=True)
 class StreamConfig:
     """One camera: ``id`` (letters, digits, ``-``, ``_``), ``source`` (any text ``edgecv track`` takes), ``model``
     (an artifact, or a folder whose fastest artifact is chosen by measuring), the detector's ``spec``, ``labels``,
@@ -82,11 +109,13 @@ class StreamConfig:
 
 @dataclass(frozen=True)
 class ServeConfig:
-    """The whole file: ``server``, ``batch``, ``out`` (the streams' folders) and ``streams``."""
+    """The whole file: ``server``, ``batch``, ``out`` (the streams' folders, and the MQTT queue in
+    ``out/mqtt-queue``), ``streams`` and, to send events to a broker, ``mqtt``."""
 
     streams: tuple[StreamConfig, ...]
     server: ServerConfig = ServerConfig()
     batch: BatchConfig = BatchConfig()
+    mqtt: MqttConfig | None = None
     out: str = "runs/serve"
     path: Path | None = field(default=None, compare=False)
 
@@ -147,6 +176,8 @@ def check_config(config: ServeConfig, at: str) -> None:
         raise ConfigError(f"{at}: batch.max_size: expected 1..64, got {batch.max_size}")
     if not 0 <= batch.max_wait_ms <= 1000:
         raise ConfigError(f"{at}: batch.max_wait_ms: expected 0..1000, got {batch.max_wait_ms}")
+    if config.mqtt is not None:
+        check_mqtt(config.mqtt, at)
     if not config.streams:
         raise ConfigError(f"{at}: streams: expected at least one stream")
     seen: set[str] = set()

@@ -8,7 +8,8 @@ Per stream (label ``stream``): ``edgecv_stream_up``, ``edgecv_stream_ready``, ``
 ``edgecv_stage_latency_ms`` and ``edgecv_stage_queue_depth`` (label ``stage``),
 ``edgecv_line_crossings_total`` (labels ``line``, ``direction``), ``edgecv_zone_objects`` and
 ``edgecv_zone_entered_total`` (label ``zone``). Per model (label ``model``): ``edgecv_model_inference_ms`` (per
-call, histogram), ``edgecv_model_batch_size`` (histogram), ``edgecv_model_frames_total``.
+call, histogram), ``edgecv_model_batch_size`` (histogram), ``edgecv_model_frames_total``. With MQTT: ``edgecv_mqtt_connected``, ``edgecv_mqtt_queue_depth``,
+``edgecv_mqtt_events_sent_total``, ``edgecv_mqtt_events_dropped_total``.
 
 Example:
     >>> body, content_type = render_metrics(service)                  # doctest: +SKIP
@@ -92,6 +93,17 @@ class ServiceCollector:
             infer.add_metric([m.name], _buckets(b.latency), b.latency.sum)
             sizes.add_metric([m.name], _buckets(b.sizes), b.sizes.sum)
             c["model_frames"].add_metric([m.name], float(b.frames))
+        pub = s.publisher
+        if pub is not None:
+            up = GaugeMetricFamily("edgecv_mqtt_connected", "1 while the MQTT broker is connected")
+            up.add_metric([], 1.0 if pub.connected else 0.0)
+            depth = GaugeMetricFamily("edgecv_mqtt_queue_depth", "events waiting on disk for the broker")
+            depth.add_metric([], float(len(pub.queue)))
+            sent = CounterMetricFamily("edgecv_mqtt_events_sent", "events the broker acknowledged")
+            sent.add_metric([], float(pub.sent))
+            lost = CounterMetricFamily("edgecv_mqtt_events_dropped", "events dropped: the queue was full")
+            lost.add_metric([], float(pub.dropped))
+            yield from (up, depth, sent, lost)
         yield from g.values()
         yield from c.values()
         yield latency

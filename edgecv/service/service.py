@@ -63,6 +63,7 @@ class Service:
         self.models: dict[tuple, SharedModel] = {}
         self.events: collections.deque = collections.deque(maxlen=200)  # the service's recent events
         self.started_at = time.monotonic()
+        self.publisher: Any = None  # the MQTT publisher, with an mqtt section
         self._lock = threading.RLock()
 
     # -- lifecycle ----------------------------------------------------------------------------------------
@@ -70,6 +71,11 @@ class Service:
         """Load every model and start every stream of the config; a stream whose model cannot be loaded
         stops the start with that error (nothing is left running)."""
         try:
+            if self.config.mqtt is not None:
+                from edgecv.service.mqtt import MqttPublisher
+
+                self.publisher = MqttPublisher(self.config.mqtt, folder=self.out / "mqtt-queue").start()
+                self.listeners.append(self.publisher.publish)
             for s in self.config.streams:
                 self.add_stream(s, checked=True)
         except BaseException:
@@ -77,8 +83,9 @@ class Service:
             raise
         return self
 
-    def stop(self) -> None:
-        """Stop every stream (each closes its sinks) and unload the models."""
+    def stop(self, *, flush_s: float = 3.0) -> None:
+        """Stop every stream (each closes its sinks), unload the models, and stop the MQTT publisher once it
+        has sent what is queued (or ``flush_s`` has passed: the rest stays on disk for the next start)."""
         with self._lock:
             streams = list(self.streams.values())
         for s in streams:
@@ -87,6 +94,12 @@ class Service:
             for m in self.models.values():
                 m.batcher.close()
             self.models.clear()
+        publisher, self.publisher = self.publisher, None
+        if publisher is not None:
+            deadline = time.monotonic() + flush_s
+            while len(publisher.queue) and publisher.connected and time.monotonic() < deadline:
+                time.sleep(0.05)
+            publisher.stop()
 
     # -- streams ------------------------------------------------------------------------------------------
     def add_stream(self, config: StreamConfig, *, checked: bool = False) -> ServedStream:
