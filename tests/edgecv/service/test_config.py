@@ -3,6 +3,8 @@ where there is one, and what is wrong."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from edgecv.errors import ConfigError
@@ -47,7 +49,7 @@ STREAM = "streams:\n  - {id: a, source: synthetic, model: m.onnx}\n"
 
 
 @pytest.mark.parametrize("text, message", [
-    (STREAM + "sever: {port: 1}\n", "serve.yaml line 3: unknown field 'sever' (did you mean 'server'?); valid fields: streams, server, batch, out"),
+    (STREAM + "sever: {port: 1}\n", "serve.yaml line 3: unknown field 'sever' (did you mean 'server'?); valid fields: streams, server, batch, mqtt, out"),
     ("streams:\n  - {id: a, source: synthetic, model: m.onnx, sinks: [video]}\n", "stream 'a': sinks: unknown video; valid sinks: jsonl, mot"),
     ("streams:\n  - {id: a, source: synthetic, modle: m.onnx}\n", "unknown key(s) modle; valid keys: id, source, model"),
     ("streams:\n  - {id: a, source: synthetic}\n", "missing key(s) model"),
@@ -63,6 +65,9 @@ STREAM = "streams:\n  - {id: a, source: synthetic, model: m.onnx}\n"
     ("streams:\n  - {id: a, source: synthetic, model: m, tracker: kalman}\n", "stream 'a': tracker: unknown name 'kalman'; valid names: bytetrack, ocsort, sort"),
     ("streams:\n  - {id: a, source: synthetic, model: m, score: 2}\n", "stream 'a': score: expected a number in [0, 1], got 2.0"),
     ("streams: [\n", "cannot read serve config"),
+    (STREAM + "mqtt: {port: 1883}\n", "serve.yaml line 3: missing field(s) host in mqtt"),
+    (STREAM + "mqtt: {host: broker, prefix: 'a/#'}\n", "mqtt.prefix: expected a topic without wildcards"),
+    (STREAM + "mqtt: {host: broker, queue_max: 0}\n", "mqtt.queue_max: expected >= 1, got 0"),
 ])
 def test_bad_configs_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
@@ -84,3 +89,13 @@ def test_a_missing_file_is_named(tmp_path):
 ])
 def test_credentials_in_source_urls_are_hidden(text, expected):
     assert redact(text) == expected
+
+
+
+def test_the_readme_example_config_loads(tmp_path):
+    """The config the README's serve section writes, as written there."""
+    readme = (Path(__file__).resolve().parents[3] / "README.md").read_text()
+    start = readme.index("cat > serve.yaml <<'YAML'\n") + len("cat > serve.yaml <<'YAML'\n")
+    text = readme[start:readme.index("\nYAML\n", start)]
+    config = load_config(write(tmp_path, text))
+    assert [s.id for s in config.streams] == ["lobby", "door"] and config.server.host == "127.0.0.1"
