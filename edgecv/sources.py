@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,6 +59,19 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpe
 # duration moves that by one more. A file cut short misses far more than two frames.
 TRUNCATION_TOLERANCE = 2
 _JPEG_SUFFIXES = (".jpg", ".jpeg")
+
+
+_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the user and password of any URL in it hidden (for logs, errors, the API).
+
+    Example:
+        >>> redact("rtsp://admin:secret@10.0.0.7/stream1")
+        'rtsp://***@10.0.0.7/stream1'
+    """
+    return _USERINFO.sub("***@", text)
 
 
 def _cv2(purpose: str) -> ModuleType:
@@ -125,10 +139,15 @@ class FrameSource:
         self.skipped: list[tuple[str, str]] = []
         self.truncated: str | None = None
 
+    @property
+    def shown(self) -> str:
+        """``text`` as logs and messages show it: a URL's user and password hidden."""
+        return redact(self.text)
+
     def reopen(self) -> None:
         """Open a live source again after it dropped; raises :class:`~edgecv.errors.SourceError` while it
         cannot be opened. Files cannot be reopened."""
-        raise SourceError(f"{self.kind} source {self.text} cannot be reopened")
+        raise SourceError(f"{self.kind} source {self.shown} cannot be reopened")
 
     @classmethod
     def claims(cls, text: str) -> bool:
@@ -335,7 +354,7 @@ class _OpenCvCapture(FrameSource):
         self.size = (w, h) if w > 0 and h > 0 else None
 
     def _cannot_open(self) -> str:
-        return f"cannot open {self.description} {self.text}"
+        return f"cannot open {self.description} {self.shown}"
 
     def _timestamp_ms(self) -> float:
         return float(self._cap.get(self._cv2.CAP_PROP_POS_MSEC))
@@ -481,7 +500,7 @@ class Stream(_Live):
                 [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, self.timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, self.timeout_ms])
 
     def _cannot_open(self) -> str:
-        return f"cannot open stream {self.text} (nothing serving there, or a format this OpenCV cannot read)"
+        return f"cannot open stream {self.shown} (nothing serving there, or a format this OpenCV cannot read)"
 
 
 @dataclass(frozen=True)

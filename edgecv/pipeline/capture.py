@@ -277,7 +277,7 @@ class Capture:
         o, src = self.options, self.source
         self.state = "reconnecting"
         began = time.perf_counter()
-        log.warning("%s %s stopped delivering frames; reconnecting", src.kind, src.text)
+        log.warning("%s %s stopped delivering frames; reconnecting", src.kind, src.shown)
         last: Exception | None = None
         for attempt in range(o.reconnect_attempts):
             delay = min(o.backoff_s * 2**attempt, o.max_backoff_s)
@@ -296,12 +296,12 @@ class Capture:
             del self.stats.events[:-99]  # the latest 100 are enough, and memory stays bounded
             self.stats.events.append({"event": "reconnected", "after_frames": self.stats.read,
                                       "attempts": attempt + 1, "outage_s": round(took, 3)})
-            log.warning("%s %s reconnected after %.1f s (%d attempt(s))", src.kind, src.text, took, attempt + 1)
+            log.warning("%s %s reconnected after %.1f s (%d attempt(s))", src.kind, src.shown, took, attempt + 1)
             self.state = "running"
             return True
         took = time.perf_counter() - began
         self.stats.outage_s += took
         reason = f": {last}" if last else ""
-        self._finish("lost", SourceError(f"{src.kind} {src.text} lost: {o.reconnect_attempts} reconnect attempts "
+        self._finish("lost", SourceError(f"{src.kind} {src.shown} lost: {o.reconnect_attempts} reconnect attempts "
                                          f"over {took:.0f} s failed{reason}"))
         return False

@@ -201,16 +201,3 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-_USERINFO = re.compile(r"(?<=://)[^/@\s]+@")
-
-
-def redact(text: str) -> str:
-    """``text`` with the user and password of any URL in it hidden, for logs, the API and the page.
-
-    Example:
-        >>> redact("rtsp://admin:secret@10.0.0.7/stream1")
-        'rtsp://***@10.0.0.7/stream1'
-    """
-    return _USERINFO.sub("***@", text)

@@ -25,8 +25,9 @@ from typing import Any, Callable
 
 from edgecv.errors import ConfigError
 from edgecv.service.batching import Batcher
-from edgecv.service.config import ServeConfig, StreamConfig, check_stream, redact
+from edgecv.service.config import ServeConfig, StreamConfig, check_stream
 from edgecv.service.stream import ServedStream
+from edgecv.sources import redact
 
 log = logging.getLogger(__name__)
 

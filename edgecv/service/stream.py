@@ -27,7 +27,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from edgecv.service.config import StreamConfig, redact
+from edgecv.service.config import StreamConfig
+from edgecv.sources import redact
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +215,7 @@ class ServedStream:
             fit = ThresholdFit(tracker, user_keys=set(c.tracker_options), calibration=ThresholdCalibration(),
                                detector_threshold=getattr(self.detector.spec, "score_threshold", None))
             pipeline = Pipeline(self.detector, tracker=tracker, counters=counters, sinks=sinks, classes=keep,
-                                thresholds=fit, options=PipelineOptions(concurrent=True, window=2000))
+                                thresholds=fit, options=PipelineOptions(concurrent=True, window=2000, switch_interval_s=None))
             if self.pipeline is not None:
                 before = self.pipeline.snapshot()
                 self._frames_before += before.frames if before is not None else 0

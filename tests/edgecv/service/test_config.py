@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from edgecv.errors import ConfigError
-from edgecv.service.config import load_config, redact
+from edgecv.service.config import load_config
+from edgecv.sources import redact
 
 GOOD = """\
 server: {host: 127.0.0.1, port: 8080}

@@ -300,7 +300,8 @@ def test_a_network_stream_reconnects_while_the_others_never_stop(fake, shared_da
     port, stream_port = _free_port(), _free_port()
     server = _serve(video, stream_port)
     config = write_config(tmp_path / "serve.yaml", port, fake, [
-        {"id": "net", "source": f"tcp://127.0.0.1:{stream_port}", "ready_s": 1.5},
+        # credentials in the URL: FFmpeg's tcp protocol ignores them; they must never be shown
+        {"id": "net", "source": f"tcp://viewer:s3cretpass@127.0.0.1:{stream_port}", "ready_s": 1.5},
         {"id": "gen1", "source": "synthetic:frames=0,size=64x64,fps=15"},
         {"id": "gen2", "source": "synthetic:frames=0,size=64x64,fps=15,seed=9"},
     ])
@@ -330,6 +331,10 @@ def test_a_network_stream_reconnects_while_the_others_never_stop(fake, shared_da
         assert all(streams[k]["frames"] > gens[k] and streams[k]["state"] == "running" for k in gens)
         m = metric_samples(request(s.url + "/metrics")[1].decode())
         assert m[("edgecv_stream_reconnects_total", (("stream", "net"),))] >= 1
+        assert streams["net"]["source"] == f"tcp://***@127.0.0.1:{stream_port}"
+        code, final, err = s.stop()
+        assert code == 0 and "stopped delivering frames" in err  # the reconnection was logged...
+        assert "s3cretpass" not in err + json.dumps(final) + json.dumps(back)  # ...without the password
     finally:
         if s is not None:
             s.close()
