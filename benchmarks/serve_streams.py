@@ -13,7 +13,8 @@ one model through the batcher (``batch.max_size`` 8, ``max_wait_ms`` 5). ``separ
 Once every camera produces, frames are counted for ``--seconds`` (lines of each stream's JSON lines: one per
 processed frame; the files are flushed every second, so each count is within a second's frames), then the
 processes get SIGTERM. Figures: aggregate processed frames/s, the slowest and fastest stream's rate, frames
-dropped, and capture-to-result latency p50/p99 (each stream's own, over its last 2000 frames; the table gives
+dropped, resident memory of all the processes (children included: serve reads each camera in a child process),
+and capture-to-result latency p50/p99 (each stream's own, over its last 2000 frames; the table gives
 the median over streams and the worst). ``serve / separate``: the aggregate rates' ratio.
 
 Models: ``builtin`` (default): the built-in scene detector's int8 ONNX (a dynamic batch: the batcher runs
@@ -80,6 +81,20 @@ def count(files: list[Path], seconds: float) -> list[float]:
     return [(lines(f) - s) / seconds for f, s in zip(files, start)]
 
 
+def rss_mb(procs: list[subprocess.Popen]) -> float:
+    """Resident memory of the processes and all their children, MB."""
+    import psutil
+
+    total = 0
+    for p in procs:
+        try:
+            root = psutil.Process(p.pid)
+            total += sum(q.memory_info().rss for q in [root, *root.children(recursive=True)])
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
 def stop(procs: list[subprocess.Popen]) -> list[str]:
     for p in procs:
         if p.poll() is None:
@@ -101,13 +116,14 @@ def run_serve(n: int, args, model: Path, spec: str | None, tmp: Path) -> dict:
     files = [out / f"cam{i}" / "tracks.jsonl" for i in range(n)]
     wait_producing(files, [proc])
     rates = count(files, args.seconds)
+    rss = rss_mb([proc])
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as r:
         models = json.loads(r.read())["models"]
     printed = stop([proc])[0]  # "serving ..." then the final figures as JSON
     final = json.loads(printed[printed.index("{"):])
     status = final.get("streams", [])
     return {"rates": rates, "latency": [s["latency_ms"] for s in status], "dropped": sum(s["dropped"] for s in status),
-            "mean_batch": models[0]["mean_batch"] if models else None}
+            "mean_batch": models[0]["mean_batch"] if models else None, "rss_mb": rss}
 
 
 def run_separate(n: int, args, model: Path, spec: str | None, tmp: Path) -> dict:
@@ -121,11 +137,12 @@ def run_separate(n: int, args, model: Path, spec: str | None, tmp: Path) -> dict
     try:
         wait_producing(files, procs)
         rates = count(files, args.seconds)
+        rss = rss_mb(procs)
     finally:
         printed = stop(procs)
     summaries = [json.loads(text) for text in printed]
     return {"rates": rates, "latency": [s["latency_ms"] for s in summaries],
-            "dropped": sum(s["capture"]["dropped"] for s in summaries), "mean_batch": None}
+            "dropped": sum(s["capture"]["dropped"] for s in summaries), "mean_batch": None, "rss_mb": rss}
 
 
 def builtin_model(artifacts: Path | None, tmp: Path) -> Path:
@@ -164,7 +181,8 @@ def main() -> None:
                        "slowest_fps": round(min(r["rates"]), 1), "fastest_fps": round(max(r["rates"]), 1),
                        "dropped": r["dropped"], "p50_ms_median": round(statistics.median(p50), 1) if p50 else None,
                        "p50_ms_worst": max(p50) if p50 else None, "p99_ms_median": round(statistics.median(p99), 1) if p99 else None,
-                       "p99_ms_worst": max(p99) if p99 else None, "mean_batch": r["mean_batch"]}
+                       "p99_ms_worst": max(p99) if p99 else None, "mean_batch": r["mean_batch"],
+                       "rss_mb": round(r["rss_mb"])}
                 results.append(res)
                 print(f"{n} stream(s), {mode}: {res['aggregate_fps']} frames/s", file=sys.stderr, flush=True)
         for res in results:
@@ -173,7 +191,7 @@ def main() -> None:
             rows.append([str(res["streams"]), res["mode"], f"{res['aggregate_fps']:.1f}",
                          f"{res['slowest_fps']:.1f} / {res['fastest_fps']:.1f}", str(res["dropped"]),
                          f"{res['p50_ms_median']} / {res['p50_ms_worst']}", f"{res['p99_ms_median']} / {res['p99_ms_worst']}",
-                         "" if res["mean_batch"] is None else f"{res['mean_batch']:.2f}",
+                         "" if res["mean_batch"] is None else f"{res['mean_batch']:.2f}", str(res["rss_mb"]),
                          "" if res["serve_vs_separate"] is None else f"{res['serve_vs_separate']:.2f}x"])
     if args.json:
         print(json.dumps({"model": str(model), "fps": args.fps, "size": args.size, "seconds": args.seconds,
@@ -181,7 +199,7 @@ def main() -> None:
         return
     print(f"model {model.name}, cameras at {args.fps:g} frames/s, {args.size}, counted over {args.seconds:g} s")
     print(render(["streams", "mode", "frames/s", "slowest / fastest", "dropped", "p50 ms (median / worst)",
-                  "p99 ms (median / worst)", "mean batch", "serve / separate"], rows, align="llrrrrrrr"))
+                  "p99 ms (median / worst)", "mean batch", "memory MB", "serve / separate"], rows, align="llrrrrrrrr"))
 
 
 if __name__ == "__main__":

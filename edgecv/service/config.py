@@ -89,8 +89,9 @@ class StreamConfig:
     """One camera: ``id`` (letters, digits, ``-``, ``_``), ``source`` (any text ``edgecv track`` takes), ``model``
     (an artifact, or a folder whose fastest artifact is chosen by measuring), the detector's ``spec``, ``labels``,
     ``classes`` and ``score``, the ``tracker`` and its ``tracker_options``, counting ``lines`` and ``zones`` (as
-    ``--line``/``--zone`` take them), ``sinks`` written under ``OUT/ID/``, and ``ready_s``: the window within
-    which the stream must produce a result to count as ready."""
+    ``--line``/``--zone`` take them), ``sinks`` written under ``OUT/ID/``, ``ready_s``: the window within
+    which the stream must produce a result to count as ready, and ``source_process``: read (decode, or
+    generate) the frames in a child process of their own, out of the way of the other streams' threads."""
 
     id: str
     source: str
@@ -105,6 +106,7 @@ class StreamConfig:
     zones: tuple[str, ...] = ()
     sinks: tuple[str, ...] = ()
     ready_s: float = 5.0
+    source_process: bool = True
 
 
 @dataclass(frozen=True)

@@ -196,12 +196,13 @@ class ServedStream:
         from edgecv.pipeline.sinks import SINKS
         from edgecv.pipeline.track import class_ids
         from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
+        from edgecv.service.process_source import ProcessSource
         from edgecv.sources import open_source
         from edgecv.tracking.thresholds import ThresholdCalibration, ThresholdFit
         from edgecv.tracking.trackers import make_tracker, tracker_options
 
         c = self.config
-        with open_source(c.source) as src:
+        with (ProcessSource(c.source) if c.source_process else open_source(c.source)) as src:
             fps = src.fps or 15.0
             tracker = make_tracker(c.tracker, tracker_options(c.tracker, dict(c.tracker_options) or None), fps=fps)
             counters = [LineCounter(Line.parse(t)) for t in c.lines] + [ZoneCounter(Zone.parse(t)) for t in c.zones]
