@@ -214,6 +214,7 @@ def load(
     float_io: bool = False,
     isolate: bool = True,
     verify: bool = True,
+    shared_cores: bool = False,
 ) -> Model:
     """Load a ``.tflite``, ``.onnx`` or OpenVINO ``.xml`` artifact into a :class:`Model`.
 
@@ -223,7 +224,8 @@ def load(
     them, and a mismatch raises :class:`~edgecv.errors.IntegrityError` (:mod:`edgecv.integrity`);
     ``model.verification`` says what was checked. With ``isolate`` (the default), a format whose runtime can
     crash on corrupted files (``.tflite``) is first loaded and run once in a child process; the result is
-    cached per file content.
+    cached per file content. ``shared_cores``: the model shares the cores with other work (a pipeline, other
+    streams): runtimes that would spin their threads between calls let them sleep (ONNX Runtime).
 
     Example:
         >>> model = load("mnist.fp32.onnx", backend="openvino", threads=2)   # doctest: +SKIP
@@ -240,7 +242,7 @@ def load(
 
         check_in_child(path, backend=name, digest=checked.digests.get(path.name))
     start = time.perf_counter()
-    session = _open_session(path, name, threads)
+    session = _open_session(path, name, threads, shared_cores)
     if not session.inputs or not session.outputs:  # an IR with an empty <net> opens "fine", and runs nothing
         raise ModelFileError(f"{path} has {len(session.inputs)} input(s) and {len(session.outputs)} output(s): "
                              "there is nothing to run; the file is corrupted or not a model")
@@ -256,12 +258,12 @@ def load(
     )
 
 
-def _open_session(path: Path, backend: str, threads: int | None):
+def _open_session(path: Path, backend: str, threads: int | None, shared_cores: bool = False):
     """The backend's session; what a runtime raises that the backend did not name (a damaged file can make a
     runtime's bindings fail anywhere: a tensor name that is not UTF-8, a shape that does not convert) is
     one :class:`ModelFileError` line too."""
     try:
-        return BACKENDS[backend].open(path, threads=threads)
+        return BACKENDS[backend].open(path, threads=threads, shared_cores=shared_cores)
     except EdgeCVError:
         raise
     except Exception as exc:

@@ -74,8 +74,10 @@ class Backend(ABC):
         """Import the runtime module (or raise the missing-dependency error); returns it."""
 
     @abstractmethod
-    def open(self, path: Path, *, threads: int | None) -> Session:
-        """Open ``path``. Runtime failures become :class:`edgecv.errors.ModelFileError`."""
+    def open(self, path: Path, *, threads: int | None, shared_cores: bool = False) -> Session:
+        """Open ``path``. Runtime failures become :class:`edgecv.errors.ModelFileError`. ``shared_cores``: other
+        work shares the cores (a pipeline's other stages, other streams), so the runtime's threads sleep
+        between calls where it lets them choose, instead of spinning."""
 
     @abstractmethod
     def version(self) -> str | None:

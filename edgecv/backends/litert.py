@@ -174,7 +174,7 @@ class LiteRTBackend(Backend):
     def import_runtime(self):
         return _interpreter_class()
 
-    def open(self, path: Path, *, threads: int | None) -> Session:
+    def open(self, path: Path, *, threads: int | None, shared_cores: bool = False) -> Session:
         interpreter_cls = _interpreter_class()
         try:
             interpreter = interpreter_cls(model_path=str(path), num_threads=default_threads(threads))

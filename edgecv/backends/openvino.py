@@ -72,7 +72,7 @@ class OpenVINOBackend(Backend):
     def import_runtime(self):
         return require("openvino", extra=self.extra, purpose="run OpenVINO IR files")
 
-    def open(self, path: Path, *, threads: int | None) -> Session:
+    def open(self, path: Path, *, threads: int | None, shared_cores: bool = False) -> Session:
         ov = self.import_runtime()
         config = {
             "INFERENCE_NUM_THREADS": default_threads(threads),

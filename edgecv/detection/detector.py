@@ -193,7 +193,8 @@ class Detector:
     """A model plus its spec: :meth:`detect` turns one uint8 frame into :class:`Detections` in frame pixels.
 
     ``model``: a loaded :class:`~edgecv.model.Model` (with ``float_io=True`` for quantized artifacts), or
-    a path to load (float I/O, ``threads``, ``backend`` and ``verify`` as :func:`edgecv.load` takes them). ``spec``,
+    a path to load (float I/O, ``threads``, ``backend``, ``verify`` and ``shared_cores`` as :func:`edgecv.load`
+    takes them). ``spec``,
     ``labels``, ``score_threshold``: see :func:`resolve_spec`. ``options``: how frames are resized and lit,
     and their colour order (``frame_color="BGR"`` for frames OpenCV decoded); a ``resize`` or ``pad_value``
     left None is the spec's (``detector.options`` holds the resolved ones). One detector per thread.
@@ -210,13 +211,16 @@ class Detector:
         labels: Sequence[str] | None = None,
         score_threshold: float | None = None,
         verify: bool = True,
+        shared_cores: bool = False,
     ) -> None:
         self.threads: int | None = None  # the runtime's threads, when this detector loaded the model
+        self.shared_cores = shared_cores
         if isinstance(model, (str, Path)):
             from edgecv.backends.base import default_threads
             from edgecv.model import load
 
-            model = load(model, float_io=True, threads=threads, backend=backend, verify=verify)
+            model = load(model, float_io=True, threads=threads, backend=backend, verify=verify,
+                         shared_cores=shared_cores)
             self.threads = default_threads(threads)
         self.model = model
         self.spec = resolve_spec(model, spec, labels=labels, score_threshold=score_threshold)
@@ -265,7 +269,8 @@ class Detector:
         from edgecv.model import load
 
         m = self.model
-        self.model = load(m.path, float_io=m.float_io, threads=threads, backend=m.backend, isolate=False, verify=False)
+        self.model = load(m.path, float_io=m.float_io, threads=threads, backend=m.backend, isolate=False, verify=False,
+                          shared_cores=self.shared_cores)
         self.threads = threads
 
     def clone(self, *, threads: int) -> "Detector":

@@ -101,9 +101,11 @@ def class_ids(classes: Sequence[str | int] | None, labels: Sequence[str] | None)
     return tuple(ids)
 
 
-def build_detector(model: str | Path, settings: DetectorSettings = DetectorSettings()) -> tuple[Any, list | None]:
+def build_detector(model: str | Path, settings: DetectorSettings = DetectorSettings(), *,
+                   shared_cores: bool = False) -> tuple[Any, list | None]:
     """The :class:`~edgecv.detection.detector.Detector` for ``model`` (an artifact, or a folder whose fastest
-    artifact is chosen by measuring) and the measured table when a folder was given."""
+    artifact is chosen by measuring) and the measured table when a folder was given. ``shared_cores``: the
+    detector will share the cores with other work (see :func:`edgecv.load`)."""
     from edgecv.detection.detector import Detector
     from edgecv.detection.frames import FrameOptions
 
@@ -115,7 +117,7 @@ def build_detector(model: str | Path, settings: DetectorSettings = DetectorSetti
                                          verify=settings.verify)
     detector = Detector(model, spec=settings.spec, options=FrameOptions(resize=settings.resize, frame_color="BGR"),
                         threads=settings.runtime_threads(), backend=settings.backend, labels=settings.labels,
-                        score_threshold=settings.score, verify=settings.verify)
+                        score_threshold=settings.score, verify=settings.verify, shared_cores=shared_cores)
     return detector, chosen
 
 
@@ -171,7 +173,7 @@ def track(
     counters = [LineCounter(Line.parse(t)) for t in lines] + [ZoneCounter(Zone.parse(t)) for t in zones]
     chosen = None
     if isinstance(model, (str, Path)):
-        det, chosen = build_detector(model, detector)
+        det, chosen = build_detector(model, detector, shared_cores=concurrent)
     else:
         det = model
     keep = class_ids(detector.classes, det.labels)

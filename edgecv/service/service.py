@@ -182,7 +182,7 @@ class Service:
         if not path.exists():
             raise ConfigError(f"stream {config.id!r}: model {config.model}: no such file or folder")
         settings = DetectorSettings(spec=config.spec, labels=config.labels, score=config.score)
-        detector, _ = build_detector(path, settings)
+        detector, _ = build_detector(path, settings, shared_cores=True)
         name = detector.model.path.name
         if any(m.name == name for m in self.models.values()):
             name = f"{name}#{len(self.models)}"
