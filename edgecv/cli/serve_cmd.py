@@ -102,12 +102,18 @@ def run(args) -> int:
                   + ", ".join(f"{m['name']} ({m['backend']})" for m in service.model_status()))
             return 0
         app = make_app(service, token=server.token, closing=closing)
-        level = "info" if logging.getLogger("edgecv").isEnabledFor(logging.INFO) else "warning"
-        uv = Server(uvicorn.Config(app, host=server.host, port=server.port, log_level=level, lifespan="off",
+        level = "info" if logging.getLogger("edgecv").isEnabledFor(logging.INFO) else "critical"
+        # uvicorn's own lines only with -v: a failure is edgecv's one line
+        uv = Server(uvicorn.Config(app, host=server.host, port=server.port,
+                                   log_level=level, lifespan="off",
                                    timeout_graceful_shutdown=5, access_log=False))
         print(f"serving {len(config.streams)} stream(s) on http://{server.host}:{server.port}/ "
               f"(Ctrl-C to stop)", flush=True)
-        uv.run()
+        try:
+            uv.run()
+        except SystemExit:  # uvicorn's answer to an address it cannot bind
+            if uv.started:
+                raise
         if not uv.started:
             from edgecv.errors import OutputError
 

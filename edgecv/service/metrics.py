@@ -8,8 +8,9 @@ Per stream (label ``stream``): ``edgecv_stream_up``, ``edgecv_stream_ready``, ``
 ``edgecv_stage_latency_ms`` and ``edgecv_stage_queue_depth`` (label ``stage``),
 ``edgecv_line_crossings_total`` (labels ``line``, ``direction``), ``edgecv_zone_objects`` and
 ``edgecv_zone_entered_total`` (label ``zone``). Per model (label ``model``): ``edgecv_model_inference_ms`` (per
-call, histogram), ``edgecv_model_batch_size`` (histogram), ``edgecv_model_frames_total``. With MQTT: ``edgecv_mqtt_connected``, ``edgecv_mqtt_queue_depth``,
-``edgecv_mqtt_events_sent_total``, ``edgecv_mqtt_events_dropped_total``.
+call, histogram), ``edgecv_model_batch_size`` (histogram), ``edgecv_model_frames_total``. With MQTT:
+``edgecv_mqtt_connected``, ``edgecv_mqtt_queue_depth``, ``edgecv_mqtt_events_sent_total``,
+``edgecv_mqtt_events_dropped_total``.
 
 Example:
     >>> body, content_type = render_metrics(service)                  # doctest: +SKIP

@@ -340,3 +340,49 @@ def test_a_network_stream_reconnects_while_the_others_never_stop(fake, shared_da
             s.close()
         server.kill()
         server.wait()
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "edgecv", "serve", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_a_bad_config_is_one_line_and_exit_2(tmp_path):
+    config = tmp_path / "serve.yaml"
+    config.write_text("streams:\n  - {id: a, source: synthetic, model: m.onnx}\nsever: {port: 1}\n")
+    done = run_cli(str(config))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [
+        f"edgecv: error: serve config {config} line 3: unknown field 'sever' (did you mean 'server'?); valid "
+        "fields: streams, server, batch, mqtt, out"]
+
+
+def test_check_loads_the_models_and_exits(fake, tmp_path):
+    config = write_config(tmp_path / "serve.yaml", _free_port(), fake, [
+        {"id": "a", "source": "synthetic:frames=0,size=64x64"}, {"id": "b", "source": "synthetic:frames=0,size=64x64"}])
+    done = run_cli(str(config), "--check")
+    assert done.returncode == 0, done.stderr
+    assert f"{config}: 2 stream(s), 1 model(s): fake.onnx (onnxruntime)" in done.stdout
+
+
+def test_a_port_in_use_is_one_line(fake, tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config = write_config(tmp_path / "serve.yaml", port, fake, [{"id": "a", "source": "synthetic:frames=0,size=64x64"}])
+        done = run_cli(str(config))
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1] == f"edgecv: error: cannot listen on 127.0.0.1:{port} (in use, or not an address here)"
+    assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+
+
+def test_restart_starts_the_stream_again(served):
+    s, _ = served
+    before = by_id(get_json(s.url + "/api/streams")[1])["cam2"]
+    status, again = get_json(s.url + "/api/streams/cam2/restart", method="POST")
+    assert status == 200 and again["id"] == "cam2" and again["frames"] == 0
+    after = s.wait(lambda f: by_id(f)["cam2"]["frames"] >= 5 and by_id(f)["cam2"]["state"] == "running", "cam2 again")
+    assert by_id(after)["cam2"]["frames"] < before["frames"] + 5 and by_id(after)["cam1"]["state"] == "running"
