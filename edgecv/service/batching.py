@@ -83,9 +83,8 @@ class Batcher:
         req = _Request(x)
         self._queue.put(req)
         req.done.wait()
-        if req.error is not None:
-            raise req.error
-        assert req.outputs is not None  # set with done, unless error is
+        if req.error is not None or req.outputs is None:  # _serve sets one of the two before done
+            raise req.error or BatcherClosed(f"model {self.name}: no output")
         return req.outputs
 
     def close(self) -> None:
