@@ -63,9 +63,18 @@ class Batcher:
         self.sizes = Histogram(SIZE_BUCKETS)
         self._queue: queue.Queue = queue.Queue()
         self._lock = threading.Lock()
+        self._figures_lock = threading.Lock()  # calls, frames and the histograms change together
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name=f"batcher-{name}", daemon=True)
         self._thread.start()
+
+    def figures(self) -> dict[str, Any]:
+        """``calls``, ``frames``, and the ``latency`` and ``sizes`` histograms as (bounds, cumulative counts, sum),
+        all of the same moment."""
+        with self._figures_lock:
+            return {"calls": self.calls, "frames": self.frames,
+                    "latency": (self.latency.bounds, self.latency.cumulative(), self.latency.sum),
+                    "sizes": (self.sizes.bounds, self.sizes.cumulative(), self.sizes.sum)}
 
     def register(self) -> None:
         """One more stream uses this model (the batcher waits for company only while there is some)."""
@@ -150,10 +159,11 @@ class Batcher:
                 r.error = exc
         finally:
             ms = (time.perf_counter() - t0) * 1000.0
-            self.calls += 1
-            self.frames += len(items)
-            self.latency.add(ms)
-            self.sizes.add(len(items))
+            with self._figures_lock:
+                self.calls += 1
+                self.frames += len(items)
+                self.latency.add(ms)
+                self.sizes.add(len(items))
             for r in items:
                 if r.outputs is None and r.error is None:
                     r.error = BatcherClosed(f"model {self.name}: no output")

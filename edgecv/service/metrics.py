@@ -90,10 +90,10 @@ class ServiceCollector:
         infer = HistogramMetricFamily("edgecv_model_inference_ms", "one call of the shared model, ms", labels=["model"])
         sizes = HistogramMetricFamily("edgecv_model_batch_size", "frames per call of the shared model", labels=["model"])
         for m in models:
-            b = m.batcher
-            infer.add_metric([m.name], _buckets(b.latency), b.latency.sum)
-            sizes.add_metric([m.name], _buckets(b.sizes), b.sizes.sum)
-            c["model_frames"].add_metric([m.name], float(b.frames))
+            f = m.batcher.figures()
+            for family, (bounds, counts, total) in ((infer, f["latency"]), (sizes, f["sizes"])):
+                family.add_metric([m.name], list(zip([f"{b:g}" for b in bounds] + ["+Inf"], counts)), total)
+            c["model_frames"].add_metric([m.name], float(f["frames"]))
         pub = s.publisher
         if pub is not None:
             up = GaugeMetricFamily("edgecv_mqtt_connected", "1 while the MQTT broker is connected")

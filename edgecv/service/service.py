@@ -45,11 +45,12 @@ class SharedModel:
     users: set[str]
 
     def status(self) -> dict[str, Any]:
-        b = self.batcher
+        f = self.batcher.figures()
+        calls, frames = f["calls"], f["frames"]
         return {"name": self.name, "path": str(self.detector.model.path), "backend": self.detector.model.backend,
-                "streams": sorted(self.users), "calls": b.calls, "frames": b.frames, "batchable": b.batchable,
-                "mean_batch": round(b.frames / b.calls, 2) if b.calls else None,
-                "mean_call_ms": round(b.latency.sum / b.latency.count, 3) if b.latency.count else None}
+                "streams": sorted(self.users), "calls": calls, "frames": frames, "batchable": self.batcher.batchable,
+                "mean_batch": round(frames / calls, 2) if calls else None,
+                "mean_call_ms": round(f["latency"][2] / calls, 3) if calls else None}
 
 
 class Service:
