@@ -158,7 +158,7 @@ def track(
     from edgecv.fileio import atomic_write_text, ensure_writable_dir
     from edgecv.pipeline.runner import Pipeline, PipelineOptions
     from edgecv.pipeline.sinks import SINKS, TruthSink, VideoSink
-    from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
+    from edgecv.pipeline.zones import make_counters
     from edgecv.sources import open_source
     from edgecv.tracking.thresholds import ThresholdCalibration, ThresholdFit
     from edgecv.tracking.trackers import make_tracker, tracker_options as checked_options
@@ -170,7 +170,7 @@ def track(
     if gt is not None and not Path(gt).is_file():
         raise ConfigError(f"ground truth {gt}: file not found")
     calibration = thresholds if isinstance(thresholds, ThresholdCalibration) else ThresholdCalibration(mode=thresholds)
-    counters = [LineCounter(Line.parse(t)) for t in lines] + [ZoneCounter(Zone.parse(t)) for t in zones]
+    counters = make_counters(lines, zones)
     chosen = None
     if isinstance(model, (str, Path)):
         det, chosen = build_detector(model, detector, shared_cores=concurrent)

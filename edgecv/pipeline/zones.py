@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -415,3 +415,14 @@ class ZoneCounter:
             del self._seen[tid]
             self._counted.discard(tid)
         return events
+
+
+def make_counters(lines: Sequence[str] = (), zones: Sequence[str] = ()) -> list[LineCounter | ZoneCounter]:
+    """A counter for each line and zone text (as :meth:`Line.parse` and :meth:`Zone.parse` read them), lines
+    first.
+
+    Example:
+        >>> [type(c).__name__ for c in make_counters(["door=0,5,10,5"], ["lot=0,0,4,0,4,4"])]
+        ['LineCounter', 'ZoneCounter']
+    """
+    return [LineCounter(Line.parse(t)) for t in lines] + [ZoneCounter(Zone.parse(t)) for t in zones]

@@ -137,7 +137,7 @@ def load_config(path: str | Path) -> ServeConfig:
 
 def check_stream(s: StreamConfig, at: str) -> None:
     """The values of one stream, checked (also for a stream added through the API)."""
-    from edgecv.pipeline.zones import Line, Zone
+    from edgecv.pipeline.zones import make_counters
     from edgecv.tracking.trackers import tracker_options
 
     if not STREAM_ID.match(s.id):
@@ -156,10 +156,7 @@ def check_stream(s: StreamConfig, at: str) -> None:
         raise ConfigError(f"{where}: ready_s: expected a number of seconds > 0, got {s.ready_s}")
     try:
         tracker_options(s.tracker, dict(s.tracker_options) or None)
-        for text in s.lines:
-            Line.parse(text)
-        for text in s.zones:
-            Zone.parse(text)
+        make_counters(s.lines, s.zones)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
 

@@ -23,9 +23,9 @@ from typing import Any, Iterator
 from edgecv.service.stream import ServedStream
 
 
-def _buckets(h: Any) -> list[tuple[str, float]]:
-    bounds = [f"{b:g}" for b in h.bounds] + ["+Inf"]
-    return list(zip(bounds, h.cumulative()))
+def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """Prometheus' ``le`` buckets from a histogram's bounds and cumulative counts (``+Inf`` last)."""
+    return list(zip([f"{b:g}" for b in bounds] + ["+Inf"], counts))
 
 
 class ServiceCollector:
@@ -84,15 +84,16 @@ class ServiceCollector:
             pipeline = st.pipeline
             if pipeline is not None:
                 h = pipeline.latencies.histogram
-                latency.add_metric([sid], _buckets(h), h.sum)
+                latency.add_metric([sid], _buckets(h.bounds, h.cumulative()), h.sum)
                 for stage, stat in pipeline.stage_stats().items():
-                    stages.add_metric([sid, stage], _buckets(stat.histogram), stat.histogram.sum)
+                    h = stat.histogram
+                    stages.add_metric([sid, stage], _buckets(h.bounds, h.cumulative()), h.sum)
         infer = HistogramMetricFamily("edgecv_model_inference_ms", "one call of the shared model, ms", labels=["model"])
         sizes = HistogramMetricFamily("edgecv_model_batch_size", "frames per call of the shared model", labels=["model"])
         for m in models:
             f = m.batcher.figures()
             for family, (bounds, counts, total) in ((infer, f["latency"]), (sizes, f["sizes"])):
-                family.add_metric([m.name], list(zip([f"{b:g}" for b in bounds] + ["+Inf"], counts)), total)
+                family.add_metric([m.name], _buckets(bounds, counts), total)
             c["model_frames"].add_metric([m.name], float(f["frames"]))
         pub = s.publisher
         if pub is not None:

@@ -64,7 +64,6 @@ class Service:
         self.streams: dict[str, ServedStream] = {}
         self.models: dict[tuple, SharedModel] = {}
         self.events: collections.deque = collections.deque(maxlen=200)  # the service's recent events
-        self.started_at = time.monotonic()
         self.publisher: Any = None  # the MQTT publisher, with an mqtt section
         self._lock = threading.RLock()
 
@@ -154,20 +153,15 @@ class Service:
             return list(self.streams.values()), list(self.models.values())
 
     def status(self) -> list[dict[str, Any]]:
-        with self._lock:
-            streams = list(self.streams.values())
-        return [s.status() for s in streams]
+        return [s.status() for s in self.parts()[0]]
 
     def model_status(self) -> list[dict[str, Any]]:
-        with self._lock:
-            return [m.status() for m in self.models.values()]
+        return [m.status() for m in self.parts()[1]]
 
     def ready(self) -> tuple[bool, dict[str, str]]:
         """Whether every stream produced a result within its window, and the state of those that did not
         (a file stream that ended is not waited for)."""
-        with self._lock:
-            streams = list(self.streams.values())
-        late = {s.id: s.state for s in streams if s.state != "ended" and not s.ready()}
+        late = {s.id: s.state for s in self.parts()[0] if s.state != "ended" and not s.ready()}
         return not late, late
 
     # -- inside -------------------------------------------------------------------------------------------

@@ -149,10 +149,6 @@ class ServedStream:
         if self.state not in ("ended", "failed"):
             self._set_state("stopped")
 
-    @property
-    def alive(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
     def _set_state(self, state: str, error: str | None = None) -> None:
         changed = state != self.state
         self.state, self.error = state, error
@@ -195,7 +191,7 @@ class ServedStream:
         from edgecv.pipeline.runner import Pipeline, PipelineOptions
         from edgecv.pipeline.sinks import SINKS
         from edgecv.pipeline.track import class_ids
-        from edgecv.pipeline.zones import Line, LineCounter, Zone, ZoneCounter
+        from edgecv.pipeline.zones import make_counters
         from edgecv.service.process_source import ProcessSource
         from edgecv.sources import open_source
         from edgecv.tracking.thresholds import ThresholdCalibration, ThresholdFit
@@ -205,7 +201,7 @@ class ServedStream:
         with (ProcessSource(c.source) if c.source_process else open_source(c.source)) as src:
             fps = src.fps or 15.0
             tracker = make_tracker(c.tracker, tracker_options(c.tracker, dict(c.tracker_options) or None), fps=fps)
-            counters = [LineCounter(Line.parse(t)) for t in c.lines] + [ZoneCounter(Zone.parse(t)) for t in c.zones]
+            counters = make_counters(c.lines, c.zones)
             live = _Latest(counters, self._emit)
             sinks: list[Any] = [live]
             if c.sinks:
@@ -220,11 +216,11 @@ class ServedStream:
             options = PipelineOptions(concurrent=True, window=2000, switch_interval_s=None)
             pipeline = Pipeline(self.detector, tracker=tracker, counters=counters, sinks=sinks, classes=keep,
                                 thresholds=fit, options=options)
-            if self.pipeline is not None:
-                before = self.pipeline.snapshot()
-                self._frames_before += before.frames if before is not None else 0
-                self._dropped_before += before.capture.get("dropped", 0) if before is not None else 0
-                self._reconnects_before += before.capture.get("reconnects", 0) if before is not None else 0
+            before = self.pipeline.snapshot() if self.pipeline is not None else None
+            if before is not None:  # the figures of the run before this reopening go on
+                self._frames_before += before.frames
+                self._dropped_before += before.capture.get("dropped", 0)
+                self._reconnects_before += before.capture.get("reconnects", 0)
             self.pipeline, self.live = pipeline, live
             self._set_state("running")
             paced = not src.live and src.is_video  # a file or the generator, run like a camera
