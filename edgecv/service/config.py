@@ -87,7 +87,8 @@ def check_mqtt(m: MqttConfig, at: str) -> None:
 @dataclass(frozen=True)
 class StreamConfig:
     """One camera: ``id`` (letters, digits, ``-``, ``_``), ``source`` (any text ``edgecv track`` takes), ``model``
-    (an artifact, or a folder whose fastest artifact is chosen by measuring), the detector's ``spec``, ``labels``,
+    (an artifact, or a folder whose fastest artifact is chosen by measuring), the detector's ``spec``, ``labels`` (or
+    ``labels_file``, as ``--labels`` takes it),
     ``classes`` and ``score``, the ``tracker`` and its ``tracker_options``, counting ``lines`` and ``zones`` (as
     ``--line``/``--zone`` take them), ``sinks`` written under ``OUT/ID/``, ``ready_s``: the window within
     which the stream must produce a result to count as ready, and ``source_process``: read (decode, or
@@ -98,6 +99,7 @@ class StreamConfig:
     model: str
     spec: str | None = None
     labels: tuple[str, ...] | None = None
+    labels_file: str | None = None
     classes: tuple[str, ...] | None = None
     score: float | None = None
     tracker: str = "ocsort"
@@ -150,6 +152,8 @@ def check_stream(s: StreamConfig, at: str) -> None:
     bad = [k for k in s.sinks if k not in STREAM_SINKS]
     if bad:
         raise ConfigError(f"{where}: sinks: unknown {', '.join(bad)}; valid sinks: {', '.join(STREAM_SINKS)}")
+    if s.labels is not None and s.labels_file is not None:
+        raise ConfigError(f"{where}: labels and labels_file: expected one of the two, got both")
     if s.score is not None and not 0.0 <= s.score <= 1.0:
         raise ConfigError(f"{where}: score: expected a number in [0, 1], got {s.score}")
     if not s.ready_s > 0:

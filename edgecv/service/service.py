@@ -169,14 +169,17 @@ class Service:
         """The shared model for ``config``, loaded (and, for a folder, chosen by measuring) on first use."""
         from edgecv.pipeline.track import DetectorSettings, build_detector
 
+        from edgecv.labels import read_labels
+
         path = Path(config.model).expanduser().resolve()
-        key = (str(path), config.spec, config.labels, config.score)
+        labels = read_labels(config.labels_file) if config.labels_file is not None else config.labels
+        key = (str(path), config.spec, labels, config.score)
         found = self.models.get(key)
         if found is not None:
             return found
         if not path.exists():
             raise ConfigError(f"stream {config.id!r}: model {config.model}: no such file or folder")
-        settings = DetectorSettings(spec=config.spec, labels=config.labels, score=config.score)
+        settings = DetectorSettings(spec=config.spec, labels=labels, score=config.score)
         detector, _ = build_detector(path, settings, shared_cores=True)
         name = detector.model.path.name
         if any(m.name == name for m in self.models.values()):

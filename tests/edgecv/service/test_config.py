@@ -65,6 +65,8 @@ STREAM = "streams:\n  - {id: a, source: synthetic, model: m.onnx}\n"
     ("streams:\n  - {id: a, source: synthetic, model: m, lines: ['1,2,1,2']}\n", "stream 'a': line '1,2,1,2': expected two different end points"),
     ("streams:\n  - {id: a, source: synthetic, model: m, tracker: kalman}\n", "stream 'a': tracker: unknown name 'kalman'; valid names: bytetrack, ocsort, sort"),
     ("streams:\n  - {id: a, source: synthetic, model: m, score: 2}\n", "stream 'a': score: expected a number in [0, 1], got 2.0"),
+    ("streams:\n  - {id: a, source: synthetic, model: m, labels: [a], labels_file: l.txt}\n",
+     "stream 'a': labels and labels_file: expected one of the two, got both"),
     ("streams: [\n", "cannot read serve config"),
     (STREAM + "mqtt: {port: 1883}\n", "serve.yaml line 3: missing field(s) host in mqtt"),
     (STREAM + "mqtt: {host: broker, prefix: 'a/#'}\n", "mqtt.prefix: expected a topic without wildcards"),

@@ -388,3 +388,26 @@ def test_restart_starts_the_stream_again(served):
     assert status == 200 and again["id"] == "cam2" and again["frames"] == 0
     after = s.wait(lambda f: by_id(f)["cam2"]["frames"] >= 5 and by_id(f)["cam2"]["state"] == "running", "cam2 again")
     assert by_id(after)["cam2"]["frames"] < before["frames"] + 5 and by_id(after)["cam1"]["state"] == "running"
+
+
+def test_a_real_detector_on_a_real_street_video(shared_data, tmp_path):
+    """SSD MobileNet v1 COCO as shipped (its labelmap.txt as labels_file, people only) on vtest.avi, paced at the
+    file's 10 frames/s: people are tracked and cross the line, the snapshot is the video's size."""
+    model = shared_data / "models" / "ssd_mobilenet_v1_coco_quant"
+    port = _free_port()
+    config = tmp_path / "serve.yaml"
+    config.write_text(json.dumps({"server": {"port": port}, "out": str(tmp_path / "out"), "streams": [
+        {"id": "street", "source": str(shared_data / "video" / "vtest.avi"), "model": str(model / "detect.tflite"),
+         "spec": "ssd-mobilenet-v1-coco", "labels_file": str(model / "labelmap.txt"), "classes": ["person"],
+         "lines": ["crossing=0,300,768,300"]}]}))  # JSON is YAML
+    s = Served(config, port)
+    try:
+        figures = s.wait(lambda f: by_id(f)["street"]["frames"] >= 150, "150 frames of the street", timeout=90)
+        status, body, _ = request(s.url + "/api/streams/street/snapshot.jpg")
+    finally:
+        s.close()
+    street = by_id(figures)["street"]
+    assert street["state"] == "running" and street["model"] == "detect.tflite"
+    assert street["tracks_total"] >= 3 and sum(street["counts"]["crossing"].values()) >= 1
+    assert 7.0 <= street["fps"] <= 12.0  # the file's own 10 frames/s
+    assert status == 200 and cv2.imdecode(np.frombuffer(body, np.uint8), cv2.IMREAD_COLOR).shape == (576, 768, 3)
