@@ -46,6 +46,7 @@ COMMANDS: dict[str, Command] = {
     Command("track-eval", "edgecv.cli.track_eval_cmd", "HOTA, MOTA and IDF1 of a tracker on MOTChallenge files", DEVICE),
     Command("track", "edgecv.cli.track_cmd", "detect and track objects on a camera, stream, video or image folder", DEVICE),
     Command("serve", "edgecv.cli.serve_cmd", "run many cameras as a service: shared batched models, HTTP API, live view, metrics", DEVICE),
+    Command("models", "edgecv.cli.models_cmd", "the model store on this device: install, activate, roll back versions", DEVICE),
     Command("devices", "edgecv.cli.devices_cmd", "list device profiles; check an artifact against one", DEVICE),
     Command("optimize", "edgecv.cli.optimize_cmd", "build every candidate a device allows, check, benchmark and choose", WORKSTATION),
     )

@@ -30,6 +30,7 @@ examples:
   edgecv track --model ssd.tflite --spec ssd-mobilenet-v1-coco --source rtsp://cam.local/stream --out runs/cam
   edgecv track --model best.onnx --spec yolo.yaml --source street.mp4 --realtime --zone lot=10,10,600,10,600,400,10,400
   edgecv track --model ssd.tflite --spec ssd-mobilenet-v1-coco --source street.mp4 --workers 2 --threads 1
+  edgecv track --model store:people --source 0          the active version in the model store (edgecv models)
 
 SOURCE: a camera index (0), a stream URL (rtsp://, http(s)://, tcp://, udp://...), a video file, an image
 folder or glob ('frames/*.jpg'), or 'synthetic[:seed=N,frames=N,size=WxH,fps=F]' (generated scenes with
@@ -77,7 +78,8 @@ def add_parser(sub) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--model", required=True, type=Path, help="a .tflite, .onnx or OpenVINO .xml detector, or a folder")
+    p.add_argument("--model", required=True, type=Path, help="a .tflite, .onnx or OpenVINO .xml detector, a folder (its fastest "
+                   "artifact), or store:NAME[@VERSION] (edgecv models)")
     p.add_argument("--spec", help="detector spec: a built-in name or a YAML file (default: the model's manifest)")
     p.add_argument("--labels", type=Path, help="class names, one per line (line k is class k), or a YAML file with "
                    "'names'; replaces the spec's")

@@ -103,13 +103,19 @@ def class_ids(classes: Sequence[str | int] | None, labels: Sequence[str] | None)
 
 def build_detector(model: str | Path, settings: DetectorSettings = DetectorSettings(), *,
                    shared_cores: bool = False) -> tuple[Any, list | None]:
-    """The :class:`~edgecv.detection.detector.Detector` for ``model`` (an artifact, or a folder whose fastest
-    artifact is chosen by measuring) and the measured table when a folder was given. ``shared_cores``: the
+    """The :class:`~edgecv.detection.detector.Detector` for ``model`` (an artifact, a folder whose fastest
+    artifact is chosen by measuring, or ``store:NAME[@VERSION]``: see :func:`edgecv.store.model_source`) and
+    the measured table when a folder was given. ``shared_cores``: the
     detector will share the cores with other work (see :func:`edgecv.load`)."""
     from edgecv.detection.detector import Detector
     from edgecv.detection.frames import FrameOptions
 
-    model, chosen = Path(model), None
+    from dataclasses import replace
+
+    from edgecv.store import model_source
+
+    model, spec, labels = model_source(model, spec=settings.spec, labels=settings.labels)
+    settings, chosen = replace(settings, spec=spec, labels=labels), None
     if model.is_dir():
         from edgecv.pipeline.select import fastest_artifact
 

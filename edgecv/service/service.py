@@ -171,15 +171,18 @@ class Service:
 
         from edgecv.labels import read_labels
 
-        path = Path(config.model).expanduser().resolve()
+        from edgecv.store import model_source
+
         labels = read_labels(config.labels_file) if config.labels_file is not None else config.labels
-        key = (str(path), config.spec, labels, config.score)
+        path, spec, labels = model_source(config.model, spec=config.spec, labels=labels)
+        path = path.expanduser().resolve()
+        key = (str(path), spec, labels, config.score)
         found = self.models.get(key)
         if found is not None:
             return found
         if not path.exists():
             raise ConfigError(f"stream {config.id!r}: model {config.model}: no such file or folder")
-        settings = DetectorSettings(spec=config.spec, labels=labels, score=config.score)
+        settings = DetectorSettings(spec=spec, labels=labels, score=config.score)
         detector, _ = build_detector(path, settings, shared_cores=True)
         name = detector.model.path.name
         if any(m.name == name for m in self.models.values()):
