@@ -45,6 +45,11 @@ class BackendError(EdgeCVError):
     """A runtime backend is unknown, or cannot open or run the given artifact."""
 
 
+class FrameSkipped(BackendError):
+    """A detector gave up on one frame (for example a model on probation that returned NaN and was rolled
+    back): the pipeline gives that frame no result, counts it, and goes on with the next."""
+
+
 class InputError(EdgeCVError):
     """An input array has the wrong shape, dtype or count for the model."""
 

@@ -9,7 +9,8 @@ other in the calling thread (the plain loop the concurrent one is measured again
 The caller's thread waits, calls ``progress`` a few times a second, and can stop the run by setting the
 ``stop`` event (the CLI does on Ctrl-C and SIGTERM): capture stops, frames already taken are finished, and
 every sink is closed. A failure in any stage stops the run and is raised from :meth:`Pipeline.run` once all
-sinks are closed. Before closing, every sink with an ``end(record)`` method is told how the run ended (the
+sinks are closed, except :class:`~edgecv.errors.FrameSkipped`: that frame gets no result (counted in the
+report's ``skipped``) and the run goes on. :meth:`Pipeline.use_detector` swaps the detector between two frames. Before closing, every sink with an ``end(record)`` method is told how the run ended (the
 JSON lines get a last line ``{"end": "ended", ...}``); a file without it is from a run that was killed.
 :meth:`Pipeline.snapshot` gives the report of a run while it goes (what ``summary.json`` is rewritten
 from).
@@ -37,7 +38,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 
 from edgecv.detection.detections import Detections
-from edgecv.errors import ConfigError
+from edgecv.errors import ConfigError, FrameSkipped
 from edgecv.pipeline.capture import Capture, CaptureOptions, Captured
 from edgecv.pipeline.events import TrackEvent, TrackEvents
 from edgecv.pipeline.stats import Series, StageStats
@@ -107,6 +108,8 @@ class _Packet:
     outputs: Any = None
     detections: Detections | None = None
     result: FrameResult | None = None
+    detector: Any = None  # the detector that prepared and ran the frame decodes it (one may be swapped in meanwhile)
+    skipped: bool = False  # the detector gave up on this frame (FrameSkipped): no result, the run goes on
 
 
 @dataclass
@@ -152,6 +155,7 @@ class RunReport:
     error: str | None = None
     input: dict[str, Any] = field(default_factory=dict)
     tracker_dropped: dict[str, int] = field(default_factory=dict)  # input boxes and tracks dropped, by reason
+    skipped: int = 0  # frames the detector gave up on (FrameSkipped): captured, never given a result
     cpu: dict[str, Any] = field(default_factory=dict)  # CPU time per frame, by thread group (see cpu_report)
     threads: dict[str, Any] = field(default_factory=dict)  # the runtime's threads and how they were chosen
 
@@ -205,6 +209,7 @@ class Pipeline:
         self._last_time: float | None = None
         self._last_frame = 0
         self._done = 0
+        self.skipped = 0  # frames the detector gave up on
         # source indices of the frames processed, in order (only with record_frames: it grows with the run)
         self.processed: list[int] = []
         self._current: tuple[dict[str, Any], Capture, float] | None = None  # the run going on, for snapshot()
@@ -213,18 +218,33 @@ class Pipeline:
         self._running = False
 
     # -- the stages ---------------------------------------------------------------------------------------
+    def use_detector(self, detector: Any) -> None:
+        """Run the frames prepared from now on with ``detector`` (a frame already prepared is decoded by the
+        detector that ran it): a swap between two frames, with tracks, events and figures going on."""
+        self.detector = detector
+
     def _infer(self, p: _Packet, detector: Any = None) -> None:
-        det = self.detector if detector is None else detector
-        p.x, p.transform = det.prepare(p.item.frame.image)
-        p.outputs = det.infer(p.x)
+        det = p.detector = self.detector if detector is None else detector
+        try:
+            p.x, p.transform = det.prepare(p.item.frame.image)
+            p.outputs = det.infer(p.x)
+        except FrameSkipped as exc:
+            p.skipped = True
+            log.debug("frame %d skipped: %s", p.item.frame.index, exc)
         p.x = None
-        if detector is None and self._placer is not None and self._placer.pending:
+        if detector is None and self._placer is not None and self._placer.pending and not p.skipped:
             self._placer.step(p.item.frame.image)
 
     def _decode(self, p: _Packet) -> None:
-        dets = self.detector.decode(p.outputs, p.transform)
-        p.detections = dets if self.classes is None else dets[np.isin(dets.class_id, self.classes)]
-        p.outputs = None
+        if not p.skipped:
+            try:
+                dets = p.detector.decode(p.outputs, p.transform)
+            except FrameSkipped as exc:
+                p.skipped = True
+                log.debug("frame %d skipped: %s", p.item.frame.index, exc)
+            else:
+                p.detections = dets if self.classes is None else dets[np.isin(dets.class_id, self.classes)]
+        p.outputs = p.detector = None
 
     def _frame_time(self, frame: Frame, fps: float | None) -> float | None:
         if frame.time_ms is None:
@@ -236,6 +256,8 @@ class Pipeline:
         return t
 
     def _track(self, p: _Packet, fps: float | None) -> None:
+        if p.skipped:
+            return
         frame, dets = p.item.frame, p.detections
         previous = self._last_time
         t = self._frame_time(frame, fps)
@@ -277,6 +299,9 @@ class Pipeline:
         seen["startable"] += len(conf) if start is None else int((conf >= start).sum())
 
     def _sinks(self, p: _Packet) -> None:
+        if p.skipped:
+            self.skipped += 1
+            return
         for sink in self.sinks:
             sink.write(p.result)
         self.written.add((time.perf_counter() - p.item.captured_at) * 1000.0)
@@ -554,6 +579,7 @@ class Pipeline:
             events=dict(self.event_counts), tracks=self.event_counts["enter"],
             detections=dict(self.seen) if self.tracker is not None else {}, peak_rss_mb=_rss_mb()[1],
             tracker_dropped=dict(self.tracker.dropped) if self.tracker is not None else {},
+            skipped=self.skipped,
             error=str(cap.error) if cap.error is not None else None,
             input={**cap.source.input_report(), "read_frames": cap.stats.read},  # counted here for any source
             cpu=cpu_report(self._cpu0, cpu_clock(), self._done, {"capture": cap.read_stats, **self.stats}),

@@ -767,3 +767,75 @@ def test_predicted_fps_is_the_lower_of_the_stages_rate_and_what_the_cores_allow(
     assert predicted_fps(infer_ms=10.0, cpu_ms=10.0, others_ms=2.0, cores=2) == 100.0  # the stage is the bottleneck
     assert predicted_fps(infer_ms=2.0, cpu_ms=8.0, others_ms=12.0, cores=2) == 100.0  # the cores are
     assert candidate_threads(1) == [1] and candidate_threads(4) == [1, 2, 3, 4] and candidate_threads(6) == [1, 2, 3, 4, 6]
+
+
+# -- swapping the detector, skipped frames -------------------------------------------------------------------
+class ShiftedDetector(SquareDetector):
+    """SquareDetector whose boxes are ``dx`` px to the right, and whose prepare takes ``delay_s`` (so that frames
+    are in flight when a swap happens); its transform names it, so a frame decoded by the other detector fails.
+    ``skip``: frames whose inference raises FrameSkipped."""
+
+    def __init__(self, dx: float, *, delay_s: float = 0.0, skip=()) -> None:
+        super().__init__()
+        self.dx, self.delay_s, self.skip = dx, delay_s, set(skip)
+
+    def prepare(self, image):
+        time.sleep(self.delay_s)
+        return image.astype(np.float32), {"shape": image.shape, "dx": self.dx}
+
+    def infer(self, x):
+        out = super().infer(x)
+        frame = (int(out[0][0]) - square_x(0)) // 3 if out else None  # the square's place tells the frame
+        if frame in self.skip:
+            from edgecv.errors import FrameSkipped
+
+            raise FrameSkipped(f"frame {frame} skipped")
+        return out
+
+    def decode(self, outputs, transform):
+        assert transform["dx"] == self.dx, "decoded by a detector that did not run the frame"
+        if not outputs:
+            return Detections.empty()
+        return Detections(outputs[0][None] + np.float32([self.dx, 0, self.dx, 0]), [0.9], [0])
+
+
+class SwappingSink(RecordingSink):
+    """Swaps ``pipeline``'s detector to ``new`` once frame ``at`` is written."""
+
+    def __init__(self, at: int, new) -> None:
+        super().__init__()
+        self.at, self.new, self.pipeline = at, new, None
+
+    def write(self, result):
+        super().write(result)
+        if result.frame.index == self.at:
+            self.pipeline.use_detector(self.new)
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_a_detector_swapped_between_frames_keeps_the_tracks_and_decodes_each_frame_with_its_own(concurrent):
+    for tracker in ("sort", None):
+        sink = SwappingSink(5, ShiftedDetector(1.0, delay_s=0.005))
+        p = Pipeline(ShiftedDetector(0.0, delay_s=0.005), tracker=make_tracker(tracker, fps=FPS) if tracker else None,
+                     sinks=[sink], options=PipelineOptions(concurrent=concurrent))
+        sink.pipeline = p
+        report = p.run(Squares(30))
+        assert sink.frames == list(range(30)) and report.skipped == 0
+        if tracker:  # the same track across the swap
+            assert {int(r.detections.tracker_id[0]) for r in sink.results} == {1}
+            continue
+        shifts = [float(r.detections.xyxy[0, 0]) - square_x(r.frame.index) for r in sink.results]
+        first_new = shifts.index(1.0)
+        assert set(shifts[:first_new]) == {0.0} and set(shifts[first_new:]) == {1.0}  # one switch, between frames
+        # frames already past inference finish on the old detector (the queues hold at most 2 each)
+        assert 5 < first_new <= 6 + (3 * 2 if concurrent else 0)
+
+
+@pytest.mark.parametrize("concurrent", [True, False])
+def test_frames_a_detector_skips_get_no_result_and_the_run_goes_on(concurrent):
+    sink = RecordingSink()
+    p = pipeline(concurrent=concurrent, sinks=[sink], detector=ShiftedDetector(0.0, skip={3, 4, 10}))
+    report = p.run(Squares(20))
+    assert sink.frames == [i for i in range(20) if i not in (3, 4, 10)]
+    assert report.state == "ended" and report.skipped == 3 and report.frames == 17 and report.error is None
+    assert {int(r.detections.tracker_id[0]) for r in sink.results} == {1}
