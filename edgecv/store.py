@@ -115,6 +115,24 @@ class Version:
         """The labels file installed with it, or None."""
         return self.path.parent / LABELS_FILE if self.record.get("labels") else None
 
+    def problems(self) -> list[str]:
+        """Its files against the hashes recorded at install, one line per file missing or changed."""
+        out = []
+        for file, digest in self.record.get("files", {}).items():
+            path = self.path.parent / file
+            if not path.is_file():
+                out.append(f"{self.name} version {self.number}: {file} is missing")
+            elif sha256_of(path) != digest:
+                out.append(f"{self.name} version {self.number}: {file} does not match the hash recorded at install")
+        return out
+
+    def verify(self) -> None:
+        """Raise :class:`IntegrityError` (one line) unless every file is as installed."""
+        problems = self.problems()
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise IntegrityError(f"{problems[0]}{more}: the store's copy changed since it was installed; install it again")
+
     def summary(self) -> dict[str, Any]:
         """What ``edgecv models list`` shows of it."""
         r = self.record
@@ -310,16 +328,7 @@ class ModelStore:
     def check(self) -> list[str]:
         """Every installed version's files against the hashes recorded at install: the problems found, one line
         each (an empty list when the store is whole)."""
-        problems = []
-        for name in self.names():
-            for v in self.versions(name):
-                for file, digest in v.record.get("files", {}).items():
-                    path = v.path.parent / file
-                    if not path.is_file():
-                        problems.append(f"{name} version {v.number}: {file} is missing")
-                    elif sha256_of(path) != digest:
-                        problems.append(f"{name} version {v.number}: {file} does not match the hash recorded at install")
-        return problems
+        return [p for name in self.names() for v in self.versions(name) for p in v.problems()]
 
     # -- internals ---------------------------------------------------------------------------------------
 

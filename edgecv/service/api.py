@@ -9,6 +9,8 @@ Routes:
 - ``GET /api/streams/{id}/snapshot.jpg`` and ``GET /api/streams/{id}/preview.mjpeg``: the newest frame with
   boxes, ids, trails, lines and zones (drawn only while someone watches), the second as a live MJPEG view;
 - ``GET /api/events``: the service's recent events;
+- ``POST /api/models/{name}/activate`` (``{"version": N, "reason": "..."}``): activate a version of a stored model
+  and hot-swap it into the streams that run it (409 when the check on their last frames refuses it);
 - ``GET /metrics``: Prometheus (:mod:`edgecv.service.metrics`);
 - ``GET /healthz``: the process answers; ``GET /readyz``: 200 when every stream produced a result within its
   window, else 503 naming those that did not;
@@ -137,6 +139,21 @@ def make_app(service: Any, *, token: str | None = None, closing: threading.Event
         return StreamingResponse(frames(), media_type=f"multipart/x-mixed-replace; boundary={BOUNDARY}",
                                  headers={"Cache-Control": "no-store"})
 
+    async def activate(request: Request) -> Response:
+        name = request.path_params["name"]
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("version"), int) or isinstance(body.get("version"), bool):
+            return error(400, 'expected a JSON object {"version": N, "reason": "..."}')
+        reason = str(body.get("reason") or "")
+        try:
+            result = await run_in_threadpool(service.activate, name, body["version"], reason=reason)
+        except EdgeCVError as exc:
+            return error(404 if "no model" in str(exc) or "no version" in str(exc) else 400, str(exc))
+        return JSONResponse(result, status_code=409 if result["outcome"] == "refused" else 200)
+
     async def events(request: Request) -> Response:
         return JSONResponse({"events": list(service.events)[-100:]})
 
@@ -157,7 +174,7 @@ def make_app(service: Any, *, token: str | None = None, closing: threading.Event
 
     routes = [
         Route("/", page), Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),
-        Route("/api/events", events),
+        Route("/api/events", events), Route("/api/models/{name}/activate", activate, methods=["POST"]),
         Route("/api/streams", streams, methods=["GET"]), Route("/api/streams", add, methods=["POST"]),
         Route("/api/streams/{id}", one, methods=["GET"]), Route("/api/streams/{id}", remove, methods=["DELETE"]),
         Route("/api/streams/{id}/restart", restart, methods=["POST"]),

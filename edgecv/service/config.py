@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from edgecv.errors import ConfigError
+from edgecv.service.swap import SwapOptions, check_swap_options
 
 STREAM_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 #: The sinks a served stream may write to its own folder (the annotated video is the live view instead).
@@ -114,12 +115,14 @@ class StreamConfig:
 @dataclass(frozen=True)
 class ServeConfig:
     """The whole file: ``server``, ``batch``, ``out`` (the streams' folders, and the MQTT queue in
-    ``out/mqtt-queue``), ``streams`` and, to send events to a broker, ``mqtt``."""
+    ``out/mqtt-queue``), ``streams``, to send events to a broker ``mqtt``, and ``swap``: how a new version of a
+    stored model (``model: store:NAME``) is checked and watched (:class:`~edgecv.service.swap.SwapOptions`)."""
 
     streams: tuple[StreamConfig, ...]
     server: ServerConfig = ServerConfig()
     batch: BatchConfig = BatchConfig()
     mqtt: MqttConfig | None = None
+    swap: SwapOptions = SwapOptions()
     out: str = "runs/serve"
     path: Path | None = field(default=None, compare=False)
 
@@ -148,7 +151,7 @@ def check_stream(s: StreamConfig, at: str) -> None:
     if not s.source.strip():
         raise ConfigError(f"{where}: source: expected a source text, got an empty one")
     if not s.model.strip():
-        raise ConfigError(f"{where}: model: expected an artifact or a folder, got an empty one")
+        raise ConfigError(f"{where}: model: expected an artifact, a folder or store:NAME, got an empty one")
     bad = [k for k in s.sinks if k not in STREAM_SINKS]
     if bad:
         raise ConfigError(f"{where}: sinks: unknown {', '.join(bad)}; valid sinks: {', '.join(STREAM_SINKS)}")
@@ -181,6 +184,7 @@ def check_config(config: ServeConfig, at: str) -> None:
         raise ConfigError(f"{at}: batch.max_wait_ms: expected 0..1000, got {batch.max_wait_ms}")
     if config.mqtt is not None:
         check_mqtt(config.mqtt, at)
+    check_swap_options(config.swap, at)
     if not config.streams:
         raise ConfigError(f"{at}: streams: expected at least one stream")
     seen: set[str] = set()

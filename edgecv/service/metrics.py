@@ -4,11 +4,13 @@ at each scrape (so they agree with ``GET /api/streams``), through ``prometheus_c
 Per stream (label ``stream``): ``edgecv_stream_up``, ``edgecv_stream_ready``, ``edgecv_stream_fps``,
 ``edgecv_stream_frames_total``, ``edgecv_stream_dropped_frames_total``, ``edgecv_stream_reconnects_total``
 (the source reopened, by the capture or by the service), ``edgecv_stream_tracks`` (now),
-``edgecv_stream_tracks_started_total``, ``edgecv_stream_latency_ms`` (capture to result, histogram),
+``edgecv_stream_tracks_started_total``, ``edgecv_stream_skipped_frames_total`` (given no result by a model
+version that breached), ``edgecv_stream_latency_ms`` (capture to result, histogram),
 ``edgecv_stage_latency_ms`` and ``edgecv_stage_queue_depth`` (label ``stage``),
 ``edgecv_line_crossings_total`` (labels ``line``, ``direction``), ``edgecv_zone_objects`` and
 ``edgecv_zone_entered_total`` (label ``zone``). Per model (label ``model``): ``edgecv_model_inference_ms`` (per
-call, histogram), ``edgecv_model_batch_size`` (histogram), ``edgecv_model_frames_total``. With MQTT:
+call, histogram), ``edgecv_model_batch_size`` (histogram), ``edgecv_model_frames_total``; per stored model
+``edgecv_model_swaps_total`` (label ``outcome``: swapped, refused, rolled_back). With MQTT:
 ``edgecv_mqtt_connected``, ``edgecv_mqtt_queue_depth``, ``edgecv_mqtt_events_sent_total``,
 ``edgecv_mqtt_events_dropped_total``.
 
@@ -54,6 +56,9 @@ class ServiceCollector:
             ("line_crossings", "tracks that crossed the line", ["stream", "line", "direction"]),
             ("zone_entered", "tracks that entered the zone", ["stream", "zone"]),
             ("model_frames", "frames run through the model", ["model"]),
+            ("stream_skipped_frames", "frames given no result (a model version that breached)", ["stream"]),
+            ("model_swaps", "versions of a stored model swapped in, refused or rolled back, by outcome",
+             ["model", "outcome"]),
         )}
         latency = HistogramMetricFamily("edgecv_stream_latency_ms", "capture to result, ms", labels=["stream"])
         stages = HistogramMetricFamily("edgecv_stage_latency_ms", "time a stage took per frame, ms",
@@ -71,6 +76,7 @@ class ServiceCollector:
             c["stream_dropped_frames"].add_metric([sid], float(d["dropped"]))
             c["stream_reconnects"].add_metric([sid], float(d["reconnects"] + d["restarts"]))
             c["stream_tracks_started"].add_metric([sid], float(d["tracks_total"]))
+            c["stream_skipped_frames"].add_metric([sid], float(d["skipped"]))
             for name, counts in (d["counts"] or {}).items():
                 if "in" in counts:
                     c["line_crossings"].add_metric([sid, name, "in"], float(counts["in"]))
@@ -95,6 +101,8 @@ class ServiceCollector:
             for family, (bounds, counts, total) in ((infer, f["latency"]), (sizes, f["sizes"])):
                 family.add_metric([m.name], _buckets(bounds, counts), total)
             c["model_frames"].add_metric([m.name], float(f["frames"]))
+        for (name, outcome), count in sorted(s.swaps.items()):
+            c["model_swaps"].add_metric([name, outcome], float(count))
         pub = s.publisher
         if pub is not None:
             up = GaugeMetricFamily("edgecv_mqtt_connected", "1 while the MQTT broker is connected")

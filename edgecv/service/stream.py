@@ -44,10 +44,11 @@ class _Latest:
 
     name = "live"
 
-    def __init__(self, counters: list[Any], on_event: Callable[[str, Any], None] | None) -> None:
+    def __init__(self, counters: list[Any], on_event: Callable[[str, Any], None] | None, keep: int = 8) -> None:
         from edgecv.pipeline.sinks import Overlay
 
         self.overlay = Overlay(counters=counters)
+        self.recent: collections.deque = collections.deque(maxlen=keep)  # the last frames, for a swap's check
         self.events: collections.deque = collections.deque(maxlen=RECENT_EVENTS)
         self.on_event = on_event
         self.result: Any = None
@@ -63,6 +64,7 @@ class _Latest:
     def write(self, result: Any) -> None:
         with self.lock:
             self.overlay.follow(result.detections, result.seq)
+            self.recent.append(result.frame.image)
             self.result = result
             self.results += 1
             self.last_at = time.monotonic()
@@ -109,8 +111,9 @@ class ServedStream:
 
     def __init__(self, config: StreamConfig, *, detector: Any, out: Path, model_name: str = "",
                  on_event: Callable[[str, str, Any], None] | None = None, retry_s: float = 1.0,
-                 max_retry_s: float = 30.0) -> None:
+                 max_retry_s: float = 30.0, keep_frames: int = 8) -> None:
         self.config = config
+        self.keep_frames = keep_frames
         self.id = config.id
         self.detector = detector
         self.model_name = model_name
@@ -202,7 +205,7 @@ class ServedStream:
             fps = src.fps or 15.0
             tracker = make_tracker(c.tracker, tracker_options(c.tracker, dict(c.tracker_options) or None), fps=fps)
             counters = make_counters(c.lines, c.zones)
-            live = _Latest(counters, self._emit)
+            live = _Latest(counters, self._emit, keep=self.keep_frames)
             sinks: list[Any] = [live]
             if c.sinks:
                 ensure_writable_dir(self.out)
@@ -233,6 +236,21 @@ class ServedStream:
         self.error = redact(report.error or f"source {report.state}")
         return False
 
+    def use_detector(self, detector: Any, model_name: str) -> None:
+        """Run the next frames with ``detector`` (a hot swap: tracks, counts and figures go on)."""
+        self.detector, self.model_name = detector, model_name
+        pipeline = self.pipeline
+        if pipeline is not None:
+            pipeline.use_detector(detector)
+
+    def recent_images(self) -> list[Any]:
+        """The stream's last frames (up to ``keep_frames``), newest last."""
+        live = self.live
+        if live is None:
+            return []
+        with live.lock:
+            return list(live.recent)
+
     # -- what the API shows -------------------------------------------------------------------------------
     def ready(self, now: float | None = None) -> bool:
         """Whether the stream produced a result within its ``ready_s`` window."""
@@ -258,7 +276,7 @@ class ServedStream:
             "id": self.id, "state": self.state, "error": self.error, "ready": self.ready(),
             "source": redact(c.source), "model": self.model_name, "tracker": c.tracker,
             "frames": self._frames_before, "dropped": self._dropped_before, "reconnects": self._reconnects_before,
-            "restarts": self.restarts, "fps": None, "latency_ms": None, "stages": {}, "tracks_now": 0,
+            "restarts": self.restarts, "skipped": 0, "fps": None, "latency_ms": None, "stages": {}, "tracks_now": 0,
             "tracks_total": 0, "counts": {}, "events": {},
             "uptime_s": round(time.monotonic() - self.started_at, 1) if self.started_at else None,
             "last_result_age_s": round(time.monotonic() - live.last_at, 3) if live and live.last_at else None,
@@ -267,6 +285,7 @@ class ServedStream:
             out["frames"] += report.frames
             out["dropped"] += report.capture.get("dropped", 0)
             out["reconnects"] += report.capture.get("reconnects", 0)
+            out["skipped"] = report.skipped
             out["fps"] = live.fps() if live is not None else None
             out["latency_ms"] = report.latency_ms
             out["stages"] = {k: {"median_ms": v.get("median_ms"), "p99_ms": v.get("p99_ms"),

@@ -50,7 +50,7 @@ STREAM = "streams:\n  - {id: a, source: synthetic, model: m.onnx}\n"
 
 
 @pytest.mark.parametrize("text, message", [
-    (STREAM + "sever: {port: 1}\n", "serve.yaml line 3: unknown field 'sever' (did you mean 'server'?); valid fields: streams, server, batch, mqtt, out"),
+    (STREAM + "sever: {port: 1}\n", "serve.yaml line 3: unknown field 'sever' (did you mean 'server'?); valid fields: streams, server, batch, mqtt, swap, out"),
     ("streams:\n  - {id: a, source: synthetic, model: m.onnx, sinks: [video]}\n", "stream 'a': sinks: unknown video; valid sinks: jsonl, mot"),
     ("streams:\n  - {id: a, source: synthetic, modle: m.onnx}\n", "unknown key(s) modle; valid keys: id, source, model"),
     ("streams:\n  - {id: a, source: synthetic}\n", "missing key(s) model"),
@@ -71,6 +71,10 @@ STREAM = "streams:\n  - {id: a, source: synthetic, model: m.onnx}\n"
     (STREAM + "mqtt: {port: 1883}\n", "serve.yaml line 3: missing field(s) host in mqtt"),
     (STREAM + "mqtt: {host: broker, prefix: 'a/#'}\n", "mqtt.prefix: expected a topic without wildcards"),
     (STREAM + "mqtt: {host: broker, queue_max: 0}\n", "mqtt.queue_max: expected >= 1, got 0"),
+    (STREAM + "swap: {latency_ratio: 1}\n", "swap.latency_ratio: expected a number > 1, got 1"),
+    (STREAM + "swap: {check_frames: 100}\n", "swap.check_frames: expected 0..64 (0: no check before the switch), got 100"),
+    (STREAM + "swap: {probaton_s: 5}\n", "line 3: unknown field 'probaton_s' in swap (did you mean 'probation_s'?)"),
+    (STREAM + "swap: {latency_ms: -1}\n", "swap.latency_ms: expected milliseconds > 0, got -1"),
 ])
 def test_bad_configs_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:

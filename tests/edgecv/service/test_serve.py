@@ -356,7 +356,7 @@ def test_a_bad_config_is_one_line_and_exit_2(tmp_path):
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
         f"edgecv: error: serve config {config} line 3: unknown field 'sever' (did you mean 'server'?); valid "
-        "fields: streams, server, batch, mqtt, out"]
+        "fields: streams, server, batch, mqtt, swap, out"]
 
 
 def test_check_loads_the_models_and_exits(fake, tmp_path):

@@ -1,0 +1,309 @@
+"""Hot swap in ``edgecv serve``, as its own process over real HTTP, with a generated stream running a model from
+the store (``model: store:det``): a good version swapped in between two frames (no frame lost, the same track
+ids); versions that return NaN, return nothing, run 30x slower, or no longer load, each rolled back (or refused)
+within the probation window, with the event, the metric and the store's history; a version activated with
+``edgecv models activate`` while serve runs is picked up; the check before the switch refuses a NaN version
+before any frame runs on it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgecv.store import ModelStore
+from tests.edgecv.detection.test_detector import FAKE_BOXES, FAKE_CLASSES, FAKE_SCORES, INPUT_HW, write_fake_spec
+from tests.edgecv.service.test_mqtt import MOSQUITTO, Broker, Subscriber
+from tests.edgecv.service.test_serve import Served, get_json, metric_samples, request
+from tests.edgecv.pipeline.test_stream import _free_port
+
+pytest.importorskip("cv2")
+pytest.importorskip("onnxruntime")
+pytest.importorskip("uvicorn")
+pytest.importorskip("prometheus_client")
+
+FPS = 15
+PROBATION_S = 25.0
+
+
+def fake_version(path: Path, *, scores=FAKE_SCORES, nan: bool = False, slow: int = 0) -> Path:
+    """The fake detector (constant boxes) as a version: its ``scores``, NaN in one, or ``slow`` 768x768 matrix
+    products on every call (about 10 ms each on this machine: the model's own work, not a sleep)."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    score_values = np.array([scores], np.float32)
+    if nan:
+        score_values[0, 1] = np.nan
+    consts = {"c_boxes": np.array([FAKE_BOXES], np.float32), "c_classes": np.array([FAKE_CLASSES], np.float32),
+              "c_scores": score_values, "c_count": np.array([2.0], np.float32), "zero": np.array(0.0, np.float32)}
+    nodes = [helper.make_node("ReduceMean", ["image"], ["mean"], keepdims=0),
+             helper.make_node("Mul", ["mean", "zero"], ["nothing"])]
+    if slow:
+        rng = np.random.default_rng(0)
+        consts["m"] = (rng.standard_normal((768, 768)) / 28).astype(np.float32)
+        consts["m0"] = (np.zeros((768, 768)) + 1e-3).astype(np.float32)
+        nodes.append(helper.make_node("Add", ["m0", "nothing"], ["start"]))  # depends on the input: not folded away
+        last = "start"
+        for k in range(slow):
+            nodes.append(helper.make_node("MatMul", [last, "m"], [f"p{k}"]))
+            last = f"p{k}"
+        nodes += [helper.make_node("ReduceMean", [last], ["pm"], keepdims=0),
+                  helper.make_node("Mul", ["pm", "zero"], ["pz"]),
+                  helper.make_node("Add", ["nothing", "pz"], ["nothing2"])]
+    tail = "nothing2" if slow else "nothing"
+    for name in ("boxes", "classes", "scores", "count"):
+        nodes.append(helper.make_node("Add", [f"c_{name}", tail], [name]))
+    h, w = INPUT_HW
+    graph = helper.make_graph(
+        nodes, "fake_detector", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, h, w, 3])],
+        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 2, 4]),
+         helper.make_tensor_value_info("classes", TensorProto.FLOAT, [1, 2]),
+         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 2]),
+         helper.make_tensor_value_info("count", TensorProto.FLOAT, [1])],
+        [numpy_helper.from_array(v, k) for k, v in consts.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save(model, str(path))
+    return path
+
+
+VERSIONS = {  # version: (what it is, how it is built)
+    1: ("good", {}),
+    2: ("good, scores moved a little", {"scores": [0.92, 0.62]}),
+    3: ("NaN", {"nan": True}),
+    4: ("finds nothing", {"scores": [0.1, 0.1]}),
+    5: ("30x slower", {"slow": 3}),
+    6: ("no longer loads", {}),
+    7: ("good, for the CLI", {"scores": [0.93, 0.63]}),
+}
+
+
+@pytest.fixture(scope="module")
+def serve(tmp_path_factory):
+    root = tmp_path_factory.mktemp("swap")
+    store = ModelStore(root / "store")
+    spec = write_fake_spec(root / "fake.yaml")
+    for number, (_, kw) in VERSIONS.items():
+        v = store.install(fake_version(root / f"v{number}" / "fake.onnx", **kw), name="det", spec=spec,
+                          reason=VERSIONS[number][0])
+        assert v.number == number
+    corrupt = store.version("det", 6).path  # installed whole, then damaged on the device's disk
+    data = bytearray(corrupt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    import yaml
+
+    port = _free_port()
+    broker = Broker(root / "broker") if MOSQUITTO else None  # .ci/run installs it (test_mqtt fails without, in CI)
+    mqtt = {"mqtt": {"host": "127.0.0.1", "port": broker.port}} if broker else {}
+    config = {"server": {"host": "127.0.0.1", "port": port}, "out": str(root / "out"), **mqtt,
+              "swap": {"probation_s": PROBATION_S, "check_frames": 0, "empty_frames": 10, "poll_s": 0.5},
+              "streams": [{"id": "cam", "source": f"synthetic:frames=0,size=96x96,fps={FPS}", "model": "store:det",
+                           "sinks": ["jsonl"]}]}
+    path = root / "serve.yaml"
+    path.write_text(yaml.safe_dump(config))
+    os.environ["EDGECV_STORE"] = str(store.root)  # the serve process inherits it
+    subscriber = Subscriber(broker.port, "edgecv/_models") if broker else None
+    served = Served(path, port)
+    served.subscriber = subscriber
+    try:
+        served.wait(lambda f: f["streams"][0]["frames"] >= 30, "30 frames on version 1")
+        yield served, store, root
+    finally:
+        served.close()
+        if subscriber:
+            subscriber.close()
+        if broker:
+            broker.stop()
+        os.environ.pop("EDGECV_STORE", None)
+
+
+def activate(served: Served, version: int, reason: str = "test") -> tuple[int, dict]:
+    status, body, _ = request(served.url + "/api/models/det/activate", method="POST",
+                              body={"version": version, "reason": reason}, timeout=120)
+    return status, json.loads(body)
+
+
+def model_of(served: Served) -> dict:
+    return get_json(served.url + "/api/streams")[1]["models"][0]
+
+
+def results(root: Path) -> list[dict]:
+    lines = (root / "out" / "cam").glob("*.jsonl")
+    return [json.loads(x) for f in lines for x in f.read_text().splitlines() if x.strip() and '"frame"' in x]
+
+
+def wait_for(check, what: str, timeout: float):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(0.25)
+    pytest.fail(f"{what} not within {timeout:.0f} s")
+
+
+def test_a_good_version_is_swapped_in_between_two_frames(serve):
+    served, store, root = serve
+    before = get_json(served.url + "/api/streams")[1]["streams"][0]
+    status, record = activate(served, 2, "retrained")
+    assert status == 200 and record["outcome"] == "swapped" and (record["version"], record["previous"]) == (2, 1)
+    wait_for(lambda: model_of(served)["store"]["frames"] >= 45, "45 frames on version 2", 30)
+    after = get_json(served.url + "/api/streams")[1]["streams"][0]
+    assert model_of(served)["name"] == "det v2" and model_of(served)["store"]["breached"] is None
+    assert after["skipped"] == 0 and after["dropped"] == before["dropped"] and after["state"] == "running"
+    lines = results(root)
+    frames = [x["frame"] for x in lines]
+    assert frames == list(range(frames[0], frames[0] + len(frames)))  # no frame lost, across the swap
+    ids = {t["id"] for x in lines for t in x["tracks"]}
+    assert ids and ids == {t["id"] for t in lines[0]["tracks"]}  # the tracks of the first frame, to the last
+    scores = {t["score"] for x in lines for t in x["tracks"]}
+    assert 0.9 in scores and 0.92 in scores  # both versions ran
+    assert store.active("det").number == 2
+
+
+@pytest.mark.parametrize("version, breach", [
+    (3, "NaN or inf in its outputs"),
+    (4, "no detection in 10 frames in a row"),
+    (5, "x the previous version's"),
+], ids=["nan", "nothing", "slow"])
+def test_a_bad_version_is_rolled_back_within_probation(serve, version, breach):
+    served, store, root = serve
+    running = store.active("det").number
+    status, record = activate(served, version)
+    assert status == 200 and record["outcome"] == "swapped", record
+    started = time.monotonic()
+    event = wait_for(lambda: next((e for e in get_json(served.url + "/api/events")[1]["events"]
+                                   if e.get("event") == "rolled_back" and e.get("version") == version), None),
+                     f"version {version} rolled back", PROBATION_S)
+    assert time.monotonic() - started < PROBATION_S
+    assert breach in event["reason"] and event["to"] == running and event["stream"] == "_models"
+    wait_for(lambda: model_of(served)["name"] == f"det v{running}", "the old version serving again", 10)
+    assert store.active("det").number == running
+    last = store.history("det")[-1]
+    assert last["action"] == "rollback" and last["version"] == running and breach in last["reason"]
+    samples = metric_samples(request(served.url + "/metrics")[1].decode())
+    assert samples[("edgecv_model_swaps_total", (("model", "det"), ("outcome", "rolled_back")))] >= 1
+    before = get_json(served.url + "/api/streams")[1]["streams"][0]["frames"]
+    wait_for(lambda: get_json(served.url + "/api/streams")[1]["streams"][0]["frames"] > before + 15,
+             "the stream going on", 15)
+    if served.subscriber is not None:  # the same event on MQTT, topic PREFIX/_models
+        def sent():
+            with served.subscriber.lock:
+                return [m for topic, m in served.subscriber.messages if topic == "edgecv/_models"
+                        and m.get("event") == "rolled_back" and m.get("version") == version]
+        assert breach in wait_for(sent, "the rollback on MQTT", 20)[0]["reason"]
+
+
+def test_a_version_that_no_longer_loads_is_refused_and_nothing_stops(serve):
+    served, store, root = serve
+    running = store.active("det").number
+    status, record = activate(served, 6)
+    assert status == 409 and record["outcome"] == "refused"
+    assert "it did not load" in record["reason"] and "does not match the hash recorded at install" in record["reason"]
+    assert store.active("det").number == running and model_of(served)["name"] == f"det v{running}"
+    samples = metric_samples(request(served.url + "/metrics")[1].decode())
+    assert samples[("edgecv_model_swaps_total", (("model", "det"), ("outcome", "refused")))] == 1
+    assert get_json(served.url + "/api/streams")[1]["streams"][0]["state"] == "running"
+
+
+def test_a_version_activated_with_the_cli_is_picked_up(serve):
+    served, store, root = serve
+    r = subprocess.run([sys.executable, "-m", "edgecv", "models", "activate", "det", "7", "--reason", "from the CLI",
+                        "--store", str(store.root)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    wait_for(lambda: model_of(served)["name"] == "det v7", "version 7 serving", 20)
+    event = next(e for e in get_json(served.url + "/api/events")[1]["events"] if e.get("event") == "swapped"
+                 and e.get("version") == 7)
+    assert event["reason"] == "activated in the store"
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({"version": 99}, 404, "has no version 99"),
+    ({"version": "2"}, 400, 'expected a JSON object {"version": N'),
+    (None, 400, 'expected a JSON object {"version": N'),
+])
+def test_bad_activation_requests(serve, body, status, message):
+    served, _, _ = serve
+    got, data, _ = request(served.url + "/api/models/det/activate", method="POST", body=body)
+    assert got == status and message in json.loads(data)["error"]
+
+
+def test_the_check_on_the_last_frames_refuses_a_bad_version_before_any_frame_runs_on_it(tmp_path, monkeypatch):
+    """In-process, with the check on (8 frames): NaN, nothing found and 30x slower are refused before the switch;
+    a good version passes it."""
+    from edgecv.service.config import ServeConfig, StreamConfig
+    from edgecv.service.service import Service
+    from edgecv.service.swap import SwapOptions
+
+    store = ModelStore(tmp_path / "store")
+    spec = write_fake_spec(tmp_path / "fake.yaml")
+    for number in (1, 2, 3, 4, 5):
+        store.install(fake_version(tmp_path / f"v{number}" / "fake.onnx", **VERSIONS[number][1]), name="det", spec=spec)
+    monkeypatch.setenv("EDGECV_STORE", str(store.root))
+    config = ServeConfig(streams=(StreamConfig(id="cam", source=f"synthetic:frames=0,size=96x96,fps={FPS}",
+                                               model="store:det"),),
+                         out=str(tmp_path / "out"), swap=SwapOptions(check_frames=8, probation_s=60))
+    service = Service(config).start()
+    try:
+        wait_for(lambda: service.stream("cam").status()["frames"] >= 20, "20 frames", 30)
+        for version, why in ((3, "it failed on a recent frame"), (4, "it found nothing in 8 of the 8 recent frames"),
+                             (5, "x the previous version's")):
+            record = service.activate("det", version)
+            assert record["outcome"] == "refused" and why in record["reason"], record
+            assert record["check"] is None or record["check"]["frames"] == 8
+            assert store.active("det").number == 1 and service.model_status()[0]["name"] == "det v1"
+        frames = service.stream("cam").status()["frames"]
+        record = service.activate("det", 2)
+        assert record["outcome"] == "swapped" and record["check"]["frames"] == 8 and record["check"]["refused"] is None
+        wait_for(lambda: service.stream("cam").status()["frames"] >= frames + 15, "15 frames on version 2", 20)
+        status = service.stream("cam").status()
+        assert status["skipped"] == 0 and status["model"] == "det v2"
+        assert service.swaps[("det", "refused")] == 3 and service.swaps[("det", "swapped")] == 1
+    finally:
+        service.stop()
+
+
+def test_after_probation_a_breach_falls_back_when_the_previous_version_no_longer_loads(tmp_path, monkeypatch):
+    """probation_s 0 (the old version unloaded at once): NaN on version 3 rolls the store back to version 2, whose
+    file was damaged meanwhile, so the first loadable ``swap.fallback`` artifact serves; activating version 1 then
+    replaces the fallback."""
+    from edgecv.service.config import ServeConfig, StreamConfig
+    from edgecv.service.service import Service
+    from edgecv.service.swap import SwapOptions
+
+    store = ModelStore(tmp_path / "store")
+    spec = write_fake_spec(tmp_path / "fake.yaml")
+    for number in (1, 2, 3):
+        store.install(fake_version(tmp_path / f"v{number}" / "fake.onnx", **VERSIONS[number][1]), name="det", spec=spec)
+    fallback = fake_version(tmp_path / "fallback" / "fake.onnx", scores=[0.95, 0.65])
+    monkeypatch.setenv("EDGECV_STORE", str(store.root))
+    options = SwapOptions(check_frames=0, probation_s=0, fallback=(str(tmp_path / "missing.onnx"), str(fallback)))
+    config = ServeConfig(streams=(StreamConfig(id="cam", source=f"synthetic:frames=0,size=96x96,fps={FPS}",
+                                               model="store:det", spec=str(spec)),), out=str(tmp_path / "out"), swap=options)
+    service = Service(config).start()
+    try:
+        wait_for(lambda: service.stream("cam").status()["frames"] >= 10, "10 frames", 30)
+        assert service.activate("det", 2)["outcome"] == "swapped"
+        damaged = store.version("det", 2).path
+        damaged.write_bytes(damaged.read_bytes()[:-10])
+        assert service.activate("det", 3)["outcome"] == "swapped"
+        wait_for(lambda: service.stream("cam").status()["model"] == "det fallback fake.onnx", "the fallback serving", 20)
+        kinds = [(e["event"], e.get("version")) for e in service.events if e.get("kind") == "model"]
+        assert kinds[-5:] == [("swapped", 3), ("promoted", 3), ("rolled_back", 3), ("refused", 2), ("fallback", None)]
+        assert "does not match the hash recorded at install" in service.events[-1]["reason"]
+        assert store.active("det").number == 2  # the store says what should run; the fallback is the service's
+        frames = service.stream("cam").status()["frames"]
+        wait_for(lambda: service.stream("cam").status()["frames"] >= frames + 10, "results from the fallback", 20)
+        assert service.activate("det", 1)["outcome"] == "swapped"
+        assert service.stream("cam").status()["model"] == "det v1"
+    finally:
+        service.stop()
