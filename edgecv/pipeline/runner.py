@@ -318,6 +318,10 @@ class Pipeline:
         Sinks are opened first and always closed; a stage's failure is raised after that. Each run starts
         from :meth:`reset` (no tracks, no figures); identities start again from 1."""
         self.reset()
+        if self.tracker is not None:
+            from edgecv.tracking.association import preload
+
+            preload()  # before the first frame, not at the first frame whose boxes compete (a 0.6-0.8 s stall)
         stop = stop or threading.Event()
         cap = Capture(source, options=capture)
         info = {"kind": source.kind, "text": source.text, "name": source.name, "fps": source.fps,

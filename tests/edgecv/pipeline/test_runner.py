@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -839,3 +840,24 @@ def test_frames_a_detector_skips_get_no_result_and_the_run_goes_on(concurrent):
     assert sink.frames == [i for i in range(20) if i not in (3, 4, 10)]
     assert report.state == "ended" and report.skipped == 3 and report.frames == 17 and report.error is None
     assert {int(r.detections.tracker_id[0]) for r in sink.results} == {1}
+
+
+def test_a_run_with_a_tracker_imports_the_solvers_before_its_first_frame():
+    """The assignment solvers cost 0.6-0.8 s to import: paid before the first frame, not in the middle of a
+    live stream at the first frame whose boxes compete (one square here: they never do)."""
+    import subprocess
+
+    code = (
+        "import sys\n"
+        "from tests.edgecv.pipeline.test_runner import Squares, pipeline\n"
+        "assert 'scipy.optimize' not in sys.modules\n"
+        "seen = []\n"
+        "class Sink:\n"
+        "    name = 'probe'\n"
+        "    def open(self, info): pass\n"
+        "    def write(self, r): seen.append('scipy.optimize' in sys.modules)\n"
+        "    def close(self): pass\n"
+        "pipeline(sinks=[Sink()]).run(Squares(5))\n"
+        "assert seen == [True] * 5, seen\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=str(Path(__file__).resolve().parents[3]))
