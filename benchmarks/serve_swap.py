@@ -39,7 +39,6 @@ from serve_streams import free_port, lines
 from edgecv.tables import render
 
 PYTHON = sys.executable
-EXTRA: dict = {}
 
 
 def nan_version(src: Path, dst: Path) -> Path:
@@ -103,7 +102,7 @@ def serve(store: Path, tmp: Path, name: str, args, check_frames: int) -> tuple[s
         "server": {"port": port}, "out": str(out),
         "swap": {"probation_s": 4 * args.seconds, "check_frames": check_frames, "poll_s": 0.5},
         "streams": [{"id": "cam", "source": f"synthetic:frames=0,size={args.size},fps={args.fps:g}",
-                     "model": "store:det", "sinks": ["jsonl"], **EXTRA}]}))
+                     "model": "store:det", "sinks": ["jsonl"]}]}))
     proc = subprocess.Popen([PYTHON, "-m", "edgecv", "serve", str(config)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=REPO, env={**__import__("os").environ,
                                                                              "EDGECV_STORE": str(store)})
