@@ -91,10 +91,13 @@ class Accelerator:
 
 @dataclass(frozen=True)
 class Budgets:
-    """Limits the artifact must fit: file size, and memory the app may use at run time."""
+    """Limits the artifact must fit: file size, memory the app may use at run time, and ``latency_ms``: the
+    most one frame's inference may take there (``edgecv serve`` rolls back a model version over it, see
+    ``swap.device``)."""
 
     model_mb: float | None = None
     memory_mb: float | None = None
+    latency_ms: float | None = None
 
 
 @dataclass(frozen=True)
@@ -180,7 +183,7 @@ def _check_values(p: DeviceProfile, at: str) -> None:
     need(p.cpu is None or p.cpu.cores is None or p.cpu.cores >= 1, f"cpu.cores: expected >= 1 or null, got "
                                                                    f"{p.cpu.cores if p.cpu else None}")
     for what, mb in (("memory_mb", p.memory_mb), ("budgets.model_mb", p.budgets.model_mb),
-                     ("budgets.memory_mb", p.budgets.memory_mb)):
+                     ("budgets.memory_mb", p.budgets.memory_mb), ("budgets.latency_ms", p.budgets.latency_ms)):
         need(mb is None or mb > 0, f"{what}: expected a positive number or null, got {mb}")
     a = p.accelerator
     if a is not None:

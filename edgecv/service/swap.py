@@ -46,7 +46,16 @@ class SwapOptions:
     ``check_frames: 0`` switches without the check: the probation alone judges the new version; ``probation_s:
     0`` unloads the old version at once. ``fallback``: artifacts (or folders) tried in order when a rollback
     after probation cannot load the previous version (served as version 0 of the model, until another version
-    is activated)."""
+    is activated). ``device``: a device profile whose ``budgets.latency_ms`` is the budget when ``latency_ms``
+    is not given."""
+
+    def budget_ms(self) -> float | None:
+        """``latency_ms``, else the device profile's latency budget."""
+        if self.latency_ms is not None or self.device is None:
+            return self.latency_ms
+        from edgecv.devices import load_profile
+
+        return load_profile(self.device).budgets.latency_ms
 
     probation_s: float = 30.0
     check_frames: int = 8
@@ -55,6 +64,7 @@ class SwapOptions:
     empty_frames: int = 30
     poll_s: float = 1.0
     fallback: tuple[str, ...] = ()
+    device: str | None = None
 
 
 def check_swap_options(o: SwapOptions, at: str) -> None:
@@ -71,6 +81,14 @@ def check_swap_options(o: SwapOptions, at: str) -> None:
         raise ConfigError(f"{at}: swap.empty_frames: expected >= 1, got {o.empty_frames}")
     if not o.poll_s > 0:
         raise ConfigError(f"{at}: swap.poll_s: expected seconds > 0, got {o.poll_s}")
+    if o.device is not None:
+        try:
+            budget = o.budget_ms()
+        except ConfigError as exc:
+            raise ConfigError(f"{at}: swap.device: {exc}") from None
+        if budget is None:
+            raise ConfigError(f"{at}: swap.device: the profile {o.device!r} has no budgets.latency_ms; give "
+                              "swap.latency_ms, or a profile with one")
 
 
 # Latency is judged on the median of this many recent frames, once there are MIN_FRAMES of them.
@@ -85,10 +103,10 @@ def non_finite(outputs: list[np.ndarray]) -> bool:
     return any(o.dtype.kind == "f" and not np.isfinite(o).all() for o in outputs)
 
 
-def slow(ms: float, baseline_ms: float | None, o: SwapOptions) -> str | None:
-    """Why ``ms`` per frame is too slow against ``baseline_ms`` (None: it is not)."""
-    if o.latency_ms is not None and ms > o.latency_ms:
-        return f"{ms:.1f} ms per frame, over the budget of {o.latency_ms:g} ms"
+def slow(ms: float, baseline_ms: float | None, o: SwapOptions, budget_ms: float | None = None) -> str | None:
+    """Why ``ms`` per frame is too slow against ``baseline_ms`` and ``budget_ms`` (None: it is not)."""
+    if budget_ms is not None and ms > budget_ms:
+        return f"{ms:.1f} ms per frame, over the budget of {budget_ms:g} ms"
     if baseline_ms is not None and ms > max(o.latency_ratio * baseline_ms, baseline_ms + LATENCY_SLACK_MS):
         return f"{ms:.1f} ms per frame, {ms / max(baseline_ms, 1e-6):.1f}x the previous version's {baseline_ms:.1f} ms"
     return None
@@ -103,6 +121,7 @@ class Watch:
         self.name, self.version, self.options = name, version, options
         self.baseline_ms, self.baseline_found = baseline_ms, baseline_found
         self.on_breach = on_breach
+        self.budget_ms = options.budget_ms()
         self.started = time.monotonic()
         self.frames = 0
         self.empty_run = 0
@@ -121,7 +140,8 @@ class Watch:
             self._ms.append(ms)
             recent = statistics.median(self._ms) if len(self._ms) >= MIN_FRAMES else None
             probation = self.on_probation
-        why = None if recent is None else slow(recent, self.baseline_ms if probation else None, self.options)
+        why = None if recent is None else slow(recent, self.baseline_ms if probation else None, self.options,
+                                               self.budget_ms)
         if why:
             self.breach(why)
 
@@ -241,7 +261,7 @@ def compare(old: Any, new: Any, images: list[np.ndarray], options: SwapOptions) 
         new_found.append(found_new)
     o, n = statistics.median(old_ms), statistics.median(new_ms)
     share_old, share_new = float(np.mean(old_found)), float(np.mean(new_found))
-    refused = slow(n, o, options)
+    refused = slow(n, o, options, options.budget_ms())
     missed = sum(1 for a, b in zip(old_found, new_found) if a and not b)
     if refused is None and sum(old_found) >= 2 and missed * 2 >= sum(old_found):
         refused = (f"it found nothing in {missed} of the {sum(old_found)} recent frames where the running version "

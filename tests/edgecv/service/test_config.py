@@ -75,6 +75,8 @@ STREAM = "streams:\n  - {id: a, source: synthetic, model: m.onnx}\n"
     (STREAM + "swap: {check_frames: 100}\n", "swap.check_frames: expected 0..64 (0: no check before the switch), got 100"),
     (STREAM + "swap: {probaton_s: 5}\n", "line 3: unknown field 'probaton_s' in swap (did you mean 'probation_s'?)"),
     (STREAM + "swap: {latency_ms: -1}\n", "swap.latency_ms: expected milliseconds > 0, got -1"),
+    (STREAM + "swap: {device: toaster}\n", "swap.device: unknown device 'toaster'; known devices: android-phone"),
+    (STREAM + "swap: {device: ci-x86-64-avx2}\n", "swap.device: the profile 'ci-x86-64-avx2' has no budgets.latency_ms"),
 ])
 def test_bad_configs_are_one_line_errors(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:
@@ -106,3 +108,10 @@ def test_the_readme_example_config_loads(tmp_path):
     text = readme[start:readme.index("\nYAML\n", start)]
     config = load_config(write(tmp_path, text))
     assert [s.id for s in config.streams] == ["lobby", "door"] and config.server.host == "127.0.0.1"
+
+
+def test_a_device_profile_gives_the_latency_budget_of_a_swap(tmp_path):
+    config = load_config(write(tmp_path, STREAM + "swap: {device: raspberry-pi-4}\n"))
+    assert config.swap.budget_ms() == 33.0
+    config = load_config(write(tmp_path, STREAM + "swap: {device: raspberry-pi-4, latency_ms: 50}\n"))
+    assert config.swap.budget_ms() == 50.0  # the config's own budget first

@@ -307,3 +307,33 @@ def test_after_probation_a_breach_falls_back_when_the_previous_version_no_longer
         assert service.stream("cam").status()["model"] == "det v1"
     finally:
         service.stop()
+
+
+@pytest.mark.parametrize("options, baseline, frames, breach", [
+    # (options, (baseline ms, baseline share found), frames as (ms, found), the breach or None)
+    ({}, (4.0, 1.0), [(5.0, True)] * 20, None),
+    ({}, (4.0, 1.0), [(13.0, True)] * 5, "13.0 ms per frame, 3.2x the previous version's 4.0 ms"),
+    ({}, (0.3, 1.0), [(1.5, True)] * 20, None),  # 5x, but within the 2 ms slack of a sub-millisecond model
+    ({"probation_s": 0}, (4.0, 1.0), [(13.0, True)] * 20, None),  # after probation the old one's pace is moot
+    ({"probation_s": 0, "latency_ms": 10}, (4.0, 1.0), [(13.0, True)] * 5, "over the budget of 10 ms"),
+    ({"device": "raspberry-pi-4"}, (None, None), [(40.0, True)] * 5, "over the budget of 33 ms"),
+    ({"empty_frames": 3}, (4.0, 0.9), [(4.0, False)] * 3, "no detection in 3 frames in a row"),
+    ({"empty_frames": 3}, (4.0, 0.2), [(4.0, False)] * 10, None),  # the old one rarely found anything either
+    ({"empty_frames": 3}, (4.0, 0.9), [(4.0, False), (4.0, False), (4.0, True)] * 3, None),
+], ids=["same pace", "3x slower", "sub-ms slack", "after probation", "fixed budget", "device budget", "nothing found",
+        "old found little", "gaps only"])
+def test_the_watch_judges_each_frame(options, baseline, frames, breach):
+    from edgecv.service.swap import SwapOptions, Watch
+
+    seen = []
+    watch = Watch("det", 2, SwapOptions(**options), baseline_ms=baseline[0], baseline_found=baseline[1],
+                  on_breach=lambda w, why: seen.append(why))
+    for ms, found in frames:
+        watch.timed(ms)
+        watch.found(found)
+    deadline = time.monotonic() + 5
+    while breach and not seen and time.monotonic() < deadline:
+        time.sleep(0.01)  # on_breach runs in a thread of its own
+    assert (watch.breached is None) == (breach is None)
+    if breach:
+        assert breach in watch.breached and seen == [watch.breached]  # reported once
