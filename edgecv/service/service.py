@@ -79,7 +79,8 @@ class Service:
         self.events: collections.deque = collections.deque(maxlen=200)  # the service's recent events
         self.publisher: Any = None  # the MQTT publisher, with an mqtt section
         self.swaps: collections.Counter = collections.Counter()  # (store name, outcome) -> count
-        self._retired: dict[str, tuple[SharedModel, dict[str, Any]]] = {}  # name -> old model, streams' detectors
+        # name -> (the old model, the streams' detectors over it, the model on probation that replaced it)
+        self._retired: dict[str, tuple[SharedModel, dict[str, Any], SharedModel]] = {}
         self._swap_lock = threading.RLock()  # one swap at a time
         self._closing = threading.Event()
         self._lock = threading.RLock()
@@ -112,7 +113,7 @@ class Service:
         for s in streams:
             s.stop()
         with self._lock:
-            for m in [*self.models.values(), *(old for old, _ in self._retired.values())]:
+            for m in [*self.models.values(), *(r[0] for r in self._retired.values())]:
                 m.batcher.close()
             self.models.clear()
             self._retired.clear()
@@ -226,7 +227,7 @@ class Service:
             if earlier is not None:
                 earlier[0].batcher.close()
             if restore:
-                self._retired[name] = (current, old_detectors)
+                self._retired[name] = (current, old_detectors, new)
             else:  # a rollback: the version it replaces breached, and is never gone back to
                 current.batcher.close()
             switched_ms = (time.perf_counter() - start) * 1000.0
@@ -268,6 +269,8 @@ class Service:
         from edgecv.store import ModelStore
 
         with self._swap_lock:
+            if self._store_model(name) is None:  # before the store changes: nothing here would follow it
+                raise ConfigError(f"no stream runs the store's model {name!r} (model: store:{name})")
             ModelStore().activate(name, number, reason=reason)
             return self.swap(name, reason=reason)
 
@@ -309,7 +312,7 @@ class Service:
                                                     "reason": reason, "to": store.active(name).number})
                 threading.Thread(target=self._recover, args=(name, reason), name=f"recover-{name}", daemon=True).start()
                 return
-            old, detectors = retired
+            old, detectors, _ = retired
             self._switch(current, old, detectors)
             current.batcher.close()
             self.swaps[(name, "rolled_back")] += 1
@@ -352,10 +355,10 @@ class Service:
         """The probation window passed without a breach: the old version is unloaded."""
         with self._swap_lock:
             retired = self._retired.get(name)
-            if retired is None or self._store_model(name) is not model or (model.watch and model.watch.breached):
-                return
+            if retired is None or retired[2] is not model or (model.watch and model.watch.breached):
+                return  # a later swap or a rollback took care of it
             del self._retired[name]
-        retired[0].batcher.close()
+        retired[0].batcher.close()  # also when the streams of the model were removed meanwhile
         self._event(MODEL_EVENTS, "model", {"event": "promoted", "model": name, "version": model.ref[1] if model.ref else None,
                                   "frames": model.watch.frames if model.watch else None})
 

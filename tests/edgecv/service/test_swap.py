@@ -337,3 +337,11 @@ def test_the_watch_judges_each_frame(options, baseline, frames, breach):
     assert (watch.breached is None) == (breach is None)
     if breach:
         assert breach in watch.breached and seen == [watch.breached]  # reported once
+
+
+def test_activating_a_model_no_stream_runs_changes_nothing(serve):
+    served, store, _ = serve
+    other = store.install(fake_version(store.root.parent / "other" / "fake.onnx"), name="other")
+    got, data, _ = request(served.url + "/api/models/other/activate", method="POST", body={"version": 1})
+    assert got == 400 and "no stream runs the store's model 'other'" in json.loads(data)["error"]
+    assert store.history("other")[-1]["action"] == "install" and other.active
