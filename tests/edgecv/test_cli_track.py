@@ -32,7 +32,7 @@ SUMMARY_KEYS = {"source", "state", "frames", "wall_s", "fps", "stages", "latency
                 "concurrent", "counts", "events", "tracks", "model", "backend", "spec", "tracker", "out"}
 # every key of summary.json, mid-run (state "running") as at the end, for a run scored against ground truth
 ALL_KEYS = SUMMARY_KEYS | {"detections", "peak_rss_mb", "error", "input", "tracker_thresholds", "warnings",
-                           "tracking_metrics", "stopped", "files", "tracker_dropped", "cpu", "threads"}
+                           "tracking_metrics", "stopped", "files", "tracker_dropped", "cpu", "threads", "skipped"}
 
 
 @pytest.fixture(scope="module")
