@@ -221,7 +221,8 @@ def edgecv_artifacts(out: Path) -> list[dict]:
             fmt = FORMAT_OF[path.suffix]
             precision = a.get("precision") or ("int8" if "int8" in path.name else "fp32")
             precision = "fp32" if precision in ("none", "float32", "fp32") else precision
-            io = "int8" if io_of == "int8 tflite" and fmt == "tflite" and precision == "int8" else io_of.split()[0]
+            # "int8 tflite": --io-type int8 applies to the int8 TFLite only; ONNX and OpenVINO keep float I/O
+            io = ("int8" if fmt == "tflite" and precision == "int8" else "float") if io_of == "int8 tflite" else io_of
             failed = path.parent.name == "_failed"
             fb = a.get("fallback")
             note = "failed gate (_failed/)" if failed else ""

@@ -10,8 +10,9 @@ The caller's thread waits, calls ``progress`` a few times a second, and can stop
 ``stop`` event (the CLI does on Ctrl-C and SIGTERM): capture stops, frames already taken are finished, and
 every sink is closed. A failure in any stage stops the run and is raised from :meth:`Pipeline.run` once all
 sinks are closed, except :class:`~edgecv.errors.FrameSkipped`: that frame gets no result (counted in the
-report's ``skipped``) and the run goes on. :meth:`Pipeline.use_detector` swaps the detector between two frames. Before closing, every sink with an ``end(record)`` method is told how the run ended (the
-JSON lines get a last line ``{"end": "ended", ...}``); a file without it is from a run that was killed.
+report's ``skipped``) and the run goes on. :meth:`Pipeline.use_detector` swaps the detector between two
+frames. Before closing, every sink with an ``end(record)`` method is told how the run ended (the JSON lines
+get a last line ``{"end": "ended", ...}``); a file without it is from a run that was killed.
 :meth:`Pipeline.snapshot` gives the report of a run while it goes (what ``summary.json`` is rewritten
 from).
 

@@ -135,6 +135,7 @@ class ServedStream:
         self._frames_before = 0  # frames of earlier runs of this stream (before a reconnection)
         self._dropped_before = 0
         self._reconnects_before = 0
+        self._skipped_before = 0
 
     # -- lifecycle ----------------------------------------------------------------------------------------
     def start(self) -> "ServedStream":
@@ -224,6 +225,7 @@ class ServedStream:
                 self._frames_before += before.frames
                 self._dropped_before += before.capture.get("dropped", 0)
                 self._reconnects_before += before.capture.get("reconnects", 0)
+                self._skipped_before += before.skipped
             self.pipeline, self.live = pipeline, live
             self._set_state("running")
             paced = not src.live and src.is_video  # a file or the generator, run like a camera
@@ -276,7 +278,7 @@ class ServedStream:
             "id": self.id, "state": self.state, "error": self.error, "ready": self.ready(),
             "source": redact(c.source), "model": self.model_name, "tracker": c.tracker,
             "frames": self._frames_before, "dropped": self._dropped_before, "reconnects": self._reconnects_before,
-            "restarts": self.restarts, "skipped": 0, "fps": None, "latency_ms": None, "stages": {}, "tracks_now": 0,
+            "restarts": self.restarts, "skipped": self._skipped_before, "fps": None, "latency_ms": None, "stages": {}, "tracks_now": 0,
             "tracks_total": 0, "counts": {}, "events": {},
             "uptime_s": round(time.monotonic() - self.started_at, 1) if self.started_at else None,
             "last_result_age_s": round(time.monotonic() - live.last_at, 3) if live and live.last_at else None,
@@ -285,7 +287,7 @@ class ServedStream:
             out["frames"] += report.frames
             out["dropped"] += report.capture.get("dropped", 0)
             out["reconnects"] += report.capture.get("reconnects", 0)
-            out["skipped"] = report.skipped
+            out["skipped"] += report.skipped
             out["fps"] = live.fps() if live is not None else None
             out["latency_ms"] = report.latency_ms
             out["stages"] = {k: {"median_ms": v.get("median_ms"), "p99_ms": v.get("p99_ms"),
