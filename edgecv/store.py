@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from edgecv.errors import ConfigError, EdgeCVError, IntegrityError, OutputError
-from edgecv.fileio import sha256_of
+from edgecv.fileio import atomic_write_bytes, sha256_of
 from edgecv.formats import format_for_path
 
 log = logging.getLogger(__name__)
@@ -83,12 +83,7 @@ def model_source(model: str | Path, *, spec: str | Path | None = None,
     """
     if not is_store_ref(model):
         return Path(model), spec, labels
-    version = (store or ModelStore()).resolve(str(model))
-    if labels is None and version.labels is not None:
-        from edgecv.labels import read_labels
-
-        labels = read_labels(version.labels)
-    return version.path, spec if spec is not None else version.spec, labels
+    return (store or ModelStore()).resolve(str(model)).source(spec=spec, labels=labels)
 
 
 @dataclass(frozen=True)
@@ -114,6 +109,14 @@ class Version:
     def labels(self) -> Path | None:
         """The labels file installed with it, or None."""
         return self.path.parent / LABELS_FILE if self.record.get("labels") else None
+
+    def source(self, *, spec: str | Path | None = None, labels: Any = None) -> tuple[Path, str | Path | None, Any]:
+        """Its artifact, with ``spec`` and ``labels`` if given, else those installed with it (labels read)."""
+        if labels is None and self.labels is not None:
+            from edgecv.labels import read_labels
+
+            labels = read_labels(self.labels)
+        return self.path, spec if spec is not None else self.spec, labels
 
     def problems(self) -> list[str]:
         """Its files against the hashes recorded at install, one line per file missing or changed."""
@@ -244,7 +247,7 @@ class ModelStore:
         """
         _check_name(name)
         source = Path(artifact).expanduser()
-        files, manifest = _artifact_files(source)
+        files, manifest, digests = _artifact_files(source)
         extra = _companions(spec, labels)
         with self._locked():
             model = self._state().get(name, _Model())
@@ -253,7 +256,7 @@ class ModelStore:
             incoming = folder / f"{INCOMING}{uuid.uuid4().hex[:12]}"
             try:
                 incoming.mkdir(parents=True)
-                copied = _copy_files(files, incoming)
+                copied = _copy_files(files, incoming, digests)
                 extra_record = _write_companions(extra, incoming)
                 self.checkpoint("copied")
                 record = {"action": "install", "name": name, "version": number, "reason": reason,
@@ -443,21 +446,22 @@ def _check_name(name: str) -> None:
                           "letter or digit)")
 
 
-def _artifact_files(source: Path) -> tuple[list[Path], Any]:
-    """The files of the artifact at ``source`` (model, companions, manifest), checked against its manifest."""
+def _artifact_files(source: Path) -> tuple[list[Path], Any, dict[str, str]]:
+    """The files of the artifact at ``source`` (model, companions, manifest), checked against its manifest; the
+    manifest, and the SHA-256 of the files that check hashed."""
     from edgecv.formats import check_model_file
     from edgecv.integrity import verified_manifest
     from edgecv.manifest import manifest_path
 
     fmt = check_model_file(source)
     checked = verified_manifest(source)  # a hash mismatch, a missing or unlisted file: one IntegrityError line
-    files = [p for p in fmt.files(source) if p.exists()]
-    missing = [p.name for p in fmt.files(source) if not p.exists()]
+    files = fmt.files(source)
+    missing = [p.name for p in files if not p.exists()]
     if missing:
         raise IntegrityError(f"{source}: its companion {', '.join(missing)} is missing")
     if checked.manifest is not None:
         files.append(manifest_path(source))
-    return files, checked.manifest
+    return files, checked.manifest, checked.digests
 
 
 def _companions(spec: str | Path | None, labels: str | Path | None) -> dict[str, Any]:
@@ -481,23 +485,23 @@ def _write_companions(extra: dict[str, Any], folder: Path) -> dict[str, Any]:
     if spec is not None and not isinstance(spec, str):
         import yaml
 
-        _write_synced(folder / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False).encode())
+        atomic_write_bytes(folder / SPEC_FILE, yaml.safe_dump(spec.to_dict(), sort_keys=False).encode())
         record["spec"] = SPEC_FILE
     elif spec is not None:
         record["spec"] = spec
     if extra.get("labels"):
-        _write_synced(folder / LABELS_FILE, ("\n".join(extra["labels"]) + "\n").encode())
+        atomic_write_bytes(folder / LABELS_FILE, ("\n".join(extra["labels"]) + "\n").encode())
         record["labels"] = LABELS_FILE
     return record
 
 
-def _copy_files(files: list[Path], folder: Path) -> dict[str, str]:
+def _copy_files(files: list[Path], folder: Path, known: dict[str, str]) -> dict[str, str]:
     """Copy ``files`` into ``folder`` (synced), and return each copy's SHA-256 after checking it against the
-    original's: a file that changes while it is copied is refused."""
+    original's (``known``: hashes already taken, by the manifest check): a file that changes is refused."""
     digests = {}
     for src in files:
         dst = folder / src.name
-        before = sha256_of(src)
+        before = known.get(src.name) or sha256_of(src)
         try:
             with open(src, "rb") as fin, open(dst, "wb") as fout:
                 shutil.copyfileobj(fin, fout, 1 << 20)
@@ -510,13 +514,6 @@ def _copy_files(files: list[Path], folder: Path) -> dict[str, str]:
             raise IntegrityError(f"{src} changed while it was copied into the model store; install it again")
         digests[src.name] = after
     return digests
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def _fsync_dir(path: Path) -> None:

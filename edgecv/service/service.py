@@ -408,7 +408,7 @@ class Service:
     def _model_for(self, config: StreamConfig) -> SharedModel:
         """The shared model for ``config``, loaded (and, for a folder, chosen by measuring) on first use."""
         from edgecv.labels import read_labels
-        from edgecv.store import ModelStore, is_store_ref
+        from edgecv.store import ModelStore, is_store_ref, model_source
 
         labels = read_labels(config.labels_file) if config.labels_file is not None else config.labels
         if is_store_ref(config.model) and "@" not in config.model:  # follows the store's active version
@@ -418,8 +418,6 @@ class Service:
                 return found
             return self._load(config.score, name, ModelStore().active(name), None, spec=config.spec, labels=labels,
                               stream=config.id)
-        from edgecv.store import model_source
-
         path, spec, labels = model_source(config.model, spec=config.spec, labels=labels)
         path = path.expanduser().resolve()
         key = (str(path), spec, labels, config.score)
@@ -443,12 +441,7 @@ class Service:
 
         if current is not None:
             spec, labels = current.key[1], current.key[2]
-        path = version.path
-        spec = spec if spec is not None else version.spec
-        if labels is None and version.labels is not None:
-            from edgecv.labels import read_labels
-
-            labels = read_labels(version.labels)
+        path, spec, labels = version.source(spec=spec, labels=labels)
         version.verify()  # the files as installed (the artifact's manifest, if any, is checked again on load)
         check_in_child(path, backend=choose_backend(format_for_path(path), None))  # a segfault stays in the child
         key = (str(path), spec, labels, score)

@@ -29,18 +29,21 @@ FAKE_LABELS = ["cat", "dog"]
 INPUT_HW = (32, 48)
 
 
-def make_fake_detector(path: Path, *, nan: bool = False, input_hw: tuple[int, int] = INPUT_HW) -> Path:
+def make_fake_detector(path: Path, *, nan: bool = False, input_hw: tuple[int, int] = INPUT_HW,
+                       scores: list[float] = FAKE_SCORES, slow: int = 0) -> Path:
     """An ONNX model with an NHWC float image input whose outputs are the constants above (plus 0 x the
-    input's mean, so the input is used): boxes [1,2,4], classes [1,2], scores [1,2], count [1]."""
+    input's mean, so the input is used): boxes [1,2,4], classes [1,2], scores [1,2] (``scores``; ``nan``: NaN
+    in the second), count [1]. ``slow``: that many 768x768 matrix products on every call, which depend on the
+    input (so no runtime folds them away): about 10 ms each on a 2-core x86, the model's own work."""
     from onnx import TensorProto, helper, numpy_helper, save
 
-    scores = np.array([FAKE_SCORES], np.float32)
+    score_values = np.array([scores], np.float32)
     if nan:
-        scores[0, 1] = np.nan
+        score_values[0, 1] = np.nan
     consts = {
         "c_boxes": np.array([FAKE_BOXES], np.float32),
         "c_classes": np.array([FAKE_CLASSES], np.float32),
-        "c_scores": scores,
+        "c_scores": score_values,
         "c_count": np.array([2.0], np.float32),
         "zero": np.array(0.0, np.float32),
     }
@@ -48,8 +51,19 @@ def make_fake_detector(path: Path, *, nan: bool = False, input_hw: tuple[int, in
         helper.make_node("ReduceMean", ["image"], ["mean"], keepdims=0),
         helper.make_node("Mul", ["mean", "zero"], ["nothing"]),
     ]
+    tail = "nothing"
+    if slow:
+        consts["m"] = (np.random.default_rng(0).standard_normal((768, 768)) / 28).astype(np.float32)
+        consts["m0"] = np.full((768, 768), 1e-3, np.float32)
+        nodes.append(helper.make_node("Add", ["m0", "nothing"], ["p0"]))
+        for k in range(slow):
+            nodes.append(helper.make_node("MatMul", [f"p{k}", "m"], [f"p{k + 1}"]))
+        nodes += [helper.make_node("ReduceMean", [f"p{slow}"], ["pm"], keepdims=0),
+                  helper.make_node("Mul", ["pm", "zero"], ["pz"]),
+                  helper.make_node("Add", ["nothing", "pz"], ["slowed"])]
+        tail = "slowed"
     for name in ("boxes", "classes", "scores", "count"):
-        nodes.append(helper.make_node("Add", [f"c_{name}", "nothing"], [name]))
+        nodes.append(helper.make_node("Add", [f"c_{name}", tail], [name]))
     h, w = input_hw
     graph = helper.make_graph(
         nodes,

@@ -15,11 +15,10 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgecv.store import ModelStore
-from tests.edgecv.detection.test_detector import FAKE_BOXES, FAKE_CLASSES, FAKE_SCORES, INPUT_HW, write_fake_spec
+from tests.edgecv.detection.test_detector import make_fake_detector, write_fake_spec
 from tests.edgecv.service.test_mqtt import MOSQUITTO, Broker, Subscriber
 from tests.edgecv.service.test_serve import Served, get_json, metric_samples, request
 from tests.edgecv.pipeline.test_stream import _free_port
@@ -33,46 +32,10 @@ FPS = 15
 PROBATION_S = 25.0
 
 
-def fake_version(path: Path, *, scores=FAKE_SCORES, nan: bool = False, slow: int = 0) -> Path:
-    """The fake detector (constant boxes) as a version: its ``scores``, NaN in one, or ``slow`` 768x768 matrix
-    products on every call (about 10 ms each on this machine: the model's own work, not a sleep)."""
-    from onnx import TensorProto, helper, numpy_helper, save
-
-    score_values = np.array([scores], np.float32)
-    if nan:
-        score_values[0, 1] = np.nan
-    consts = {"c_boxes": np.array([FAKE_BOXES], np.float32), "c_classes": np.array([FAKE_CLASSES], np.float32),
-              "c_scores": score_values, "c_count": np.array([2.0], np.float32), "zero": np.array(0.0, np.float32)}
-    nodes = [helper.make_node("ReduceMean", ["image"], ["mean"], keepdims=0),
-             helper.make_node("Mul", ["mean", "zero"], ["nothing"])]
-    if slow:
-        rng = np.random.default_rng(0)
-        consts["m"] = (rng.standard_normal((768, 768)) / 28).astype(np.float32)
-        consts["m0"] = (np.zeros((768, 768)) + 1e-3).astype(np.float32)
-        nodes.append(helper.make_node("Add", ["m0", "nothing"], ["start"]))  # depends on the input: not folded away
-        last = "start"
-        for k in range(slow):
-            nodes.append(helper.make_node("MatMul", [last, "m"], [f"p{k}"]))
-            last = f"p{k}"
-        nodes += [helper.make_node("ReduceMean", [last], ["pm"], keepdims=0),
-                  helper.make_node("Mul", ["pm", "zero"], ["pz"]),
-                  helper.make_node("Add", ["nothing", "pz"], ["nothing2"])]
-    tail = "nothing2" if slow else "nothing"
-    for name in ("boxes", "classes", "scores", "count"):
-        nodes.append(helper.make_node("Add", [f"c_{name}", tail], [name]))
-    h, w = INPUT_HW
-    graph = helper.make_graph(
-        nodes, "fake_detector", [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, h, w, 3])],
-        [helper.make_tensor_value_info("boxes", TensorProto.FLOAT, [1, 2, 4]),
-         helper.make_tensor_value_info("classes", TensorProto.FLOAT, [1, 2]),
-         helper.make_tensor_value_info("scores", TensorProto.FLOAT, [1, 2]),
-         helper.make_tensor_value_info("count", TensorProto.FLOAT, [1])],
-        [numpy_helper.from_array(v, k) for k, v in consts.items()])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
+def fake_version(path: Path, **kw) -> Path:
+    """The fake detector (constant boxes) as a version, in its own folder (``kw``: make_fake_detector's)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    save(model, str(path))
-    return path
+    return make_fake_detector(path, **kw)
 
 
 VERSIONS = {  # version: (what it is, how it is built)
