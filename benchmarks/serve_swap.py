@@ -1,23 +1,32 @@
 """Hot swap in ``edgecv serve``: frames and milliseconds without results while a new model version comes in, and
-while a bad one is refused or rolled back, on a generated camera.
+while a bad one is refused or rolled back.
 
-    .venv/bin/python benchmarks/serve_swap.py [--artifacts DIR] [--fps 15] [--size 640x480] [--seconds 8] [--json]
+    .venv/bin/python benchmarks/serve_swap.py [--model builtin|ssd] [--artifacts DIR] [--fps 15] [--size 640x480]
+                                              [--seconds 8] [--json]
 
-The built-in detector's artifacts (exported first unless ``--artifacts`` gives the folder, as in
-``pipeline_vtest.py``) go into a fresh model store as ``det``: version 1 its int8 ONNX, version 2 its fp32 ONNX,
-version 3 the fp32 ONNX with every output multiplied by NaN. One ``edgecv serve`` runs one generated camera
-(``--fps``, ``--size``) on ``store:det`` and writes its results as JSON lines. Each phase runs ``--seconds``
-before and after one activation through the API:
+``--model builtin`` (the default): the built-in detector's artifacts (exported first unless ``--artifacts`` gives
+the folder, as in ``pipeline_vtest.py``) go into a fresh model store as ``det``: version 1 its int8 ONNX, version
+2 its fp32 ONNX, version 3 the fp32 ONNX with every output multiplied by NaN. One ``edgecv serve`` runs one
+generated camera (``--fps``, ``--size``) on ``store:det`` and writes its results as JSON lines.
+
+``--model ssd``: a real third-party model on real video. The shared data's SSD MobileNet v1 (COCO, int8 TFLite,
+with its labelmap) goes in as version 1, the same file installed again as version 2, and again as version 3,
+whose stored copy is then cut in half on disk. The stream is the shared pedestrian video (``vtest.avi``, run at
+its own frame rate like a camera, people only).
+
+Each phase runs ``--seconds`` before and after one activation through the API:
 
 1. ``good``: version 1 -> 2, with the check on the last 8 frames;
-2. ``refused``: version 3 while 2 runs: the check refuses it before any frame runs on it;
-3. ``rolled back``: version 3 again, on a second serve whose check is off (``check_frames: 0``), so it goes live
-   and the probation rolls it back.
+2. ``refused``: version 3 while 2 runs: refused before any frame runs on it (builtin: by the check on the last
+   frames; ssd: its files no longer match the hashes recorded at install);
+3. ``rolled back`` (builtin only: the NaN graph is an ONNX edit): version 3 again, on a second serve whose check
+   is off (``check_frames: 0``), so it goes live and the probation rolls it back.
 
 Figures per phase: frames without a result from ``--seconds`` before the activation on (gaps in the frame
-indices; frames the service skipped are among them, and counted apart), the longest time between two results in the ``--seconds`` after the activation against the
-longest before it (result time = capture time + the line's latency), the median interval, the API call's own
-time (load, check, switch), and for the rollback, the time from the activation to the ``rolled_back`` event.
+indices; frames the service skipped are among them, and counted apart), the longest time between two results in
+the ``--seconds`` after the activation against the longest before it (result time = capture time + the line's
+latency), the median interval, the API call's own time (load, check, switch), and for the rollback, the time from
+the activation to the ``rolled_back`` event.
 """
 
 from __future__ import annotations
@@ -32,7 +41,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import REPO
+from _common import REPO, shared_model
 from pipeline_vtest import builtin_artifacts
 from serve_streams import free_port, lines
 
@@ -92,6 +101,14 @@ def gaps(rows: list[dict], fps: float) -> list[tuple[int, float]]:
     return [(rows[i]["frame"], t[i] - t[i - 1]) for i in range(1, len(rows))]
 
 
+def camera(args) -> dict:
+    """The stream's source and class filter for ``--model``."""
+    if args.model == "ssd":
+        return {"source": str(shared_model("ssd_mobilenet_v1_coco_quant/detect.tflite").parents[2] / "video" /
+                              "vtest.avi"), "classes": ["person"]}
+    return {"source": f"synthetic:frames=0,size={args.size},fps={args.fps:g}"}
+
+
 def serve(store: Path, tmp: Path, name: str, args, check_frames: int) -> tuple[subprocess.Popen, str, Path]:
     import yaml
 
@@ -101,8 +118,7 @@ def serve(store: Path, tmp: Path, name: str, args, check_frames: int) -> tuple[s
     config.write_text(yaml.safe_dump({
         "server": {"port": port}, "out": str(out),
         "swap": {"probation_s": 4 * args.seconds, "check_frames": check_frames, "poll_s": 0.5},
-        "streams": [{"id": "cam", "source": f"synthetic:frames=0,size={args.size},fps={args.fps:g}",
-                     "model": "store:det", "sinks": ["jsonl"]}]}))
+        "streams": [{"id": "cam", **camera(args), "model": "store:det", "sinks": ["jsonl"]}]}))
     proc = subprocess.Popen([PYTHON, "-m", "edgecv", "serve", str(config)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, cwd=REPO, env={**__import__("os").environ,
                                                                              "EDGECV_STORE": str(store)})
@@ -148,6 +164,7 @@ def phase(url: str, jsonl: Path, version: int, args, *, wait_event: str | None =
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", choices=("builtin", "ssd"), default="builtin")
     p.add_argument("--artifacts", type=Path)
     p.add_argument("--fps", type=float, default=15.0)
     p.add_argument("--size", default="640x480")
@@ -158,20 +175,33 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="serve-swap-") as tmp_name:
         tmp = Path(tmp_name)
-        art = builtin_artifacts(args.artifacts, tmp)
         store = ModelStore(tmp / "store")
-        store.install(art / "scene_detector.int8.onnx", name="det", reason="int8")
-        store.install(art / "scene_detector.fp32.onnx", name="det", reason="fp32")
-        store.install(nan_version(art / "scene_detector.fp32.onnx", tmp / "nan" / "scene_detector.nan.onnx"),
-                      name="det", spec="scene-detector", reason="NaN")
+        if args.model == "ssd":
+            args.fps = 10.0  # vtest.avi's own rate
+            ssd = shared_model("ssd_mobilenet_v1_coco_quant/detect.tflite")
+            for reason in ("as shipped", "the same file again", "to be cut short on disk"):
+                store.install(ssd, name="det", spec="ssd-mobilenet-v1-coco", labels=ssd.parent / "labelmap.txt",
+                              reason=reason)
+            damaged = store.version("det", 3).path
+            damaged.write_bytes(damaged.read_bytes()[: damaged.stat().st_size // 2])
+            bad = "cut short on disk, refused"
+        else:
+            art = builtin_artifacts(args.artifacts, tmp)
+            store.install(art / "scene_detector.int8.onnx", name="det", reason="int8")
+            store.install(art / "scene_detector.fp32.onnx", name="det", reason="fp32")
+            store.install(nan_version(art / "scene_detector.fp32.onnx", tmp / "nan" / "scene_detector.nan.onnx"),
+                          name="det", spec="scene-detector", reason="NaN")
+            bad = "NaN, refused by the check"
         rows = {}
         proc, url, jsonl = serve(store.root, tmp, "checked", args, check_frames=8)
         try:
             rows["good (1 -> 2)"] = phase(url, jsonl, 2, args)
-            rows["NaN, refused by the check"] = phase(url, jsonl, 3, args)
+            rows[bad] = phase(url, jsonl, 3, args)
         finally:
             proc.terminate()
             proc.wait(60)
+        if args.model == "ssd":
+            return report(rows, args)
         store.activate("det", 1, reason="benchmark: back to int8")
         proc, url, jsonl = serve(store.root, tmp, "unchecked", args, check_frames=0)
         try:
@@ -179,6 +209,10 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(60)
+    report(rows, args)
+
+
+def report(rows: dict, args) -> None:
     if args.json:
         print(json.dumps(rows, indent=1))
         return
@@ -190,8 +224,10 @@ def main() -> None:
     for k, r in rows.items():
         if r["reason"] and r["reason"] != "benchmark":
             print(f"{k}: {r['reason']}")
-    print(f"\none generated camera {args.size} at {args.fps:g} frames/s; {args.seconds:g} s before and after each "
-          "activation; frames without result: gaps in the frame indices from the window before the activation on")
+    camera_text = ("SSD MobileNet v1 (int8 TFLite) on vtest.avi at 10 frames/s, people only" if args.model == "ssd"
+                   else f"the built-in detector on one generated camera {args.size} at {args.fps:g} frames/s")
+    print(f"\n{camera_text}; {args.seconds:g} s before and after each activation; frames without result: gaps in "
+          "the frame indices from the window before the activation on")
 
 
 if __name__ == "__main__":

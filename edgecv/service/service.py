@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgecv.errors import ConfigError, EdgeCVError
+from edgecv.pipeline.track import class_ids
 from edgecv.service.batching import Batcher
 from edgecv.service.config import ServeConfig, StreamConfig, check_stream
 from edgecv.service.stream import ServedStream
@@ -49,6 +50,7 @@ class SharedModel:
     users: set[str]
     ref: tuple[str, int] | None = None
     watch: Watch | None = None
+    given: tuple[Any, Any] = (None, None)  # the spec and labels the config gave a store model (None: the version's)
 
     def status(self) -> dict[str, Any]:
         f = self.batcher.figures()
@@ -133,6 +135,13 @@ class Service:
             if config.id in self.streams:
                 raise ConfigError(f"stream id {config.id!r} is already running; remove it first")
             model = self._model_for(config)
+            try:
+                class_ids(config.classes, model.detector.labels)  # a name the model does not know: said now
+            except ConfigError as exc:
+                if not model.users:  # loaded for this stream only
+                    model.batcher.close()
+                    self.models.pop(model.key, None)
+                raise ConfigError(f"stream {config.id!r}: {exc}") from None
             model.users.add(config.id)
             model.batcher.register()
             stream = ServedStream(config, detector=model.for_stream(), out=self.out, model_name=model.name,
@@ -212,6 +221,10 @@ class Service:
                 return self._refused(name, version.number, old_version, f"it did not load: {exc}", start,
                                      restore=restore)
             streams = [self.streams[u] for u in users if u in self.streams]
+            moved = self._classes_moved(streams, current, new)
+            if moved:
+                new.batcher.close()
+                return self._refused(name, version.number, old_version, moved, start, restore=restore)
             images = [img for st in streams for img in st.recent_images()]
             old_det, new_det = current.for_stream(), new.for_stream()
             judged = compare(old_det, new_det, images, self.config.swap) if check else None
@@ -288,6 +301,21 @@ class Service:
                   "check": check, "swap_ms": round((time.perf_counter() - start) * 1000.0, 1)}
         self._event(MODEL_EVENTS, "model", {"event": "refused", **record})
         return record
+
+    @staticmethod
+    def _classes_moved(streams: list[ServedStream], current: SharedModel, new: SharedModel) -> str | None:
+        """Why ``new``'s labels cannot take over the streams' ``classes`` from ``current`` (a name it does not
+        know, or one at another id), or None."""
+        for st in streams:
+            try:
+                before = class_ids(st.config.classes, current.detector.labels)
+                after = class_ids(st.config.classes, new.detector.labels)
+            except ConfigError as exc:
+                return f"stream {st.id!r}: its labels do not fit: {exc}"
+            if before != after:
+                return (f"stream {st.id!r}: its labels put classes {list(st.config.classes or ())} at ids "
+                        f"{list(after or ())}, the running version at {list(before or ())}")
+        return None
 
     def _breached(self, watch: Watch, reason: str) -> None:
         """A watched version breached: back to the version before it (still loaded while on probation; else
@@ -434,19 +462,20 @@ class Service:
     def _load(self, score: float | None, name: str, version: Any, current: SharedModel | None, *,
               spec: Any = None, labels: Any = None, stream: str = "") -> SharedModel:
         """Version ``version`` of the store's model ``name``, loaded (after a check in a child process) with the
-        spec and labels given, else those ``current`` runs with, else those installed with it."""
+        spec and labels given (for a swap: those the config gave ``current``), else those installed with it."""
         from edgecv.formats import format_for_path
         from edgecv.model import choose_backend
         from edgecv.probe import check_in_child
 
         if current is not None:
-            spec, labels = current.key[1], current.key[2]
+            spec, labels = current.given
+        given = (spec, labels)
         path, spec, labels = version.source(spec=spec, labels=labels)
         version.verify()  # the files as installed (the artifact's manifest, if any, is checked again on load)
         check_in_child(path, backend=choose_backend(format_for_path(path), None))  # a segfault stays in the child
         key = (str(path), spec, labels, score)
         model = self._build(key, path, spec, labels, score)
-        model.ref = (name, version.number)
+        model.ref, model.given = (name, version.number), given
         model.name = f"{name} v{version.number}"
         model.watch = Watch(name, version.number, self.config.swap, baseline_ms=None, baseline_found=None,
                             on_breach=self._breached)

@@ -166,12 +166,15 @@ class ServedStream:
             self._on_event(self.id, kind, payload)
 
     def _run(self) -> None:
-        from edgecv.errors import EdgeCVError
+        from edgecv.errors import ConfigError, EdgeCVError
 
         wait = self.retry_s
         while not self._stop.is_set():
             try:
                 ended = self._run_once()
+            except ConfigError as exc:  # the stream's own settings: opening the source again would not help
+                self._set_state("failed", redact(str(exc)))
+                return
             except EdgeCVError as exc:  # a source that cannot be opened or was lost: try again later
                 ended = False
                 self._set_state("reconnecting", redact(str(exc)))

@@ -217,9 +217,13 @@ def test_snapshot_and_mjpeg_show_the_live_frame(served):
     ({"id": "x", "source": "synthetic", "model": "/no/such/model.onnx"}, 400, "stream 'x': model /no/such/model.onnx: no such file or folder"),
     ({"id": "x y", "source": "synthetic", "model": "m.onnx"}, 400, "stream id 'x y': expected letters, digits"),
     ({"id": "x", "source": "synthetic", "model": "m.onnx", "sinks": ["video"]}, 400, "sinks: unknown video"),
+    ({"id": "x", "source": "synthetic", "model": "FAKE", "classes": ["unicorn"]}, 400,
+     "stream 'x': classes: unknown class 'unicorn'"),
 ])
-def test_bad_streams_are_refused_with_one_line(served, body, status, message):
+def test_bad_streams_are_refused_with_one_line(served, fake, body, status, message):
     s, _ = served
+    if body["model"] == "FAKE":  # the served model itself
+        body = {**body, "model": str(fake["model"]), "spec": str(fake["spec"])}
     got, answer = get_json(s.url + "/api/streams", method="POST", body=body)
     assert got == status and message in answer["error"] and "\n" not in answer["error"]
     assert set(by_id(get_json(s.url + "/api/streams")[1])) == {"cam1", "cam2"}
@@ -239,6 +243,19 @@ def test_a_stream_added_and_removed_at_run_time(served, fake):
     # the others go on (within the wait: a removal can take less than one of their frames)
     after = s.wait(lambda f: all(by_id(f)[k]["frames"] > frames_before[k] for k in ("cam1", "cam2")), "the others going on")
     assert all(by_id(after)[k]["state"] == "running" for k in ("cam1", "cam2"))
+
+
+def test_a_stream_whose_own_settings_fail_is_failed_not_reopened_forever(served, fake):
+    """A source text that cannot be read fails the stream with its one line (a lost camera is retried)."""
+    s, _ = served
+    body = {"id": "bad", "source": "synthetic:bogus=1", "model": str(fake["model"]), "spec": str(fake["spec"])}
+    assert get_json(s.url + "/api/streams", method="POST", body=body)[0] == 201
+    try:
+        figures = s.wait(lambda f: by_id(f).get("bad", {}).get("state") == "failed", "the stream failed")
+        bad = by_id(figures)["bad"]
+        assert bad["restarts"] == 0 and "cannot read 'bogus=1'; expected synthetic[:" in bad["error"]
+    finally:
+        get_json(s.url + "/api/streams/bad", method="DELETE")
 
 
 def test_sigterm_closes_every_sink_and_exits_0(fake, tmp_path):

@@ -308,3 +308,55 @@ def test_activating_a_model_no_stream_runs_changes_nothing(serve):
     got, data, _ = request(served.url + "/api/models/other/activate", method="POST", body={"version": 1})
     assert got == 400 and "no stream runs the store's model 'other'" in json.loads(data)["error"]
     assert store.history("other")[-1]["action"] == "install" and other.active
+
+
+def test_a_version_whose_labels_move_the_streams_classes_is_refused(tmp_path, monkeypatch):
+    """The stream keeps people only (``classes: [person]``): a version whose labels put ``person`` at another id,
+    or do not have it, is refused before the switch; one with the same labels is swapped in."""
+    from edgecv.service.config import ServeConfig, StreamConfig
+    from edgecv.service.service import Service
+    from edgecv.service.swap import SwapOptions
+
+    store = ModelStore(tmp_path / "store")
+    spec = write_fake_spec(tmp_path / "fake.yaml")
+    for number, names in enumerate((["car", "person"], ["person", "car"], ["dog", "cat"], ["car", "person"]), 1):
+        labels = tmp_path / f"labels{number}.txt"
+        labels.write_text("\n".join(names) + "\n")
+        store.install(fake_version(tmp_path / f"v{number}" / "fake.onnx"), name="det", spec=spec, labels=labels)
+    monkeypatch.setenv("EDGECV_STORE", str(store.root))
+    config = ServeConfig(streams=(StreamConfig(id="cam", source=f"synthetic:frames=0,size=96x96,fps={FPS}",
+                                               model="store:det", classes=("person",)),),
+                         out=str(tmp_path / "out"), swap=SwapOptions(check_frames=0, probation_s=60))
+    service = Service(config).start()
+    try:
+        wait_for(lambda: service.stream("cam").status()["frames"] >= 5, "5 frames", 30)
+        for version, why in ((2, "its labels put classes ['person'] at ids [0], the running version at [1]"),
+                             (3, "its labels do not fit: classes: unknown class 'person'")):
+            record = service.activate("det", version)
+            assert record["outcome"] == "refused" and why in record["reason"], record
+            assert store.active("det").number == 1 and service.stream("cam").status()["model"] == "det v1"
+        assert service.activate("det", 4)["outcome"] == "swapped"
+    finally:
+        service.stop()
+
+
+def test_a_class_the_model_does_not_know_stops_the_start(tmp_path, monkeypatch):
+    """Found when the service starts (one line naming the stream), not by a stream that reopens its source
+    forever; nothing is left running."""
+    from edgecv.errors import ConfigError
+    from edgecv.service.config import ServeConfig, StreamConfig
+    from edgecv.service.service import Service
+
+    store = ModelStore(tmp_path / "store")
+    labels = tmp_path / "labels.txt"
+    labels.write_text("car\nperson\n")
+    store.install(fake_version(tmp_path / "v1" / "fake.onnx"), name="det", spec=write_fake_spec(tmp_path / "f.yaml"),
+                  labels=labels)
+    monkeypatch.setenv("EDGECV_STORE", str(store.root))
+    config = ServeConfig(streams=(StreamConfig(id="cam", source="synthetic:frames=0,size=96x96", model="store:det",
+                                               classes=("unicorn",)),), out=str(tmp_path / "out"))
+    service = Service(config)
+    with pytest.raises(ConfigError, match=r"^stream 'cam': classes: unknown class 'unicorn'; the detector's labels: "
+                                          r"car, person$"):
+        service.start()
+    assert not service.streams and not service.models
