@@ -137,6 +137,11 @@ class Dataset:
         """True when every sample has a label."""
         return self._reader.unlabeled(self._indices) == 0
 
+    def files(self) -> list[Path] | None:
+        """The image file of each sample, in order, for a set of image files; None for others."""
+        paths = getattr(self._reader, "files", None)
+        return None if paths is None else [paths[i] for i in self._indices]
+
     def inputs(self) -> Iterator[np.ndarray]:
         """Just the model inputs."""
         return (x for x, _ in self)

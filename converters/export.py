@@ -185,9 +185,9 @@ def export(
     an iterable of arrays; ``eval_data`` with labels (class subfolders, or ``y`` in a ``.npz``) gives
     top-1. ``max_drop`` is the accuracy budget in top-1 points (default ``options.quant.max_drop``).
     ``detector`` (a built-in spec name, a YAML path, or a :class:`edgecv.detection.DetectorSpec`) marks a
-    detector: quantized artifacts are then judged on their detections against the float model's on the
-    eval set (``max_drop`` in points: F1 lost plus the mean score change of matched detections, x100),
-    and the spec goes into every manifest.
+    detector: quantized artifacts are then judged on their detections on the eval set, in mAP points: against
+    its boxes when YOLO label files sit beside its images (:mod:`edgecv.converters.box_truth`), else against the
+    float model's detections (:func:`edgecv.converters.metrics.drop_points`); the spec goes into every manifest.
     ``input_shape`` (the first input's full shape, batch first, in the source's layout) is the shape
     checks and calibration run at; a source with dynamic dims besides the batch needs it. Dynamic dims
     stay dynamic in ONNX and OpenVINO artifacts unless ``options.static_shape``; TFLite artifacts get
@@ -250,9 +250,16 @@ def export(
     with Publication(out) as pub:
         work = pub.work
         scoring, description = _scoring_set(eval_set, calib_set, inputs)
+        truth, boxes = _eval_boxes(spec, eval_set, inputs[0].shape, source.layout)
+        if truth is not None:
+            detect = _detect_fn(spec, inputs[0].shape, source.layout, clip=True)
         ref = Reference(scoring, lambda x: in_parts(source.reference, [x]), work, detect=detect,
+                        rank=_rank_fn(spec, inputs[0].shape, source.layout, clip=truth is not None), truth=truth,
                         names=[t.name for t in source.outputs])
         _check_labels(ref, labels)
+        if truth is not None and not ref.source.truth_f1:
+            raise InputError(f"the float model finds none of the eval set's boxes at its score threshold ({boxes}): do the "
+                             "label files' class ids and boxes belong to this model's classes?")
         calib_check = _calibration_check(source, work, calib_set, eval_set, calibrates, calib_include_eval)
         quant_job = QuantJob(calib_set, qopts, probe=eval_set,
                              output_ranges=detector_ranges(spec, source, calib_set, precision_list, qopts))
@@ -272,6 +279,7 @@ def export(
         settings = {"max_drop": qopts.max_drop, "min_sqnr": qopts.min_sqnr, "calibration": qopts.calibration,
                     "calib": calib_set.description if calib_set is not None else None,
                     "detector": spec.name if spec is not None else None, "source_detections": ref.source_detections,
+                    "eval_boxes": boxes,
                     "shapes": plan.to_dict(), "bench": bench_settings(options), "calib_include_eval": calib_include_eval,
                     "calibration_check": calib_check.to_dict() if calib_check is not None else None,
                     "output_ranges": quant_job.output_ranges.to_dict() if quant_job.output_ranges is not None else None,
@@ -354,16 +362,47 @@ def _detector_spec(detector):
     return detector if isinstance(detector, DetectorSpec) else load_spec(detector)
 
 
-def _detect_fn(spec, input_shape: tuple[int, ...], layout: str):
-    """One sample's outputs -> its detections, in the model input's pixels (``input_shape`` is a
-    sample input's, so dynamic dims are already fixed)."""
+def _detect_fn(spec, input_shape: tuple[int, ...], layout: str, *, clip: bool = False):
+    """One sample's outputs -> its detections, in the model input's pixels (``input_shape`` is a sample input's,
+    so dynamic dims are already fixed); ``clip``: boxes clipped to the input, as the runtime's Detector gives
+    them (to compare with true boxes, which lie within the image)."""
     if spec is None:
         return None
     if len(input_shape) != 4:
         raise ConfigError(f"a detector spec needs an image input [N, H, W, C] or [N, C, H, W]; this model's is {list(input_shape)}")
+    from edgecv.detection.boxes import clip_boxes
+
     h_axis, w_axis = (2, 3) if layout == "NCHW" else (1, 2)
     size = (int(input_shape[h_axis]), int(input_shape[w_axis]))
-    return lambda outputs: spec.detect(outputs, input_size=size)
+
+    def detect(outputs):
+        found = spec.detect(outputs, input_size=size)
+        return replace(found, xyxy=clip_boxes(found.xyxy, size=size)) if clip else found
+
+    return detect
+
+
+def _eval_boxes(spec, eval_set, input_shape: tuple[int, ...], layout: str):
+    """A detector's eval set's true boxes (YOLO label files beside its images) and where they came from, or
+    (None, None)."""
+    files = eval_set.files() if spec is not None and eval_set is not None else None
+    if not files:
+        return None, None
+    from edgecv.converters.box_truth import yolo_truth
+
+    h_axis, w_axis = (2, 3) if layout == "NCHW" else (1, 2)
+    found = yolo_truth(files, input_size=(int(input_shape[h_axis]), int(input_shape[w_axis])),
+                       classes=len(spec.labels) if spec.labels else None)
+    return found if found is not None else (None, None)
+
+
+def _rank_fn(spec, input_shape: tuple[int, ...], layout: str, *, clip: bool = False):
+    """As :func:`_detect_fn`, down to the score mAP ranks from (:data:`edgecv.converters.metrics.RANK_SCORE`)."""
+    from edgecv.converters.metrics import RANK_SCORE
+
+    if spec is None:
+        return None
+    return _detect_fn(replace(spec, score_threshold=min(RANK_SCORE, spec.score_threshold)), input_shape, layout, clip=clip)
 
 
 def _check_precisions(targets: list[ExportTarget], precisions: list[str], calib) -> None:

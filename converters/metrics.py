@@ -1,7 +1,13 @@
 """How close an artifact is to its source on the user's data: top-1 against labels, and label-free
 fidelity (top-1 agreement, output SQNR, cosine similarity) against the float model. For a detector (given
-a detector spec), detection agreement with the float model: the F1 of the artifact's detections matched
-to the float model's, and how far the matched detections' scores moved.
+a detector spec), COCO mAP: against the eval set's own boxes when it has them (``truth``), else mAP@0.5 against
+the float model's detections (those it keeps at the spec's score threshold are the boxes; the artifact's are
+ranked down to a score of 0.001, as COCO evaluates, so a detection whose score crossed the threshold is ranked
+lower, not lost), plus the mean signed change of the matched detections' scores: mAP only ranks, and a
+detector whose scores all sink (a face still found, but at 0.40 instead of 0.94) loses its detections at the
+threshold it runs with, while quantization noise that moves scores both ways cancels out. With truth boxes the
+threshold is judged directly: the F1 at the score threshold against the truth. Also, as figures: the F1 of the
+artifact's detections matched to the float model's at the threshold, and the mean |score change|.
 
 The source's outputs on the eval set are computed once and kept on disk, so each artifact is compared
 chunk by chunk and memory stays bounded however large the set is.
@@ -117,7 +123,14 @@ class Scores:
     # the mean |score change| of the matched ones (a face still found, but at 0.50 instead of 0.93).
     detection_f1: float | None = None
     score_error: float | None = None
+    score_shift: float | None = None  # the mean signed score change of the matched ones (< 0: scores sank)
     detections: int | None = None  # how many this model found on the eval set
+    # Detectors: mAP@0.5 of the ranked detections against the float source's; with truth boxes, COCO mAP
+    # (@[.5:.95]) and mAP@0.5 against them.
+    map50_float: float | None = None
+    map: float | None = None
+    map50: float | None = None
+    truth_f1: float | None = None  # F1 of the detections at the score threshold against the truth boxes
     # Every output's SQNR and cosine; ``sqnr_db`` and ``cosine`` above are the worst output's of each.
     outputs: tuple[OutputScores, ...] = ()
 
@@ -143,15 +156,20 @@ class Reference:
     none. The source's outputs are kept on disk in ``work``, one file per chunk and output.
 
     ``detect`` (for detectors) turns one sample's outputs (batch 1) into :class:`edgecv.detection.Detections`;
-    artifacts are then also scored on how well their detections match the source's.
+    artifacts are then also scored on how well their detections match the source's. ``rank`` does the same
+    down to a low score (the detections mAP ranks), and ``truth`` gives each sample's true boxes, in the
+    model input's pixels, when the eval set has them.
     """
 
     def __init__(self, chunks: Callable[[], Iterator[tuple[np.ndarray, np.ndarray | None]]], run_source, work: Path,
-                 *, detect: Callable[[list[np.ndarray]], Any] | None = None, names: list[str] | None = None) -> None:
+                 *, detect: Callable[[list[np.ndarray]], Any] | None = None, rank: Callable[[list[np.ndarray]], Any] | None = None,
+                 truth: list | None = None, names: list[str] | None = None) -> None:
         self._chunks = chunks
         self._names = names
         self._work = work
         self._detect = detect
+        self._rank = rank if detect is not None else None
+        self.truth = truth if self._rank is not None else None
         self._detections: list = []  # the source's, one Detections per sample
         self._files: list[list[Path]] = []
         labels: list[np.ndarray] = []
@@ -171,6 +189,8 @@ class Reference:
             self.samples += len(x)
         if self.samples == 0:
             raise InputError("the eval set is empty")
+        if self.truth is not None and len(self.truth) != self.samples:
+            raise InputError(f"the eval set's boxes are for {len(self.truth)} images, its images {self.samples}")
         self.labels = np.concatenate(labels) if labels and sum(len(lb) for lb in labels) == self.samples else None
         self.class_index = class_output(shapes)
         self.class_count = shapes[self.class_index][1] if self.class_index is not None else 0
@@ -193,7 +213,9 @@ class Reference:
         fidelity: list[_Fidelity] = []
         correct = agree = start = 0
         tp = fp = fn = found = 0
-        score_err = 0.0
+        score_err = shift = 0.0
+        ranked: list = []
+        truth_tp = truth_fp_fn = 0
         for got, ref in zip(outputs, self._stored()):
             got = _align(got, [r.shape[1:] for r in ref])
             size = len(ref[0])
@@ -205,7 +227,13 @@ class Reference:
                     m = match_detections(dets, ref_dets, iou_threshold=DETECTION_IOU)
                     tp, fp, fn, found = tp + m.tp, fp + m.fp, fn + m.fn, found + len(dets)
                     if m.tp:
-                        score_err += float(np.abs(dets.confidence[m.pairs[:, 0]] - ref_dets.confidence[m.pairs[:, 1]]).sum())
+                        moved = dets.confidence[m.pairs[:, 0]] - ref_dets.confidence[m.pairs[:, 1]]
+                        score_err, shift = score_err + float(np.abs(moved).sum()), shift + float(moved.sum())
+                    if self.truth is not None:
+                        t = match_detections(dets, self.truth[start + k], iou_threshold=DETECTION_IOU)
+                        truth_tp, truth_fp_fn = truth_tp + t.tp, truth_fp_fn + t.fp + t.fn
+                if self._rank is not None:
+                    ranked.extend(_per_sample(self._rank, got))
             fidelity = fidelity or [_Fidelity() for _ in ref]
             for acc, g, r in zip(fidelity, got, ref):
                 acc.add(r.ravel(), np.ravel(g))
@@ -221,6 +249,9 @@ class Reference:
         names = self._names if self._names is not None and len(self._names) == len(fidelity) else [f"output {i}" for i in range(len(fidelity))]
         per_output = tuple(OutputScores(nm, a.sqnr_db, a.cosine, a.nonfinite) for nm, a in zip(names, fidelity))
         has_classes = self.class_index is not None
+        maps = self._maps(ranked) if self._rank is not None else {}
+        if self.truth is not None:
+            maps["truth_f1"] = 2 * truth_tp / (2 * truth_tp + truth_fp_fn) if truth_tp + truth_fp_fn else 1.0
         return Scores(
             samples=n,
             top1=correct / n if has_classes and self.labels is not None else None,
@@ -229,12 +260,27 @@ class Reference:
             cosine=min(o.cosine for o in per_output),
             detection_f1=(2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 1.0) if self._detect is not None else None,
             score_error=(score_err / tp if tp else 0.0) if self._detect is not None else None,
+            score_shift=(shift / tp if tp else 0.0) if self._detect is not None else None,
             detections=found if self._detect is not None else None,
             outputs=per_output,
+            **maps,
         )
+
+    def _maps(self, ranked: list) -> dict[str, float]:
+        """mAP@0.5 of ``ranked`` against the source's detections (when it has any), and against the truth."""
+        from edgecv.detection.evaluate import evaluate_detections
+
+        out = {}
+        if any(len(d) for d in self._detections):
+            out["map50_float"] = evaluate_detections(self._detections, ranked).map50
+        if self.truth is not None:
+            m = evaluate_detections(self.truth, ranked)
+            out["map"], out["map50"] = m.map, m.map50
+        return out
 
 
 DETECTION_IOU = 0.5  # a detection agrees with the source's when IoU >= this and the classes are equal
+RANK_SCORE = 0.001  # the lowest score of the detections mAP ranks (COCO's evaluations use the same)
 
 
 def _per_sample(detect: Callable, outputs: list[np.ndarray]) -> list:
@@ -267,11 +313,18 @@ class Verdict:
 
 
 def drop_points(reference: Reference, scores: Scores) -> float | None:
-    """Points lost against the source. Detectors, when the source detects anything on the eval set:
-    100 x (1 - detection F1 against the source's detections) plus 100 x the mean score change of the
-    matched detections. Classifiers: top-1 against labels when there are some, else the share of samples
-    whose top-1 differs from the source's. None otherwise."""
-    if scores.detection_f1 is not None and reference.source_detections:
+    """Points lost against the source. Detectors: with truth boxes, the larger of the source's COCO mAP
+    (@[.5:.95]) minus the artifact's and the source's F1 at the score threshold minus the artifact's, both
+    against the truth; else, when the source detects anything on the eval set, 100 x (1 - mAP@0.5 against the
+    source's detections) + 100 x |the mean signed score change of the matched detections|. Classifiers: top-1
+    against labels when there are some, else the share of samples whose top-1 differs from the source's. None
+    otherwise."""
+    src = reference.source
+    if scores.map is not None and src.map is not None:
+        return 100.0 * max(src.map - scores.map, (src.truth_f1 or 0.0) - (scores.truth_f1 or 0.0))
+    if scores.map50_float is not None and reference.source_detections:
+        return 100.0 * (1.0 - scores.map50_float) + 100.0 * abs(scores.score_shift or 0.0)
+    if scores.detection_f1 is not None and reference.source_detections:  # a Reference without ranked detections
         return 100.0 * (1.0 - scores.detection_f1) + 100.0 * (scores.score_error or 0.0)
     if scores.top1 is not None and reference.source.top1 is not None:
         return 100.0 * (reference.source.top1 - scores.top1)
@@ -297,6 +350,15 @@ def judge_quantized(reference: Reference, scores: Scores, *, max_drop: float, mi
         return Verdict(True, None)
     if drop <= max_drop:
         return Verdict(True, drop)
+    if scores.map is not None and reference.source.map is not None:
+        src = reference.source
+        return Verdict(False, drop, f"detections lose {drop:.1f} points (max {max_drop:g}) on the eval set's boxes: mAP@[.5:.95] "
+                                    f"{100 * scores.map:.1f} against the float model's {100 * src.map:.1f}, F1 at the score "
+                                    f"threshold {100 * (scores.truth_f1 or 0):.1f} against {100 * (src.truth_f1 or 0):.1f}")
+    if scores.map50_float is not None:
+        return Verdict(False, drop, f"detections lose {drop:.1f} points (max {max_drop:g}): mAP@0.5 against the float model's "
+                                    f"detections {100 * scores.map50_float:.1f}, scores moved {100 * (scores.score_shift or 0):+.1f} "
+                                    f"points; {scores.detections} found at the score threshold, {reference.source_detections} by float")
     if scores.detection_f1 is not None:
         return Verdict(False, drop, f"detections lose {drop:.1f} points against the float model (max {max_drop:g}): F1 "
                                     f"{100 * scores.detection_f1:.1f}% ({scores.detections} found, {reference.source_detections} "

@@ -25,6 +25,10 @@ MARKERS = "os^Dv<>p"  # plot markers, one per format in edgecv.formats.FORMATS o
 
 def metric_name(report) -> str:
     s = report.source_scores
+    if s is not None and s.map is not None:
+        return "mAP %"
+    if s is not None and s.map50_float is not None:
+        return "mAP50 vs float %"
     if s is not None and s.detection_f1 is not None:
         return "det F1 %"
     if s is not None and s.top1 is not None:
@@ -37,6 +41,10 @@ def metric_name(report) -> str:
 def _metric(scores) -> float | None:
     if scores is None:
         return None
+    if scores.map is not None:
+        return 100 * scores.map
+    if scores.map50_float is not None:
+        return 100 * scores.map50_float
     if scores.detection_f1 is not None:
         return 100 * scores.detection_f1
     if scores.top1 is not None:
@@ -163,11 +171,22 @@ def headers(report) -> list[str]:
     return [metric_name(report) if h == "metric" else h for h in HEADERS]
 
 
+def detector_gate(report) -> str | None:
+    """What a detector's drop points measure on this run's eval set, or None (not a detector)."""
+    found, boxes = report.settings.get("source_detections"), report.settings.get("eval_boxes")
+    if boxes is not None:
+        return (f"judged on its boxes: {boxes} (drop pts: the larger of the mAP@[.5:.95] and the F1-at-threshold "
+                "points lost against the float model)")
+    if found is not None:
+        return (f"detections of the float model on it: {found} (drop pts: 100 x (1 - mAP@0.5 against these) plus the "
+                "mean signed score change of the matched ones, x100)")
+    return None
+
+
 def format_text(report) -> str:
     text = f"scored on {report.eval_description}\n" if report.eval_description else ""
-    found = report.settings.get("source_detections")
-    if found is not None:
-        text += f"detections of the float model on it: {found} (drop pts: F1 points lost against these plus the mean score change of the matched detections, x100)\n"
+    if gate := detector_gate(report):
+        text += gate + "\n"
     text += "\n" if text else ""
     text += render(headers(report), rows(report), align=ALIGN) + f"\n{FIDELITY_NOTE}"
     text += "".join(f"\n{n}" for n in notes(report))
@@ -191,7 +210,9 @@ def format_text(report) -> str:
 
 def format_markdown(report) -> str:
     head = headers(report)
-    lines = [f"# Export report: {Path(report.source).name}", "", f"Scored on {report.eval_description}.", "",
+    gate = detector_gate(report)
+    lines = [f"# Export report: {Path(report.source).name}", "", f"Scored on {report.eval_description}."
+             + (f" {gate[0].upper()}{gate[1:]}." if gate else ""), "",
              "| " + " | ".join(head) + " |", "|" + "|".join("---" if a == "l" else "---:" for a in ALIGN) + "|"]
     lines += ["| " + " | ".join(c or " " for c in r) + " |" for r in rows(report)]
     lines += ["", f"{FIDELITY_NOTE}."]

@@ -28,8 +28,10 @@ folder of class subfolders (or an .npz with 'x' and 'y') gives top-1; without la
 compared with the float model (top-1 agreement, output SQNR, cosine). An int8 artifact that loses more
 than --max-drop points (or, for outputs that are not class scores, falls below --min-sqnr) is rebuilt
 with the layers that cause the loss kept in float. For a detector, --spec (a built-in name or a YAML
-detector spec) makes the gate compare detections with the float model's on the --eval images: the drop
-is the points of F1 lost plus the mean score change of matched detections (x100). OUT/report.{json,md,png} describe the run.
+detector spec) makes the gate score detections on the --eval images: with YOLO label files beside them
+(images/val/a.jpg -> labels/val/a.txt) the drop is the larger of the mAP@[.5:.95] points and the F1-at-threshold
+points lost against the float model, on those boxes; without, it is 100 x (1 - mAP@0.5 against the float model's
+detections) plus the mean signed change of their scores (x100). OUT/report.{json,md,png} describe the run.
 Before an int8 build, the float model runs on --calib and on --eval: when the eval activations reach twice their
 calibrated range in 10% of the layers or more, one warning line names them; calibrate on images like the eval set,
 or add the eval images with --calib-include-eval (the gate is then not independent, and the report says so).
@@ -57,8 +59,9 @@ def add_parser(sub) -> None:
     p.add_argument("--to", default=",".join(FORMATS), help=f"comma-separated formats (default: {','.join(FORMATS)})")
     p.add_argument("--quant", "--precision", dest="quant", default="none,fp16",
                    help=f"comma-separated precisions: {precision_choices} (default: none,fp16)")
-    add_data_options(p, eval_help="evaluation data, the same kinds as --calib; class subfolders or .npz labels give top-1")
-    p.add_argument("--max-drop", type=float, help="accuracy budget for quantized artifacts, in points of top-1 (of detection agreement with --spec; default 1.0)")
+    add_data_options(p, eval_help="evaluation data, the same kinds as --calib; class subfolders or .npz labels give top-1; "
+                                  "for a detector, YOLO label files (images/x.jpg -> labels/x.txt) give its mAP")
+    p.add_argument("--max-drop", type=float, help="accuracy budget for quantized artifacts, in points of top-1 (of mAP with --spec; default 1.0)")
     p.add_argument("--min-sqnr", type=float, help="output SQNR floor in dB for models without class scores (default 20)")
     p.add_argument("--spec", help="detector spec (built-in name or YAML file): judge quantized artifacts on their detections")
     p.add_argument("--cut-decode", action="store_true",

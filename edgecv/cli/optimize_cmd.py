@@ -42,7 +42,8 @@ def add_parser(sub) -> None:
     )
     p.add_argument("model", type=Path, help="source model: .keras, .h5, SavedModel folder, .onnx or float .tflite")
     p.add_argument("--device", required=True, help="device profile name (edgecv devices list) or YAML file")
-    add_data_options(p, eval_help="evaluation data, the same kinds as --calib (class subfolders or .npz labels give top-1)")
+    add_data_options(p, eval_help="evaluation data, the same kinds as --calib (class subfolders or .npz labels give top-1; "
+                                  "for a detector, YOLO label files beside the images give its mAP)")
     p.add_argument("--max-drop", type=float, default=1.0, help="accuracy budget in points (default 1.0)")
     p.add_argument("--spec", help="detector spec: judge candidates on their detections")
     p.add_argument("--out", type=Path, default=Path("optimize"), help="output folder (default: ./optimize)")

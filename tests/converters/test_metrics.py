@@ -245,3 +245,73 @@ def test_a_set_that_comes_out_shorter_for_the_artifact_is_not_scored(tmp_path):
     ref = Reference(chunks, _classifier, tmp_path)
     with pytest.raises(InputError, match=r"^the artifact was scored on 32 of the 40 eval samples: the set or the run stopped early$"):
         ref.score(_classifier)
+
+
+BOXES = np.array([[20.0 * i, 0.0, 20.0 * i + 10, 10.0] for i in range(10)], np.float32)  # ten boxes, none overlapping
+
+
+def _detector(threshold: float):
+    """One sample's outputs [1, 10] (a score per box of BOXES) -> the boxes scoring ``threshold`` or more."""
+    from edgecv.detection import Detections
+
+    def detect(outputs):
+        scores = np.asarray(outputs[0][0], np.float32)
+        keep = scores >= threshold
+        return Detections(BOXES[keep], scores[keep], np.zeros(int(keep.sum()), np.int64))
+
+    return detect
+
+
+def _scores_of(x: np.ndarray) -> list[np.ndarray]:
+    return [x]
+
+
+@pytest.mark.parametrize("change, passed, low, high, reason", [
+    # (how the artifact's scores differ, gate passes at 5 points, drop range, the reason's start)
+    ("none", True, 0.0, 0.0, ""),
+    ("noise", True, 0.0, 5.0, ""),  # +-0.04 both ways: detections cross the threshold both ways, ranking barely moves
+    ("sink", False, 29.0, 31.0, "detections lose 30.0 points (max 5): mAP@0.5 against the float model's detections 100.0, "
+                                "scores moved -30.0 points"),
+    ("shuffled", False, 20.0, 100.0, "detections lose"),  # the same scores on other boxes
+], ids=["identical", "noise both ways", "every score sinks", "shuffled"])
+def test_detector_gate_ranks_detections_and_catches_scores_that_sink(tmp_path, change, passed, low, high, reason):
+    """A detector is judged by mAP@0.5 against the float model's detections, the artifact's ranked down to
+    0.001, plus the mean signed score change: noise that moves scores both ways (which the old F1-and-|change|
+    figure called a loss of several points) passes; scores that all sink fail though the ranking is intact."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.05, 0.95, size=(64, 10)).astype(np.float32)
+    ref = Reference(_chunks(x, None), _scores_of, tmp_path, detect=_detector(0.5), rank=_detector(0.001))
+    assert ref.source.map50_float == 1.0 and ref.source.score_shift == 0.0 and ref.source_detections == int((x >= 0.5).sum())
+    moved = {"none": x, "noise": np.clip(x + rng.uniform(-0.04, 0.04, x.shape), 0.002, 1.0).astype(np.float32),
+             "sink": x - 0.3, "shuffled": rng.permuted(x, axis=1)}[change]
+    offsets = iter(range(0, 64, 16))
+    scores = ref.score(lambda b: [moved[(i := next(offsets)) : i + len(b)]])
+    verdict = judge_quantized(ref, scores, max_drop=5.0, min_sqnr=20.0)
+    assert verdict.passed == passed and low <= verdict.drop <= high and verdict.reason.startswith(reason), verdict
+    if change == "noise":  # what the F1 at the threshold plus the mean |score change| made of it
+        assert 100 * (1 - scores.detection_f1) + 100 * scores.score_error > 2 * verdict.drop
+
+
+def test_with_truth_boxes_the_gate_is_the_map_the_float_model_loses(tmp_path):
+    """Truth boxes (the eval set's own): the drop is the float model's mAP@[.5:.95] minus the artifact's,
+    whatever the two disagree on where both are wrong."""
+    from edgecv.detection import Detections
+
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.05, 0.95, size=(32, 10)).astype(np.float32)
+    truth = [Detections(BOXES[:5], np.ones(5, np.float32), np.zeros(5, np.int64)) for _ in x]  # objects in boxes 0-4
+    ref = Reference(_chunks(x, None), _scores_of, tmp_path, detect=_detector(0.5), rank=_detector(0.001), truth=truth)
+    better = x.copy()
+    better[:, :5] += 1.0  # every true box now outranks every false one
+    offsets = iter(range(0, 32, 16))
+    scores = ref.score(lambda b: [better[(i := next(offsets)) : i + len(b)]])
+    assert scores.map == pytest.approx(1.0) and ref.source.map < 0.9
+    verdict = judge_quantized(ref, scores, max_drop=5.0, min_sqnr=20.0)
+    assert verdict.passed and verdict.drop < 0  # it finds more than the float model, though it agrees with it less
+    offsets = iter(range(0, 32, 16))
+    sunk = ref.score(lambda b: [x[(i := next(offsets)) : i + len(b)] * 0.5])  # the same ranking, all below the threshold
+    verdict = judge_quantized(ref, sunk, max_drop=5.0, min_sqnr=20.0)
+    assert sunk.map == pytest.approx(ref.source.map) and not verdict.passed, verdict
+    assert verdict.reason.startswith("detections lose") and "F1 at the score threshold" in verdict.reason
+    with pytest.raises(InputError, match=r"^the eval set's boxes are for 3 images, its images 32$"):
+        Reference(_chunks(x, None), _scores_of, tmp_path, detect=_detector(0.5), rank=_detector(0.001), truth=truth[:3])
