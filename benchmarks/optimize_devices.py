@@ -6,7 +6,8 @@
   calibrated on 300 of those images, scored on images 8000..9999 (top-1), budget 1 point.
 - BlazeFace: ``face_detection_short_range.tflite`` (float, from shared data), calibrated on 300 and judged on
   200 other portraits of ``benchmarks/ptq_blazeface.py`` (faces the model must find; ``--spec
-  blazeface-short-range``, points of detection agreement with the float model), budget 5 points.
+  blazeface-short-range``: points of mAP@0.5 against the float model's detections plus their mean signed score
+  change), budget 5 points.
 For each model and device: the chosen artifact, its accuracy (or agreement) drop and latency, the candidate
 table, and the wall time. ``ci-x86-64-avx2`` is this machine (benchmarked here); Coral is not reachable, so
 its candidates are compared by the compatibility check, size and the profile's preferred recipe. The

@@ -540,7 +540,7 @@ def _manifest_summary(manifest: Any, source: Path) -> dict[str, Any]:
     v = manifest.validation or {}
     evaluated = (v.get("eval") or {}).get("scores") or {}
     validation = {"status": v.get("status"), "drop_points": v.get("drop_points", (v.get("eval") or {}).get("drop_points")),
-                  "top1": evaluated.get("top1"), "detection_f1": evaluated.get("detection_f1"),
+                  "top1": evaluated.get("top1"), "map": evaluated.get("map"), "detection_f1": evaluated.get("detection_f1"),
                   "sqnr_db": evaluated.get("sqnr_db"), "samples": evaluated.get("samples")}
     return {"format": manifest.format, "precision": manifest.precision,
             "validation": {k: val for k, val in validation.items() if val is not None}, "manifest": True}
