@@ -16,8 +16,8 @@ Stages (``--stage all`` runs them in order):
   ``*_integer_quant`` with float I/O and ``*_full_integer_quant``, int8 in and out) and ``format="openvino"``
   (fp32 and ``int8=True``: NNCF).
 - ``edgecv``: ``edgecv export`` of the same static ONNX to TFLite, ONNX and OpenVINO, float and int8, calibrated
-  on the same calib frames, gated on detections on the held-out frames with benchmarks/yolov8n-scenes.yaml
-  (``--max-drop``); then the TFLite int8 again with ``--io-type int8``, and both without float fallback
+  on the same calib frames, gated with benchmarks/yolov8n-scenes.yaml on the held-out frames' own boxes (the
+  val split's YOLO label files: mAP@[.5:.95] and F1-at-threshold points lost, ``--max-drop``); then the TFLite int8 again with ``--io-type int8``, and both without float fallback
   (``--no-fallback``: the int8 of the PTQ ladder's best rung alone); then all three cut before the DFL
   (``--cut-decode``: the box decoding in edgecv's yolo_dfl decoder on the CPU, TFLite with int8 I/O), and the
   cut full-integer TFLite without fallback (what ``edgecv optimize --device coral-edgetpu`` builds). Artifacts
