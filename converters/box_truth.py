@@ -3,7 +3,7 @@
 Each image ``.../images/<rest>/name.jpg`` has its boxes in ``.../labels/<rest>/name.txt``, one object per line:
 ``class cx cy w h``, normalized to the image (a segment's polygon ``class x1 y1 x2 y2 ...`` counts as its bounding
 box). An image without a label file holds no object, as in Ultralytics; a set where no image has one has no
-truth. The boxes come back in the model input's pixels, for the plain resize that :mod:`edgecv.converters.data`
+truth, and so does a set whose label files hold no box. The boxes come back in the model input's pixels, for the plain resize that :mod:`edgecv.converters.data`
 gives images.
 
 Example:
@@ -35,7 +35,7 @@ def label_file(image: Path) -> Path | None:
 
 def yolo_truth(images: list[Path], *, input_size: tuple[int, int], classes: int | None) -> tuple[list[Detections], str] | None:
     """Each image's true boxes in the model input's pixels (``input_size``: height, width), with a description of
-    where they came from; None when no image has a label file. ``classes``: how many the model has (ids are
+    where they came from; None when no image has a label file, or none holds a box. ``classes``: how many the model has (ids are
     checked against it), or None."""
     files = [label_file(p) for p in images]
     found = [f for f in files if f is not None and f.is_file()]
@@ -49,6 +49,8 @@ def yolo_truth(images: list[Path], *, input_size: tuple[int, int], classes: int 
         boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1).astype(np.float32)
         truth.append(Detections(boxes.reshape(-1, 4), np.ones(len(rows), np.float32), rows[:, 0].astype(np.int64)))
     count = sum(len(d) for d in truth)
+    if count == 0:  # images without objects: nothing to judge a detector's mAP on
+        return None
     where = found[0].parent
     return truth, f"{count} boxes from {len(found)} label files in {where}/ (Ultralytics layout; {len(images) - len(found)} images without one hold no object)"
 

@@ -28,14 +28,13 @@ def test_label_file_follows_ultralytics_layout(image, expected):
     ("0 0.5 0.5 0.2 0.4\n", [(0, 80, 30, 120, 70)], None),
     ("\n1 0.25 0.5 0.5 1.0\n\n", [(1, 0, 0, 100, 100)], None),
     ("1 0.1 0.2 0.3 0.2 0.3 0.6 0.1 0.6\n", [(1, 20, 20, 60, 60)], None),  # a segment: its bounding box
-    ("", [], None),  # an image without objects
     ("0 0.5 0.5 0.2\n", None, r"line 1: expected 'class cx cy w h' \(or 'class x1 y1 x2 y2 \.\.\.'\), got 4 numbers$"),
     ("0 0.5 half 0.2 0.2\n", None, r"line 1: expected 'class cx cy w h' numbers, got '0 0.5 half 0.2 0.2'$"),
     ("2 0.5 0.5 0.2 0.2\n", None, r"line 1: class 2 is not a class id \(the model has 2 classes\)$"),
     ("0.5 0.5 0.5 0.2 0.2\n", None, r"line 1: class 0.5 is not a class id"),
     ("0\n0 50 40 20 20\n", None, r"line 1: expected 'class cx cy w h'"),
     ("0 50 40 20 20\n", None, r"line 1: coordinates must be normalized to the image \(0 to 1\), got '0 50 40 20 20'$"),
-], ids=["box", "blank lines", "segment", "empty", "four numbers", "not a number", "class too high", "class not whole",
+], ids=["box", "blank lines", "segment", "four numbers", "not a number", "class too high", "class not whole",
         "first bad line named", "pixels"])
 def test_label_files_are_read_or_refused_with_one_line(tmp_path, text, boxes, error):
     image = tmp_path / "images" / "a.png"
@@ -54,6 +53,8 @@ def test_no_label_file_at_all_is_no_truth_and_a_missing_one_is_an_empty_image(tm
     images = [tmp_path / "images" / n for n in ("a.png", "b.png")]
     assert yolo_truth(images, input_size=(10, 10), classes=None) is None
     (tmp_path / "labels").mkdir()
+    (tmp_path / "labels" / "b.txt").write_text("\n")
+    assert yolo_truth(images, input_size=(10, 10), classes=None) is None  # label files, but no box to judge on
     (tmp_path / "labels" / "b.txt").write_text("3 0.5 0.5 1 1\n")
     truth, where = yolo_truth(images, input_size=(10, 10), classes=None)
     assert [len(d) for d in truth] == [0, 1] and "1 images without one hold no object" in where
