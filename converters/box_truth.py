@@ -3,11 +3,12 @@
 Each image ``.../images/<rest>/name.jpg`` has its boxes in ``.../labels/<rest>/name.txt``, one object per line:
 ``class cx cy w h``, normalized to the image (a segment's polygon ``class x1 y1 x2 y2 ...`` counts as its bounding
 box). An image without a label file holds no object, as in Ultralytics; a set where no image has one has no
-truth, and so does a set whose label files hold no box. The boxes come back in the model input's pixels, for the plain resize that :mod:`edgecv.converters.data`
-gives images.
+truth, and so does a set whose label files hold no box. The boxes come back in the model input's pixels, for the
+plain resize that :mod:`edgecv.converters.data` gives images.
 
 Example:
-    >>> yolo_truth([Path("data/images/val/a.jpg")], input_size=(320, 320), classes=4)   # doctest: +SKIP
+    >>> truth, where = yolo_truth([Path("data/images/val/a.jpg")], input_size=(320, 320), classes=4)  # doctest: +SKIP
+    >>> truth                                                                                       # doctest: +SKIP
     [Detections(n=2)]
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from edgecv.detection import Detections
+from edgecv.detection.boxes import cxcywh_to_xyxy
 from edgecv.errors import InputError
 
 EDGE_SLACK = 0.01  # normalized coordinates this far outside [0, 1] are rounding, not a wrong file
@@ -35,19 +37,18 @@ def label_file(image: Path) -> Path | None:
 
 def yolo_truth(images: list[Path], *, input_size: tuple[int, int], classes: int | None) -> tuple[list[Detections], str] | None:
     """Each image's true boxes in the model input's pixels (``input_size``: height, width), with a description of
-    where they came from; None when no image has a label file, or none holds a box. ``classes``: how many the model has (ids are
-    checked against it), or None."""
-    files = [label_file(p) for p in images]
-    found = [f for f in files if f is not None and f.is_file()]
+    where they came from; None when no image has a label file, or none holds a box. ``classes``: how many the
+    model has (ids are checked against it), or None."""
+    files = [f if f is not None and f.is_file() else None for f in map(label_file, images)]
+    found = [f for f in files if f is not None]
     if not found:
         return None
     h, w = input_size
     truth = []
     for f in files:
-        rows = _read(f, classes) if f is not None and f.is_file() else np.zeros((0, 5))
-        cx, cy, bw, bh = rows[:, 1] * w, rows[:, 2] * h, rows[:, 3] * w, rows[:, 4] * h
-        boxes = np.stack([cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2], axis=1).astype(np.float32)
-        truth.append(Detections(boxes.reshape(-1, 4), np.ones(len(rows), np.float32), rows[:, 0].astype(np.int64)))
+        rows = _read(f, classes) if f is not None else np.zeros((0, 5))
+        boxes = cxcywh_to_xyxy(rows[:, 1:] * np.array([w, h, w, h])).astype(np.float32)
+        truth.append(Detections(boxes, np.ones(len(rows), np.float32), rows[:, 0].astype(np.int64)))
     count = sum(len(d) for d in truth)
     if count == 0:  # images without objects: nothing to judge a detector's mAP on
         return None

@@ -372,8 +372,7 @@ def _detect_fn(spec, input_shape: tuple[int, ...], layout: str, *, clip: bool = 
         raise ConfigError(f"a detector spec needs an image input [N, H, W, C] or [N, C, H, W]; this model's is {list(input_shape)}")
     from edgecv.detection.boxes import clip_boxes
 
-    h_axis, w_axis = (2, 3) if layout == "NCHW" else (1, 2)
-    size = (int(input_shape[h_axis]), int(input_shape[w_axis]))
+    size = _image_size(input_shape, layout)
 
     def detect(outputs):
         found = spec.detect(outputs, input_size=size)
@@ -390,10 +389,14 @@ def _eval_boxes(spec, eval_set, input_shape: tuple[int, ...], layout: str):
         return None, None
     from edgecv.converters.box_truth import yolo_truth
 
-    h_axis, w_axis = (2, 3) if layout == "NCHW" else (1, 2)
-    found = yolo_truth(files, input_size=(int(input_shape[h_axis]), int(input_shape[w_axis])),
-                       classes=len(spec.labels) if spec.labels else None)
+    found = yolo_truth(files, input_size=_image_size(input_shape, layout), classes=len(spec.labels) if spec.labels else None)
     return found if found is not None else (None, None)
+
+
+def _image_size(input_shape: tuple[int, ...], layout: str) -> tuple[int, int]:
+    """(height, width) of a 4-D image input of ``layout``."""
+    h_axis, w_axis = (2, 3) if layout == "NCHW" else (1, 2)
+    return int(input_shape[h_axis]), int(input_shape[w_axis])
 
 
 def _rank_fn(spec, input_shape: tuple[int, ...], layout: str, *, clip: bool = False):
