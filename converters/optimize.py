@@ -128,7 +128,8 @@ class OptimizeResult:
                 "candidates": [c.to_dict() for c in self.candidates]}
 
 
-def _model_key(model: Path) -> str:
+def model_key(model: Path) -> str:
+    """SHA-256 of a model file's bytes; for a folder, of its files' names, sizes and modification times."""
     h = hashlib.sha256()
     if model.is_dir():
         for p in sorted(model.rglob("*")):
@@ -141,7 +142,9 @@ def _model_key(model: Path) -> str:
     return h.hexdigest()
 
 
-def _data_key(data: Any) -> Any:
+def data_key(data: Any) -> Any:
+    """What identifies a data set in a content key: a file's path, size and modification time; a folder's path,
+    file count and bytes; anything else as text."""
     if data is None:
         return None
     p = Path(data)
@@ -252,7 +255,7 @@ def optimize(
     full_integer = bool(accel and accel.full_integer)
     from edgecv import __version__
 
-    base = {"v": KEY_VERSION, "edgecv": __version__, "model": _model_key(model), "calib": _data_key(calib), "eval": _data_key(eval_data),
+    base = {"v": KEY_VERSION, "edgecv": __version__, "model": model_key(model), "calib": data_key(calib), "eval": data_key(eval_data),
             "max_drop": max_drop, "detector": str(detector) if detector else None,
             "preprocess": repr(preprocess), "labels": list(labels) if labels else None,
             "io_type": profile.quantization.io, "fallback": not full_integer, "samples": options.calib_samples,

@@ -130,6 +130,11 @@ def load_checked(path: str | Path, cls: type[T], *, kind: str, root: str = "file
     """The YAML file at ``path`` as dataclass ``cls``: a missing or unreadable file, bad YAML, unknown or
     missing fields and wrong types are each a one-line :class:`ConfigError` naming ``kind``, the file and the
     line."""
+    return read_checked(path, cls, kind=kind, root=root)[0]
+
+
+def read_checked(path: str | Path, cls: type[T], *, kind: str, root: str = "file") -> tuple[T, Any]:
+    """:func:`load_checked`, and the parsed YAML with its lines (for :func:`line_of` in later value checks)."""
     import yaml
 
     from edgecv.config import from_mapping
@@ -144,7 +149,7 @@ def load_checked(path: str | Path, cls: type[T], *, kind: str, root: str = "file
     file = f"{kind} {path}"
     check_fields(data, cls, "", file, None, top=f"the {root}")
     try:
-        return from_mapping(cls, data, root)
+        return from_mapping(cls, data, root), data
     except ConfigError as exc:
         dotted = str(exc).split(":", 1)[0]
         line = line_of(data, dotted)

@@ -23,14 +23,16 @@ from pathlib import Path
 
 import pytest
 
+from edgecv.cli.commands import COMMANDS
+
 REPO = Path(__file__).resolve().parents[1]
 # Folder on disk -> the package name it installs as (pyproject's [tool.setuptools.package-dir]).
 SOURCE_ROOTS = {"edgecv": REPO / "edgecv", "edgecv.converters": REPO / "converters", "edgecv.profiles": REPO / "devices"}
 WORKSTATION = "edgecv.converters"
 # The only device-side modules that may import edgecv.converters, and only inside a function: the CLI's
-# workstation commands, imported when that command runs.
+# workstation commands (the command table's), imported when that command runs.
 WORKSTATION_ENTRY_POINTS = {
-    *(f"edgecv.cli.{name}_cmd" for name in ("demo", "export", "optimize", "qat", "prune", "distill")),
+    *(c.module for c in COMMANDS.values() if c.side == "workstation"),
     "edgecv.cli.compress_table",
 }
 # Libraries that only the workstation side (the "convert" extra) may import. onnxruntime is a device runtime.

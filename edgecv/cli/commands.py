@@ -49,5 +49,6 @@ COMMANDS: dict[str, Command] = {
     Command("models", "edgecv.cli.models_cmd", "the model store on this device: install, activate, roll back versions", DEVICE),
     Command("devices", "edgecv.cli.devices_cmd", "list device profiles; check an artifact against one", DEVICE),
     Command("optimize", "edgecv.cli.optimize_cmd", "build every candidate a device allows, check, benchmark and choose", WORKSTATION),
+    Command("sweep", "edgecv.cli.sweep_cmd", "models x devices x recipes as jobs on this machine or a Ray cluster, resumable", WORKSTATION),
     )
 }
