@@ -8,7 +8,7 @@
   sparse tensor cores accelerate.
 
 tfmot needs tf_keras and switches the whole process to it, so the two weight methods run in a child
-process (:mod:`edgecv.converters.prune_worker`); the caller gets a Keras 3 model back either way.
+process (:mod:`edgecv.converters.tfmot_job`); the caller gets a Keras 3 model back either way.
 
 Example:
     >>> r = prune("digits.keras", train="digits.npz", method="channels", sparsity=0.5, epochs=2)  # doctest: +SKIP
@@ -18,9 +18,7 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -29,9 +27,8 @@ import numpy as np
 
 from edgecv.converters.channel_prune import CRITERIA, prune_channels
 from edgecv.converters.flops import count_macs, graph_of
-from edgecv.converters.tf_env import child_env, import_tensorflow
+from edgecv.converters.tf_env import import_tensorflow
 from edgecv.converters.train_data import TrainingData, open_training_data
-from edgecv.child import call
 from edgecv.errors import ConfigError, ConversionError, InputError
 from edgecv.manifest import Preprocess
 
@@ -162,13 +159,13 @@ def prune(
         raise ConfigError(f"epochs: method {method} needs an integer of at least {spec.min_epochs}, got {epochs!r}")
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ConfigError(f"batch_size: expected a positive integer, got {batch_size!r}")
-    model = _keras_model(model)
+    model = keras_classifier(model)
     data = train if isinstance(train, TrainingData) else open_training_data(
-        train, input_shape=_image_shape(model), preprocess=preprocess, seed=seed)
+        train, input_shape=image_shape(model), preprocess=preprocess, seed=seed)
     outputs = model.outputs[0].shape[-1]
     if outputs is not None and data.classes > int(outputs):
         raise InputError(f"training labels go up to {data.classes - 1} but the model has {outputs} outputs")
-    from_logits = _gives_logits(model, data.x[:64])
+    from_logits = gives_logits(model, data.x[:64])
     job = _Job(float(sparsity), epochs, batch_size, seed, options, from_logits)
     params_before, flops_before = model.count_params(), count_macs(model)
     top1_before = top1(model, data.x_val, data.y_val)
@@ -194,7 +191,9 @@ def prune(
 # --- shared steps -------------------------------------------------------------------------------------------
 
 
-def _keras_model(model):
+def keras_classifier(model, what: str = "pruning"):
+    """``model`` (a Keras 3 model or a .keras/.h5 path) checked to be a functional classifier with one input and
+    one output; a one-line ConfigError saying ``what`` needs one otherwise."""
     import_tensorflow()
     import keras
 
@@ -203,26 +202,27 @@ def _keras_model(model):
 
         source = open_source(model)
         if source.kind != "keras":
-            raise ConfigError(f"pruning needs a Keras model (.keras or .h5); {model} is a {source.kind} model")
+            raise ConfigError(f"{what} needs a Keras model (.keras or .h5); {model} is a {source.kind} model")
         model = source.model
     if not isinstance(model, keras.Model):
-        raise ConfigError(f"pruning needs a Keras 3 model or a .keras/.h5 path, got {type(model).__module__}.{type(model).__name__}")
+        raise ConfigError(f"{what} needs a Keras 3 model or a .keras/.h5 path, got {type(model).__module__}.{type(model).__name__}")
     if graph_of(model) is None:
-        raise ConfigError(f"pruning needs a Functional or built Sequential Keras model; {model.name} is neither")
+        raise ConfigError(f"{what} needs a Functional or built Sequential Keras model; {model.name} is neither")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise ConfigError(f"pruning needs a model with one input and one output; {model.name} has "
+        raise ConfigError(f"{what} needs a model with one input and one output; {model.name} has "
                           f"{len(model.inputs)} and {len(model.outputs)}")
     return model
 
 
-def _image_shape(model) -> tuple[int, int, int]:
+def image_shape(model, what: str = "pruning") -> tuple[int, int, int]:
+    """The model's fixed NHWC input shape (H, W, C)."""
     shape = tuple(model.inputs[0].shape[1:])
     if len(shape) != 3 or any(d is None for d in shape):
-        raise ConfigError(f"pruning needs a fixed NHWC image input; model {model.name} takes {list(model.inputs[0].shape)}")
+        raise ConfigError(f"{what} needs a fixed NHWC image input; model {model.name} takes {list(model.inputs[0].shape)}")
     return tuple(int(d) for d in shape)
 
 
-def _gives_logits(model, x: np.ndarray) -> bool:
+def gives_logits(model, x: np.ndarray) -> bool:
     """True unless the outputs on ``x`` look like probabilities (in [0, 1], rows summing to 1)."""
     p = np.asarray(model(x, training=False), np.float64)
     return not (p.min() >= 0.0 and p.max() <= 1.0 and np.allclose(p.sum(axis=-1), 1.0, atol=1e-3))
@@ -255,67 +255,21 @@ def fine_tune(model, data: TrainingData, *, epochs: int, batch_size: int, seed: 
 # --- weight pruning in a child process ---------------------------------------------------------------------
 
 
-def _arrays(data: TrainingData) -> tuple[np.ndarray, np.ndarray]:
-    if data.source is None:
-        return data.x, data.y
-    if int(data.source.cardinality()) < 0:
-        raise ConfigError("weight pruning needs a finite tf.data.Dataset (it is written to a file for the worker)")
-    xs, ys = zip(*((np.asarray(a), np.asarray(b)) for a, b in data.source))
-    return np.concatenate(xs), np.concatenate(ys).astype(np.int64).reshape(-1)
-
-
 def _prune_in_child(model, data: TrainingData, job: _Job, mode: str):
-    import keras
+    from edgecv.converters.tfmot_job import run_in_tf_keras
 
-    from edgecv.converters import tfkeras_rebuild
-
-    problems = tfkeras_rebuild.unsupported_layers(model)
-    if problems:
-        names = ", ".join(sorted({f"{name} ({cls})" for name, cls, _ in problems}))
-        raise ConfigError(f"weight pruning cannot rebuild layer(s) {names} in tf_keras; "
-                          f"it supports {', '.join(tfkeras_rebuild.LAYERS)}")
-    arch, arrays = tfkeras_rebuild.describe(model)
-    x, y = _arrays(data)
-    x_check = (data.x_val if len(data.x_val) else data.x)[:32]
-    with tempfile.TemporaryDirectory(prefix="edgecv-prune-") as tmp:
-        work = Path(tmp)
-        tfkeras_rebuild.save(arch, arrays, work / "model")
-        settings = {"mode": mode, "sparsity": job.sparsity, "epochs": job.epochs,
-                    "batch_size": job.batch_size, "seed": job.seed, "lr": job.options.lr,
-                    "from_logits": job.from_logits, "end_fraction": job.options.end_fraction}
-        (work / "job.json").write_text(json.dumps(settings))
-        np.savez(work / "data.npz", x=x.astype(np.float32), y=y.astype(np.int64), x_check=x_check.astype(np.float32))
-        history = _run_worker(work, job.options.timeout, mode)
-        with np.load(work / "result.npz") as f:
-            weights = {k: f[k] for k in f.files}
-        expected = np.load(work / "check.npy")
-
-    new_model = keras.models.clone_model(model)
-    new_model.set_weights(model.get_weights())
-    for layer in new_model.layers:
-        arrays = [weights.get(f"{layer.name}:{i}") for i in range(len(layer.weights))]
-        if arrays and all(a is not None for a in arrays):
-            layer.set_weights(arrays)
-    got = np.asarray(new_model(x_check, training=False))
-    diff = float(np.max(np.abs(got - expected))) if got.size else 0.0
-    if diff > 1e-4:
-        raise ConversionError(f"{mode} pruning: the Keras 3 copy differs from the worker's model by {diff:.2g}")
-    kernels = [new_model.get_layer(name).get_weights()[0] for name in history["pruned"]]
+    settings = {"mode": mode, "sparsity": job.sparsity, "epochs": job.epochs, "batch_size": job.batch_size,
+                "seed": job.seed, "lr": job.options.lr, "from_logits": job.from_logits,
+                "end_fraction": job.options.end_fraction}
+    new_model, result = run_in_tf_keras(model, data, settings, timeout=job.options.timeout, what=f"{mode} pruning")
+    kernels = [new_model.get_layer(name).get_weights()[0] for name in result["layers"]]
     if mode == "2:4":
-        bad = [name for name, k in zip(history["pruned"], kernels) if not satisfies_m_by_n(k)]
+        bad = [name for name, k in zip(result["layers"], kernels) if not satisfies_m_by_n(k)]
         if bad:
             raise ConversionError(f"2:4 pruning: layer(s) {', '.join(bad)} break the 2-of-4 pattern")
     total = sum(k.size for k in kernels)
     measured = sum(int((k == 0).sum()) for k in kernels) / total if total else 0.0
-    return new_model, measured, history["history"]
-
-
-def _run_worker(work: Path, timeout: float, mode: str) -> dict[str, Any]:
-    """Run :mod:`edgecv.converters.prune_worker` on job folder ``work``; its history and pruned layer names."""
-    log.info("%s pruning runs in a worker process (tfmot needs tf_keras)", mode)
-    env = {**child_env(), "TF_USE_LEGACY_KERAS": "1"}
-    return call("edgecv.converters.prune_worker", {"job": str(work)}, failure=f"{mode} pruning failed in its worker process",
-         error=ConversionError, timeout=timeout, env=env)
+    return new_model, measured, result["history"]
 
 
 def satisfies_m_by_n(kernel: np.ndarray, m: int = 2, n: int = 4) -> bool:

@@ -53,15 +53,16 @@ class ModelEntry:
 
 @dataclass(frozen=True)
 class RecipeEntry:
-    """One way to compress before the device's candidates are built: ``kind`` (ptq, prune, distill, qat) and
-    the options of that kind (``epochs``; ``sparsity`` and ``method`` for prune, ``width`` for distill),
-    ``seed``."""
+    """One way to compress before the device's candidates are built: ``kind`` (ptq, prune, distill, cluster,
+    qat) and the options of that kind (``epochs``; ``sparsity`` and ``method`` for prune, ``width`` for
+    distill, ``clusters`` for cluster), ``seed``."""
 
     kind: str
     epochs: int | None = None
     sparsity: float | None = None
     method: str | None = None
     width: float | None = None
+    clusters: int | None = None
     seed: int = 0
 
 
@@ -219,7 +220,7 @@ def _check_recipes(recipes: dict[str, RecipeEntry], fail) -> None:
         recipe = RECIPES.get(r.kind)
         if recipe is None:
             raise fail(f"{at}.kind", f"unknown recipe kind {r.kind!r}; valid kinds: {', '.join(RECIPES)}")
-        given = [k for k in ("epochs", "sparsity", "method", "width") if getattr(r, k) is not None]
+        given = [k for k in ("epochs", "sparsity", "method", "width", "clusters") if getattr(r, k) is not None]
         extra = [k for k in given if k not in recipe.options]
         if extra:
             takes = ", ".join(recipe.options) or "no options"

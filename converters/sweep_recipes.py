@@ -1,15 +1,15 @@
 """The recipes a sweep can apply to a model before its device candidates are built, one table.
 
 Each recipe names the options it takes, checks them, and (unless it keeps the source model as it is)
-transforms the model in a job of its own: the existing :func:`~edgecv.converters.prune.prune` and
-:func:`~edgecv.converters.distill.distill`, scored on the sweep's eval data. Its result is a Keras model
+transforms the model in a job of its own: the existing :func:`~edgecv.converters.prune.prune`,
+:func:`~edgecv.converters.distill.distill` and :func:`~edgecv.converters.cluster.cluster`, scored on the sweep's eval data. Its result is a Keras model
 file and the top-1 of the source and of the new model on the same held-out data, from which the sweep
 takes the points the recipe lost. ``qat`` (:func:`~edgecv.converters.qat.qat`) makes int8 artifacts
 itself: its device jobs choose among them instead of running ``optimize``.
 
 Example:
     >>> list(RECIPES), RECIPES["prune"].options
-    (['ptq', 'prune', 'distill', 'qat'], ('epochs', 'sparsity', 'method'))
+    (['ptq', 'prune', 'distill', 'cluster', 'qat'], ('epochs', 'sparsity', 'method'))
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ class Recipe:
             raise ConfigError(f"epochs: expected at least 1, got {entry.epochs}")
         if entry.sparsity is not None and not 0.0 <= entry.sparsity < 1.0:
             raise ConfigError(f"sparsity: expected a value in [0, 1), got {entry.sparsity}")
+        if entry.clusters is not None and not 2 <= entry.clusters <= 256:
+            raise ConfigError(f"clusters: expected an integer from 2 to 256, got {entry.clusters}")
         if entry.width is not None and not 0.0 < entry.width <= 1.0:
             raise ConfigError(f"width: expected a value in (0, 1], got {entry.width}")
         if entry.method is not None:
@@ -97,6 +99,17 @@ def _distill(task: dict[str, Any]) -> dict[str, Any]:
     return {"model": _save(result.model, Path(task["folder"]), task["name"]), "top1_source": result.top1_teacher,
             "top1": result.top1_student, "params_source": result.params_teacher, "params": result.params_student,
             "figures": {"seconds": round(result.seconds, 1)}}
+
+
+def _cluster(task: dict[str, Any]) -> dict[str, Any]:
+    from edgecv.converters.cluster import cluster
+
+    r = task["recipe"]
+    source, data = _open(task)
+    result = cluster(source, train=data, clusters=r["clusters"] or 16, epochs=r["epochs"] or 2, seed=r["seed"],
+                     preprocess=task["preprocess"])
+    return {"model": _save(result.model, Path(task["folder"]), task["name"]), "top1_source": result.top1_before,
+            "top1": result.top1_after, "figures": {k: v for k, v in result.to_dict().items() if k != "history"}}
 
 
 def _qat(task: dict[str, Any]) -> dict[str, Any]:
@@ -173,6 +186,8 @@ RECIPES: dict[str, Recipe] = {
                ("epochs", "sparsity", "method"), True, _prune),
         Recipe("distill", "distill into a narrower student, then each device's candidates", ("epochs", "width"), True,
                _distill),
+        Recipe("cluster", "weight clustering (shared values), fine-tuned, then each device's candidates",
+               ("epochs", "clusters"), True, _cluster),
         Recipe("qat", "quantization-aware training; its int8 artifacts for each device that runs int8", ("epochs",),
                True, _qat, device=_qat_device, folds_loss=True),
     )

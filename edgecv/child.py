@@ -234,7 +234,7 @@ def call(
     ``error(f"{failure}: {reason}")`` (see :meth:`Outcome.value`).
 
     Example:
-        >>> call("edgecv.converters.prune_worker", {"job": "/tmp/job"}, failure="magnitude pruning failed",
+        >>> call("edgecv.converters.tfmot_worker", {"job": "/tmp/job"}, failure="magnitude pruning failed",
         ...      error=ConversionError, timeout=600)                                  # doctest: +SKIP
     """
     return run(target, request, timeout=timeout, env=env, cwd=cwd).value(failure=failure, error=error)

@@ -40,6 +40,7 @@ COMMANDS: dict[str, Command] = {
     Command("qat", "edgecv.cli.qat_cmd", "quantization-aware training, exported to int8 TFLite, ONNX and OpenVINO", WORKSTATION),
     Command("prune", "edgecv.cli.prune_cmd", "prune (channels, magnitude, 2:4), fine-tune, export and compare", WORKSTATION),
     Command("distill", "edgecv.cli.distill_cmd", "distill a teacher into a smaller student, export and compare", WORKSTATION),
+    Command("cluster", "edgecv.cli.cluster_cmd", "cluster weights to a few shared values, fine-tune, export and compare", WORKSTATION),
     Command("eval-det", "edgecv.cli.eval_det_cmd", "COCO mAP of detections against ground truth", DEVICE),
     Command("detect", "edgecv.cli.detect_cmd", "run a detector on images or a video", DEVICE),
     Command("specs", "edgecv.cli.specs_cmd", "list the built-in detector specs; show or check one", DEVICE),
