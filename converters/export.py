@@ -54,6 +54,7 @@ from edgecv.converters.output_ranges import detector_ranges
 from edgecv.converters.place import place_artifact
 from edgecv.converters.publish import Publication
 from edgecv.converters.quant import PRECISIONS, QuantJob, parse_precisions
+from edgecv.formats import FORMATS
 from edgecv.converters.sources import Source, open_source, source_from_keras
 from edgecv.converters.targets import TARGETS, ExportTarget, parse_targets
 from edgecv.converters.toolchain import toolchain_versions
@@ -246,7 +247,11 @@ def export(
     toolchain = toolchain_versions()
 
     jobs = [(t, p) for t in targets for p in precision_list if p in t.precisions]
-    results = []
+    # A precision a format cannot be written in, for a reason it states, fails as that artifact, in one line.
+    results = [ArtifactResult(t.name, p, reason=FORMATS[t.name].cannot_write[p])
+               for t in targets for p in precision_list if p not in t.precisions and p in FORMATS[t.name].cannot_write]
+    for refused in results:
+        log.error("%s %s: %s", refused.format, refused.precision, refused.reason)
     with Publication(out) as pub:
         work = pub.work
         scoring, description = _scoring_set(eval_set, calib_set, inputs)
@@ -412,7 +417,9 @@ def _check_precisions(targets: list[ExportTarget], precisions: list[str], calib)
     for p in precisions:
         if not any(p in t.precisions for t in targets):
             offered = ", ".join(t.name for t in TARGETS.values() if p in t.precisions)
-            raise ConfigError(f"precision {p} is not written for {', '.join(t.name for t in targets)}; it is for: {offered}")
+            why = "; ".join(f"{t.name}: {FORMATS[t.name].cannot_write[p]}" for t in targets if p in FORMATS[t.name].cannot_write)
+            raise ConfigError(f"precision {p} is not written for {', '.join(t.name for t in targets)}"
+                              f"{' (' + why + ')' if why else ''}; it is for: {offered}")
         if PRECISIONS[p].needs_calibration and calib is None:
             raise ConfigError(f"{p} needs calibration data: pass --calib DATA (a folder of images, a video, or a .npy/.npz)")
 

@@ -6,7 +6,7 @@ Example:
     >>> PRECISIONS["int8"].needs_calibration
     True
     >>> list(PRECISIONS)  # every precision some format of edgecv.formats is written in, in order
-    ['fp32', 'fp16', 'dynamic', 'int8', 'int16x8']
+    ['fp32', 'fp16', 'dynamic', 'int8', 'int16x8', 'int4']
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ _DESCRIBED: dict[str, Precision] = {
         Precision("dynamic", "int8 weights, float activations (dynamic range)", quantized=True),
         Precision("int8", "int8 weights and activations, calibrated", needs_calibration=True, quantized=True),
         Precision("int16x8", "int16 activations, int8 weights (TFLite)", needs_calibration=True, quantized=True),
+        Precision("int4", "4-bit weights in blocks of 32 on MatMul/linear layers, float activations", quantized=True),
     )
 }
 
@@ -61,10 +62,28 @@ FALLBACK_RANKINGS = ("auto", "clipping", "error", "leave-one-out")
 OPENVINO_RANGES = ("default", "minmax", "histogram")
 
 
+#: Precisions users ask for that edgecv does not write, each with its one-line reason.
+REFUSED = {
+    "binary": "binarized networks run only in Larq Compute Engine's runtime, which edgecv cannot load: its "
+              "interpreter needs NumPy 1 (edgecv needs NumPy 2) and LiteRT lacks its ops; the evidence and how "
+              "to run them anyway: docs/precisions.md",
+}
+
+
 def parse_precisions(names) -> list[str]:
-    """``"none,int8"`` or a list -> precision names in order; ``none`` means fp32."""
+    """``"none,int8"`` or a list -> precision names in order; ``none`` means fp32.
+
+    Example:
+        >>> parse_precisions("none,int8")
+        ['fp32', 'int8']
+        >>> "binary" in REFUSED  # asked for, refused in one line naming why (docs/precisions.md)
+        True
+    """
     if isinstance(names, str):
         names = names.split(",")
+    refused = [n.strip().lower() for n in names if n.strip().lower() in REFUSED]
+    if refused:
+        raise ConfigError(f"precision {refused[0]}: {REFUSED[refused[0]]}")
     return parse_names([ALIASES.get(n.strip().lower(), n) for n in names], list(PRECISIONS), "precision (--quant)")
 
 

@@ -149,8 +149,9 @@ class DeviceProfile:
         return self.host == "local"
 
     def candidates(self) -> list[tuple[str, str]]:
-        """(format, precision) pairs the device can run, in the profile's order: what ``optimize`` builds."""
-        return [(f, p) for f in self.formats for p in self.precisions]
+        """(format, precision) pairs the device can run and edgecv writes, in the profile's order: what
+        ``optimize`` builds (int4 is written for ONNX and OpenVINO, not TFLite)."""
+        return [(f, p) for f in self.formats for p in self.precisions if p in FORMATS[f].precisions]
 
 
 # -- loading ----------------------------------------------------------------------------------------------

@@ -150,6 +150,8 @@ _QUANTIZERS = {"DequantizeLinear", "QuantizeLinear", "FakeQuantize"}
 _INT_WEIGHTS = {"int8", "uint8", "int4", "uint4", "int16"}
 _HALF = {"float16", "bfloat16"}
 _INTEGER_OPS = {"QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+_FOUR_BIT = {"int4", "uint4"}
+_FOUR_BIT_OPS = {"MatMulNBits"}  # ONNX Runtime's block-wise 4-bit MatMul (its weights are packed in uint8)
 # Ops whose output is as quantized as their input (OpenVINO and ONNX QDQ graphs put the quantizer before them).
 _KEEPS_QUANTIZED = {"MaxPool", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Flatten", "Pad", "StridedSlice",
                     "Concat", "Split", "VariadicSplit", "Identity"}
@@ -174,7 +176,8 @@ def _graph_precision(graph: Graph) -> str:
         return MIXED
     if integer:
         return integer.pop()
-    return next(k for k in ("dynamic", "fp16", "fp32") if k in kinds)
+    # weight-only kinds: the lowest-bit weights name the file (an int4 file keeps its convolutions in int8 or float)
+    return next(k for k in ("int4", "dynamic", "fp16", "fp32") if k in kinds)
 
 
 def _stored_weight(graph: Graph, producer: dict[str, Op], name: str, depth: int = 0) -> tuple[str, bool] | None:
@@ -202,6 +205,8 @@ def _op_kind(graph: Graph, producer: dict[str, Op], op: Op, act: str, weight: tu
     w_dtype, w_quantized = weight
     int_weight = w_dtype in _INT_WEIGHTS or w_quantized
     bits = _quantized_bits(graph, producer, act)
+    if op.type in _FOUR_BIT_OPS or w_dtype in _FOUR_BIT:
+        return "int4"  # 4-bit weights, float activations (weight-only)
     if op.type in _INTEGER_OPS:
         source = producer.get(act)
         if source is not None and source.type == "DynamicQuantizeLinear":

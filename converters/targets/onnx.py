@@ -164,6 +164,28 @@ def fixed_source(source, work: Path, shape: tuple[int, ...]) -> Path:
     return target
 
 
+INT4_BLOCK = 32  # weights per scale in MatMulNBits (the same group as OpenVINO's int4)
+
+
+def _int4(onnx, fp32: Path, out_file: Path) -> None:
+    """Every MatMul with a constant weight as ONNX Runtime's MatMulNBits: 4-bit symmetric weights, a scale per
+    block of :data:`INT4_BLOCK` along the input dimension, float activations. Convolutions stay float (ONNX
+    Runtime has no 4-bit Conv). No MatMul to convert is an error: the file would be the float model."""
+    require("onnx_ir", extra="convert", purpose="write int4 ONNX (MatMulNBits)", package="onnx-ir")
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    from edgecv.converters.onnx_graph import load_without_initializer_inputs
+
+    quantizer = MatMulNBitsQuantizer(load_without_initializer_inputs(fp32), bits=4, block_size=INT4_BLOCK,
+                                     is_symmetric=True, op_types_to_quantize=("MatMul",))
+    _quietly(quantizer.process)
+    model = quantizer.model.model if hasattr(quantizer.model, "model") else quantizer.model
+    if not any(n.op_type == "MatMulNBits" for n in model.graph.node):
+        raise ConversionError("int4: no MatMul with constant weights in this model (ONNX Runtime's 4-bit format "
+                              "is MatMulNBits only); use dynamic or int8")
+    onnx.save(model, str(out_file))
+
+
 def _convert(source, precision: str, out_file: Path, work: Path, quant=None) -> None:
     fp32 = source.view("onnx", work)
     if precision == "fp32":
@@ -180,6 +202,9 @@ def _convert(source, precision: str, out_file: Path, work: Path, quant=None) -> 
         blocked = [*DEFAULT_OP_BLOCK_LIST, *QDQ_OPS]
         model = convert_float_to_float16(load_without_initializer_inputs(fp32), keep_io_types=True, op_block_list=blocked)
         onnx.save(model, str(out_file))
+        return
+    if precision == "int4":
+        _int4(onnx, fp32, out_file)
         return
     from onnxruntime.quantization import QuantType, quantize_dynamic, quantize_static
 

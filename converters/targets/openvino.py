@@ -52,7 +52,7 @@ class OpenVINOTarget(ExportTarget):
                 raise ConversionError(f"OpenVINO could not fix the input to {list(input_shape)}: {first_line(exc)}") from None
         elif static_batch:
             model.reshape({port: _batch_one(port.get_partial_shape()) for port in model.inputs})
-        if precision in ("dynamic", "int8"):
+        if precision in ("dynamic", "int8", "int4"):
             model = _quantized(model, precision, quant)
         # save_model compresses weights to fp16 unless told not to.
         ov.save_model(model, str(out_file), compress_to_fp16=(precision == "fp16"))
@@ -162,6 +162,29 @@ def float_model(ov, source, work: Path):
     return ov.Core().read_model(str(cached))
 
 
+INT4_GROUP = 32  # weights per scale in 4-bit compression (the same block as ONNX's MatMulNBits)
+
+
+def _int4(nncf, model):
+    """4-bit weights (symmetric, a scale per group of :data:`INT4_GROUP`, or a smaller power of two where the layer's
+    input size needs it) on every MatMul NNCF can compress;
+    the other weights (convolutions) go to int8, NNCF's backup. No MatMul to compress is an error: the file
+    would be int8 under an int4 name."""
+    from nncf.quantization.advanced_parameters import AdvancedCompressionParameters, GroupSizeFallbackMode
+
+    # A layer whose input size 32 does not divide (784 = 28 x 28) gets the largest power of two that does, down to 8,
+    # as ONNX Runtime pads its blocks; below that it stays int8.
+    adjust = AdvancedCompressionParameters(group_size_fallback_mode=GroupSizeFallbackMode.ADJUST, min_adjusted_group_size=8)
+    compressed = nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT4_SYM, group_size=INT4_GROUP,
+                                       ratio=1.0, all_layers=True, advanced_parameters=adjust)
+    four = [op for op in compressed.get_ops() if op.get_type_name() == "Constant"
+            and op.get_element_type().get_type_name() in ("i4", "u4")]
+    if not four:
+        raise ConversionError("int4: no MatMul weights to compress to 4 bits in this model (OpenVINO compresses "
+                              "MatMul/linear layers only); use dynamic or int8")
+    return compressed
+
+
 def _quantized(model, precision: str, quant):
     nncf = require("nncf", extra="convert", purpose="quantize OpenVINO models")
     buffer = io.StringIO()
@@ -174,6 +197,8 @@ def _quantized(model, precision: str, quant):
         with contextlib.redirect_stdout(buffer):  # NNCF draws progress bars on stdout
             if precision == "dynamic":
                 return nncf.compress_weights(model, mode=nncf.CompressWeightsMode.INT8_ASYM)
+            if precision == "int4":
+                return _int4(nncf, model)
             if len(model.inputs) != 1:
                 raise ConversionError(f"int8 calibration supports models with one image input; this one has {len(model.inputs)}")
             shape = [d.get_length() if d.is_static else None for d in model.inputs[0].get_partial_shape()]

@@ -31,7 +31,8 @@ class ArtifactFormat(ABC):
     target, by name (only :mod:`edgecv.converters` imports it, so the device side never does).
     ``weight_ops``: its ops with weights, for reading the precision from the graph. ``companion``: a second
     file that belongs to the artifact (OpenVINO's ``.bin``). ``isolate``: load it in a child process first,
-    as its runtime can crash on corrupted files that pass the cheap check.
+    as its runtime can crash on corrupted files that pass the cheap check. ``cannot_write``: precisions other
+    formats are written in that this one cannot be, each with the one-line reason export gives.
     """
 
     name: ClassVar[str]
@@ -42,6 +43,7 @@ class ArtifactFormat(ABC):
     weight_ops: ClassVar[WeightOps]
     companion: ClassVar[str | None] = None
     isolate: ClassVar[bool] = False
+    cannot_write: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: object) -> None:
         super().__init_subclass__(**kwargs)

@@ -28,11 +28,11 @@ class ONNX(ArtifactFormat):
     name = "onnx"
     suffix = ".onnx"
     backends = ("onnxruntime", "openvino")
-    precisions = ("fp32", "fp16", "dynamic", "int8")
+    precisions = ("fp32", "fp16", "dynamic", "int8", "int4")
     target = "edgecv.converters.targets.onnx"
     weight_ops = WeightOps(
         {"Conv": (0, 1), "ConvTranspose": (0, 1), "MatMul": (0, 1), "Gemm": (0, 1), "QLinearConv": (0, 3),
-         "QLinearMatMul": (0, 3), "ConvInteger": (0, 1), "MatMulInteger": (0, 1)},
+         "QLinearMatMul": (0, 3), "ConvInteger": (0, 1), "MatMulInteger": (0, 1), "MatMulNBits": (0, 1)},
     )
 
     def check(self, path: Path) -> None:

@@ -25,7 +25,7 @@ class OpenVINO(ArtifactFormat):
     suffix = ".xml"
     companion = ".bin"
     backends = ("openvino",)
-    precisions = ("fp32", "fp16", "dynamic", "int8")
+    precisions = ("fp32", "fp16", "dynamic", "int8", "int4")
     target = "edgecv.converters.targets.openvino"
     weight_ops = WeightOps(
         {"Convolution": (0, 1), "GroupConvolution": (0, 1), "ConvolutionBackpropData": (0, 1),

@@ -24,6 +24,8 @@ class TFLite(ArtifactFormat):
     suffix = ".tflite"
     backends = ("litert",)
     precisions = ("fp32", "fp16", "dynamic", "int8", "int16x8")
+    cannot_write = {"int4": "the TFLite converter writes 4-bit weights only for a model trained with 4-bit fake "
+                            "quantization (its low-bit QAT path), not after training; see docs/precisions.md"}
     target = "edgecv.converters.targets.tflite"
     isolate = True
     weight_ops = WeightOps(

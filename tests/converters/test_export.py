@@ -134,7 +134,11 @@ def test_a_converter_crash_leaves_only_the_report_behind(tiny_onnx, tmp_path, mo
     [
         ({"to": "tflite,coreml"}, ConfigError, "unknown export format 'coreml'; choose from: tflite, onnx, openvino"),
         ({"to": ""}, ConfigError, "no export format given"),
-        ({"quant": "int4"}, ConfigError, r"unknown precision \(--quant\) 'int4'; choose from: fp32, fp16, dynamic, int8, int16x8"),
+        ({"quant": "int3"}, ConfigError, r"unknown precision \(--quant\) 'int3'; choose from: fp32, fp16, dynamic, int8, int16x8, int4"),
+        ({"quant": "binary"}, ConfigError, r"precision binary: .* docs/precisions\.md"),
+        ({"to": "tflite", "quant": "int4"}, ConfigError,
+         r"precision int4 is not written for tflite \(tflite: the TFLite converter writes 4-bit weights only for a "
+         r"model trained with 4-bit fake quantization .*\); it is for: onnx, openvino"),
     ],
 )
 def test_bad_arguments_fail_before_any_work(tiny_onnx, tmp_path, kwargs, error, message):

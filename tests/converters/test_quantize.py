@@ -33,7 +33,9 @@ def pixels(tmp_path_factory):
     [
         ("none,int8", ["fp32", "int8"], None),
         (["FP16", "dynamic", "fp16"], ["fp16", "dynamic"], None),
-        ("int4", None, "unknown precision.*int4.*choose from: fp32, fp16, dynamic, int8, int16x8"),
+        ("int4,int3", None, r"unknown precision.*int3.*choose from: fp32, fp16, dynamic, int8, int16x8, int4$"),
+        ("int8,BINARY", None, r"^precision binary: binarized networks run only in Larq Compute Engine's runtime, "
+                              r"which edgecv cannot load: .* docs/precisions\.md$"),
         ("", None, "no precision"),
     ],
 )
