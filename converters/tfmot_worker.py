@@ -56,6 +56,8 @@ def _wrapper(job: dict, steps: int):
         init = tfmot.clustering.keras.CentroidInitialization.KMEANS_PLUS_PLUS
 
         def wrap(layer):
+            if int(np.prod(layer.get_weights()[0].shape)) <= job["clusters"]:
+                return None  # no more weights than clusters: already shared (k-means++ would refuse it)
             return tfmot.clustering.keras.cluster_weights(layer, number_of_clusters=job["clusters"],
                                                           cluster_centroids_init=init,
                                                           preserve_sparsity=job["preserve_sparsity"])
@@ -90,9 +92,14 @@ def run_job(job_dir: Path) -> dict:
     whole = len(x) >= job["batch_size"]
     steps = (len(x) // job["batch_size"] if whole else 1) * job["epochs"]
     wrap_layer, strip, callbacks = _wrapper(job, steps)
+    wrapped_names = []
 
     def wrap(layer):
-        return wrap_layer(layer) if type(layer).__name__ in WRAPPED else layer
+        new = wrap_layer(layer) if type(layer).__name__ in WRAPPED else None
+        if new is None:
+            return layer
+        wrapped_names.append(layer.name)
+        return new
 
     wrapped = tf_keras.models.clone_model(model, clone_function=wrap)
     wrapped.compile(optimizer=tf_keras.optimizers.Adam(job["lr"]),
@@ -109,7 +116,7 @@ def run_job(job_dir: Path) -> dict:
     np.save(job_dir / "check.npy", np.asarray(final(x_check, training=False)))
     return {
         "history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
-        "layers": [layer.name for layer in final.layers if type(layer).__name__ in WRAPPED],
+        "layers": wrapped_names,
     }
 
 

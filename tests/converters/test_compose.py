@@ -1,4 +1,4 @@
-"""docs/compose.md's Python example, run as written: distill, prune channels, QAT, export."""
+"""docs/compose.md's Python example, run as written: distill, prune channels, cluster, QAT, export."""
 
 from __future__ import annotations
 
@@ -31,11 +31,14 @@ def test_the_documented_chain_runs_and_every_step_shrinks_the_model(tiny_keras_p
     scope: dict = {}
     exec(compile(_python_block(), str(DOC), "exec"), scope)
 
-    student, pruned, tuned, artifacts = (scope[k] for k in ("student", "pruned", "tuned", "artifacts"))
+    student, pruned, shared, tuned, artifacts = (scope[k] for k in ("student", "pruned", "shared", "tuned", "artifacts"))
     assert (tmp_path / "teacher.keras").read_bytes() == before
     assert student.params_student < 0.5 * student.params_teacher
     assert pruned.params_after < pruned.params_before == student.params_student
     assert pruned.flops_after < pruned.flops_before
+    assert shared.unique_values and max(shared.unique_values.values()) <= 16
+    for name, values in shared.unique_values.items():  # the clustered model QAT started from shares its weights
+        assert np.unique(shared.model.get_layer(name).get_weights()[0]).size == values <= 16
     assert set(artifacts.paths) == {"tflite", "onnx", "openvino"}
     assert len(scope["data"].x_val) == 40  # scored on eval.npz, not on a split of train.npz
     for fmt, path in artifacts.paths.items():

@@ -157,7 +157,7 @@ def test_export_int8_writes_a_report_and_bad_calibration_fails_in_one_line(tiny_
     assert not (tmp_path / "bad_out").exists()
 
 
-def test_compression_recipe_distill_then_prune_then_qat(tiny_keras_path, shapes_npz, tmp_path):
+def test_compression_recipe_distill_then_prune_then_cluster_then_qat(tiny_keras_path, shapes_npz, tmp_path):
     """The README's CLI recipe: each command's saved model is the next one's input, every figure is on --eval."""
     import numpy as np
 
@@ -170,6 +170,7 @@ def test_compression_recipe_distill_then_prune_then_qat(tiny_keras_path, shapes_
     steps = [
         (["distill", "--teacher", tiny_keras_path, "--width", "0.5"], {"teacher", "student"}, "tiny.student.keras"),
         (["prune", "{previous}", "--method", "channels", "--sparsity", "0.5"], {"original", "channels"}, "tiny.student.channels.keras"),
+        (["cluster", "{previous}", "--clusters", "16"], {"original", "cluster16"}, "tiny.student.channels.cluster16.keras"),
         (["qat", "{previous}"], {"float", "PTQ", "QAT"}, None),
     ]
     previous = None
@@ -186,8 +187,10 @@ def test_compression_recipe_distill_then_prune_then_qat(tiny_keras_path, shapes_
             assert report["params_student"] < 0.5 * report["params_teacher"]
         if args[0] == "prune":
             assert report["params_after"] < report["params_before"] and report["flops_after"] < report["flops_before"]
+        if args[0] == "cluster":
+            assert max(report["unique_values"].values()) <= 16
         if args[0] == "qat":
-            assert any(a["path"].endswith("tiny.student.channels.qat-int8.onnx") for a in report["artifacts"])
+            assert any(a["path"].endswith("tiny.student.channels.cluster16.qat-int8.onnx") for a in report["artifacts"])
         if saved:
             assert report["model"] == str(out / saved) and (out / saved).is_file()
             previous = out / saved
