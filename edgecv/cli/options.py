@@ -79,9 +79,11 @@ def read_labels(path: Path | None) -> list[str] | None:
     return list(read_names(path))
 
 
-def add_training_options(p: argparse.ArgumentParser, *, epochs: int) -> None:
-    """``--train`` and the fine-tuning settings shared by qat, prune and distill."""
-    p.add_argument("--train", required=True, help="labelled training data: a folder of class subfolders, or a .npz with x and y")
+def add_training_options(p: argparse.ArgumentParser, *, epochs: int, train_required: bool = True) -> None:
+    """``--train`` and the fine-tuning settings shared by qat, prune, distill and cluster."""
+    p.add_argument("--train", required=train_required,
+                   help="labelled training data: a folder of class subfolders, or a .npz with x and y"
+                        + ("" if train_required else " (not needed with --epochs 0)"))
     p.add_argument("--eval", dest="eval_data", metavar="DATA",
                    help="labelled data to score every model on (default: a seeded 10%% split of --train)")
     p.add_argument("--epochs", type=int, default=epochs, help=f"training epochs (default {epochs})")

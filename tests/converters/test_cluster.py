@@ -84,6 +84,58 @@ def test_the_cli_exports_both_models_and_the_clustered_ones_zip_smaller(tiny_ker
     assert (out / "tiny.cluster4.keras").is_file()
 
 
+def test_without_training_any_keras_model_is_clustered_the_built_in_detector_too():
+    from edgecv.converters.builtin_detector import WEIGHTS, make_frames
+    from edgecv.converters.cluster import cluster
+    from edgecv.converters.sources import open_source
+
+    original = open_source(WEIGHTS).model
+    result = cluster(WEIGHTS, clusters=16, epochs=0)
+    convs = [layer.name for layer in original.layers if type(layer).__name__ == "Conv2D"]
+    assert set(result.unique_values) == {n for n in convs if original.get_layer(n).get_weights()[0].size > 16}
+    assert len(result.unique_values) >= 5 and max(result.unique_values.values()) <= 16
+    assert result.top1_before is None and result.history == {}
+    frames, _ = make_frames(8, seed=5)
+    x = frames.astype(np.float32) / 255
+    for before, after in zip(original(x), result.model(x)):  # two outputs, both still close to the original's
+        corr = np.corrcoef(np.ravel(before), np.ravel(after))[0, 1]
+        assert corr > 0.95, corr
+
+
+def test_the_cli_compares_a_clustered_detectors_detections_with_the_originals(tmp_path):
+    import cv2
+
+    from edgecv.converters.builtin_detector import SPEC, WEIGHTS, make_frames
+
+    frames, _ = make_frames(12, seed=7)
+    for i, frame in enumerate(frames):
+        cv2.imwrite(str(tmp_path / f"{i}.png"), frame[..., ::-1])
+    out = tmp_path / "out"
+    proc = subprocess.run([sys.executable, "-m", "edgecv", "cluster", str(WEIGHTS), "--clusters", "16", "--epochs", "0",
+                           "--spec", SPEC, "--eval", str(tmp_path), "--to", "onnx", "--runs", "3", "--out", str(out),
+                           "--json"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    (clustered,) = [a for a in result["artifacts"] if a["method"] == "cluster16"]
+    agree = clustered["detections"]
+    assert agree["images"] == 12 and agree["reference_detections"] > 12
+    assert 0.5 < agree["map50"] <= 1.0 and agree["map"] <= agree["map50"]
+    assert clustered["zipped_bytes"] < 0.6 * next(a for a in result["artifacts"] if a["method"] == "original")["zipped_bytes"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--epochs", "1"], "--train is needed to fine-tune the clusters; --epochs 0 clusters without training"),
+    (["--epochs", "0", "--spec", "scene-detector"], "--spec compares the detections of the clustered and the original"),
+    (["--train", "x.npz", "--spec", "scene-detector"], "--spec: a detector is clustered without training"),
+])
+def test_bad_cli_combinations_are_one_line(tiny_keras_path, tmp_path, args, message):
+    proc = subprocess.run([sys.executable, "-m", "edgecv", "cluster", str(tiny_keras_path), *args, "--out",
+                           str(tmp_path / "out")], capture_output=True, text=True, timeout=300)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("edgecv: error: ")]
+    assert proc.returncode == 2 and len(errors) == 1 and errors[0].startswith(f"edgecv: error: {message}"), proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
 PIXELS = (np.random.default_rng(0).integers(0, 256, (32, 16, 16, 3), dtype=np.uint8), np.arange(32) % 4)
 
 
@@ -97,6 +149,8 @@ PIXELS = (np.random.default_rng(0).integers(0, 256, (32, 16, 16, 3), dtype=np.ui
         ({"batch_size": 0}, ConfigError, r"batch_size: expected a positive integer"),
         ({"train": (PIXELS[0], np.arange(32) % 9)}, InputError, r"labels go up to 8 but the model has 4 outputs"),
         ({"model": "onnx"}, ConfigError, r"clustering needs a Keras model \(.keras or .h5\); .* is a onnx model"),
+        ({"model": "onnx", "epochs": 0}, ConfigError, r"clustering needs a Keras model \(.keras or .h5\); .* is a onnx model"),
+        ({"train": None}, ConfigError, r"clustering with fine-tuning needs labelled training data \(train\); epochs=0"),
     ],
 )
 def test_bad_input(kwargs, error, match, tiny, tiny_onnx):

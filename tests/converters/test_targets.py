@@ -22,7 +22,7 @@ def test_the_targets_are_the_formats_that_name_a_target_module_with_their_suffix
 
 def test_precisions_are_the_ordered_union_of_the_formats_precisions():
     union = list(dict.fromkeys(p for fmt in FORMATS.values() for p in fmt.precisions))
-    assert list(PRECISIONS) == union == ["fp32", "fp16", "dynamic", "int8", "int16x8"]
+    assert list(PRECISIONS) == union == ["fp32", "fp16", "dynamic", "int8", "int16x8", "int4"]
 
 
 @pytest.mark.parametrize("names, expected, error", [

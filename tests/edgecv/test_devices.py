@@ -144,7 +144,7 @@ preferred: {format: onnx, precision: fp32}
         ("name: x\n", "missing field(s) description, arch, runtimes, formats, precisions, preferred"),
         (MINIMAL.replace("onnxruntime:", "tensorrt:"), "runtimes: unknown tensorrt; valid runtimes: litert, onnxruntime, openvino"),
         (MINIMAL.replace("formats: [onnx]", "formats: [coreml]"), "formats: expected some of tflite, onnx, openvino, got ['coreml']"),
-        (MINIMAL.replace("fp32: {", "fp8: {"), "precisions: expected some of fp32, fp16, dynamic, int8, int16x8, got ['fp8']"),
+        (MINIMAL.replace("fp32: {", "fp8: {"), "precisions: expected some of fp32, fp16, dynamic, int8, int16x8, int4, got ['fp8']"),
         (MINIMAL.replace("format: onnx,", "format: tflite,"), "preferred.format 'tflite' is not one of the profile's formats (onnx)"),
         (MINIMAL.replace("accelerated: true", "accelerated: yes please"), "line 6: precisions.fp32.accelerated: expected true or false"),
         (MINIMAL + "cpu: {cores: 0}\n", "cpu.cores: expected >= 1 or null, got 0"),

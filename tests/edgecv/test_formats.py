@@ -46,7 +46,7 @@ def test_a_format_is_one_module(name):
 def test_precisions_backends_and_suffixes_have_one_source():
     import edgecv.devices
 
-    assert PRECISIONS == ("fp32", "fp16", "dynamic", "int8", "int16x8") and edgecv.devices.PRECISIONS is PRECISIONS
+    assert PRECISIONS == ("fp32", "fp16", "dynamic", "int8", "int16x8", "int4") and edgecv.devices.PRECISIONS is PRECISIONS
     for backend in BACKENDS.values():
         assert backend.formats == tuple(f.name for f in FORMATS.values() if backend.name in f.backends)
     assert BACKENDS["openvino"].formats == ("onnx", "openvino") and BACKENDS["litert"].formats == ("tflite",)
