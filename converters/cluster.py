@@ -79,18 +79,21 @@ KMEANS_ITERATIONS = 50
 def kmeans_values(kernel: np.ndarray, clusters: int, *, seed: int = 0, keep_zeros: bool = False) -> np.ndarray:
     """``kernel`` with every weight replaced by the nearest of at most ``clusters`` centroids: k-means++
     starting points (seeded), then Lloyd's iterations until they stop moving. ``keep_zeros``: zero weights
-    stay zero and are not clustered (a pruned kernel keeps its sparsity).
+    stay zero, zero counting as one of the ``clusters`` values, and the others share the rest (a pruned kernel
+    keeps its sparsity).
 
     Example:
         >>> w = np.array([0.0, 0.1, 0.11, 0.9, 1.0, 0.0])
         >>> np.round(kmeans_values(w, 2), 4).tolist()
         [0.0525, 0.0525, 0.0525, 0.95, 0.95, 0.0525]
-        >>> np.round(kmeans_values(w, 2, keep_zeros=True), 4).tolist()
+        >>> np.round(kmeans_values(w, 3, keep_zeros=True), 4).tolist()
         [0.0, 0.105, 0.105, 0.95, 0.95, 0.0]
     """
     flat = np.asarray(kernel, np.float64).ravel()
     keep = flat != 0 if keep_zeros else np.ones(flat.shape, bool)
     values = flat[keep]
+    if not keep.all():
+        clusters = max(1, clusters - 1)  # zero is one of the shared values
     if np.unique(values).size <= clusters:
         return np.asarray(kernel).copy()
     rng = np.random.default_rng(seed)

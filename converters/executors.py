@@ -22,6 +22,8 @@ import io
 import logging
 import os
 import re
+import signal
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Protocol, Sequence
@@ -49,7 +51,8 @@ class Executor(Protocol):
 
     def run(self, fn: Callable[[dict[str, Any]], dict[str, Any]], tasks: Sequence[dict[str, Any]], *, cpus: float,
             memory_mb: int, retries: int, done: Callable[[Outcome], None] | None = None) -> list[Outcome]:
-        """``fn(task)`` for every task; the outcomes in the order of ``tasks``; ``done`` is called as each ends."""
+        """``fn(task)`` for every task (a task's ``job`` key, when it has one, names it in log lines); the outcomes
+        in the order of ``tasks``; ``done`` is called as each ends."""
         ...
 
     def describe(self) -> dict[str, Any]:
@@ -141,6 +144,10 @@ class RayExecutor:
 
         ray = require("ray", extra="cluster", purpose="run a sweep on a Ray cluster")
         started = not ray.is_initialized()
+        # ray.init installs its own SIGTERM handler (it exits the process) and shutdown leaves it: the caller's
+        # handlers are put back once the cluster is gone.
+        handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)} \
+            if threading.current_thread() is threading.main_thread() else {}
         if started:
             kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": self.verbose,
                                       "logging_level": logging.INFO if self.verbose else logging.ERROR}
@@ -152,38 +159,45 @@ class RayExecutor:
                         warnings.simplefilter("ignore")
                     ray.init(address=self.address, **kwargs)
             except Exception as exc:  # Ray raises ConnectionError, RuntimeError, ValueError ... for a bad address
+                for sig, handler in handlers.items():
+                    if handler is not None:
+                        signal.signal(sig, handler)
                 raise ConfigError(f"cannot reach the Ray cluster at {self.address or 'this machine'}: {one_line(exc)}") from None
         # Ray's driver prints what the cluster reports (a worker died, a task will be retried) to sys.stdout,
         # where a caller's output goes (edgecv sweep --json): into this log instead, while the jobs run.
-        relay = contextlib.redirect_stdout(_LogLines(logging.INFO))
-        relay.__enter__()
-        try:
-            resources = ray.cluster_resources()
-            self.cluster = {"cluster_cpus": resources.get("CPU"), "nodes": len(ray.nodes())}
-            if cpus > (resources.get("CPU") or 0):
-                raise ConfigError(f"resources.cpus {cpus:g}: the Ray cluster has {resources.get('CPU', 0):g} CPU(s) in all")
-            # max_calls=1: a fresh worker process per job; retries cover a worker killed mid-job and the job's own errors
-            remote = ray.remote(num_cpus=cpus, memory=memory_mb * 2**20, max_calls=1, max_retries=retries,
-                                retry_exceptions=True)(fn)
-            refs = {remote.remote(task): i for i, task in enumerate(tasks)}
-            outcomes: dict[int, Outcome] = {}
-            waiting = list(refs)
-            while waiting:
-                ready, waiting = ray.wait(waiting, num_returns=1)
-                for ref in ready:
-                    i = refs[ref]
-                    try:
-                        outcome = Outcome(i, result=ray.get(ref))
-                    except Exception as exc:  # retries spent: reported, never raised
-                        outcome = Outcome(i, error=one_line(exc))
-                    outcomes[i] = outcome
-                    if done is not None:
-                        done(outcome)
-            return [outcomes[i] for i in range(len(tasks))]
-        finally:
-            if started:
-                ray.shutdown()
-            relay.__exit__(None, None, None)
+        with contextlib.redirect_stdout(_LogLines(logging.INFO)):
+            try:
+                return self._submit(ray, fn, tasks, cpus=cpus, memory_mb=memory_mb, retries=retries, done=done)
+            finally:
+                if started:
+                    ray.shutdown()
+                    for sig, handler in handlers.items():
+                        if handler is not None:
+                            signal.signal(sig, handler)
+
+    def _submit(self, ray, fn, tasks, *, cpus, memory_mb, retries, done) -> list[Outcome]:
+        resources = ray.cluster_resources()
+        self.cluster = {"cluster_cpus": resources.get("CPU"), "nodes": len(ray.nodes())}
+        if cpus > (resources.get("CPU") or 0):
+            raise ConfigError(f"resources.cpus {cpus:g}: the Ray cluster has {resources.get('CPU', 0):g} CPU(s) in all")
+        # max_calls=1: a fresh worker process per job; retries cover a worker killed mid-job and the job's own errors
+        remote = ray.remote(num_cpus=cpus, memory=memory_mb * 2**20, max_calls=1, max_retries=retries,
+                            retry_exceptions=True)(fn)
+        refs = {remote.remote(task): i for i, task in enumerate(tasks)}
+        outcomes: dict[int, Outcome] = {}
+        waiting = list(refs)
+        while waiting:
+            ready, waiting = ray.wait(waiting, num_returns=1)
+            for ref in ready:
+                i = refs[ref]
+                try:
+                    outcome = Outcome(i, result=ray.get(ref))
+                except Exception as exc:  # retries spent: reported, never raised
+                    outcome = Outcome(i, error=one_line(exc))
+                outcomes[i] = outcome
+                if done is not None:
+                    done(outcome)
+        return [outcomes[i] for i in range(len(tasks))]
 
 
 class _LogLines(io.TextIOBase):

@@ -144,9 +144,14 @@ def test_running_it_again_does_only_what_is_missing(local_run, folder):
 
 def test_a_real_ray_cluster_gives_the_local_executors_results(local_run, folder, tmp_path):
     pytest.importorskip("ray")
+    import signal
+
     from edgecv.converters.sweep import sweep
 
+    handlers = (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT))
     result = sweep(folder / "sweep.yaml", out=tmp_path / "ray", executor="ray", workers=2)
+    # the cluster started here is gone, and the process's signal handlers are its own again
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
     assert result.executor["executor"] == "ray" and result.executor["cluster_cpus"] == 2.0
     assert [j.status for j in result.jobs] == ["done"] * 10
     assert figures(result) == figures(local_run[0])
@@ -195,6 +200,7 @@ budget: {{max_drop: 5.0}}
 def test_a_job_that_fails_twice_is_reported_and_the_others_go_on(folder, tmp_path):
     (tmp_path / "broken.keras").write_bytes(b"not a model")
     text = (SWEEP.replace("b: {file: b.keras}", f"b: {{file: {tmp_path / 'broken.keras'}}}")
+            .replace("a: {file: a.keras}", "a: {file: a.keras, recipes: [ptq]}")
             .replace("devices: [onnx-board.yaml, tflite-board.yaml]", "devices: [tflite-board.yaml]"))
     (folder / "broken.yaml").write_text(text)
     out = tmp_path / "out"
@@ -204,8 +210,7 @@ def test_a_job_that_fails_twice_is_reported_and_the_others_go_on(folder, tmp_pat
     result = json.loads((out / "sweep.json").read_text())
     status = {j["model"] + "/" + j["recipe"] + ("/" + j["device"] if j["device"] else ""): (j["status"], j["attempts"])
               for j in result["jobs"]}
-    assert status == {"a/pruned": ("done", 1), "b/pruned": ("failed", 2), "a/ptq/tflite-board": ("done", 1),
-                      "a/pruned/tflite-board": ("done", 1), "b/ptq/tflite-board": ("failed", 2),
+    assert status == {"b/pruned": ("failed", 2), "a/ptq/tflite-board": ("done", 1), "b/ptq/tflite-board": ("failed", 2),
                       "b/pruned/tflite-board": ("skipped", 0)}
     assert "b/pruned/tflite-board: skipped: its pruned job failed" in proc.stdout
     chosen = {(r["model"], r["device"]): r["artifact"] for r in result["chosen"]}
@@ -215,12 +220,11 @@ def test_a_job_that_fails_twice_is_reported_and_the_others_go_on(folder, tmp_pat
 def test_a_qat_recipe_chooses_among_its_own_int8_artifacts_per_device(folder, tmp_path):
     from edgecv.converters.sweep import sweep
 
-    (folder / "qat.yaml").write_text(SWEEP.replace("  b: {file: b.keras}\n", "")
+    (folder / "qat.yaml").write_text(SWEEP.replace("  b: {file: b.keras}\n", "").replace("  ptq: {kind: ptq}\n", "")
                                      .replace("pruned: {kind: prune, sparsity: 0.5, epochs: 1}", "tuned: {kind: qat, epochs: 1}"))
     result = sweep(folder / "qat.yaml", out=tmp_path / "out", workers=2)
     assert [(j.name, j.status) for j in result.jobs] == [
-        ("a/tuned", "done"), ("a/ptq/onnx-board", "done"), ("a/ptq/tflite-board", "done"),
-        ("a/tuned/onnx-board", "done"), ("a/tuned/tflite-board", "done")]
+        ("a/tuned", "done"), ("a/tuned/onnx-board", "done"), ("a/tuned/tflite-board", "done")]
     made = result.jobs[0].result
     assert set(made["artifacts"]) == {"tflite", "onnx", "openvino"}
     onnx = next(j for j in result.jobs if j.name == "a/tuned/onnx-board").result
