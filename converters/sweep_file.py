@@ -31,6 +31,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from edgecv.converters.sweep_recipes import RECIPES
 from edgecv.errors import ConfigError, ManifestError
 from edgecv.manifest import Preprocess
 
@@ -152,8 +153,6 @@ def load_sweep(path: str | Path) -> SweepFile:
               for name, m in sweep.models.items()}
     profiles = _profiles(sweep.devices, base, fail)
     _check_recipes(sweep.recipes, fail)
-    from edgecv.converters.sweep_recipes import RECIPES
-
     for name, m in models.items():
         chosen = sweep.recipes if m.recipes is None else m.recipes
         unknown = [r for r in chosen if r not in sweep.recipes]
@@ -198,7 +197,7 @@ def _profiles(devices: tuple[str, ...], base: Path, fail) -> list[Any]:
     if not devices:
         raise fail("devices", "expected at least one device (edgecv devices list)")
     profiles, seen = [], set()
-    for i, name in enumerate(devices):
+    for name in devices:
         given = Path(name).expanduser()
         where = given if not given.suffix or given.is_absolute() else base / given
         try:
@@ -213,8 +212,6 @@ def _profiles(devices: tuple[str, ...], base: Path, fail) -> list[Any]:
 
 
 def _check_recipes(recipes: dict[str, RecipeEntry], fail) -> None:
-    from edgecv.converters.sweep_recipes import RECIPES
-
     for name, r in recipes.items():
         at = f"recipes.{name}"
         recipe = RECIPES.get(r.kind)
