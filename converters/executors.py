@@ -232,6 +232,8 @@ def make_executor(spec: str, *, workers: int | None = None, verbose: bool = Fals
         >>> make_executor("local").name, make_executor("ray://head:10001").address
         ('local', 'ray://head:10001')
     """
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ConfigError(f"workers: expected an integer >= 1, got {workers!r}")
     if spec == "local":
         return LocalExecutor(workers=workers)
     if spec == "ray":

@@ -294,6 +294,7 @@ def test_bad_sweep_files_are_one_line_before_any_job_starts(folder, tmp_path, ol
 
 @pytest.mark.parametrize("spec, error", [
     ("slurm", r"executor: unknown 'slurm'; valid: local, ray, auto, ray://HOST:PORT"),
+    ("ray --workers 0", r"workers: expected an integer >= 1, got 0"),
     ("ray://", r"ray address: expected auto or ray://HOST:PORT, got 'ray://'"),
     ("ray://head.lan:10001", None),
 ])
@@ -301,11 +302,12 @@ def test_executors_are_named_in_one_table(spec, error):
     from edgecv.converters.executors import EXECUTORS, make_executor
 
     assert list(EXECUTORS) == ["local", "ray"]
+    name, _, workers = spec.partition(" --workers ")
     if error is None:
-        assert make_executor(spec).address == spec
+        assert make_executor(name).address == name
     else:
         with pytest.raises(ConfigError, match=error):
-            make_executor(spec)
+            make_executor(name, workers=int(workers) if workers else None)
 
 
 def test_no_ray_cluster_to_join_is_one_line(folder, tmp_path):
