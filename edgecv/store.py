@@ -197,6 +197,17 @@ class ModelStore:
         events = list(self._events())
         return [e for e in events if name is None or e["name"] == name]
 
+    def stamp(self) -> int | None:
+        """When the store last changed (its history's mtime in ns), or None for an empty store: cheap to poll.
+
+        >>> ModelStore("/tmp/empty-store").stamp() is None
+        True
+        """
+        try:
+            return (self.root / HISTORY).stat().st_mtime_ns
+        except FileNotFoundError:
+            return None
+
     def names(self) -> list[str]:
         """The names with at least one installed version."""
         return sorted(n for n, m in self._state().items() if m.live())

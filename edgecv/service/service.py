@@ -84,6 +84,7 @@ class Service:
         # name -> (the old model, the streams' detectors over it, the model on probation that replaced it)
         self._retired: dict[str, tuple[SharedModel, dict[str, Any], SharedModel]] = {}
         self._swap_lock = threading.RLock()  # one swap at a time
+        self._refusals: dict[str, tuple[int, int | None]] = {}  # model -> (version refused, store stamp then)
         self._closing = threading.Event()
         self._lock = threading.RLock()
 
@@ -196,22 +197,31 @@ class Service:
         return not late, late
 
     # -- model versions -----------------------------------------------------------------------------------
-    def swap(self, name: str, *, reason: str = "", check: bool = True, restore: bool = True) -> dict[str, Any]:
+    def swap(self, name: str, *, reason: str = "", check: bool = True, restore: bool = True,
+             follow: bool = False) -> dict[str, Any]:
         """Switch the streams that run the store's model ``name`` to its active version: loaded beside the
         running one (checked in a child process first), compared with it on each stream's last frames
         (``check``), then switched between two frames; the old version stays loaded for the probation window,
         and a breach rolls back (:mod:`edgecv.service.swap`). Returns what happened (``outcome``: ``swapped``,
         ``unchanged``, ``refused``). ``restore``: a refused version makes the running one active again in the
-        store (off when the swap is itself a rollback)."""
+        store (off when the swap is itself a rollback). ``follow``: the store watcher's call, which does not
+        try a version this service refused again until the store changes."""
         from edgecv.store import ModelStore
 
         with self._swap_lock:
             current = self._store_model(name)
             if current is None:
                 raise ConfigError(f"no stream runs the store's model {name!r} (model: store:{name})")
-            version = ModelStore().active(name)
+            store = ModelStore()
+            version = store.active(name)
             if current.ref == (name, version.number):
                 return {"model": name, "outcome": "unchanged", "version": version.number}
+            if follow and current.watch is not None and current.watch.breached:
+                return {"model": name, "outcome": "unchanged", "version": version.number,
+                        "reason": "the running version breached; its recovery does the swap"}
+            if follow and self._refusals.get(name) == (version.number, store.stamp()):
+                return {"model": name, "outcome": "unchanged", "version": version.number,
+                        "reason": "refused before, and the store has not changed since"}
             start = time.perf_counter()
             old_version = current.ref[1] if current.ref else None
             users = sorted(current.users)
@@ -296,6 +306,7 @@ class Service:
         store = ModelStore()
         if restore and previous and store.active(name).number == number:
             store.activate(name, previous, reason=f"edgecv serve refused version {number}: {why}")
+        self._refusals[name] = (number, store.stamp())
         self.swaps[(name, "refused")] += 1
         record = {"model": name, "outcome": "refused", "version": number, "previous": previous, "reason": why,
                   "check": check, "swap_ms": round((time.perf_counter() - start) * 1000.0, 1)}
@@ -419,8 +430,7 @@ class Service:
         store, seen = ModelStore(), None
         while not self._closing.wait(self.config.swap.poll_s):
             try:
-                history = store.root / "history.jsonl"
-                stamp = history.stat().st_mtime_ns if history.exists() else None
+                stamp = store.stamp()
                 if stamp == seen:
                     continue
                 seen = stamp
@@ -428,7 +438,7 @@ class Service:
                     names = {m.ref[0]: m.ref[1] for m in self.models.values() if m.ref is not None and m.users}
                 for name, loaded in names.items():
                     if store.active(name).number != loaded:
-                        self.swap(name, reason="activated in the store")
+                        self.swap(name, reason="activated in the store", follow=True)
             except EdgeCVError as exc:  # a store being changed by hand, a model gone: said, and tried again later
                 log.warning("model store: %s", exc)
 

@@ -264,6 +264,9 @@ def test_after_probation_a_breach_falls_back_when_the_previous_version_no_longer
         assert kinds[-5:] == [("swapped", 3), ("promoted", 3), ("rolled_back", 3), ("refused", 2), ("fallback", None)]
         assert "does not match the hash recorded at install" in service.events[-1]["reason"]
         assert store.active("det").number == 2  # the store says what should run; the fallback is the service's
+        # the store watcher does not try the refused version again (a race CI once lost) until the store changes
+        assert service.swap("det", follow=True)["outcome"] == "unchanged"
+        assert [e["event"] for e in service.events if e.get("kind") == "model"][-1] == "fallback"
         frames = service.stream("cam").status()["frames"]
         wait_for(lambda: service.stream("cam").status()["frames"] >= frames + 10, "results from the fallback", 20)
         assert service.activate("det", 1)["outcome"] == "swapped"
