@@ -12,10 +12,10 @@
 - a :class:`Dataset`, passed through.
 
 Images from folders and videos get a plain resize (no crop, no letterbox) to the model's height and width:
-``cv2.INTER_AREA`` when shrinking, ``cv2.INTER_LINEAR`` when enlarging. Arrays are never resized: uint8 arrays
-are pixels that must have the model's height, width and channels. A float array for an image input is
-read by its value range (over the chosen samples), against the model range that ``mean``/``std`` give
-pixels 0..255 (``edgecv export --help`` says the same):
+an area average when shrinking, bilinear when enlarging (``edgecv.detection.frames.resize_image``, as on
+the device). Arrays are never resized: uint8 arrays are pixels that must have the model's height, width and
+channels. A float array for an image input is read by its value range (over the chosen samples), against the
+model range that ``mean``/``std`` give pixels 0..255 (``edgecv export --help`` says the same):
 
 - inside the model range (2% slack): model inputs, used as-is;
 - outside it but inside 0..255: float pixels (channels in the model's layout and colour order),
@@ -43,6 +43,7 @@ from typing import Any, Callable
 import numpy as np
 
 from edgecv.deps import require
+from edgecv.detection.frames import resize_image
 from edgecv.errors import ConfigError, InputError
 from edgecv.manifest import Preprocess
 from edgecv.preprocess import normalize, to_model_input
@@ -276,9 +277,7 @@ def _bgr_to_input(cv2, image: np.ndarray, spec: InputSpec) -> np.ndarray:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     h, w = image.shape[:2]
     if (h, w) != (spec.height, spec.width):
-        # INTER_AREA averages source pixels (no aliasing) when shrinking; it is blocky when enlarging.
-        interp = cv2.INTER_AREA if spec.height * spec.width < h * w else cv2.INTER_LINEAR
-        image = cv2.resize(image, (spec.width, spec.height), interpolation=interp)
+        image = resize_image(image, (spec.width, spec.height), cv2=cv2)  # as the device resizes a frame
         if image.ndim == 2:  # cv2.resize drops a single channel axis
             image = image[..., None]
     return _pixels_to_input(image[None], spec)

@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from edgecv.detection.frames import resize_image
 from edgecv.errors import ConfigError, OutputError
 from edgecv.labels import label_of
 
@@ -388,7 +389,7 @@ class Overlay:
         if scale != 1.0:
             h, w = image.shape[:2]
             size = (max(2, round(w * scale)), max(2, round(h * scale)))
-            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+            image = resize_image(image, size, cv2=cv2)
             d = d.scaled(size[0] / w, size[1] / h)
         shown = annotate(image, d, labels=labels or None, copy=copy and scale == 1.0)
         if d.tracker_id is not None:

@@ -53,7 +53,9 @@ def test_folder_images_are_resized_and_normalized_like_a_manual_pipeline(tmp_pat
     write_png(tmp_path / "a.png", big)
     write_png(tmp_path / "b.png", small)
     expected = [
-        cv2.resize(big, (8, 8), interpolation=cv2.INTER_AREA).astype(np.float32) / 255,
+        # 3.75x smaller: bilinear to twice the size, then the exact 2x2 average
+        cv2.resize(cv2.resize(big, (16, 16), interpolation=cv2.INTER_LINEAR), (8, 8),
+                   interpolation=cv2.INTER_AREA).astype(np.float32) / 255,
         cv2.resize(small, (8, 8), interpolation=cv2.INTER_LINEAR).astype(np.float32) / 255,
     ]
     ds = open_dataset(tmp_path, spec=NHWC8)

@@ -23,6 +23,7 @@ from edgecv.detection.frames import (
     plan_letterbox,
     plan_stretch,
     resize_frame,
+    resize_image,
 )
 from edgecv.errors import ConfigError, InputError, MissingDependencyError
 from edgecv.manifest import Manifest, Preprocess, manifest_path
@@ -161,6 +162,32 @@ def test_letterbox_keeps_a_square_square_and_pads_with_the_pad_value(mode, pad_r
     assert abs((x2 - x1) - (y2 - y1)) <= 1 and abs((x2 - x1) - 40) <= 1
     stretched = bright_box(prep((160, 160), resize="stretch")(frame)[0][0])
     assert (stretched[2] - stretched[0]) * 2 == pytest.approx(stretched[3] - stretched[1], abs=2)  # not square
+
+
+@pytest.mark.parametrize("shape, size, passes", [
+    # (image h x w, target (w, h), the resizes OpenCV is asked for, as (interpolation, (w, h)))
+    ((576, 768), (160, 160), [("INTER_LINEAR", (480, 480)), ("INTER_AREA", (160, 160))]),  # 4.8x: k = 3
+    ((576, 768), (300, 300), [("INTER_LINEAR", (600, 600)), ("INTER_AREA", (300, 300))]),  # 2.56x: k = 2
+    ((576, 768), (400, 300), [("INTER_AREA", (400, 300))]),  # 1.92x at most: one area pass
+    ((100, 80), (160, 160), [("INTER_LINEAR", (160, 160))]),  # enlarging
+], ids=["4.8x", "2.56x", "under 2x", "enlarge"])
+def test_resize_image_averages_in_two_passes_past_2x(shape, size, passes):
+    cv2 = cv2_or_skip()
+    image = np.random.default_rng(3).integers(0, 256, (*shape, 3), np.uint8)
+    want = image
+    for interp, wh in passes:
+        want = cv2.resize(want, wh, interpolation=getattr(cv2, interp))
+    np.testing.assert_array_equal(resize_image(image, size), want)
+
+
+def test_resize_image_stays_within_half_a_level_of_an_area_resize_on_a_real_frame(shared_data):
+    cv2 = cv2_or_skip()
+    ok, frame = cv2.VideoCapture(str(shared_data / "video" / "vtest.avi")).read()
+    assert ok
+    for size in ((160, 160), (300, 300), (320, 240)):
+        area = cv2.resize(frame, size, interpolation=cv2.INTER_AREA).astype(np.float64)
+        diff = np.abs(resize_image(frame, size).astype(np.float64) - area)
+        assert diff.mean() < 0.5, (size, diff.mean())
 
 
 def test_a_frame_of_the_input_size_is_copied_not_resized():
