@@ -291,7 +291,7 @@ def test_ssd_mobilenet_as_shipped_takes_raw_pixels(shared_data):
     found = det.detect(image)
     golden = {line.split()[0].replace("_", " "): [float(v) for v in line.split()[1:5]]
               for line in (folder / "table_results.txt").read_text().splitlines()}
-    # Frames shrink with INTER_AREA here (the golden used a bilinear resize): the knife's box is found,
+    # Frames shrink by an area average here (the golden used a bilinear resize): the knife's box is found,
     # but scores and even the class of such a thin object move, so boxes are matched by place.
     names = det.class_names(found)
     for label, box in golden.items():
@@ -390,7 +390,8 @@ def test_a_dynamic_model_runs_at_the_spec_input_size(tmp_path, fake):
 # What mediapipe 0.10.14's own graphs (FaceDetection short/full range, PoseLandmarkCpu's pose_detection,
 # HandLandmarkTrackingCpu's palm_detections) found on these frames, run with that wheel in its own environment:
 # (score, xmin, ymin, width, height) relative to the frame, best first. MediaPipe's pose graph keeps only its
-# best detection. Frames are resized differently there (a bilinear warp; here INTER_AREA), hence the tolerances.
+# best detection. Frames are resized differently there (a bilinear warp; here an area average), hence the
+# tolerances.
 MEDIAPIPE_FOUND = {
     ("blazeface-short-range", "sergey"): [(0.9284, 0.2106, 0.2915, 0.5658, 0.5657)],
     ("blazeface-full-range", "sergey"): [(0.7672, 0.1444, 0.2041, 0.6833, 0.6832)],
@@ -506,7 +507,7 @@ def test_mediapipe_specs_on_opencv_samples(corpus, spec, image):
     got = got[:1] if spec == "pose-detection" else got
     assert len(got) == len(want), (got, want)
     for mine, theirs in zip(got, want):
-        # MediaPipe warps bilinearly, edgecv's letterbox averages (INTER_AREA): on these downscaled frames that
+        # MediaPipe warps bilinearly, edgecv's letterbox averages (resize_image): on these downscaled frames that
         # moves boxes by 1-2 input pixels, which is 10-25% of Messi's palm and face (8 and 11 px in the input).
         # With MediaPipe's own warp the numbers match to 3 decimals (tests/test_docs_specs.py).
         need = 0.8 if theirs[3] > 0.1 else 0.7
