@@ -345,8 +345,8 @@ def resize_image(image: np.ndarray, size: tuple[int, int], *, cv2: ModuleType | 
     Calibration images and camera frames go through this one function, so a model sees the same pixels in
     both. A shrink of more than 2x runs in two passes: bilinear to k times ``size`` (k keeps that step at 2x
     or less, so every source pixel still weighs in), then an exact k x k average. OpenCV's area resize at a
-    non-integer ratio costs twice that (768x576 to 160x160: 2.1 ms against 1.1 ms; to 300x300: 2.2 against
-    0.9), and the two differ by a third of a grey level on average.
+    non-integer ratio costs 2.5-3.4x that (768x576 to 160x160: 1.47 ms against 0.60; to 300x300: 2.25 against
+    0.66), and the two differ by a third of a grey level on average (``benchmarks/resize_frames.py``).
 
     >>> resize_image(np.zeros((576, 768, 3), np.uint8), (160, 160)).shape
     (160, 160, 3)
