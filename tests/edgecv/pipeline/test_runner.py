@@ -682,6 +682,38 @@ def test_the_runtimes_threads_are_chosen_by_measuring_on_the_first_frames(monkey
     assert sink.frames == list(range(40))  # the calibration loses no frame, and the frames stay in order
 
 
+class SlowSink(RecordingSink):
+    def write(self, result):
+        burn(4.0)
+        super().write(result)
+
+
+def test_the_calibration_measures_once_the_later_stages_have_caught_up(monkeypatch):
+    """Inference (1 ms) outruns the sinks (4 ms), so frames wait in the queues when the calibration starts: it
+    measures only once the sinks have written every frame but the one at hand, so the process's CPU time is
+    inference's alone."""
+    import edgecv.machine
+    from edgecv.pipeline import placement
+
+    monkeypatch.setattr(edgecv.machine, "usable_cores", lambda: 2)
+    monkeypatch.setattr(placement, "WARMUP_FRAMES", 3)
+    monkeypatch.setattr(placement, "CALIBRATION_FRAMES", 6)
+    monkeypatch.setattr(placement, "SETTLE_S", 10.0)  # a loaded machine must not end the wait early
+    sink, at_start = SlowSink(), []
+
+    class Watching(ThreadedDetector):
+        def set_threads(self, threads):
+            if not at_start:
+                at_start.append((len(sink.results), self.calls["infer"]))
+            super().set_threads(threads)
+
+    det = Watching({1: 1.0, 2: 1.0})
+    report = pipeline(sinks=[sink], detector=det, place_threads=True).run(Squares(30))
+    assert report.threads["chosen_by"] == "calibrated"
+    (written, inferred), = at_start
+    assert inferred >= 9 and written == inferred - 1, at_start
+
+
 def test_a_second_inference_worker_is_started_when_the_calibration_predicts_it_faster(monkeypatch):
     """Two threads do not speed this model up (3 ms either way), so one worker per core doubles the stage's rate."""
     import edgecv.machine
