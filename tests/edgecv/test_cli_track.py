@@ -412,19 +412,21 @@ def test_detections_that_start_no_track_print_a_warning(fake, tmp_path, capsys):
 # -- a real detector on real footage ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def shaky_clip(shared_data, tmp_path_factory) -> Path:
-    """Frames 40-99 of OpenCV's vtest.avi (pedestrians, 10 frames/s) with a 15 px horizontal motion blur, as
-    from a shaking handheld camera: TensorFlow's SSD MobileNet scores its people 0.5 to 0.7, never more."""
+    """Frames 40-99 of OpenCV's vtest.avi (pedestrians, 10 frames/s) with a 14 px horizontal motion blur and the
+    contrast at 85%, as from a shaking handheld camera in dim light: TensorFlow's SSD MobileNet scores its people
+    0.5 to 0.69, never 0.7. (A 15 px blur alone kept them under 0.7 until frames shrank by resize_image; one
+    person then scored 0.71.)"""
     video = shared_data / "video" / "vtest.avi"
     path = tmp_path_factory.mktemp("shaky") / "shaky.avi"
     cap = cv2.VideoCapture(str(video))
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 576))
-    kernel = np.zeros((15, 15), np.float32)
-    kernel[7, :] = 1 / 15
+    kernel = np.zeros((14, 14), np.float32)
+    kernel[7, :] = 1 / 14
     for i in range(100):
         ok, image = cap.read()
         assert ok, f"{video}: frame {i} unreadable"
         if i >= 40:
-            writer.write(cv2.filter2D(image, -1, kernel))
+            writer.write(cv2.convertScaleAbs(cv2.filter2D(image, -1, kernel), alpha=0.85, beta=0.15 * 128))
     cap.release()
     writer.release()
     return path
@@ -452,7 +454,7 @@ def test_real_ssd_on_a_shaky_clip_starts_tracks_only_with_fitted_thresholds(shar
     assert 0.5 <= th["values"]["track_thresh"] <= th["values"]["new_track_thresh"] < 0.65
     assert s["tracks"] >= 4 and s["warnings"] == [] and "warning" not in err
     records = jsonl(tmp_path / "auto" / "tracks.jsonl")
-    assert sum(len(r["tracks"]) for r in records) >= 50  # 59 here, in the 40 frames after the calibration
+    assert sum(len(r["tracks"]) for r in records) >= 50  # 61 here, in the 40 frames after the calibration
     assert {t["label"] for r in records for t in r["tracks"]} == {"person"}
 
 
