@@ -351,6 +351,10 @@ def resize_image(image: np.ndarray, size: tuple[int, int], *, cv2: ModuleType | 
     >>> resize_image(np.zeros((576, 768, 3), np.uint8), (160, 160)).shape
     (160, 160, 3)
     """
+    if len(size) != 2 or min(size) < 1:
+        raise ConfigError(f"resize: expected a size (width, height) of at least 1x1, got {tuple(size)!r}")
+    if image.ndim not in (2, 3) or 0 in image.shape[:2]:
+        raise InputError(f"resize: expected a non-empty image [H,W] or [H,W,C], got shape {list(image.shape)}")
     cv2 = cv2 or _cv2("resize images")
     (h, w), (cw, ch) = image.shape[:2], size
     if ch * cw >= h * w:  # INTER_AREA is blocky when enlarging

@@ -180,6 +180,18 @@ def test_resize_image_averages_in_two_passes_past_2x(shape, size, passes):
     np.testing.assert_array_equal(resize_image(image, size), want)
 
 
+@pytest.mark.parametrize("shape, size, error, message", [
+    ((10, 10, 3), (0, 5), ConfigError, "resize: expected a size (width, height) of at least 1x1, got (0, 5)"),
+    ((10, 10, 3), (5,), ConfigError, "resize: expected a size (width, height) of at least 1x1, got (5,)"),
+    ((0, 10, 3), (5, 5), InputError, "resize: expected a non-empty image [H,W] or [H,W,C], got shape [0, 10, 3]"),
+    ((10,), (5, 5), InputError, "resize: expected a non-empty image [H,W] or [H,W,C], got shape [10]"),
+])
+def test_resize_image_refuses_bad_sizes_and_images_in_one_line(shape, size, error, message):
+    with pytest.raises(error) as exc:
+        resize_image(np.zeros(shape, np.uint8), size)
+    assert str(exc.value) == message
+
+
 def test_resize_image_stays_within_half_a_level_of_an_area_resize_on_a_real_frame(shared_data):
     cv2 = cv2_or_skip()
     ok, frame = cv2.VideoCapture(str(shared_data / "video" / "vtest.avi")).read()
