@@ -22,8 +22,9 @@ before tracking); a preempted worker then delays only its own frame. So the firs
    --workers W --threads T``). The model is reloaded with the chosen threads, and each extra worker loads its
    own copy (memory grows by one model per worker).
 
-The measurement takes the inference stage a few hundred milliseconds once; the choice, the figures and the
-reason go into the run's report (``threads``).
+The measurement stops the inference stage once: (2 + MEASURE_RUNS) frames at each thread count and the
+reloads, about 50 ms for the built-in detector on 2 cores. The choice, the figures and the reason go into
+the run's report (``threads``).
 
 Example:
     >>> predicted_fps(infer_ms=4.0, cpu_ms=8.0, others_ms=6.0, cores=2)
