@@ -27,7 +27,8 @@ machine), then one realtime run; the run of median frame rate shown with each CP
 Figures: frames/s over the whole run; per stage, CPU ms per frame of its own thread (capture includes decoding
 the video), the runtime's own threads and the video encoder process; their total, and the CPU limit: cores x
 1000 / the lower total CPU ms per frame of two sequential runs, with the runtime's default threads and with one
-thread (the work a frame costs, done once, with no thread waiting on another); capture-to-result latency
+runtime thread and one OpenCV thread (``sequential-1t``: the work a frame costs, done once, with no thread
+waiting on another); capture-to-result latency
 p50/p99; peak RSS. The verdict line gives the pipelined rate as a fraction of the lower of the CPU limit and the
 inference-alone rate, taken within each round (median of the rounds), and the share of the cores' time the
 pipelined run kept busy (its frame rate x its own CPU ms per frame / (cores x 1000)).
@@ -36,6 +37,7 @@ pipelined run kept busy (its frame rate x its own CPU ms per frame / (cores x 10
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -45,11 +47,13 @@ import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Iterator
 
 from _common import SHARED_DATA, shared_model
 
 from edgecv.tables import fmt_float, render
 from edgecv.pipeline.capture import CaptureOptions
+from edgecv.pipeline.placement import layout
 from edgecv.pipeline.track import DetectorSettings, build_detector, track
 
 
@@ -99,6 +103,20 @@ def pin(cores: int | None) -> int:
         sys.exit(f"--cores {cores}: this machine lets the process use {len(allowed)} core(s)")
     os.sched_setaffinity(0, allowed[:cores])
     return cores
+
+
+@contextlib.contextmanager
+def one_opencv_thread(on: bool) -> Iterator[None]:
+    """OpenCV's own pool at one thread while the block lasts (as a pipelined run sets it), when ``on``."""
+    import cv2
+
+    before = cv2.getNumThreads()
+    if on:
+        cv2.setNumThreads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 STAGE_COLUMNS = ("capture", "inference", "runtime", "decode", "tracking", "sinks", "encoder")
@@ -172,8 +190,9 @@ def main() -> None:
             for modes in rounds:
                 for mode in modes:
                     given = replace(settings, threads=1, workers=None) if mode == "sequential-1t" else settings
-                    result = track(detector.model.path, str(video), out=tmp / f"{name}-{mode}", tracker="ocsort",
-                                   detector=given, **runs[mode])
+                    with one_opencv_thread(mode == "sequential-1t"):
+                        result = track(detector.model.path, str(video), out=tmp / f"{name}-{mode}", tracker="ocsort",
+                                       detector=given, **runs[mode])
                     s = result.summary
                     repeats[mode].append({"fps": s["fps"], "frames": s["frames"], "dropped": s["capture"]["dropped"],
                                           "latency_ms": s["latency_ms"], "peak_rss_mb": round(s["peak_rss_mb"] or 0, 1),
@@ -207,7 +226,7 @@ def main() -> None:
         threads = row["pipelined"].get("threads") or {}
         print(f"\n{name}: {Path(row['model']).name} ({row['backend']}), {cores} core(s); inference alone "
               f"{row['inference_alone']['median_ms']:.2f} ms/frame = {row['inference_alone']['fps']:.0f} frames/s; "
-              f"pipelined: {threads.get('workers', 1)} worker(s) x {threads.get('threads', '?')} thread(s) "
+              f"pipelined: {layout(threads.get('workers', 1), threads.get('threads', 0), bool(threads.get('inline')))} "
               f"({threads.get('chosen_by', '')}{': ' + threads['why'] if threads.get('why') else ''})")
         table = []
         for mode in ("sequential", "sequential-1t", "pipelined", "realtime"):

@@ -242,7 +242,7 @@ def format_summary(s: dict[str, Any]) -> str:
     if threads.get("threads") is not None:
         from edgecv.pipeline.placement import layout
 
-        shape = layout(threads.get("workers") or 1, threads["threads"])
+        shape = layout(threads.get("workers") or 1, threads["threads"], bool(threads.get("inline")))
         lines.append(f"inference: {shape} ({threads['chosen_by']}" + (f": {threads['why']}" if threads.get("why") else "") + ")")
     lat, cap = s["latency_ms"], s["capture"]
     mode = "sequential" if not s["concurrent"] else "pipelined"

@@ -13,14 +13,18 @@ before tracking); a preempted worker then delays only its own frame. So the firs
    included);
 3. each layout of ``w`` workers by ``t`` threads (``w x t`` at most the cores) is predicted to reach
    ``min(w x 1000 / W(t), cores x 1000 / (C(t) + others))``: the inference stage's own rate, or what the cores
-   allow for all the work of a frame, whichever is lower. The fastest wins; on a tie within 3%, the layout
-   with more workers, then fewer threads in all. A worker on one thread never waits for a preempted sibling
-   thread, and a second worker absorbs the preemption the calibration cannot see. Measured side by side on
-   vtest.avi, 2 cores, 795 frames, medians of 3-4 runs: SSD MobileNet 2 workers x 1 thread 128.3 frames/s
-   (0.97 of the run's CPU limit), 1 x 2 106.4 (0.84), 1 x 1 97.5 (0.74); the built-in detector 2 x 1 321.7
-   (0.90), 1 x 1 308.6 (0.89), 1 x 2 301.0 (0.89) (rerun one layout with ``benchmarks/pipeline_vtest.py
-   --workers W --threads T``). The model is reloaded with the chosen threads, and each extra worker loads its
-   own copy (memory grows by one model per worker).
+   allow for all the work of a frame, whichever is lower. So is each thread count's *inline* layout: one
+   worker that also runs decoding, tracking and the sinks (``L`` CPU ms a frame in their threads), at
+   ``min(1000 / (W(t) + L), cores x 1000 / (C(t) + others))``; capture keeps its own thread. The fastest wins;
+   on a tie within 3%, an inline layout, then more workers, then fewer threads in all. The prediction leaves
+   out what stage threads cost (hand-offs, the interpreter's lock passed among five threads), which inline
+   does not pay; a worker on one thread never waits for a preempted sibling thread, and a second worker
+   absorbs the preemption the calibration cannot see. Measured side by side on vtest.avi, 2 cores, 795
+   frames, medians of 3-4 runs: SSD MobileNet 2 workers x 1 thread 128.3 frames/s (0.97 of the run's CPU
+   limit), 1 x 2 106.4 (0.84), 1 x 1 97.5 (0.74); the built-in detector, whose layouts are all bound by the
+   cores, 2 x 1 321.7 (0.90), 1 x 1 308.6 (0.89), 1 x 2 301.0 (0.89), and inline x 1 a median 1.04-1.05x
+   2 x 1 in two later runs of 8 paired rounds. The model is reloaded with the chosen threads, and each extra
+   worker loads its own copy (memory grows by one model per worker).
 
 The measurement stops the inference stage once: (2 + MEASURE_RUNS) frames at each thread count and the
 reloads, about 50 ms for the built-in detector on 2 cores. The choice, the figures and the reason go into
@@ -48,14 +52,18 @@ CALIBRATION_FRAMES = 30
 MEASURE_RUNS = 8
 SETTLE_S = 0.05  # the longest the calibration waits for the stages after inference to finish their frames
 TIE = 0.03  # predicted rates this close count as equal: more workers, then fewer threads win
-OTHER_STAGES = ("capture", "decode", "tracking", "sinks")
+LATER_STAGES = ("decode", "tracking", "sinks")  # what an inline layout runs in the inference thread
+OTHER_STAGES = ("capture", *LATER_STAGES)
 
 
-def predicted_fps(*, infer_ms: float, cpu_ms: float, others_ms: float, cores: int, workers: int = 1) -> float:
+def predicted_fps(*, infer_ms: float, cpu_ms: float, others_ms: float, cores: int, workers: int = 1,
+                  inline_ms: float | None = None) -> float:
     """The frame rate a pipeline can reach: its ``workers`` inference workers' rate, or what ``cores`` allow for
     a frame's CPU (the inference stage's ``cpu_ms``, runtime threads included, plus the other stages'
-    ``others_ms``)."""
-    return round(min(workers * 1000.0 / infer_ms, cores * 1000.0 / (cpu_ms + others_ms)), 1)
+    ``others_ms``). ``inline_ms``: the layout runs the stages after inference in the inference thread, at that
+    many ms a frame (one worker)."""
+    own = infer_ms + (inline_ms or 0.0)
+    return round(min(workers * 1000.0 / own, cores * 1000.0 / (cpu_ms + others_ms)), 1)
 
 
 def candidate_threads(cores: int) -> list[int]:
@@ -90,10 +98,11 @@ class ThreadPlan:
     others_cpu_ms: float | None = None
     candidates: list[dict[str, Any]] = field(default_factory=list)
     workers: int = 1
+    inline: bool = False  # decoding, tracking and the sinks run in the inference thread (capture keeps its own)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"threads": self.threads, "workers": self.workers, "chosen_by": self.chosen_by, "why": self.why,
-                "others_cpu_ms": self.others_cpu_ms, "candidates": list(self.candidates)}
+        return {"threads": self.threads, "workers": self.workers, "inline": self.inline, "chosen_by": self.chosen_by,
+                "why": self.why, "others_cpu_ms": self.others_cpu_ms, "candidates": list(self.candidates)}
 
 
 class ThreadPlacer:
@@ -112,16 +121,18 @@ class ThreadPlacer:
 
     def reset(self) -> None:
         self.frames = 0
-        self._start: tuple[float, int] | None = None
+        self._start: tuple[float, float, int] | None = None
         self.plan = ThreadPlan(self.detector.threads, "default",
                                f"the run ended before the calibration ({WARMUP_FRAMES + CALIBRATION_FRAMES} frames)")
         self.pending = True
 
-    def _others(self) -> tuple[float, int]:
-        """CPU seconds of the other stages and encoders so far, and the frames the sinks have finished."""
-        cpu = sum(self.stats[name].cpu_s for name in OTHER_STAGES if name in self.stats)
+    def _others(self) -> tuple[float, float, int]:
+        """CPU seconds of the other stages and encoders so far, of the stages after inference alone, and the
+        frames the sinks have finished."""
+        later = sum(self.stats[name].cpu_s for name in LATER_STAGES if name in self.stats)
+        cpu = later + (self.stats["capture"].cpu_s if "capture" in self.stats else 0.0)
         cpu += sum(s.child_cpu_s() for s in self.sinks if hasattr(s, "child_cpu_s"))
-        return cpu, self.stats["sinks"].count
+        return cpu, later, self.stats["sinks"].count
 
     def step(self, image: Any) -> None:
         """Count a frame; at the end of the calibration window, measure and choose (on ``image``)."""
@@ -129,10 +140,11 @@ class ThreadPlacer:
         if self.frames == WARMUP_FRAMES:
             self._start = self._others()
         elif self.frames >= WARMUP_FRAMES + CALIBRATION_FRAMES and self._start is not None:
-            cpu, done = self._others()
-            if done - self._start[1] < CALIBRATION_FRAMES // 2:
+            cpu, later, done = self._others()
+            frames = done - self._start[2]
+            if frames < CALIBRATION_FRAMES // 2:
                 return  # the stages after inference are far behind: wait for them to finish more frames
-            self._choose(image, (cpu - self._start[0]) * 1000.0 / (done - self._start[1]))
+            self._choose(image, (cpu - self._start[0]) * 1000.0 / frames, (later - self._start[1]) * 1000.0 / frames)
 
     def _settle(self) -> None:
         """Wait (:data:`SETTLE_S` at most) until the stages after inference have finished every frame it passed on
@@ -142,7 +154,7 @@ class ThreadPlacer:
         while self.stats["sinks"].count < self.frames - 1 and time.perf_counter() < end:
             time.sleep(0.0005)
 
-    def _choose(self, image: Any, others_ms: float) -> None:
+    def _choose(self, image: Any, others_ms: float, later_ms: float) -> None:
         det, before = self.detector, self.detector.threads
         self._settle()
         measured = {}
@@ -156,42 +168,57 @@ class ThreadPlacer:
                 det.infer(det.prepare(image)[0])
                 walls.append((time.perf_counter() - t0) * 1000.0)
             measured[t] = (statistics.median(walls), (time.process_time() - c0) * 1000.0 / MEASURE_RUNS)
-        rows = layout_rows(measured, others_ms=others_ms, cores=self.cores)
+        rows = layout_rows(measured, others_ms=others_ms, cores=self.cores, inline_ms=later_ms)
         best = best_layout(rows)
         if det.threads != best["threads"]:
             det.set_threads(best["threads"])
-        why = (f"{layout(best['workers'], best['threads'])} of {self.cores} cores: predicted {best['predicted_fps']:g} "
-               f"frames/s with the other stages at {others_ms:.2f} CPU ms per frame (" +
-               ", ".join(f"{layout(r['workers'], r['threads'])}: {r['predicted_fps']:g}" for r in rows) + ")")
-        self.plan = ThreadPlan(best["threads"], "calibrated", why, round(others_ms, 3), rows, best["workers"])
+        why = (f"{layout(best['workers'], best['threads'], best['inline'])} of {self.cores} cores: predicted "
+               f"{best['predicted_fps']:g} frames/s with the other stages at {others_ms:.2f} CPU ms per frame, "
+               f"{later_ms:.2f} after inference (" +
+               ", ".join(f"{layout(r['workers'], r['threads'], r['inline'])}: {r['predicted_fps']:g}" for r in rows) + ")")
+        self.plan = ThreadPlan(best["threads"], "calibrated", why, round(others_ms, 3), rows, best["workers"],
+                               best["inline"])
         self.pending = False
         log.info("inference layout: %s (was %s threads)", why, before)
 
 
-def layout_rows(measured: dict[int, tuple[float, float]], *, others_ms: float, cores: int) -> list[dict[str, Any]]:
+def layout_rows(measured: dict[int, tuple[float, float]], *, others_ms: float, cores: int,
+                inline_ms: float | None = None) -> list[dict[str, Any]]:
     """Each ``(workers, threads)`` layout with its predicted rate, from ``measured[threads] = (W, C)``: the
-    inference stage's wall and CPU milliseconds per frame on that many threads."""
-    return [{"workers": w, "threads": t, "infer_ms": round(measured[t][0], 3), "cpu_ms": round(measured[t][1], 3),
+    inference stage's wall and CPU milliseconds per frame on that many threads. With ``inline_ms`` (the CPU ms
+    per frame of the stages after inference), also each thread count's inline layout: one worker that runs
+    those stages itself."""
+    shapes = [(w, t, False) for w, t in candidate_layouts(cores)]
+    if inline_ms is not None:
+        shapes += [(1, t, True) for t in candidate_threads(cores)]
+    return [{"workers": w, "threads": t, "inline": inline, "infer_ms": round(measured[t][0], 3),
+             "cpu_ms": round(measured[t][1], 3),
              "predicted_fps": predicted_fps(infer_ms=measured[t][0], cpu_ms=measured[t][1], others_ms=others_ms,
-                                            cores=cores, workers=w)}
-            for w, t in candidate_layouts(cores) if t in measured]
+                                            cores=cores, workers=w, inline_ms=inline_ms if inline else None)}
+            for w, t, inline in shapes if t in measured]
 
 
 def best_layout(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest predicted layout; within :data:`TIE` of it, the most workers, then the fewest threads in all.
+    """The fastest predicted layout; within :data:`TIE` of it, an inline one, then the most workers, then the
+    fewest threads in all. The prediction leaves out what threads cost: the hand-offs between stages and the
+    interpreter's lock passed among them. An inline layout has none of it, and on a tie it is the faster.
 
     Example:
-        >>> rows = layout_rows({1: (7.5, 7.5), 2: (3.8, 9.0)}, others_ms=4.9, cores=2)
-        >>> [(r["workers"], r["threads"], r["predicted_fps"]) for r in rows]
-        [(1, 1, 133.3), (1, 2, 143.9), (2, 1, 161.3)]
-        >>> layout(best_layout(rows)["workers"], best_layout(rows)["threads"])
+        >>> rows = layout_rows({1: (7.5, 7.5), 2: (3.8, 9.0)}, others_ms=4.9, cores=2, inline_ms=2.0)
+        >>> [(layout(r["workers"], r["threads"], r["inline"]), r["predicted_fps"]) for r in rows]  # doctest: +NORMALIZE_WHITESPACE
+        [('1 worker x 1 thread', 133.3), ('1 worker x 2 threads', 143.9), ('2 workers x 1 thread', 161.3),
+         ('inline x 1 thread', 105.3), ('inline x 2 threads', 143.9)]
+        >>> best = best_layout(rows); layout(best["workers"], best["threads"], best["inline"])
         '2 workers x 1 thread'
     """
     top = max(r["predicted_fps"] for r in rows)
     return min((r for r in rows if r["predicted_fps"] >= top * (1 - TIE)),
-               key=lambda r: (-r["workers"], r["workers"] * r["threads"]))
+               key=lambda r: (not r.get("inline", False), -r["workers"], r["workers"] * r["threads"]))
 
 
-def layout(workers: int, threads: int) -> str:
-    """``"2 workers x 1 thread"``, ``"1 worker x 2 threads"``."""
+def layout(workers: int, threads: int, inline: bool = False) -> str:
+    """``"2 workers x 1 thread"``, ``"1 worker x 2 threads"``; ``"inline x 1 thread"``: one worker that also
+    decodes, tracks and writes the sinks (capture keeps its own thread)."""
+    if inline:
+        return f"inline x {threads} thread{'s' * (threads != 1)}"
     return f"{workers} worker{'s' * (workers != 1)} x {threads} thread{'s' * (threads != 1)}"

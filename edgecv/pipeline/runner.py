@@ -61,7 +61,10 @@ class PipelineOptions:
     between two stages. ``progress_interval_s``: how often ``progress`` is called. ``window``: how many recent
     frames the per-stage and latency figures keep. ``switch_interval_s``: the interpreter's thread switch
     interval while a concurrent run lasts (``sys.setswitchinterval``; None leaves it): the stages hand the GIL
-    over sooner than the default 5 ms, which was worth +9% fps for the built-in detector on vtest.avi."""
+    over sooner than the default 5 ms, which was worth +9% fps for the built-in detector on vtest.avi.
+    ``opencv_threads``: OpenCV's own threads while a concurrent run lasts (``cv2.setNumThreads``; None leaves
+    them): the stages already keep the cores busy, and OpenCV's pool splitting each resize and colour conversion
+    cost the built-in detector 0.55 CPU ms a frame on vtest.avi (7%) for no gain in rate."""
 
     concurrent: bool = True
     place_threads: bool = False
@@ -70,11 +73,15 @@ class PipelineOptions:
     progress_interval_s: float = 0.25
     window: int = 10_000
     switch_interval_s: float | None = 0.0002
+    opencv_threads: int | None = 1
 
     def __post_init__(self) -> None:
         if self.switch_interval_s is not None and not 0 < self.switch_interval_s <= 0.1:
             raise ConfigError(f"pipeline switch_interval_s: expected a number in (0, 0.1] or None, "
                               f"got {self.switch_interval_s!r}")
+        if self.opencv_threads is not None and (not isinstance(self.opencv_threads, int)
+                                                or isinstance(self.opencv_threads, bool) or self.opencv_threads < 1):
+            raise ConfigError(f"pipeline opencv_threads: expected an integer >= 1 or None, got {self.opencv_threads!r}")
         if not isinstance(self.workers, int) or isinstance(self.workers, bool) or self.workers < 1:
             raise ConfigError(f"pipeline workers: expected an integer >= 1, got {self.workers!r}")
         if not isinstance(self.queue_size, int) or self.queue_size < 1:
@@ -341,7 +348,8 @@ class Pipeline:
             if self.options.concurrent:
                 cap.start()
             if self.options.concurrent:
-                with _switch_interval(self.options.switch_interval_s):
+                with SWITCH_INTERVAL.held(self.options.switch_interval_s), \
+                        OPENCV_THREADS.held(self.options.opencv_threads):
                     self._run_concurrent(cap, source.fps, stop, failure, progress, start)
             else:
                 self._run_sequential(cap, source.fps, stop, failure, progress, start)
@@ -393,8 +401,8 @@ class Pipeline:
         threads = getattr(self.detector, "threads", None)
         how = "sequential" if not self.options.concurrent else "given"
         workers = self.options.workers if self.options.concurrent else 1
-        return {"threads": threads, "workers": workers, "chosen_by": how, "why": "", "others_cpu_ms": None,
-                "candidates": []}
+        return {"threads": threads, "workers": workers, "inline": False, "chosen_by": how, "why": "",
+                "others_cpu_ms": None, "candidates": []}
 
     def _end_record(self, cap: Capture, failure: list[BaseException]) -> dict[str, Any]:
         """How the run ended, for the sinks' ``end``: state, frames processed, frames the source declared and
@@ -453,6 +461,7 @@ class Pipeline:
         pool = {"live": 0, "started": 0}  # inference workers running, and started
         pool_lock = threading.Lock()
         threads: list[threading.Thread] = []
+        inline = {"on": False}  # the calibration chose one thread for inference and the stages after it
 
         def feed() -> Any:
             while True:
@@ -492,7 +501,9 @@ class Pipeline:
                         stat.add(wall, depth, cpu)
                 else:
                     stat.add(wall, depth, cpu)
-                if index == 0:
+                if index == 0 and inline["on"]:
+                    run_later_stages(p)
+                elif index == 0:
                     in_order.put(p)
                     grow()
                 elif outq is not None:
@@ -526,13 +537,31 @@ class Pipeline:
                 t.start()
 
         def grow() -> None:
-            """After the calibration, start the workers it chose (once, from a worker's thread)."""
+            """After the calibration, start the workers it chose, or go inline (once, from a worker's thread)."""
             plan = None if self._placer is None or self._placer.pending else self._placer.plan
             if plan is not None and plan.workers > pool["started"]:
                 try:
                     start_inference(plan.workers, plan.threads)
                 except BaseException as exc:
                     fail(exc)
+            elif plan is not None and plan.inline and not inline["on"]:
+                # the frames already passed on go through the stage threads first, so tracking keeps their order
+                while self.stats[stages[-1][0]].count < in_order.passed and not halt.is_set():
+                    time.sleep(0.0005)
+                inline["on"] = True
+
+        def run_later_stages(p: _Packet) -> None:
+            """Decode, track and write one frame in the inference worker's thread (the inline layout)."""
+            for name, fn in stages[1:]:
+                if halt.is_set():
+                    return
+                t0, c0 = time.perf_counter(), time.thread_time()
+                try:
+                    fn(p)
+                except BaseException as exc:
+                    fail(exc)
+                    return
+                self.stats[name].add((time.perf_counter() - t0) * 1000.0, 0, (time.thread_time() - c0) * 1000.0)
 
         start_inference(1, None)
         for i, (name, fn) in enumerate(stages[1:], start=1):
@@ -591,29 +620,57 @@ class Pipeline:
             threads=self._thread_plan(cap))
 
 
-_SWITCH = {"users": 0, "saved": None}
-_SWITCH_LOCK = threading.Lock()
+class SharedSetting:
+    """A process-wide setting held at a value while any concurrent run lasts: runs in other threads share it, the
+    first saves the setting and the last puts it back. ``pick(wanted, saved)``: the value to hold. A setting
+    whose library is missing (``get`` raises ImportError) is left alone.
+
+    Example:
+        >>> with SWITCH_INTERVAL.held(0.0002):
+        ...     sys.getswitchinterval() <= 0.0002
+        True
+    """
+
+    def __init__(self, get: Callable[[], Any], set_: Callable[[Any], Any],
+                 pick: Callable[[Any, Any], Any] = lambda wanted, saved: wanted) -> None:
+        self._get, self._set, self._pick = get, set_, pick
+        self._lock = threading.Lock()
+        self._users = 0
+        self._saved: Any = None
+
+    @contextlib.contextmanager
+    def held(self, value: Any) -> Iterator[None]:
+        if value is None:
+            yield
+            return
+        with self._lock:
+            if self._users == 0:
+                try:
+                    self._saved = self._get()
+                except ImportError:
+                    self._saved = None
+            if self._saved is not None:
+                self._set(self._pick(value, self._saved))
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0 and self._saved is not None:
+                    self._set(self._saved)
 
 
-@contextlib.contextmanager
-def _switch_interval(seconds: float | None) -> Iterator[None]:
-    """The interpreter's switch interval at ``seconds`` while any concurrent run lasts (runs in other threads
-    share it: the first saves the interval, the last puts it back)."""
-    if seconds is None:
-        yield
-        return
-    with _SWITCH_LOCK:
-        if _SWITCH["users"] == 0:
-            _SWITCH["saved"] = sys.getswitchinterval()
-        _SWITCH["users"] += 1
-        sys.setswitchinterval(min(seconds, _SWITCH["saved"]))
-    try:
-        yield
-    finally:
-        with _SWITCH_LOCK:
-            _SWITCH["users"] -= 1
-            if _SWITCH["users"] == 0:
-                sys.setswitchinterval(_SWITCH["saved"])
+def _cv2() -> Any:
+    import cv2  # a missing OpenCV leaves the setting alone (SharedSetting)
+
+    return cv2
+
+
+#: the interpreter's switch interval (never raised above what it was)
+SWITCH_INTERVAL = SharedSetting(sys.getswitchinterval, sys.setswitchinterval, min)
+#: OpenCV's own thread pool
+OPENCV_THREADS = SharedSetting(lambda: _cv2().getNumThreads(), lambda n: _cv2().setNumThreads(n))
 
 
 class _InOrder:
@@ -637,6 +694,11 @@ class _InOrder:
     @property
     def held(self) -> int:
         return len(self._held)
+
+    @property
+    def passed(self) -> int:
+        """Packets passed on so far."""
+        return self._next
 
     def put(self, p: _Packet) -> None:
         # Passed on under the lock, so that two workers never interleave; a full queue holds both back.

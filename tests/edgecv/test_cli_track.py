@@ -194,8 +194,8 @@ def test_sequential_and_two_inference_workers_give_the_same_tracks(fake, tmp_pat
         s = json.loads(stdout)
         assert s["concurrent"] is (mode != "sequential")
         if mode == "two workers":
-            assert s["threads"] == {"threads": 1, "workers": 2, "chosen_by": "given", "why": "", "others_cpu_ms": None,
-                                    "candidates": []}
+            assert s["threads"] == {"threads": 1, "workers": 2, "inline": False, "chosen_by": "given", "why": "",
+                                    "others_cpu_ms": None, "candidates": []}
         records = [{k: v for k, v in r.items() if k != "latency_ms"} for r in jsonl(out / "tracks.jsonl")]
         results[mode] = (records, (out / "tracks.mot.txt").read_text(), s["events"], s["frames"],
                          s["tracking_metrics"])

@@ -512,6 +512,42 @@ def test_the_switch_interval_is_set_while_a_concurrent_run_lasts_and_put_back(co
         sys.setswitchinterval(before)
 
 
+class OpenCVThreadsSink(RecordingSink):
+    def write(self, result):
+        import cv2
+
+        self.seen_threads = cv2.getNumThreads()
+        super().write(result)
+
+
+@pytest.mark.parametrize("concurrent, threads, during", [
+    (True, 1, 1),
+    (True, None, 2),
+    (False, 1, 2),  # a sequential run leaves OpenCV's pool to split its work over the idle cores
+])
+def test_opencv_threads_are_set_while_a_concurrent_run_lasts_and_put_back(concurrent, threads, during):
+    cv2 = pytest.importorskip("cv2")
+    sink = OpenCVThreadsSink()
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(2)
+    try:
+        pipeline(sinks=[sink], concurrent=concurrent, opencv_threads=threads).run(Squares(3))
+        assert sink.seen_threads == during and cv2.getNumThreads() == 2
+    finally:
+        cv2.setNumThreads(before)
+
+
+@pytest.mark.parametrize("options, error", [
+    ({"opencv_threads": 0}, "pipeline opencv_threads: expected an integer >= 1 or None, got 0"),
+    ({"opencv_threads": 1.5}, "pipeline opencv_threads: expected an integer >= 1 or None, got 1.5"),
+    ({"switch_interval_s": 0}, "pipeline switch_interval_s: expected a number in (0, 0.1] or None, got 0"),
+])
+def test_process_wide_settings_are_checked(options, error):
+    with pytest.raises(ConfigError) as exc:
+        PipelineOptions(**options)
+    assert str(exc.value) == error
+
+
 def test_queue_size_one_still_processes_every_frame():
     sink = RecordingSink()
     report = pipeline(sinks=[sink], queue_size=1).run(Squares(15))
@@ -672,9 +708,10 @@ def test_the_runtimes_threads_are_chosen_by_measuring_on_the_first_frames(monkey
     plan = report.threads
     assert plan["chosen_by"] == "calibrated" and plan["threads"] == chosen == det.threads
     assert plan["workers"] == workers == 1 + len(getattr(det, "twins", []))
-    layouts = [(c["workers"], c["threads"]) for c in plan["candidates"]]
-    assert layouts == [(1, 1), (1, 2), (2, 1)] and plan["others_cpu_ms"] > 0
-    by = {(c["workers"], c["threads"]): c for c in plan["candidates"]}
+    layouts = [(c["workers"], c["threads"], c["inline"]) for c in plan["candidates"]]
+    assert layouts == [(1, 1, False), (1, 2, False), (2, 1, False), (1, 1, True), (1, 2, True)]
+    assert plan["others_cpu_ms"] > 0 and not plan["inline"]
+    by = {(c["workers"], c["threads"]): c for c in plan["candidates"] if not c["inline"]}
     assert by[1, chosen]["predicted_fps"] > by[1, 3 - chosen]["predicted_fps"]
     assert by[1, chosen]["infer_ms"] < by[1, 3 - chosen]["infer_ms"]
     shown = f"{workers} worker{'s' * (workers > 1)} x {chosen} thread{'s' * (chosen > 1)} of 2 cores"
@@ -772,19 +809,77 @@ def test_workers_must_be_a_positive_integer(workers):
         PipelineOptions(workers=workers)
 
 
-@pytest.mark.parametrize("measured, others_ms, cores, best", [
-    ({1: (7.5, 7.5), 2: (3.8, 9.0)}, 4.9, 2, (2, 1)),    # SSD-like: one thread per worker, no waiting on a sibling
-    ({1: (0.3, 0.3), 2: (0.2, 0.4)}, 6.8, 2, (2, 1)),    # a tiny model: the cores bound every layout alike
-    ({1: (0.3, 0.3), 2: (0.2, 0.4)}, 6.8, 1, (1, 1)),    # one core: one layout
-    ({1: (20.0, 20.0), 2: (10.0, 20.0)}, 1.0, 2, (2, 1)),  # a tie in rate and threads: the more workers
-    ({1: (8.0, 8.0), 2: (4.0, 8.0), 4: (2.2, 9.0)}, 1.0, 4, (4, 1)),
+@pytest.mark.parametrize("measured, others_ms, inline_ms, cores, best", [
+    # SSD-like: one thread per worker, no waiting on a sibling; inline, the later stages would slow inference
+    ({1: (7.5, 7.5), 2: (3.8, 9.0)}, 4.9, 2.0, 2, (2, 1, False)),
+    ({1: (0.3, 0.3), 2: (0.2, 0.4)}, 6.8, None, 2, (2, 1, False)),  # a tiny model: the cores bound all alike
+    ({1: (0.3, 0.3), 2: (0.2, 0.4)}, 6.8, 1.4, 2, (1, 1, True)),    # ... so no thread hand-offs: inline
+    ({1: (0.3, 0.3), 2: (0.2, 0.4)}, 6.8, 1.4, 1, (1, 1, True)),    # one core: one thread does it all
+    ({1: (0.3, 0.3), 2: (0.2, 0.4)}, 1.0, 1.4, 2, (2, 1, False)),   # inline at 588/s, two workers at 1333/s
+    ({1: (20.0, 20.0), 2: (10.0, 20.0)}, 1.0, None, 2, (2, 1, False)),  # a tie in rate and threads: more workers
+    ({1: (8.0, 8.0), 2: (4.0, 8.0), 4: (2.2, 9.0)}, 1.0, 0.5, 4, (4, 1, False)),
 ])
-def test_the_fastest_layout_wins_and_a_tie_goes_to_more_workers_then_fewer_threads(measured, others_ms, cores, best):
+def test_the_fastest_layout_wins_and_a_tie_goes_to_inline_then_more_workers_then_fewer_threads(
+        measured, others_ms, inline_ms, cores, best):
     from edgecv.pipeline.placement import best_layout, layout_rows
 
-    rows = layout_rows(measured, others_ms=others_ms, cores=cores)
+    rows = layout_rows(measured, others_ms=others_ms, cores=cores, inline_ms=inline_ms)
     chosen = best_layout(rows)
-    assert (chosen["workers"], chosen["threads"]) == best, rows
+    assert (chosen["workers"], chosen["threads"], chosen["inline"]) == best, rows
+    assert len(rows) == len({(r["workers"], r["threads"], r["inline"]) for r in rows})
+
+
+class SlowSquares(Squares):
+    """Squares whose every frame costs ``ms`` of the capture thread's CPU, with the interpreter's lock released
+    as a video decoder releases it (hashing 64 KB at a time)."""
+
+    def __init__(self, n: int, ms: float) -> None:
+        super().__init__(n)
+        self.ms = ms
+        self.block = bytes(1 << 16)
+
+    def image(self, i: int) -> np.ndarray:
+        import hashlib
+
+        end = time.thread_time() + self.ms / 1000.0
+        while time.thread_time() < end:
+            hashlib.sha256(self.block).digest()
+        return super().image(i)
+
+
+class ThreadNoting(RecordingSink):
+    """RecordingSink that notes the thread each frame was written from."""
+
+    def write(self, result):
+        self.thread_names = getattr(self, "thread_names", []) + [threading.current_thread().name]
+        super().write(result)
+
+
+def test_a_cheap_model_bound_by_the_cores_runs_the_later_stages_in_its_inference_thread(monkeypatch):
+    """Capture costs 3 ms a frame, inference 0.5: every layout is bound by the cores alike, so the calibration
+    goes inline (no hand-offs between stage threads), once the frames already handed off have been written.
+    The tracks are those of a sequential run."""
+    import edgecv.machine
+    from edgecv.pipeline import placement
+
+    monkeypatch.setattr(edgecv.machine, "usable_cores", lambda: 2)
+    monkeypatch.setattr(placement, "WARMUP_FRAMES", 3)
+    monkeypatch.setattr(placement, "CALIBRATION_FRAMES", 6)
+    alone = RecordingSink()
+    pipeline(concurrent=False, sinks=[alone]).run(Squares(60, absent=range(30, 33)))
+    sink = ThreadNoting()
+    source = SlowSquares(60, 3.0)
+    source.absent = set(range(30, 33))
+    report = pipeline(sinks=[sink], detector=ThreadedDetector({1: 0.5, 2: 0.5}), place_threads=True).run(source)
+    plan = report.threads
+    assert plan["chosen_by"] == "calibrated" and plan["inline"] and plan["workers"] == 1, plan["why"]
+    assert plan["why"].startswith(f"inline x {plan['threads']} thread")
+    assert per_frame(sink) == per_frame(alone)  # every frame, in order, with the same tracks and events
+    names = sink.thread_names
+    switch = names.index("stage-inference-0")
+    assert switch >= placement.WARMUP_FRAMES + placement.CALIBRATION_FRAMES
+    assert set(names[:switch]) == {"stage-sinks"} and set(names[switch:]) == {"stage-inference-0"}
+    assert report.stages["sinks"]["frames"] == report.stages["decode"]["frames"] == 60
 
 
 @pytest.mark.parametrize("concurrent, place, how", [(True, False, "given"), (False, True, "sequential")])
