@@ -28,7 +28,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -109,9 +109,6 @@ def build_detector(model: str | Path, settings: DetectorSettings = DetectorSetti
     detector will share the cores with other work (see :func:`edgecv.load`)."""
     from edgecv.detection.detector import Detector
     from edgecv.detection.frames import FrameOptions
-
-    from dataclasses import replace
-
     from edgecv.store import model_source
 
     model, spec, labels = model_source(model, spec=settings.spec, labels=settings.labels)
@@ -148,6 +145,7 @@ def track(
     progress: Callable[[Any], None] | None = None,
     note: Mapping[str, Any] | None = None,
     thresholds: str | Any = "auto",
+    options: Any = None,
 ) -> TrackResult:
     """Detect and track ``source`` (any text :func:`edgecv.sources.open_source` takes) with ``model`` (a path,
     a folder, or a ready :class:`~edgecv.detection.detector.Detector`); write ``sinks`` to ``out``.
@@ -159,7 +157,9 @@ def track(
     ``summary["tracking_metrics"]``. ``note``: extra keys for the summary (the CLI records the signal
     that stopped the run); it may be filled in while the run goes. ``thresholds``: ``auto`` (fit the
     tracker's unset score thresholds to the detector), ``tracker`` (its own defaults), or a
-    :class:`~edgecv.tracking.thresholds.ThresholdCalibration`.
+    :class:`~edgecv.tracking.thresholds.ThresholdCalibration`. ``options``: expert pipeline settings, a
+    :class:`~edgecv.pipeline.runner.PipelineOptions` (queue size, switch interval, OpenCV's threads); its
+    ``concurrent``, ``workers`` and ``place_threads`` come from ``concurrent`` and ``detector``.
     """
     from edgecv.fileio import atomic_write_text, ensure_writable_dir
     from edgecv.pipeline.runner import Pipeline, PipelineOptions
@@ -213,8 +213,9 @@ def track(
             made.append(TruthSink(out / GT_FILE, classes=keep))
         ensure_writable_dir(out)
         pipeline = Pipeline(det, tracker=trk, counters=counters, sinks=made, classes=keep, thresholds=fit,
-                            options=PipelineOptions(concurrent=concurrent, workers=detector.workers or 1,
-                                                    place_threads=detector.threads is None and detector.workers is None))
+                            options=replace(options or PipelineOptions(), concurrent=concurrent,
+                                            workers=detector.workers or 1,
+                                            place_threads=detector.threads is None and detector.workers is None))
         files = {s.name: str(s.path) for s in made if s.name != TruthSink.name}
         files["summary"] = str(out / SUMMARY)
         scored = gt is not None or any(s.name == TruthSink.name for s in made)

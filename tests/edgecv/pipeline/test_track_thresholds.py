@@ -116,3 +116,22 @@ def test_tracks_that_start_but_are_never_confirmed_are_a_warning_too(tmp_path):
 ])
 def test_tracking_warnings_table(summary, codes):
     assert [w["code"] for w in tracking_warnings(summary)] == codes
+
+
+def test_expert_pipeline_options_reach_the_run_and_track_keeps_its_own_mode(tmp_path):
+    import sys
+
+    from edgecv.pipeline.runner import PipelineOptions
+
+    seen = []
+
+    class Noting(ScriptedDetector):
+        def infer(self, x):
+            seen.append(sys.getswitchinterval())  # the run's interval, set from the options given
+            return super().infer(x)
+
+    result = track(Noting(walkers), SOURCE, out=tmp_path / "out", sinks=["jsonl"], concurrent=True,
+                   options=PipelineOptions(switch_interval_s=0.0013, concurrent=False, workers=3))
+    s = result.summary
+    assert s["concurrent"] is True and s["frames"] == 90 and s["threads"]["workers"] == 1
+    assert seen and all(v == pytest.approx(0.0013) for v in seen)
