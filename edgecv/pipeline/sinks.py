@@ -205,6 +205,7 @@ class FfmpegMp4:
         if program is None:
             raise OutputError(missing_ffmpeg(self.path))
         w, h = size
+        self._shape = (h, w, 3)
         self._cv2 = _opencv() if not (w % 2 or h % 2) else None  # I420 needs even sides
         cmd = [program, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo",
                "-pix_fmt", "bgr24" if self._cv2 is None else "yuv420p", "-s", f"{w}x{h}", "-r", f"{fps:.6g}",
@@ -239,6 +240,9 @@ class FfmpegMp4:
         if image.ndim == 2:
             image = np.repeat(image[..., None], 3, axis=2)
         data = np.ascontiguousarray(image, np.uint8)
+        if data.shape != self._shape:  # the pipe takes raw bytes: any other size would scramble every frame after
+            raise OutputError(f"cannot write video {self.path}: a {'x'.join(map(str, data.shape))} frame, expected "
+                              f"{'x'.join(map(str, self._shape))} (height x width x BGR)")
         while not self._stopped.is_set():
             try:
                 self._queue.put(data, timeout=0.5)

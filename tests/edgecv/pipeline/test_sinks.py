@@ -421,6 +421,24 @@ def test_without_ffmpeg_an_mp4_is_a_one_line_error_and_mkv_still_works(tmp_path,
     assert len(read_video(tmp_path / "street.mkv")[0]) == 1
 
 
+@pytest.mark.parametrize("shape, error", [
+    ((48, 60, 3), "a 48x60x3 frame, expected 48x64x3 (height x width x BGR)"),
+    ((48, 64, 4), "a 48x64x4 frame, expected 48x64x3 (height x width x BGR)"),
+    ((64, 48), "a 64x48x3 frame, expected 48x64x3 (height x width x BGR)"),  # gray, turned: repeated to BGR
+])
+def test_ffmpeg_mp4_refuses_a_frame_of_another_size_and_the_video_stays_whole(tmp_path, shape, error):
+    need_ffmpeg()
+    video = FfmpegMp4(tmp_path / "v.mp4", fps=10.0, size=(64, 48))
+    video.write(moving(0))
+    with pytest.raises(OutputError) as exc:
+        video.write(np.zeros(shape, np.uint8))
+    assert str(exc.value) == f"cannot write video {tmp_path / 'v.mp4'}: {error}"
+    video.write(moving(1))
+    video.release()
+    frames, _ = read_video(tmp_path / "v.mp4")
+    assert len(frames) == 2
+
+
 def test_ffmpeg_dying_mid_run_is_an_output_error_naming_it(tmp_path):
     need_ffmpeg()
     video = FfmpegMp4(tmp_path / "v.mp4", fps=10.0, size=(64, 48))
