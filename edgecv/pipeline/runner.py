@@ -64,7 +64,8 @@ class PipelineOptions:
     over sooner than the default 5 ms, which was worth +9% fps for the built-in detector on vtest.avi.
     ``opencv_threads``: OpenCV's own threads while a concurrent run lasts (``cv2.setNumThreads``; None leaves
     them): the stages already keep the cores busy, and OpenCV's pool splitting each resize and colour conversion
-    cost the built-in detector 0.55 CPU ms a frame on vtest.avi (7%) for no gain in rate."""
+    cost the built-in detector 0.55-0.9 CPU ms a frame on vtest.avi (7-10%) and 3-5% of its frames/s
+    (``benchmarks/pipeline_layouts.py``)."""
 
     concurrent: bool = True
     place_threads: bool = False
