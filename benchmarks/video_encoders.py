@@ -4,7 +4,9 @@ OpenCV), wall time, and file size, on the frames of ../shared/data/video/vtest.a
 
     .venv/bin/python benchmarks/video_encoders.py [--frames 400] [--json]
 
-Candidates: ffmpeg libx264 at the presets ultrafast, superfast and veryfast (edgecv's writer, fragmented MP4),
+Candidates: ffmpeg libx264 at the presets ultrafast, superfast and veryfast (edgecv's writer, fragmented MP4,
+frames converted to YUV 4:2:0 by OpenCV in its feeder thread), ultrafast with BGR frames into the pipe for
+ffmpeg to convert (``feed="bgr24"``),
 ffmpeg's MPEG-4 part 2, and OpenCV's mp4v (.mkv) and MJPG (.avi) writers. The frames are decoded and drawn
 once before timing; each candidate then encodes the same frames. Medians of ``--repeat`` runs.
 """
@@ -51,13 +53,13 @@ def children_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def run_ffmpeg(images: list, folder: Path, encoder: str, preset: str | None) -> dict:
+def run_ffmpeg(images: list, folder: Path, encoder: str, preset: str | None, feed: str | None = None) -> dict:
     from edgecv.pipeline.sinks import FfmpegMp4
 
-    path = folder / f"{encoder}-{preset}.mp4"
+    path = folder / f"{encoder}-{preset}-{feed}.mp4"
     h, w = images[0].shape[:2]
     c0, p0, t0 = children_cpu(), time.process_time(), time.perf_counter()
-    video = FfmpegMp4(path, fps=10.0, size=(w, h), encoder=encoder, preset=preset)
+    video = FfmpegMp4(path, fps=10.0, size=(w, h), encoder=encoder, preset=preset, feed=feed)
     for image in images:
         video.write(image)
     video.release()
@@ -92,8 +94,12 @@ def main() -> None:
     if not video.is_file():
         sys.exit(f"needs {video}")
     images = frames(video, args.frames)
+    import cv2
+
+    cv2.setNumThreads(1)  # as a pipelined run holds it: the YUV conversion runs in the feeder thread alone
     candidates = {
         "ffmpeg libx264 ultrafast (.mp4)": lambda d: run_ffmpeg(images, d, "libx264", "ultrafast"),
+        "ffmpeg libx264 ultrafast, BGR into the pipe": lambda d: run_ffmpeg(images, d, "libx264", "ultrafast", "bgr24"),
         "ffmpeg libx264 superfast (.mp4)": lambda d: run_ffmpeg(images, d, "libx264", "superfast"),
         "ffmpeg libx264 veryfast (.mp4)": lambda d: run_ffmpeg(images, d, "libx264", "veryfast"),
         "ffmpeg mpeg4 q4 (.mp4)": lambda d: run_ffmpeg(images, d, "mpeg4", None),

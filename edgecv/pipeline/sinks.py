@@ -190,8 +190,9 @@ class FfmpegMp4:
     larger than the pipe, so a plain write would wait for ffmpeg to encode the one before, and the sinks
     stage with it (a third of the built-in detector's pipelined rate on vtest.avi). Frames of even sides go
     in as YUV 4:2:0, converted by OpenCV in the feeder (BT.601, limited range, as ffmpeg converts): half the
-    bytes through the pipe, and ffmpeg's own conversion saved, 0.6 of its 3.2 CPU ms a frame at 768x576.
-    ``write`` must not be given an image that the caller changes afterwards.
+    bytes through the pipe, and ffmpeg's own conversion saved (``benchmarks/video_encoders.py``). ``feed``:
+    ``"bgr24"`` sends the frames as they are, for ffmpeg to convert (None: YUV where it can). ``write`` must
+    not be given an image that the caller changes afterwards.
 
     Example:
         >>> video = FfmpegMp4("out.mp4", fps=25.0, size=(640, 480))         # doctest: +SKIP
@@ -199,14 +200,16 @@ class FfmpegMp4:
     """
 
     def __init__(self, path: str | Path, *, fps: float, size: tuple[int, int], encoder: str | None = None,
-                 preset: str | None = None) -> None:
+                 preset: str | None = None, feed: str | None = None) -> None:
+        if feed not in (None, "bgr24"):
+            raise ConfigError(f"video feed: expected None or 'bgr24', got {feed!r}")
         self.path = Path(path)
         program = ffmpeg_program()
         if program is None:
             raise OutputError(missing_ffmpeg(self.path))
         w, h = size
         self._shape = (h, w, 3)
-        self._cv2 = _opencv() if not (w % 2 or h % 2) else None  # I420 needs even sides
+        self._cv2 = _opencv() if not (w % 2 or h % 2 or feed) else None  # I420 needs even sides
         cmd = [program, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo",
                "-pix_fmt", "bgr24" if self._cv2 is None else "yuv420p", "-s", f"{w}x{h}", "-r", f"{fps:.6g}",
                "-i", "pipe:0", "-an"]

@@ -250,8 +250,7 @@ def colour_bars(w: int = 128, h: int = 96) -> np.ndarray:
 
 
 @pytest.mark.parametrize("size, fed", [((128, 96), "yuv420p"), ((127, 95), "bgr24")])
-def test_ffmpeg_mp4_feeds_yuv_when_the_sides_are_even_with_the_colours_ffmpeg_would_give(tmp_path, monkeypatch,
-                                                                                        size, fed):
+def test_ffmpeg_mp4_feeds_yuv_when_the_sides_are_even_with_the_colours_ffmpeg_would_give(tmp_path, size, fed):
     need_ffmpeg()
     pytest.importorskip("cv2")
     from edgecv.pipeline import sinks
@@ -260,9 +259,8 @@ def test_ffmpeg_mp4_feeds_yuv_when_the_sides_are_even_with_the_colours_ffmpeg_wo
     image = np.ascontiguousarray(colour_bars()[:h, :w])
     decoded = {}
     for how in ("edgecv", "ffmpeg"):
-        if how == "ffmpeg":
-            monkeypatch.setattr(sinks, "_opencv", lambda: None)  # BGR into the pipe: ffmpeg converts
-        video = sinks.FfmpegMp4(tmp_path / f"{how}.mp4", fps=10.0, size=(w, h))
+        feed = "bgr24" if how == "ffmpeg" else None  # BGR into the pipe: ffmpeg converts
+        video = sinks.FfmpegMp4(tmp_path / f"{how}.mp4", fps=10.0, size=(w, h), feed=feed)
         args = video._proc.args
         assert args[args.index("-pix_fmt") + 1] == (fed if how == "edgecv" else "bgr24")
         for _ in range(3):
@@ -419,6 +417,13 @@ def test_without_ffmpeg_an_mp4_is_a_one_line_error_and_mkv_still_works(tmp_path,
     sink.write(result(0, empty=True))
     sink.close()
     assert len(read_video(tmp_path / "street.mkv")[0]) == 1
+
+
+def test_ffmpeg_mp4_feed_is_none_or_bgr24(tmp_path):
+    need_ffmpeg()
+    with pytest.raises(ConfigError, match=r"^video feed: expected None or 'bgr24', got 'yuv'$"):
+        FfmpegMp4(tmp_path / "v.mp4", fps=10.0, size=(64, 48), feed="yuv")
+    assert not (tmp_path / "v.mp4").exists()
 
 
 @pytest.mark.parametrize("shape, error", [
