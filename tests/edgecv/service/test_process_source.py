@@ -13,9 +13,17 @@ from edgecv.sources import open_source
 cv2 = pytest.importorskip("cv2")
 
 
-def test_frames_and_metadata_are_the_sources_own():
+def shared_files() -> set[str]:
+    """The rings of shared frames left in /dev/shm (by any process)."""
+    import glob
+
+    return set(glob.glob("/dev/shm/edgecv-frames-*"))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_frames_and_metadata_are_the_sources_own(shared):
     text = "synthetic:frames=12,size=96x64,seed=5,fps=12"
-    with ProcessSource(text) as child, open_source(text) as here:
+    with ProcessSource(text, shared=shared) as child, open_source(text) as here:
         assert (child.kind, child.name, child.fps, child.size, child.length, child.live, child.has_truth) == \
             (here.kind, here.name, here.fps, here.size, here.length, here.live, True)
         got, want = list(child), list(here)
@@ -26,6 +34,25 @@ def test_frames_and_metadata_are_the_sources_own():
         assert (a.index, a.name, a.time_ms) == (b.index, b.name, b.time_ms)
         np.testing.assert_array_equal(a.truth.xyxy, b.truth.xyxy)
         assert a.image.flags.writeable  # sinks may draw on it
+
+
+def test_shared_frames_follow_a_change_of_size_and_leave_nothing_in_shared_memory(tmp_path):
+    """A folder of images of three sizes: a larger frame gets a new ring, a smaller one fits the one there is;
+    each ring's file is gone once this process has mapped it, and nothing is left after close."""
+    sizes = [(48, 64), (96, 128), (24, 32), (96, 128)]
+    for i, (h, w) in enumerate(sizes):
+        image = np.random.default_rng(i).integers(0, 256, (h, w, 3), dtype=np.uint8)
+        cv2.imwrite(str(tmp_path / f"{i:02d}.png"), image)
+    before = shared_files()
+    with ProcessSource(str(tmp_path)) as child, open_source(str(tmp_path)) as here:
+        got, want = list(child), list(here)
+        assert shared_files() == before  # each ring mapped here, so unlinked: a crash of both leaves nothing either
+        rings = child._ring  # noqa: SLF001  (the last ring mapped, to see that the larger frame made a new one)
+    assert [f.image.shape[:2] for f in got] == sizes
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.image, b.image)
+    assert rings is not None and rings[2] == 1 and rings[1] == 96 * 128 * 3
+    assert shared_files() == before
 
 
 def test_a_video_file_cut_short_is_reported_as_such(tmp_path):
