@@ -176,7 +176,8 @@ class ThreadPlacer:
         why = (f"{layout(best['workers'], best['threads'], best['inline'])} of {self.cores} cores: predicted "
                f"{best['predicted_fps']:g} frames/s with the other stages at {others_ms:.2f} CPU ms per frame, "
                f"{later_ms:.2f} after inference (" +
-               ", ".join(f"{layout(r['workers'], r['threads'], r['inline'])}: {r['predicted_fps']:g}" for r in rows) + ")")
+               ", ".join(f"{layout(r['workers'], r['threads'], r['inline'])}: {r['predicted_fps']:g}"
+                         for r in rows) + ")")
         self.plan = ThreadPlan(best["threads"], "calibrated", why, round(others_ms, 3), rows, best["workers"],
                                best["inline"])
         self.pending = False
@@ -206,7 +207,8 @@ def best_layout(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
     Example:
         >>> rows = layout_rows({1: (7.5, 7.5), 2: (3.8, 9.0)}, others_ms=4.9, cores=2, inline_ms=2.0)
-        >>> [(layout(r["workers"], r["threads"], r["inline"]), r["predicted_fps"]) for r in rows]  # doctest: +NORMALIZE_WHITESPACE
+        >>> shown = [(layout(r["workers"], r["threads"], r["inline"]), r["predicted_fps"]) for r in rows]
+        >>> shown  # doctest: +NORMALIZE_WHITESPACE
         [('1 worker x 1 thread', 133.3), ('1 worker x 2 threads', 143.9), ('2 workers x 1 thread', 161.3),
          ('inline x 1 thread', 105.3), ('inline x 2 threads', 143.9)]
         >>> best = best_layout(rows); layout(best["workers"], best["threads"], best["inline"])

@@ -118,8 +118,9 @@ def _given_back(message: Any, ring: _Ring | None) -> bool:
 
 
 def _child(conn: Any, text: str, shared: bool = True) -> None:
-    """The child: open ``text`` and send its frames, one after another (a send waits while the pipe is full);
-    at its end or on an error, wait for ``reopen`` (then go on) or for the parent to close the pipe."""
+    """The child: open ``text`` and hand its frames over, one after another (waiting while every slot of the
+    ring is taken); at its end or on an error, wait for ``reopen`` (then go on) or for the parent to close the
+    pipe."""
     from edgecv.sources import open_source, quiet_opencv
 
     quiet_opencv()
@@ -155,9 +156,9 @@ def _child(conn: Any, text: str, shared: bool = True) -> None:
                     conn.send(("error", type(exc).__name__, str(exc)))
                 continue
             image = np.ascontiguousarray(frame.image)
-            ring = _send_frame(conn, ring, image, {
-                "index": frame.index, "name": frame.name, "time_ms": frame.time_ms, "path": frame.path,
-                "truth": frame.truth, "shape": image.shape, "dtype": image.dtype.str, "read": src.read}, made=made, shared=shared)
+            head = {"index": frame.index, "name": frame.name, "time_ms": frame.time_ms, "path": frame.path,
+                    "truth": frame.truth, "shape": image.shape, "dtype": image.dtype.str, "read": src.read}
+            ring = _send_frame(conn, ring, image, head, made=made, shared=shared)
     except (EOFError, BrokenPipeError, ConnectionResetError, KeyboardInterrupt):
         return  # the parent closed the pipe: stop
     finally:
