@@ -52,7 +52,7 @@ WARMUP_FRAMES = 10
 CALIBRATION_FRAMES = 30
 MEASURE_RUNS = 8
 SETTLE_S = 0.05  # the longest the calibration waits for the stages after inference to finish their frames
-TIE = 0.03  # predicted rates this close count as equal: more workers, then fewer threads win
+TIE = 0.03  # predicted rates this close count as equal: inline, then more workers, then fewer threads win
 LATER_STAGES = ("decode", "tracking", "sinks")  # what an inline layout runs in the inference thread
 OTHER_STAGES = ("capture", *LATER_STAGES)
 
