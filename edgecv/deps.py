@@ -25,6 +25,14 @@ def require(module: str, *, extra: str, purpose: str = "", package: str | None =
         raise MissingDependencyError(package or module.split(".")[0], extra, purpose) from exc
 
 
+def optional(module: str) -> ModuleType | None:
+    """``module`` imported, or None where it is not installed (for work that has a way without it)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
 def is_installed(module: str) -> bool:
     """True when ``module`` can be found, without importing it."""
     return importlib.util.find_spec(module) is not None

@@ -38,6 +38,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
+from edgecv.deps import optional
 from edgecv.detection.detections import Detections
 from edgecv.errors import ConfigError, FrameSkipped
 from edgecv.pipeline.capture import Capture, CaptureOptions, Captured
@@ -624,7 +625,7 @@ class Pipeline:
 class SharedSetting:
     """A process-wide setting held at a value while any concurrent run lasts: runs in other threads share it, the
     first saves the setting and the last puts it back. ``pick(wanted, saved)``: the value to hold. A setting
-    whose library is missing (``get`` raises ImportError) is left alone.
+    that ``get`` gives as None (its library is missing) is left alone.
 
     Example:
         >>> with SWITCH_INTERVAL.held(0.0002):
@@ -646,10 +647,7 @@ class SharedSetting:
             return
         with self._lock:
             if self._users == 0:
-                try:
-                    self._saved = self._get()
-                except ImportError:
-                    self._saved = None
+                self._saved = self._get()
             if self._saved is not None:
                 self._set(self._pick(value, self._saved))
             self._users += 1
@@ -662,16 +660,15 @@ class SharedSetting:
                     self._set(self._saved)
 
 
-def _cv2() -> Any:
-    import cv2  # a missing OpenCV leaves the setting alone (SharedSetting)
-
-    return cv2
+def _opencv_threads() -> int | None:
+    cv2 = optional("cv2")
+    return None if cv2 is None else cv2.getNumThreads()
 
 
 #: the interpreter's switch interval (never raised above what it was)
 SWITCH_INTERVAL = SharedSetting(sys.getswitchinterval, sys.setswitchinterval, min)
 #: OpenCV's own thread pool
-OPENCV_THREADS = SharedSetting(lambda: _cv2().getNumThreads(), lambda n: _cv2().setNumThreads(n))
+OPENCV_THREADS = SharedSetting(_opencv_threads, lambda n: optional("cv2").setNumThreads(n))
 
 
 class _InOrder:

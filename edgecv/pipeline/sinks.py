@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Sequence
 
 import numpy as np
 
+from edgecv.deps import optional
 from edgecv.detection.frames import resize_image
 from edgecv.errors import ConfigError, OutputError
 from edgecv.labels import label_of
@@ -209,7 +210,8 @@ class FfmpegMp4:
             raise OutputError(missing_ffmpeg(self.path))
         w, h = size
         self._shape = (h, w, 3)
-        self._cv2 = _opencv() if not (w % 2 or h % 2 or feed) else None  # I420 needs even sides
+        # I420 needs even sides; without OpenCV the frames go to ffmpeg as BGR
+        self._cv2 = optional("cv2") if not (w % 2 or h % 2 or feed) else None
         cmd = [program, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "rawvideo",
                "-pix_fmt", "bgr24" if self._cv2 is None else "yuv420p", "-s", f"{w}x{h}", "-r", f"{fps:.6g}",
                "-i", "pipe:0", "-an"]
@@ -304,15 +306,6 @@ class FfmpegMp4:
         self._log.seek(0)
         lines = self._log.read().decode("utf-8", "replace").strip().splitlines()
         return lines[-1] if lines else f"exit code {self._proc.returncode}"
-
-
-def _opencv() -> Any:
-    """OpenCV, or None where it is not installed (the frames then go to ffmpeg as BGR)."""
-    try:
-        import cv2
-    except ImportError:
-        return None
-    return cv2
 
 
 def _widen_pipe(pipe: Any, frame_bytes: int) -> None:

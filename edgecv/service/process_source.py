@@ -8,7 +8,7 @@ as the parent has mapped it): the child copies the pixels into a free slot and s
 name, time, truth, slot) through a pipe; the parent copies them out and sends the slot back. So a file or the
 generator runs at most :data:`SLOTS` frames ahead, and a live source keeps its pace while the capture's
 newest-frame policy drops what the pipeline cannot take. Sending the pixels through the pipe instead cost the
-parent 1.3 CPU ms a 768x576 frame, twice what decoding it does (``benchmarks/process_source.py``); where no
+parent 2.3 CPU ms a 768x576 frame, three times what decoding it does (``benchmarks/process_source.py``); where no
 ring can be made (no room in shared memory), they still go through the pipe. A live source that stops is
 reopened in the child (:meth:`reopen`); an error there comes back as the same one-line error.
 
@@ -51,7 +51,7 @@ class _Ring:
             os.posix_fallocate(fd, 0, slot_bytes * SLOTS)  # no room is an OSError now, not a SIGBUS mid-write
             self.map = mmap.mmap(fd, slot_bytes * SLOTS)
         except BaseException:
-            self.unlink()
+            _unlink(self.path)
             raise
         finally:
             os.close(fd)
@@ -64,9 +64,6 @@ class _Ring:
         view = np.frombuffer(self.map, np.uint8, image.nbytes, slot * self.slot_bytes)
         view[:] = image.reshape(-1).view(np.uint8)
         return slot
-
-    def unlink(self) -> None:
-        _unlink(self.path)
 
     def close(self) -> None:
         """Unmap it here; its file stays for the parent to map (the parent unlinks it, or the child at its end)."""
