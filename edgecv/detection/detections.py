@@ -211,7 +211,7 @@ class Detections:
         if idx.dtype == bool:
             if idx.shape != (n,):
                 raise InputError(f"Detections mask: expected shape [{n}], got {_shape(idx.shape)}")
-        elif idx.size == 0:
+        elif idx.size == 0 and idx.ndim == 1:
             idx = idx.astype(np.int64)
         elif idx.dtype.kind in "iu" and idx.ndim == 1:
             if idx.max() >= n or idx.min() < -n:
@@ -219,14 +219,19 @@ class Detections:
         else:
             got = f"{idx.dtype} {_shape(idx.shape)}"
             raise InputError(f"Detections index: expected a boolean mask, integer array or slice, got {got}")
-        # Fancy indexing copies, so the result never shares memory with this object.
-        return Detections(
-            xyxy=self.xyxy[idx],
-            confidence=self.confidence[idx],
-            class_id=self.class_id[idx],
-            tracker_id=None if self.tracker_id is None else self.tracker_id[idx],
-            data={k: v[idx] for k, v in self.data.items()},
-        )
+        # Fancy indexing copies, so the result never shares memory with this object; rows of checked arrays
+        # need no check again (it cost as much as the rest of a frame's NMS).
+        return self._rows(idx)
+
+    def _rows(self, idx: np.ndarray) -> Detections:
+        """The rows ``idx`` (a boolean mask or integer array already checked against ``len(self)``)."""
+        out = object.__new__(Detections)
+        for name, value in (("xyxy", self.xyxy[idx]), ("confidence", self.confidence[idx]),
+                            ("class_id", self.class_id[idx]),
+                            ("tracker_id", None if self.tracker_id is None else self.tracker_id[idx]),
+                            ("data", {k: v[idx] for k, v in self.data.items()})):
+            object.__setattr__(out, name, value)
+        return out
 
     def scaled(self, sx: float, sy: float) -> Detections:
         """These detections in an image resized by ``sx`` horizontally and ``sy`` vertically: boxes and

@@ -88,6 +88,9 @@ def test_indexing_slices_every_array_into_a_new_object(index, rows):
     before = {k: v.copy() for k, v in [("xyxy", det.xyxy), ("confidence", det.confidence), ("kp", det.data["keypoints"])]}
     sub = det[index]
     assert sub is not det and len(sub) == len(rows)
+    assert (sub.xyxy.dtype, sub.confidence.dtype, sub.class_id.dtype, sub.tracker_id.dtype) == \
+        (np.float32, np.float32, np.int64, np.int64)
+    assert sub.xyxy.shape == (len(rows), 4) and sub.data["keypoints"].shape[0] == len(rows)
     np.testing.assert_array_equal(sub.xyxy, BOXES[rows])
     np.testing.assert_array_equal(sub.confidence, det.confidence[rows])
     np.testing.assert_array_equal(sub.class_id, det.class_id[rows])
@@ -110,6 +113,7 @@ def test_indexing_slices_every_array_into_a_new_object(index, rows):
         (np.array([-4, 0]), r"expected indices in \[-3, 3\)"),
         (np.array([0.5]), "expected a boolean mask, integer array or slice, got float64"),
         (np.zeros((1, 1), int), "expected a boolean mask, integer array or slice"),
+        (np.zeros((0, 0)), r"expected a boolean mask, integer array or slice, got float64 \[0,0\]"),
     ],
 )
 def test_bad_indexes(index, message):

@@ -173,6 +173,25 @@ def test_10000_random_boxes_match_a_reference(big, method, class_agnostic, path,
     np.testing.assert_allclose(out.xyxy, ref_boxes, atol=1e-3)
 
 
+@pytest.mark.parametrize("n", [1, 2, 5, 20, 63, 64, 90])
+@pytest.mark.parametrize("method", ["hard", "weighted"])
+def test_a_frames_worth_of_boxes_matches_the_reference(n, method):
+    """Below 64 boxes NMS compares every pair at once, from 64 it sweeps: both agree with the reference, also
+    on whole-pixel boxes with tied coordinates, duplicates and zero-size boxes."""
+    rng = np.random.default_rng(n)
+    for trial in range(40):
+        xy = rng.integers(0, 120, (n, 2)).astype(np.float64)
+        xyxy = np.concatenate([xy, xy + rng.integers(0, 50, (n, 2))], 1)
+        xyxy[rng.integers(0, n, n // 4)] = xyxy[0]  # duplicates of one box
+        det = Detections(xyxy, (rng.permutation(n) + 1) / n, rng.integers(0, 2, n))  # no tied scores: order is defined
+        thr = float(rng.choice([0.0, 0.3, 0.5, 1.0]))
+        out = nms(det, iou_threshold=thr, method=method, class_agnostic=bool(trial % 2))
+        ref_boxes, ref_scores = reference_nms(det.xyxy, det.confidence, det.class_id, thr, method, bool(trial % 2))
+        assert len(out) == len(ref_boxes), (trial, thr)
+        np.testing.assert_array_equal(out.confidence, ref_scores)
+        np.testing.assert_allclose(out.xyxy, ref_boxes, atol=1e-3)
+
+
 def test_heavily_overlapping_boxes_take_the_box_by_box_path_and_agree():
     rng = np.random.default_rng(3)
     n = 5000
