@@ -107,6 +107,34 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+def batch_scheduling(pid: int = 0) -> bool:
+    """Run the calling thread (or the process ``pid``) under Linux's ``SCHED_BATCH`` policy; whether it did.
+
+    A thread woken under the default policy preempts the running one. When the running one holds Python's
+    interpreter lock, every thread of the process then waits for it to be scheduled again: in ``edgecv serve``
+    at 16 cameras, a fifth of the time the lock was held went into waking the streams whose frames the batcher
+    had run. ``SCHED_BATCH`` keeps a woken thread from preempting, at the cost of its wake-up latency (a few
+    ms at most). edgecv's own worker threads and child processes call this; a thread under another policy than
+    the default (real-time, idle: someone chose it) is left as it is, as are systems without the policy.
+
+    Example:
+        >>> batch_scheduling() in (True, False)                     # doctest: +SKIP
+        True
+    """
+    import os
+
+    policy = getattr(os, "SCHED_BATCH", None)
+    if policy is None:
+        return False
+    try:
+        if os.sched_getscheduler(pid) != os.SCHED_OTHER:
+            return False
+        os.sched_setscheduler(pid, policy, os.sched_param(0))
+    except OSError:  # the process has ended already, or a sandbox refuses the call: scheduling stays as it was
+        return False
+    return True
+
+
 def rss_mb() -> tuple[float | None, float | None]:
     """(current, peak) resident memory of this process in MB, from /proc where there is one (else the peak
     from ``getrusage``, or None).

@@ -78,9 +78,13 @@ def run(args) -> int:
     require("starlette", extra="serve", purpose="serve the HTTP API")
     require("prometheus_client", extra="serve", purpose="export Prometheus metrics", package="prometheus-client")
 
+    from edgecv.machine import batch_scheduling
     from edgecv.service.api import make_app
     from edgecv.service.service import Service
 
+    # the whole process, before it starts a thread: every thread and child inherits the policy (the streams'
+    # threads set it themselves too, for a service run as a library)
+    batch_scheduling()
     service = Service(config)
     closing = threading.Event()
     stopped_by: list[str] = []

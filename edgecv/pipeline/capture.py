@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from edgecv.errors import ConfigError, SourceError
+from edgecv.machine import batch_scheduling
 from edgecv.pipeline.stats import Ring, StageStats
 from edgecv.sources import Frame, FrameSource
 
@@ -218,6 +219,7 @@ class Capture:
             self._cond.notify_all()
 
     def _run(self) -> None:
+        batch_scheduling()
         try:
             for item in self._produce():
                 self._put(item)

@@ -41,6 +41,7 @@ import numpy as np
 from edgecv.deps import optional
 from edgecv.detection.detections import Detections
 from edgecv.errors import ConfigError, FrameSkipped
+from edgecv.machine import batch_scheduling
 from edgecv.pipeline.capture import Capture, CaptureOptions, Captured
 from edgecv.pipeline.events import TrackEvent, TrackEvents
 from edgecv.pipeline.stats import Series, StageStats
@@ -481,6 +482,7 @@ class Pipeline:
             cap.stop()
 
         def worker(index: int, fn: Callable[[_Packet], None]) -> None:
+            batch_scheduling()
             stat = self.stats[stages[index][0]]
             inq = queues[index - 1] if index else None
             outq = queues[index] if index < len(queues) else None

@@ -39,6 +39,7 @@ from edgecv.deps import optional
 from edgecv.detection.frames import resize_image
 from edgecv.errors import ConfigError, OutputError
 from edgecv.labels import label_of
+from edgecv.machine import batch_scheduling
 
 log = logging.getLogger(__name__)
 FLUSH_S = 1.0
@@ -235,6 +236,7 @@ class FfmpegMp4:
             self._log.close()
             raise OutputError(f"cannot start {program} to write {self.path}: {exc.strerror or exc}") from None
         _widen_pipe(self._proc.stdin, w * h * 3)
+        batch_scheduling(self._proc.pid)
         self._queue: queue.Queue = queue.Queue(maxsize=FEED_FRAMES)
         self._stopped = threading.Event()  # the pipe broke: ffmpeg has stopped
         self._feeder = threading.Thread(target=self._feed, name="ffmpeg-feeder", daemon=True)
@@ -258,6 +260,7 @@ class FfmpegMp4:
         raise OutputError(f"cannot write video {self.path}: ffmpeg stopped ({self._reason()})")
 
     def _feed(self) -> None:
+        batch_scheduling()
         cv2 = self._cv2
         while (data := self._queue.get()) is not None:
             if cv2 is not None:

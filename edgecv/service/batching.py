@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgecv.errors import EdgeCVError
+from edgecv.machine import batch_scheduling
 from edgecv.pipeline.stats import Histogram
 
 log = logging.getLogger(__name__)
@@ -123,6 +124,7 @@ class Batcher:
         return items, False
 
     def _loop(self) -> None:
+        batch_scheduling()
         stopping = False
         while not stopping:
             first = self._queue.get()

@@ -118,8 +118,10 @@ def _child(conn: Any, text: str, shared: bool = True) -> None:
     """The child: open ``text`` and hand its frames over, one after another (waiting while every slot of the
     ring is taken); at its end or on an error, wait for ``reopen`` (then go on) or for the parent to close the
     pipe."""
+    from edgecv.machine import batch_scheduling
     from edgecv.sources import open_source, quiet_opencv
 
+    batch_scheduling()
     quiet_opencv()
     try:
         src = open_source(text)

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from edgecv.machine import batch_scheduling
 from edgecv.service.config import StreamConfig
 from edgecv.sources import redact
 
@@ -168,6 +169,7 @@ class ServedStream:
     def _run(self) -> None:
         from edgecv.errors import ConfigError, EdgeCVError
 
+        batch_scheduling()
         wait = self.retry_s
         while not self._stop.is_set():
             try:

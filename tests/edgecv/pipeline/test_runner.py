@@ -5,6 +5,7 @@ a failing source; a lost live source; reset; events and counts."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -988,3 +989,34 @@ def test_a_run_with_a_tracker_imports_the_solvers_before_its_first_frame():
         "assert seen == [True] * 5, seen\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=str(Path(__file__).resolve().parents[3]))
+
+
+class PolicySink(RecordingSink):
+    """Records the scheduling policy of the thread that writes each frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.policies = set()
+
+    def write(self, result):
+        self.policies.add(os.sched_getscheduler(0))
+        super().write(result)
+
+
+class PolicySquares(Squares):
+    """Squares that record the scheduling policy of the thread reading them."""
+
+    def __iter__(self):
+        self.policies = {os.sched_getscheduler(0)}
+        yield from super().__iter__()
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BATCH is Linux's")
+def test_a_concurrent_run_works_under_batch_scheduling_and_leaves_the_callers_thread_alone():
+    before = os.sched_getscheduler(0)
+    sink, source = PolicySink(), PolicySquares(12)
+    report = pipeline(concurrent=True, sinks=[sink]).run(source)
+    assert report.frames == 12
+    assert source.policies == {os.SCHED_BATCH}  # the capture thread
+    assert sink.policies == {os.SCHED_BATCH}  # the stage threads
+    assert os.sched_getscheduler(0) == before
