@@ -16,10 +16,12 @@ before tracking); a preempted worker then delays only its own frame. So the firs
    allow for all the work of a frame, whichever is lower. So is each thread count's *inline* layout: one
    worker that also runs decoding, tracking and the sinks (``L`` CPU ms a frame in their threads), at
    ``min(1000 / (W(t) + L), cores x 1000 / (C(t) + others))``; capture keeps its own thread. The fastest wins;
-   on a tie within 3%, an inline layout, then more workers, then fewer threads in all. The prediction leaves
-   out what stage threads cost (hand-offs, the interpreter's lock passed among five threads), which inline
-   does not pay; a worker on one thread never waits for a preempted sibling thread, and a second worker
-   absorbs the preemption the calibration cannot see. Measured side by side on vtest.avi, 2 cores, 795
+   on a tie within 3%, inline on one thread, then more workers, then fewer threads in all. The prediction
+   leaves out what stage threads cost (hand-offs, the interpreter's lock passed among five threads), which
+   inline on one thread does not pay (on more, its runtime threads wait while it decodes, tracks and writes:
+   SSD MobileNet inline x 2 ran at 0.85x of 2 x 1 in 5 paired rounds); a worker on one thread never waits
+   for a preempted sibling thread, and a second worker absorbs the preemption the calibration cannot see.
+   Measured side by side on vtest.avi, 2 cores, 795
    frames, medians of 3-4 runs: SSD MobileNet 2 workers x 1 thread 128.3 frames/s (0.97 of the run's CPU
    limit), 1 x 2 106.4 (0.84), 1 x 1 97.5 (0.74); the built-in detector, whose layouts are all bound by the
    cores, 2 x 1 321.7 (0.90), 1 x 1 308.6 (0.89), 1 x 2 301.0 (0.89); later, inline x 1 against 2 x 1 gave
@@ -52,7 +54,7 @@ WARMUP_FRAMES = 10
 CALIBRATION_FRAMES = 30
 MEASURE_RUNS = 8
 SETTLE_S = 0.05  # the longest the calibration waits for the stages after inference to finish their frames
-TIE = 0.03  # predicted rates this close count as equal: inline, then more workers, then fewer threads win
+TIE = 0.03  # predicted rates this close count as equal: inline on 1 thread, then more workers, then fewer threads
 LATER_STAGES = ("decode", "tracking", "sinks")  # what an inline layout runs in the inference thread
 OTHER_STAGES = ("capture", *LATER_STAGES)
 
@@ -201,9 +203,11 @@ def layout_rows(measured: dict[int, tuple[float, float]], *, others_ms: float, c
 
 
 def best_layout(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The fastest predicted layout; within :data:`TIE` of it, an inline one, then the most workers, then the
-    fewest threads in all. The prediction leaves out what threads cost: the hand-offs between stages and the
-    interpreter's lock passed among them. An inline layout has none of it, and on a tie it is the faster.
+    """The fastest predicted layout; within :data:`TIE` of it, inline on one thread, then the most workers,
+    then the fewest threads in all. The prediction leaves out what threads cost: the hand-offs between stages
+    and the interpreter's lock passed among them. Inline on one thread has none of it, and on a tie it is the
+    faster. Inline on more threads is not: its runtime threads wait while it decodes, tracks and writes (SSD
+    MobileNet on vtest, predicted within 2% of two workers on one thread, ran at 0.85x of them).
 
     Example:
         >>> rows = layout_rows({1: (7.5, 7.5), 2: (3.8, 9.0)}, others_ms=4.9, cores=2, inline_ms=2.0)
@@ -216,7 +220,8 @@ def best_layout(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """
     top = max(r["predicted_fps"] for r in rows)
     return min((r for r in rows if r["predicted_fps"] >= top * (1 - TIE)),
-               key=lambda r: (not r.get("inline", False), -r["workers"], r["workers"] * r["threads"]))
+               key=lambda r: (not (r.get("inline", False) and r["threads"] == 1), -r["workers"],
+                              r["workers"] * r["threads"]))
 
 
 def layout(workers: int, threads: int, inline: bool = False) -> str:
