@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "SCHED_BATCH"), reason="SCHED_BA
 
 
 def in_thread(fn):
-    """``fn()`` run in a new thread; its result, or the exception it raised."""
+    """``fn()``'s result, run in a new thread."""
     out = []
     t = threading.Thread(target=lambda: out.append(fn()))
     t.start()
