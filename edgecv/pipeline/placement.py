@@ -24,9 +24,9 @@ before tracking); a preempted worker then delays only its own frame. So the firs
    Measured side by side on vtest.avi, 2 cores, 795 frames, medians of 3-4 runs: SSD MobileNet 2 workers x
    1 thread 128.3 frames/s (0.97 of the run's CPU limit), 1 x 2 106.4 (0.84), 1 x 1 97.5 (0.74); the
    built-in detector, whose layouts are all bound by the cores, 2 x 1 321.7 (0.90), 1 x 1 308.6 (0.89),
-   1 x 2 301.0 (0.89); later, inline x 1 against 2 x 1 gave 1.04x and 1.00x in two runs of 8 paired rounds (``benchmarks/pipeline_layouts.py``). The model is
-   reloaded with the chosen threads, and each extra worker loads its own copy (memory grows by one model
-   per worker).
+   1 x 2 301.0 (0.89); later, inline x 1 against 2 x 1 gave 1.04x and 1.00x in two runs of 8 paired rounds
+   (``benchmarks/pipeline_layouts.py``). The model is reloaded with the chosen threads, and each extra
+   worker loads its own copy (memory grows by one model per worker).
 
 The measurement stops the inference stage once: (2 + MEASURE_RUNS) frames at each thread count and the
 reloads, about 50 ms for the built-in detector on 2 cores. The choice, the figures and the reason go into
