@@ -7,7 +7,8 @@ with its own copy of the model on ``t`` threads, take frames in turn (their resu
 before tracking); a preempted worker then delays only its own frame. So the first frames of a run calibrate:
 
 1. after :data:`WARMUP_FRAMES` frames, the CPU the other stages spend per frame (their threads' CPU time and
-   the encoder process's) is measured over the next :data:`CALIBRATION_FRAMES`;
+   the encoder process's, each over the frames it finished) is measured over the next
+   :data:`CALIBRATION_FRAMES`;
 2. then, on the frame at hand, the inference stage (preprocessing and inference) is timed with each candidate
    thread count: its wall time ``W(t)`` and the CPU the process spends ``C(t)`` (the runtime's threads
    included);
@@ -123,30 +124,35 @@ class ThreadPlacer:
 
     def reset(self) -> None:
         self.frames = 0
-        self._start: tuple[float, float, int] | None = None
+        self._start: dict[str, tuple[float, int]] | None = None
         self.plan = ThreadPlan(self.detector.threads, "default",
                                f"the run ended before the calibration ({WARMUP_FRAMES + CALIBRATION_FRAMES} frames)")
         self.pending = True
 
-    def _others(self) -> tuple[float, float, int]:
-        """CPU seconds of the other stages and encoders so far, of the stages after inference alone, and the
-        frames the sinks have finished."""
-        later = sum(self.stats[name].cpu_s for name in LATER_STAGES if name in self.stats)
-        cpu = later + (self.stats["capture"].cpu_s if "capture" in self.stats else 0.0)
-        cpu += sum(s.child_cpu_s() for s in self.sinks if hasattr(s, "child_cpu_s"))
-        return cpu, later, self.stats["sinks"].count
+    def _snapshot(self) -> dict[str, tuple[float, int]]:
+        """Each other stage's CPU seconds and frames so far; ``encoder``: the sinks' encoder processes' CPU
+        against the sinks' frames."""
+        snap = {name: (self.stats[name].cpu_s, self.stats[name].count) for name in OTHER_STAGES if name in self.stats}
+        snap["encoder"] = (sum(s.child_cpu_s() for s in self.sinks if hasattr(s, "child_cpu_s")),
+                           self.stats["sinks"].count)
+        return snap
 
     def step(self, image: Any) -> None:
-        """Count a frame; at the end of the calibration window, measure and choose (on ``image``)."""
+        """Count a frame; at the end of the calibration window, measure and choose (on ``image``).
+
+        Each stage's CPU per frame is its own CPU over its own frames in the window: the stages lag inference by
+        different numbers of frames at its two ends (under load the sinks can be several frames behind at the
+        start and caught up at the end), so dividing every stage's CPU by one stage's frames misjudges them."""
         self.frames += 1
         if self.frames == WARMUP_FRAMES:
-            self._start = self._others()
+            self._start = self._snapshot()
         elif self.frames >= WARMUP_FRAMES + CALIBRATION_FRAMES and self._start is not None:
-            cpu, later, done = self._others()
-            frames = done - self._start[2]
-            if frames < CALIBRATION_FRAMES // 2:
+            now = self._snapshot()
+            if now["encoder"][1] - self._start["encoder"][1] < CALIBRATION_FRAMES // 2:
                 return  # the stages after inference are far behind: wait for them to finish more frames
-            self._choose(image, (cpu - self._start[0]) * 1000.0 / frames, (later - self._start[1]) * 1000.0 / frames)
+            per_frame = {name: (cpu - self._start[name][0]) * 1000.0 / (n - self._start[name][1])
+                         for name, (cpu, n) in now.items() if n > self._start[name][1]}
+            self._choose(image, sum(per_frame.values()), sum(per_frame.get(name, 0.0) for name in LATER_STAGES))
 
     def _settle(self) -> None:
         """Wait (:data:`SETTLE_S` at most) until the stages after inference have finished every frame it passed on

@@ -901,6 +901,38 @@ def test_predicted_fps_is_the_lower_of_the_stages_rate_and_what_the_cores_allow(
     assert candidate_threads(1) == [1] and candidate_threads(4) == [1, 2, 3, 4] and candidate_threads(6) == [1, 2, 3, 4, 6]
 
 
+
+@pytest.mark.parametrize("later_at_start", [
+    10,  # every stage keeps up with inference
+    2,  # the stages after inference are 8 frames behind at the window's start and caught up at its end
+])
+def test_each_stage_cpu_per_frame_is_its_own_cpu_over_its_own_frames(monkeypatch, later_at_start):
+    """Capture costs 3 ms a frame and each later stage 0.2, the encoder 1 ms; a lag of the later stages at the
+    window's start (seen under CI load) does not spread capture's CPU over frames it did not read."""
+    from types import SimpleNamespace
+
+    from edgecv.pipeline import placement
+
+    monkeypatch.setattr(placement, "WARMUP_FRAMES", 10)
+    monkeypatch.setattr(placement, "CALIBRATION_FRAMES", 30)
+    stats = {name: SimpleNamespace(cpu_s=0.0, count=0) for name in placement.OTHER_STAGES}
+    encoder = SimpleNamespace(cpu_s=0.0, child_cpu_s=lambda: encoder.cpu_s)
+
+    def done(capture: int, later: int) -> None:
+        stats["capture"].count, stats["capture"].cpu_s = capture, capture * 3.0 / 1000.0
+        for name in placement.LATER_STAGES:
+            stats[name].count, stats[name].cpu_s = later, later * 0.2 / 1000.0
+        encoder.cpu_s = later * 1.0 / 1000.0
+
+    placer = placement.ThreadPlacer(ThreadedDetector({1: 0.1, 2: 0.1}), cores=2, stats=stats, sinks=[encoder])
+    image = Squares(1).image(0)
+    for frame in range(1, 41):
+        done(frame + 1, later_at_start if frame == 10 else frame)
+        placer.step(image)
+    assert placer.plan.chosen_by == "calibrated"
+    assert placer.plan.others_cpu_ms == pytest.approx(3.0 + 3 * 0.2 + 1.0, abs=1e-6)
+
+
 # -- swapping the detector, skipped frames -------------------------------------------------------------------
 class ShiftedDetector(SquareDetector):
     """SquareDetector whose boxes are ``dx`` px to the right, and whose prepare takes ``delay_s`` (so that frames
