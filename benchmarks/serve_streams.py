@@ -2,13 +2,21 @@
 processes, in the same run, one after the other.
 
     .venv/bin/python benchmarks/serve_streams.py [--streams 1,2,4,8] [--seconds 30] [--fps 15] [--size 640x480]
-                                                 [--model builtin|ssd|PATH] [--artifacts DIR] [--spec SPEC] [--json]
+                                                 [--model builtin|ssd|PATH] [--artifacts DIR] [--spec SPEC]
+                                                 [--serve-sources process|thread] [--json]
 
 Each camera is the scene generator at ``--fps`` and ``--size`` (``synthetic:frames=0,...``, its own seed), paced
 like a camera (the newest frame kept, older ones dropped when processing falls behind), tracked with OC-SORT,
 its tracks written as JSON lines and nothing else. ``serve``: one ``edgecv serve`` process, the streams sharing
 one model through the batcher (``batch.max_size`` 8, ``max_wait_ms`` 5). ``separate``: one ``edgecv track
 --realtime`` process per camera, each with its own copy of the model and edgecv's default threads.
+
+The cameras are not alike in the two modes unless told. ``serve`` generates each camera in a child process of its
+own (``source_process``, its default): it renders every frame at ``--fps`` whatever the service keeps up with, and
+the frames it cannot take are dropped, as a real camera's are. ``track`` renders in its capture thread, so a busy
+process renders fewer frames (its camera runs slower, and drops little). At 640x480 a frame costs the generator
+about 8 CPU ms on the 2-core test machine, so past saturation this decides much of the result.
+``--serve-sources thread`` makes ``serve`` generate in a thread too (``source_process: false``), as ``track`` does.
 
 Once every camera produces, frames are counted for ``--seconds`` (lines of each stream's JSON lines: one per
 processed frame; the files are flushed every second, so each count is within a second's frames), then the
@@ -107,6 +115,7 @@ def run_serve(n: int, args, model: Path, spec: str | None, tmp: Path) -> dict:
 
     out, port = tmp / f"serve{n}", free_port()
     streams = [{"id": f"cam{i}", "source": source(i, args.fps, args.size), "model": str(model), "sinks": ["jsonl"],
+                "source_process": args.serve_sources == "process",
                 **({"spec": spec} if spec else {})} for i in range(n)]
     config = tmp / f"serve{n}.yaml"
     config.write_text(yaml.safe_dump({"server": {"port": port}, "batch": {"max_size": 8, "max_wait_ms": 5},
@@ -160,6 +169,8 @@ def main() -> None:
     p.add_argument("--model", default="builtin", help="builtin, ssd, or an artifact's path")
     p.add_argument("--spec", help="the detector spec for a model given by path")
     p.add_argument("--artifacts", type=Path, help="the built-in detector's artifacts (default: exported here)")
+    p.add_argument("--serve-sources", choices=("process", "thread"), default="process",
+                   help="serve's cameras each in a child process (its default) or in a thread, as track's are")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     with tempfile.TemporaryDirectory(prefix="serve-streams-") as tmp_name:
@@ -195,9 +206,10 @@ def main() -> None:
                          "" if res["serve_vs_separate"] is None else f"{res['serve_vs_separate']:.2f}x"])
     if args.json:
         print(json.dumps({"model": str(model), "fps": args.fps, "size": args.size, "seconds": args.seconds,
-                          "results": results}, indent=1))
+                          "serve_sources": args.serve_sources, "results": results}, indent=1))
         return
-    print(f"model {model.name}, cameras at {args.fps:g} frames/s, {args.size}, counted over {args.seconds:g} s")
+    print(f"model {model.name}, cameras at {args.fps:g} frames/s, {args.size}, serve's cameras each in a "
+          f"{'child process' if args.serve_sources == 'process' else 'thread'}, counted over {args.seconds:g} s")
     print(render(["streams", "mode", "frames/s", "slowest / fastest", "dropped", "p50 ms (median / worst)",
                   "p99 ms (median / worst)", "mean batch", "memory MB", "serve / separate"], rows, align="llrrrrrrrr"))
 
