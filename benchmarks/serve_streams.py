@@ -3,7 +3,7 @@ processes, in the same run, one after the other.
 
     .venv/bin/python benchmarks/serve_streams.py [--streams 1,2,4,8] [--seconds 30] [--fps 15] [--size 640x480]
                                                  [--model builtin|ssd|PATH] [--artifacts DIR] [--spec SPEC]
-                                                 [--serve-sources process|thread] [--json]
+                                                 [--serve-sources process|thread] [--serve-processes 1,2] [--json]
 
 Each camera is the scene generator at ``--fps`` and ``--size`` (``synthetic:frames=0,...``, its own seed), paced
 like a camera (the newest frame kept, older ones dropped when processing falls behind), tracked with OC-SORT,
@@ -17,6 +17,10 @@ the frames it cannot take are dropped, as a real camera's are. ``track`` renders
 process renders fewer frames (its camera runs slower, and drops little). At 640x480 a frame costs the generator
 about 8 CPU ms on the 2-core test machine, so past saturation this decides much of the result.
 ``--serve-sources thread`` makes ``serve`` generate in a thread too (``source_process: false``), as ``track`` does.
+
+One ``serve`` process runs its streams' Python stages under one interpreter lock: past saturation it uses less
+than the 2 cores that separate processes share out. ``--serve-processes 1,2`` runs ``serve`` once with one process
+and once with the cameras split over two (camera i to process i mod 2), beside the separate processes.
 
 Once every camera produces, frames are counted for ``--seconds`` (lines of each stream's JSON lines: one per
 processed frame; the files are flushed every second, so each count is within a second's frames), then the
@@ -110,29 +114,41 @@ def stop(procs: list[subprocess.Popen]) -> list[str]:
     return [p.communicate(timeout=120)[0] for p in procs]
 
 
-def run_serve(n: int, args, model: Path, spec: str | None, tmp: Path) -> dict:
+def run_serve(n: int, args, model: Path, spec: str | None, tmp: Path, processes: int = 1) -> dict:
+    """``n`` cameras served by ``processes`` ``edgecv serve`` processes, camera i by process i mod that count
+    (each with its own port and folder)."""
     import yaml
 
-    out, port = tmp / f"serve{n}", free_port()
-    streams = [{"id": f"cam{i}", "source": source(i, args.fps, args.size), "model": str(model), "sinks": ["jsonl"],
-                "source_process": args.serve_sources == "process",
-                **({"spec": spec} if spec else {})} for i in range(n)]
-    config = tmp / f"serve{n}.yaml"
-    config.write_text(yaml.safe_dump({"server": {"port": port}, "batch": {"max_size": 8, "max_wait_ms": 5},
-                                      "out": str(out), "streams": streams}))
-    proc = subprocess.Popen([PYTHON, "-m", "edgecv", "serve", str(config), "--json"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=REPO)
-    files = [out / f"cam{i}" / "tracks.jsonl" for i in range(n)]
-    wait_producing(files, [proc])
-    rates = count(files, args.seconds)
-    rss = rss_mb([proc])
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as r:
-        models = json.loads(r.read())["models"]
-    printed = stop([proc])[0]  # "serving ..." then the final figures as JSON
-    final = json.loads(printed[printed.index("{"):])
-    status = final.get("streams", [])
+    k = min(processes, n)
+    procs, ports, files = [], [], []
+    for j in range(k):
+        out, port = tmp / f"serve{n}-{k}-{j}", free_port()
+        ids = range(j, n, k)
+        streams = [{"id": f"cam{i}", "source": source(i, args.fps, args.size), "model": str(model), "sinks": ["jsonl"],
+                    "source_process": args.serve_sources == "process",
+                    **({"spec": spec} if spec else {})} for i in ids]
+        config = tmp / f"serve{n}-{k}-{j}.yaml"
+        config.write_text(yaml.safe_dump({"server": {"port": port}, "batch": {"max_size": 8, "max_wait_ms": 5},
+                                          "out": str(out), "streams": streams}))
+        procs.append(subprocess.Popen([PYTHON, "-m", "edgecv", "serve", str(config), "--json"],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO))
+        ports.append(port)
+        files += [out / f"cam{i}" / "tracks.jsonl" for i in ids]
+    try:
+        wait_producing(files, procs)
+        rates = count(files, args.seconds)
+        rss = rss_mb(procs)
+        models = []
+        for port in ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as r:
+                models += json.loads(r.read())["models"]
+    finally:
+        printed = stop(procs)  # each: "serving ..." then the final figures as JSON
+    status = [s for text in printed for s in json.loads(text[text.index("{"):]).get("streams", [])]
+    calls = sum(m["calls"] for m in models)
     return {"rates": rates, "latency": [s["latency_ms"] for s in status], "dropped": sum(s["dropped"] for s in status),
-            "mean_batch": models[0]["mean_batch"] if models else None, "rss_mb": rss}
+            "mean_batch": round(sum(m["frames"] for m in models) / calls, 2) if calls else None, "rss_mb": rss,
+            "processes": k}
 
 
 def run_separate(n: int, args, model: Path, spec: str | None, tmp: Path) -> dict:
@@ -171,8 +187,17 @@ def main() -> None:
     p.add_argument("--artifacts", type=Path, help="the built-in detector's artifacts (default: exported here)")
     p.add_argument("--serve-sources", choices=("process", "thread"), default="process",
                    help="serve's cameras each in a child process (its default) or in a thread, as track's are")
+    p.add_argument("--serve-processes", default="1",
+                   help="comma-separated: serve runs once per count, the cameras split over that many serve "
+                        "processes (camera i to process i mod N)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
+    try:
+        counts = [int(x) for x in args.serve_processes.split(",")]
+    except ValueError:
+        counts = [0]
+    if min(counts) < 1:
+        p.error(f"--serve-processes: expected counts of 1 or more, got {args.serve_processes!r}")
     with tempfile.TemporaryDirectory(prefix="serve-streams-") as tmp_name:
         tmp = Path(tmp_name)
         spec = args.spec
@@ -184,8 +209,9 @@ def main() -> None:
             model = Path(args.model)
         rows, results = [], []
         for n in (int(x) for x in args.streams.split(",")):
-            for mode, fn in (("serve", run_serve), ("separate", run_separate)):
-                r = fn(n, args, model, spec, tmp)
+            runs = [("serve", lambda k=k: run_serve(n, args, model, spec, tmp, k)) for k in counts]
+            for mode, fn in [*runs, ("separate", lambda: run_separate(n, args, model, spec, tmp))]:
+                r = fn()
                 p50 = [lat["p50"] for lat in r["latency"] if lat and lat["p50"] is not None]
                 p99 = [lat["p99"] for lat in r["latency"] if lat and lat["p99"] is not None]
                 res = {"streams": n, "mode": mode, "aggregate_fps": round(sum(r["rates"]), 1),
@@ -193,13 +219,15 @@ def main() -> None:
                        "dropped": r["dropped"], "p50_ms_median": round(statistics.median(p50), 1) if p50 else None,
                        "p50_ms_worst": max(p50) if p50 else None, "p99_ms_median": round(statistics.median(p99), 1) if p99 else None,
                        "p99_ms_worst": max(p99) if p99 else None, "mean_batch": r["mean_batch"],
-                       "rss_mb": round(r["rss_mb"])}
+                       "rss_mb": round(r["rss_mb"]), "processes": r.get("processes", n)}
                 results.append(res)
                 print(f"{n} stream(s), {mode}: {res['aggregate_fps']} frames/s", file=sys.stderr, flush=True)
         for res in results:
-            other = next(o for o in results if o["streams"] == res["streams"] and o["mode"] != res["mode"])
+            other = next(o for o in results if o["streams"] == res["streams"] and o["mode"] == "separate")
             res["serve_vs_separate"] = round(res["aggregate_fps"] / other["aggregate_fps"], 2) if res["mode"] == "serve" and other["aggregate_fps"] else None
-            rows.append([str(res["streams"]), res["mode"], f"{res['aggregate_fps']:.1f}",
+            shown = res["mode"] + (f" ({res['processes']} processes)" if res["mode"] == "serve" and res["processes"] > 1
+                                   else "")
+            rows.append([str(res["streams"]), shown, f"{res['aggregate_fps']:.1f}",
                          f"{res['slowest_fps']:.1f} / {res['fastest_fps']:.1f}", str(res["dropped"]),
                          f"{res['p50_ms_median']} / {res['p50_ms_worst']}", f"{res['p99_ms_median']} / {res['p99_ms_worst']}",
                          "" if res["mean_batch"] is None else f"{res['mean_batch']:.2f}", str(res["rss_mb"]),
