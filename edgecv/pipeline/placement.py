@@ -46,7 +46,7 @@ import logging
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -112,14 +112,18 @@ class ThreadPlacer:
     """The calibration above, run by the inference stage: :meth:`step` after every frame it prepared and ran.
 
     ``stats``: the pipeline's per-stage :class:`~edgecv.pipeline.stats.StageStats` (capture included); ``sinks``:
-    those with a ``child_cpu_s()`` report their encoder process's CPU.
+    those with a ``child_cpu_s()`` report their encoder process's CPU; ``delivered``: the frames capture has handed
+    to the pipeline so far (capture's CPU per frame includes the reads a ``stride`` or the newest-frame policy left
+    out; without it, capture's own count of reads is used).
     """
 
-    def __init__(self, detector: Any, *, cores: int, stats: dict[str, Any], sinks: Sequence[Any] = ()) -> None:
+    def __init__(self, detector: Any, *, cores: int, stats: dict[str, Any], sinks: Sequence[Any] = (),
+                 delivered: Callable[[], int] | None = None) -> None:
         self.detector = detector
         self.cores = cores
         self.stats = stats
         self.sinks = list(sinks)
+        self.delivered = delivered
         self.reset()
 
     def reset(self) -> None:
@@ -133,6 +137,8 @@ class ThreadPlacer:
         """Each other stage's CPU seconds and frames so far; ``encoder``: the sinks' encoder processes' CPU
         against the sinks' frames."""
         snap = {name: (self.stats[name].cpu_s, self.stats[name].count) for name in OTHER_STAGES if name in self.stats}
+        if "capture" in snap and self.delivered is not None:
+            snap["capture"] = (snap["capture"][0], self.delivered())
         snap["encoder"] = (sum(s.child_cpu_s() for s in self.sinks if hasattr(s, "child_cpu_s")),
                            self.stats["sinks"].count)
         return snap

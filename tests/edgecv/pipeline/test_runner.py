@@ -902,13 +902,15 @@ def test_predicted_fps_is_the_lower_of_the_stages_rate_and_what_the_cores_allow(
 
 
 
-@pytest.mark.parametrize("later_at_start", [
-    10,  # every stage keeps up with inference
-    2,  # the stages after inference are 8 frames behind at the window's start and caught up at its end
+@pytest.mark.parametrize("later_at_start, reads_per_frame", [
+    (10, 1),  # every stage keeps up with inference
+    (2, 1),  # the stages after inference are 8 frames behind at the window's start and caught up at its end
+    (10, 3),  # a stride of 3: capture reads three frames for each it delivers
 ])
-def test_each_stage_cpu_per_frame_is_its_own_cpu_over_its_own_frames(monkeypatch, later_at_start):
-    """Capture costs 3 ms a frame and each later stage 0.2, the encoder 1 ms; a lag of the later stages at the
-    window's start (seen under CI load) does not spread capture's CPU over frames it did not read."""
+def test_each_stage_cpu_per_frame_is_its_own_cpu_over_its_own_frames(monkeypatch, later_at_start, reads_per_frame):
+    """Capture costs 3 ms a delivered frame and each later stage 0.2, the encoder 1 ms; a lag of the later stages
+    at the window's start (seen under CI load) does not spread capture's CPU over frames it did not read, and
+    the reads a stride leaves out count towards the frames it delivers."""
     from types import SimpleNamespace
 
     from edgecv.pipeline import placement
@@ -917,14 +919,17 @@ def test_each_stage_cpu_per_frame_is_its_own_cpu_over_its_own_frames(monkeypatch
     monkeypatch.setattr(placement, "CALIBRATION_FRAMES", 30)
     stats = {name: SimpleNamespace(cpu_s=0.0, count=0) for name in placement.OTHER_STAGES}
     encoder = SimpleNamespace(cpu_s=0.0, child_cpu_s=lambda: encoder.cpu_s)
+    delivered = [0]
 
     def done(capture: int, later: int) -> None:
-        stats["capture"].count, stats["capture"].cpu_s = capture, capture * 3.0 / 1000.0
+        delivered[0] = capture
+        stats["capture"].count, stats["capture"].cpu_s = capture * reads_per_frame, capture * 3.0 / 1000.0
         for name in placement.LATER_STAGES:
             stats[name].count, stats[name].cpu_s = later, later * 0.2 / 1000.0
         encoder.cpu_s = later * 1.0 / 1000.0
 
-    placer = placement.ThreadPlacer(ThreadedDetector({1: 0.1, 2: 0.1}), cores=2, stats=stats, sinks=[encoder])
+    placer = placement.ThreadPlacer(ThreadedDetector({1: 0.1, 2: 0.1}), cores=2, stats=stats, sinks=[encoder],
+                                    delivered=lambda: delivered[0])
     image = Squares(1).image(0)
     for frame in range(1, 41):
         done(frame + 1, later_at_start if frame == 10 else frame)
