@@ -1,9 +1,10 @@
-"""OpenVINO precision: edgecv compiles fp32 IR at f32 even on CPUs whose plugin defaults to bf16 (this
-AVX-512 + BF16 EPYC does), and its OpenVINO export adds no error of its own. light_squeezenet (in the onnx
-wheel) fails validation because the model is ill-conditioned, not because of the export: its weights are a
-constant fill, so its 1000 logits are equal and ~6.8e9; OpenVINO's vectorized ReduceMean rounds 8 of them
-(the 1000 = 62*16 + 8 tail) up to 3 ulps differently from ONNX Runtime, and the softmax turns that 2e-7
-relative change into 0.124 absolute. The export's figure must be exactly that runtime difference."""
+"""OpenVINO precision: edgecv compiles fp32 IR at f32 even on CPUs whose plugin defaults to bf16 (AVX-512 + BF16
+EPYCs do), and its OpenVINO export adds no error of its own. light_squeezenet (in the onnx wheel) is
+ill-conditioned: its weights are a constant fill, so its 1000 logits are equal and ~6.8e9. On AVX-512 CPUs
+OpenVINO's vectorized ReduceMean rounds 8 of them (the 1000 = 62*16 + 8 tail) up to 3 ulps differently from ONNX
+Runtime, and the softmax turns that 2e-7 relative change into 0.124 absolute, so the IR fails validation; on AVX2
+the two runtimes agree exactly and it passes. Either way the export's figure must be exactly that runtime
+difference."""
 
 from __future__ import annotations
 
@@ -55,14 +56,18 @@ def test_export_is_exact_against_openvino_on_the_onnx(exported, seed):
     np.testing.assert_array_equal(ir, direct)
 
 
-def test_failure_reports_the_real_runtime_difference(exported):
-    # Failed, with the figure ONNX Runtime vs OpenVINO give: the softmax of equal ~6.8e9 logits is uniform
-    # (1e-3) on ONNX Runtime and 1/8 on 8 classes on OpenVINO.
-    assert exported.status == "failed", (exported.status, exported.reason)
-    assert "1.24e-01 absolute" in exported.reason and "\n" not in exported.reason
-    assert exported.max_abs_diff == pytest.approx(0.124, abs=1e-6)
+def test_the_export_reports_the_runtimes_own_difference(exported):
+    # The softmax of equal ~6.8e9 logits is uniform (1e-3) on ONNX Runtime; OpenVINO's reading of the same file
+    # gives 1/8 on 8 classes where its ReduceMean rounds the tail differently (AVX-512), 1e-3 where it does not.
     x = np.random.default_rng(0).standard_normal((1, 3, 224, 224)).astype(np.float32)
     want = ort.InferenceSession(str(SQUEEZENET)).run(None, {"data_0": x})[0]
     got = _direct_f32(SQUEEZENET)(x)[0]
     np.testing.assert_allclose(want, 1e-3, rtol=1e-5)
-    assert float(np.abs(got - want).max()) == pytest.approx(exported.max_abs_diff, abs=1e-6)
+    runtimes = float(np.abs(got - want).max())
+    assert runtimes in (0.0, pytest.approx(0.124, abs=1e-3)), runtimes  # the two behaviours this test knows
+    assert exported.max_abs_diff == pytest.approx(runtimes, abs=1e-6)
+    if runtimes > 0:  # 0.124 absolute on outputs of 1e-3: past any float tolerance
+        assert exported.status == "failed", (exported.status, exported.reason)
+        assert f"{runtimes:.2e} absolute" in exported.reason and "\n" not in exported.reason
+    else:
+        assert (exported.status, exported.reason) == ("passed", "")
