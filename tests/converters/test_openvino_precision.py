@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import edgecv
 
 ov = pytest.importorskip("openvino")
 ort = pytest.importorskip("onnxruntime")
