@@ -142,6 +142,12 @@ class Capture:
         self._stop.clear()
         self._thread = None
 
+    def reads_per_frame(self) -> float:
+        """Frames read for each frame delivered so far (1.0 before any): what a ``stride`` and the newest-frame
+        policy leave out, and not the frames read ahead into the buffer."""
+        st = self.stats
+        return (st.delivered + st.dropped + st.strided) / st.delivered if st.delivered else 1.0
+
     @property
     def read_ms(self) -> Ring:
         """Milliseconds to read each frame (the last 10,000)."""

@@ -112,18 +112,19 @@ class ThreadPlacer:
     """The calibration above, run by the inference stage: :meth:`step` after every frame it prepared and ran.
 
     ``stats``: the pipeline's per-stage :class:`~edgecv.pipeline.stats.StageStats` (capture included); ``sinks``:
-    those with a ``child_cpu_s()`` report their encoder process's CPU; ``delivered``: the frames capture has handed
-    to the pipeline so far (capture's CPU per frame includes the reads a ``stride`` or the newest-frame policy left
-    out; without it, capture's own count of reads is used).
+    those with a ``child_cpu_s()`` report their encoder process's CPU; ``reads_per_frame``: the frames capture reads
+    for each it delivers, so far (more than 1 when a ``stride`` or the newest-frame policy leaves reads out; without
+    it, 1). Capture's CPU per frame is its CPU per read in the window times that: dividing its window's CPU by the
+    frames delivered meanwhile would misjudge it whenever its read-ahead buffer fills or drains in the window.
     """
 
     def __init__(self, detector: Any, *, cores: int, stats: dict[str, Any], sinks: Sequence[Any] = (),
-                 delivered: Callable[[], int] | None = None) -> None:
+                 reads_per_frame: Callable[[], float] | None = None) -> None:
         self.detector = detector
         self.cores = cores
         self.stats = stats
         self.sinks = list(sinks)
-        self.delivered = delivered
+        self.reads_per_frame = reads_per_frame
         self.reset()
 
     def reset(self) -> None:
@@ -137,8 +138,6 @@ class ThreadPlacer:
         """Each other stage's CPU seconds and frames so far; ``encoder``: the sinks' encoder processes' CPU
         against the sinks' frames."""
         snap = {name: (self.stats[name].cpu_s, self.stats[name].count) for name in OTHER_STAGES if name in self.stats}
-        if "capture" in snap and self.delivered is not None:
-            snap["capture"] = (snap["capture"][0], self.delivered())
         snap["encoder"] = (sum(s.child_cpu_s() for s in self.sinks if hasattr(s, "child_cpu_s")),
                            self.stats["sinks"].count)
         return snap
@@ -158,6 +157,8 @@ class ThreadPlacer:
                 return  # the stages after inference are far behind: wait for them to finish more frames
             per_frame = {name: (cpu - self._start[name][0]) * 1000.0 / (n - self._start[name][1])
                          for name, (cpu, n) in now.items() if n > self._start[name][1]}
+            if "capture" in per_frame and self.reads_per_frame is not None:
+                per_frame["capture"] *= max(1.0, self.reads_per_frame())
             self._choose(image, sum(per_frame.values()), sum(per_frame.get(name, 0.0) for name in LATER_STAGES))
 
     def _settle(self) -> None:

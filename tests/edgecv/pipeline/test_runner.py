@@ -902,15 +902,17 @@ def test_predicted_fps_is_the_lower_of_the_stages_rate_and_what_the_cores_allow(
 
 
 
-@pytest.mark.parametrize("later_at_start, reads_per_frame", [
-    (10, 1),  # every stage keeps up with inference
-    (2, 1),  # the stages after inference are 8 frames behind at the window's start and caught up at its end
-    (10, 3),  # a stride of 3: capture reads three frames for each it delivers
+@pytest.mark.parametrize("later_at_start, ahead_at_start, reads_per_frame", [
+    (10, 1, 1),  # every stage keeps up with inference
+    (2, 1, 1),  # the stages after inference are 8 frames behind at the window's start and caught up at its end
+    (10, 5, 1),  # capture's read-ahead buffer is full at the window's start and drains: it reads fewer than it hands on
+    (10, 1, 3),  # a stride of 3: capture reads three frames for each it delivers
 ])
-def test_each_stage_cpu_per_frame_is_its_own_cpu_over_its_own_frames(monkeypatch, later_at_start, reads_per_frame):
-    """Capture costs 3 ms a delivered frame and each later stage 0.2, the encoder 1 ms; a lag of the later stages
-    at the window's start (seen under CI load) does not spread capture's CPU over frames it did not read, and
-    the reads a stride leaves out count towards the frames it delivers."""
+def test_each_stage_cpu_per_frame_is_its_own_cpu_over_its_own_frames(monkeypatch, later_at_start, ahead_at_start,
+                                                                      reads_per_frame):
+    """Capture costs 3 ms a delivered frame and each later stage 0.2, the encoder 1 ms. Neither a lag of the
+    later stages at the window's start nor capture's buffer draining in the window (both seen under CI load)
+    spreads a stage's CPU over frames it did not handle, and the reads a stride leaves out count."""
     from types import SimpleNamespace
 
     from edgecv.pipeline import placement
@@ -919,20 +921,19 @@ def test_each_stage_cpu_per_frame_is_its_own_cpu_over_its_own_frames(monkeypatch
     monkeypatch.setattr(placement, "CALIBRATION_FRAMES", 30)
     stats = {name: SimpleNamespace(cpu_s=0.0, count=0) for name in placement.OTHER_STAGES}
     encoder = SimpleNamespace(cpu_s=0.0, child_cpu_s=lambda: encoder.cpu_s)
-    delivered = [0]
 
-    def done(capture: int, later: int) -> None:
-        delivered[0] = capture
-        stats["capture"].count, stats["capture"].cpu_s = capture * reads_per_frame, capture * 3.0 / 1000.0
+    def done(captured: int, later: int) -> None:
+        reads = captured * reads_per_frame
+        stats["capture"].count, stats["capture"].cpu_s = reads, reads * 3.0 / reads_per_frame / 1000.0
         for name in placement.LATER_STAGES:
             stats[name].count, stats[name].cpu_s = later, later * 0.2 / 1000.0
         encoder.cpu_s = later * 1.0 / 1000.0
 
     placer = placement.ThreadPlacer(ThreadedDetector({1: 0.1, 2: 0.1}), cores=2, stats=stats, sinks=[encoder],
-                                    delivered=lambda: delivered[0])
+                                    reads_per_frame=lambda: float(reads_per_frame))
     image = Squares(1).image(0)
     for frame in range(1, 41):
-        done(frame + 1, later_at_start if frame == 10 else frame)
+        done(frame + (ahead_at_start if frame == 10 else 1), later_at_start if frame == 10 else frame)
         placer.step(image)
     assert placer.plan.chosen_by == "calibrated"
     assert placer.plan.others_cpu_ms == pytest.approx(3.0 + 3 * 0.2 + 1.0, abs=1e-6)
