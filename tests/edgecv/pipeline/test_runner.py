@@ -869,6 +869,10 @@ def test_a_cheap_model_bound_by_the_cores_runs_the_later_stages_in_its_inference
     monkeypatch.setattr(edgecv.machine, "usable_cores", lambda: 2)
     monkeypatch.setattr(placement, "WARMUP_FRAMES", 3)
     monkeypatch.setattr(placement, "CALIBRATION_FRAMES", 6)
+    # The process CPU of 8 runs of a 0.5 ms model, measured while capture burns 3 ms reads beside it, swings by
+    # up to 15% between thread counts under load (CI: 326.9 against 373 predicted): this test is about the tie
+    # rule and the switch to inline, so its tie is wide. The CPU measurement has its own table test below.
+    monkeypatch.setattr(placement, "TIE", 0.25)
     alone = RecordingSink()
     pipeline(concurrent=False, sinks=[alone]).run(Squares(60, absent=range(30, 33)))
     sink = ThreadNoting()
