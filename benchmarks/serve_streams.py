@@ -209,9 +209,8 @@ def main() -> None:
             model = Path(args.model)
         rows, results = [], []
         for n in (int(x) for x in args.streams.split(",")):
-            runs = [("serve", lambda k=k: run_serve(n, args, model, spec, tmp, k)) for k in counts]
-            for mode, fn in [*runs, ("separate", lambda: run_separate(n, args, model, spec, tmp))]:
-                r = fn()
+            for mode, k in [*(("serve", k) for k in counts), ("separate", None)]:
+                r = run_serve(n, args, model, spec, tmp, k) if k else run_separate(n, args, model, spec, tmp)
                 p50 = [lat["p50"] for lat in r["latency"] if lat and lat["p50"] is not None]
                 p99 = [lat["p99"] for lat in r["latency"] if lat and lat["p99"] is not None]
                 res = {"streams": n, "mode": mode, "aggregate_fps": round(sum(r["rates"]), 1),
