@@ -24,6 +24,7 @@ Example:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
@@ -128,6 +129,9 @@ class Capture:
         self._sleep = sleep or (lambda seconds: self._stop.wait(seconds))
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._may_read = threading.Event()  # cleared while paused()
+        self._may_read.set()
+        self._reading = threading.Lock()  # held by the capture thread for each read
         self.reset()
 
     def reset(self) -> None:
@@ -141,6 +145,27 @@ class Capture:
         self.error: BaseException | None = None
         self._stop.clear()
         self._thread = None
+
+    @contextlib.contextmanager
+    def paused(self, *, timeout: float = 0.5) -> Iterator[bool]:
+        """Hold the capture thread between two reads for the duration of the block, so that the process's CPU
+        time in it is not capture's (the calibration of the runtime's threads times the model in one). Yields
+        whether it holds: False when the read in progress outlasted ``timeout`` seconds (a live source waiting
+        for its next frame spends no CPU meanwhile). A live source's frames that arrive meanwhile wait in the
+        source, as they would behind a busy capture.
+
+        Example:
+            >>> with capture.paused():                                     # doctest: +SKIP
+            ...     timed = time_the_model()
+        """
+        self._may_read.clear()
+        held = self._reading.acquire(timeout=timeout)
+        try:
+            yield held
+        finally:
+            if held:
+                self._reading.release()
+            self._may_read.set()
 
     def reads_per_frame(self) -> float:
         """Frames read for each frame delivered so far (1.0 before any): what a ``stride`` and the newest-frame
@@ -251,11 +276,16 @@ class Capture:
         while True:
             frames = iter(src)
             while True:
-                t0, c0 = time.perf_counter(), time.thread_time()
-                frame = next(frames, None)
+                while not self._may_read.wait(0.5) and not self._stop.is_set():
+                    pass
+                with self._reading:
+                    t0, c0 = time.perf_counter(), time.thread_time()
+                    frame = next(frames, None)
+                    if frame is not None:
+                        self.read_stats.add((time.perf_counter() - t0) * 1000.0, 0,
+                                            (time.thread_time() - c0) * 1000.0)
                 if frame is None:
                     break
-                self.read_stats.add((time.perf_counter() - t0) * 1000.0, 0, (time.thread_time() - c0) * 1000.0)
                 if self._stop.is_set():
                     self._finish("ended")
                     return

@@ -11,7 +11,8 @@ before tracking); a preempted worker then delays only its own frame. So the firs
    :data:`CALIBRATION_FRAMES`;
 2. then, on the frame at hand, the inference stage (preprocessing and inference) is timed with each candidate
    thread count: its wall time ``W(t)`` and the CPU the process spends ``C(t)`` (the runtime's threads
-   included);
+   included), with the stages after inference idle and capture held between two reads (otherwise capture's
+   reads ahead land in ``C(t)``: 3 ms reads beside a 0.5 ms model swung ``C(t)`` by 15% between thread counts);
 3. each layout of ``w`` workers by ``t`` threads (``w x t`` at most the cores) is predicted to reach
    ``min(w x 1000 / W(t), cores x 1000 / (C(t) + others))``: the inference stage's own rate, or what the cores
    allow for all the work of a frame, whichever is lower. So is each thread count's *inline* layout: one
@@ -42,11 +43,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, ContextManager, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -116,15 +118,19 @@ class ThreadPlacer:
     for each it delivers, so far (more than 1 when a ``stride`` or the newest-frame policy leaves reads out; without
     it, 1). Capture's CPU per frame is its CPU per read in the window times that: dividing its window's CPU by the
     frames delivered meanwhile would misjudge it whenever its read-ahead buffer fills or drains in the window.
+    ``pause``: a context manager that holds capture between reads while the model is timed
+    (:meth:`~edgecv.pipeline.capture.Capture.paused`).
     """
 
     def __init__(self, detector: Any, *, cores: int, stats: dict[str, Any], sinks: Sequence[Any] = (),
-                 reads_per_frame: Callable[[], float] | None = None) -> None:
+                 reads_per_frame: Callable[[], float] | None = None,
+                 pause: Callable[[], ContextManager[bool]] | None = None) -> None:
         self.detector = detector
         self.cores = cores
         self.stats = stats
         self.sinks = list(sinks)
         self.reads_per_frame = reads_per_frame
+        self.pause = pause
         self.reset()
 
     def reset(self) -> None:
@@ -173,16 +179,19 @@ class ThreadPlacer:
         det, before = self.detector, self.detector.threads
         self._settle()
         measured = {}
-        for t in candidate_threads(self.cores):
-            det.set_threads(t)
-            for _ in range(2):
-                det.infer(det.prepare(image)[0])
-            walls, c0 = [], time.process_time()
-            for _ in range(MEASURE_RUNS):
-                t0 = time.perf_counter()
-                det.infer(det.prepare(image)[0])
-                walls.append((time.perf_counter() - t0) * 1000.0)
-            measured[t] = (statistics.median(walls), (time.process_time() - c0) * 1000.0 / MEASURE_RUNS)
+        with self.pause() if self.pause is not None else contextlib.nullcontext(True) as held:
+            if not held:
+                log.debug("capture's read outlasted the pause; timing the model beside it")
+            for t in candidate_threads(self.cores):
+                det.set_threads(t)
+                for _ in range(2):
+                    det.infer(det.prepare(image)[0])
+                walls, c0 = [], time.process_time()
+                for _ in range(MEASURE_RUNS):
+                    t0 = time.perf_counter()
+                    det.infer(det.prepare(image)[0])
+                    walls.append((time.perf_counter() - t0) * 1000.0)
+                measured[t] = (statistics.median(walls), (time.process_time() - c0) * 1000.0 / MEASURE_RUNS)
         rows = layout_rows(measured, others_ms=others_ms, cores=self.cores, inline_ms=later_ms)
         best = best_layout(rows)
         if det.threads != best["threads"]:

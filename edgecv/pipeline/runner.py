@@ -396,7 +396,8 @@ class Pipeline:
         from edgecv.pipeline.placement import ThreadPlacer
 
         return ThreadPlacer(self.detector, cores=cores, stats={"capture": cap.read_stats, **self.stats},
-                             sinks=self.sinks, reads_per_frame=cap.reads_per_frame)
+                             sinks=self.sinks, reads_per_frame=cap.reads_per_frame,
+                             pause=cap.paused)
 
     def _thread_plan(self, cap: Capture) -> dict[str, Any]:
         if self._placer is not None:

@@ -354,6 +354,44 @@ def test_stop_hands_out_what_is_buffered_then_ends():
     assert cap.state == "stopped" and cap.error is None and cap.stats.read < 1000
 
 
+def test_paused_holds_the_capture_between_reads_and_lets_it_go_after():
+    """A source read as fast as it goes (the newest-frame policy never waits): no frame is read inside the
+    block, reading goes on after it, and a stop meanwhile still ends the capture."""
+    cap = Capture(ListSource(10**9, fps=None), options=CaptureOptions(policy="latest")).start()
+    try:
+        assert wait_until(lambda: cap.stats.read > 5)
+        with cap.paused() as held:
+            before = cap.stats.read
+            time.sleep(0.1)
+            assert held and cap.stats.read == before
+        assert wait_until(lambda: cap.stats.read > before + 5)
+        with cap.paused():
+            cap.stop()
+        cap.join(WAIT_S)
+        assert cap.state == "stopped"
+    finally:
+        cap.stop()
+        cap.join(WAIT_S)
+
+
+def test_paused_gives_up_on_a_read_that_outlasts_its_timeout():
+    """A live source waiting for its next frame holds the read: the pause yields False after ``timeout`` and
+    the capture reads on afterwards."""
+    src = GatedLive()
+    cap = Capture(src).start()
+    try:
+        src.make(1)
+        t0 = time.monotonic()
+        with cap.paused(timeout=0.05) as held:
+            assert not held and time.monotonic() - t0 >= 0.05
+        src.make(2)
+        assert cap.stats.read == 3
+    finally:
+        cap.stop()
+        src.gate.release(10)
+        cap.join(WAIT_S)
+
+
 def test_inline_reads_in_the_callers_thread_without_dropping():
     src = FlakyLive(bursts=[6], failures=[])  # live: the latest policy, yet inline drops nothing
     cap = Capture(src, options=CaptureOptions(reconnect_attempts=0))
