@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import logging
+import os
 import re
+import sys
+import tempfile
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -12,6 +19,8 @@ from edgecv.backends.base import Backend, RuntimeSettings, Session, default_thre
 from edgecv.deps import is_installed, version_of
 from edgecv.errors import MissingDependencyError, ModelFileError
 from edgecv.tensors import QuantParams, TensorInfo, normalize_shape
+
+log = logging.getLogger(__name__)
 
 # (module, attribute path to Interpreter, distribution), in order of preference. tflite-runtime 2.14
 # does not load with NumPy 2, so it and TensorFlow are fallbacks for older boards that have nothing else.
@@ -127,6 +136,46 @@ def _op_name(path: Path | None, index: int, op_type: str) -> str:
     return f"op {index} ({op_type} {name!r})" if name else f"op {index} ({op_type})"
 
 
+_FD2 = threading.RLock()  # one thread at a time moves fd 2, or two would restore each other's file
+
+
+@contextlib.contextmanager
+def info_lines_to_debug_log() -> Iterator[None]:
+    """Run the block with file descriptor 2 in a temporary file, then send LiteRT's ``INFO:`` lines to the
+    debug log and write any other line back to fd 2.
+
+    LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++ straight to fd 2 on every
+    load, past Python's ``sys.stderr`` and with no setting to stop it. Lines another thread writes meanwhile
+    reach the terminal once the block ends. Moves nothing when fd 2 is not open.
+
+    Example:
+        >>> with info_lines_to_debug_log():                                # doctest: +SKIP
+        ...     interpreter = Interpreter(model_path="detect.tflite")
+    """
+    with _FD2, tempfile.TemporaryFile() as tmp:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError, AttributeError):
+            yield
+            return
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            other = []
+            for line in tmp.read().decode(errors="replace").splitlines(keepends=True):
+                if line.startswith("INFO: "):
+                    log.debug("LiteRT: %s", line.rstrip())
+                else:
+                    other.append(line)
+            if other:
+                os.write(2, "".join(other).encode())
+
+
 class LiteRTSession(Session):
     resizes = True
 
@@ -177,8 +226,9 @@ class LiteRTBackend(Backend):
     def open(self, path: Path, *, threads: int | None, shared_cores: bool = False) -> Session:
         interpreter_cls = _interpreter_class()
         try:
-            interpreter = interpreter_cls(model_path=str(path), num_threads=default_threads(threads))
-            return LiteRTSession(interpreter, path)
+            with info_lines_to_debug_log():
+                interpreter = interpreter_cls(model_path=str(path), num_threads=default_threads(threads))
+                return LiteRTSession(interpreter, path)
         except (ValueError, RuntimeError) as exc:
             raise ModelFileError(f"cannot load {path} with LiteRT: {litert_message(str(exc), path)}") from None
 

@@ -358,3 +358,24 @@ def test_onnxruntime_threads_sleep_between_calls_when_the_cores_are_shared(tiny_
     except Exception:  # noqa: BLE001  (not set: ONNX Runtime's default, spinning)
         got = None
     assert got == spinning
+
+
+def test_litert_load_lines_go_to_the_debug_log_and_other_lines_to_stderr(shared_data, capfd):
+    """LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." to fd 2 on a process's first load:
+    the user's terminal does not get it, the debug log does (a fresh process, as LiteRT prints it once); a line
+    anything else writes to fd 2 meanwhile still arrives."""
+    import os
+    import subprocess
+    import sys
+
+    from edgecv.backends.litert import info_lines_to_debug_log
+
+    path = shared_data / "models" / "ssd_mobilenet_v1_coco_quant" / "detect.tflite"
+    code = ("import logging, sys; logging.basicConfig(stream=sys.stdout, level=logging.DEBUG); import edgecv; "
+            f"edgecv.load({str(path)!r}, backend='litert', threads=1)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "INFO:" not in run.stderr and "XNNPACK delegate" in run.stdout, (run.stdout, run.stderr)
+    with info_lines_to_debug_log():
+        os.write(2, b"INFO: noise\na line from another thread\n")
+    assert capfd.readouterr().err == "a line from another thread\n"
