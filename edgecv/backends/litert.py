@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import faulthandler
 import importlib
 import logging
 import os
@@ -144,8 +145,8 @@ def info_lines_to_debug_log() -> Iterator[None]:
     """Run the block with file descriptor 2 in a temporary file, then send LiteRT's ``INFO:`` lines to the
     debug log and write any other line back to fd 2.
 
-    LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++ straight to fd 2 on every
-    load, past Python's ``sys.stderr`` and with no setting to stop it. Lines another thread writes meanwhile
+    LiteRT prints "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." from C++ straight to fd 2 when a
+    process first loads a model, past Python's ``sys.stderr`` and with no setting to stop it. Lines another thread writes meanwhile
     reach the terminal once the block ends. Moves nothing when fd 2 is not open.
 
     Example:
@@ -154,16 +155,24 @@ def info_lines_to_debug_log() -> Iterator[None]:
     """
     with _FD2, tempfile.TemporaryFile() as tmp:
         try:
-            sys.stderr.flush()
+            if sys.stderr is not None:
+                sys.stderr.flush()
             saved = os.dup(2)
-        except (OSError, ValueError, AttributeError):
+        except (OSError, ValueError):
+            saved = None
+        if saved is None:
             yield
             return
         os.dup2(tmp.fileno(), 2)
+        crash_traces = faulthandler.is_enabled()
+        if crash_traces:  # a crash in the load still shows its trace on the terminal
+            faulthandler.enable(file=saved)
         try:
             yield
         finally:
             os.dup2(saved, 2)
+            if crash_traces:
+                faulthandler.enable(file=2)
             os.close(saved)
             tmp.seek(0)
             other = []

@@ -379,3 +379,16 @@ def test_litert_load_lines_go_to_the_debug_log_and_other_lines_to_stderr(shared_
     with info_lines_to_debug_log():
         os.write(2, b"INFO: noise\na line from another thread\n")
     assert capfd.readouterr().err == "a line from another thread\n"
+
+
+def test_a_crash_while_litert_loads_still_shows_its_trace():
+    """With crash traces on (``PYTHONFAULTHANDLER``), a segfault while fd 2 is moved for a load prints its trace
+    on the real stderr, not in the temporary file."""
+    import subprocess
+    import sys
+
+    code = ("import faulthandler; from edgecv.backends.litert import info_lines_to_debug_log\n"
+            "with info_lines_to_debug_log():\n    faulthandler._sigsegv()\n")
+    run = subprocess.run([sys.executable, "-X", "faulthandler", "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode != 0 and "Fatal Python error: Segmentation fault" in run.stderr, run.stderr
