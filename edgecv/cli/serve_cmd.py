@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import signal
 import threading
 
 from edgecv.cli.commands import COMMANDS
@@ -22,6 +21,7 @@ examples:
 
 serve.yaml:
   server: {host: 127.0.0.1, port: 8080}            # any other host needs token: (16+ characters)
+                                                   # processes: N runs the streams in N workers behind one API
   batch: {max_size: 4, max_wait_ms: 5}             # frames of streams sharing a model, one inference call
   out: runs/serve                                  # each stream's sinks in out/ID/
   streams:
@@ -74,31 +74,27 @@ def run(args) -> int:
                      token=config.server.token or os.environ.get("EDGECV_TOKEN") or None)
     config = replace(config, server=server)
     check_config(config, f"serve config {args.config}")
-    uvicorn = require("uvicorn", extra="serve", purpose="serve the HTTP API")
+    require("uvicorn", extra="serve", purpose="serve the HTTP API")
     require("starlette", extra="serve", purpose="serve the HTTP API")
     require("prometheus_client", extra="serve", purpose="export Prometheus metrics", package="prometheus-client")
 
     from edgecv.machine import batch_scheduling
     from edgecv.service.api import make_app
+    from edgecv.service.server import serve_http
     from edgecv.service.service import Service
 
+    if config.server.processes > 1 and not args.check:
+        from edgecv.service.front import run_front
+
+        status, stopped_by = run_front(config)
+        print_final(status, stopped_by, as_json=args.json)
+        return 0
     # the whole process, before it starts a thread: every thread and child inherits the policy (the streams'
     # threads set it themselves too, for a service run as a library)
     batch_scheduling()
     service = Service(config)
     closing = threading.Event()
-    stopped_by: list[str] = []
-
-    class Server(uvicorn.Server):
-        def handle_exit(self, sig, frame) -> None:
-            # Not uvicorn's own: it raises the signal again once the server has stopped, which would kill
-            # this process before the streams close their sinks. Live views end, so that the server can stop.
-            closing.set()
-            stopped_by.append(signal.Signals(sig).name)
-            if self.should_exit and sig == signal.SIGINT:
-                self.force_exit = True
-            self.should_exit = True
-
+    stopped_by = None
     try:
         service.start()
         if args.check:
@@ -106,33 +102,23 @@ def run(args) -> int:
                   + ", ".join(f"{m['name']} ({m['backend']})" for m in service.model_status()))
             return 0
         app = make_app(service, token=server.token, closing=closing)
-        level = "info" if logging.getLogger("edgecv").isEnabledFor(logging.INFO) else "critical"
-        # uvicorn's own lines only with -v: a failure is edgecv's one line
-        uv = Server(uvicorn.Config(app, host=server.host, port=server.port,
-                                   log_level=level, lifespan="off",
-                                   timeout_graceful_shutdown=5, access_log=False))
         print(f"serving {len(config.streams)} stream(s) on http://{server.host}:{server.port}/ "
               f"(Ctrl-C to stop)", flush=True)
-        try:
-            uv.run()
-        except SystemExit:  # uvicorn's answer to an address it cannot bind
-            if uv.started:
-                raise
-        if not uv.started:
-            from edgecv.errors import OutputError
-
-            raise OutputError(f"cannot listen on {server.host}:{server.port} (in use, or not an address here)")
+        stopped_by = serve_http(app, host=server.host, port=server.port, closing=closing)
     finally:
         closing.set()
         service.stop()
         status = service.status()
-    if args.json:
-        print(json.dumps({"stopped_by": stopped_by[0] if stopped_by else None, "streams": status}, indent=1,
-                         default=str))
-    else:
-        if stopped_by:
-            print(f"stopped by {stopped_by[0]}; every stream's sinks closed")
-        for s in status:
-            print(f"{s['id']}: {s['state']}, {s['frames']} frames, {s['dropped']} dropped, "
-                  f"{s['tracks_total']} tracks")
+    print_final(status, stopped_by, as_json=args.json)
     return 0
+
+
+def print_final(status: list[dict], stopped_by: str | None, *, as_json: bool) -> None:
+    """The streams' final figures, as JSON or a line each."""
+    if as_json:
+        print(json.dumps({"stopped_by": stopped_by, "streams": status}, indent=1, default=str))
+        return
+    if stopped_by:
+        print(f"stopped by {stopped_by}; every stream's sinks closed")
+    for s in status:
+        print(f"{s['id']}: {s['state']}, {s['frames']} frames, {s['dropped']} dropped, {s['tracks_total']} tracks")

@@ -46,14 +46,10 @@ BOUNDARY = "edgecvframe"
 def make_app(service: Any, *, token: str | None = None, closing: threading.Event | None = None) -> Any:
     """The Starlette application over ``service``. ``closing``: set when the server shuts down, so that live
     views end and the server can stop."""
-    from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
-    from starlette.routing import Route
+    from starlette.responses import JSONResponse, Response, StreamingResponse
 
-    from edgecv.config import from_mapping
-    from edgecv.service.config import StreamConfig
     from edgecv.service.metrics import render_metrics
 
     closing = closing or threading.Event()
@@ -78,13 +74,11 @@ def make_app(service: Any, *, token: str | None = None, closing: threading.Event
         return JSONResponse({**await run_in_threadpool(stream.status), "recent_events": stream.recent_events()})
 
     async def add(request: Request) -> Response:
+        got = await read_stream(request, check=False)  # add_stream checks it
+        if isinstance(got, Response):
+            return got
         try:
-            body = await request.json()
-        except ValueError:
-            return error(400, "expected a JSON object with the stream's config")
-        try:
-            config = from_mapping(StreamConfig, body, "stream")
-            stream = await run_in_threadpool(service.add_stream, config)
+            stream = await run_in_threadpool(service.add_stream, got[0])
         except ConfigError as exc:
             status = 409 if "already running" in str(exc) else 400
             return error(status, str(exc))
@@ -169,24 +163,66 @@ def make_app(service: Any, *, token: str | None = None, closing: threading.Event
         return JSONResponse({"ready": ok, "not_ready": late}, status_code=200 if ok else 503)
 
     async def page(request: Request) -> Response:
-        html = resources.files("edgecv.service").joinpath("page.html").read_text(encoding="utf-8")
-        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+        return page_response()
 
-    routes = [
-        Route("/", page), Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics),
-        Route("/api/events", events), Route("/api/models/{name}/activate", activate, methods=["POST"]),
-        Route("/api/streams", streams, methods=["GET"]), Route("/api/streams", add, methods=["POST"]),
-        Route("/api/streams/{id}", one, methods=["GET"]), Route("/api/streams/{id}", remove, methods=["DELETE"]),
-        Route("/api/streams/{id}/restart", restart, methods=["POST"]),
-        Route("/api/streams/{id}/snapshot.jpg", snapshot), Route("/api/streams/{id}/preview.mjpeg", preview),
-    ]
-    app = Starlette(routes=routes)
+    return build_app({"page": page, "healthz": healthz, "readyz": readyz, "metrics": metrics, "events": events,
+                      "activate": activate, "streams": streams, "add": add, "one": one, "remove": remove,
+                      "restart": restart, "snapshot": snapshot, "preview": preview}, token=token)
+
+
+#: (path, handler name, methods): the routes of the service, single-process or split (:mod:`edgecv.service.front`)
+ROUTES = (
+    ("/", "page", ["GET"]), ("/healthz", "healthz", ["GET"]), ("/readyz", "readyz", ["GET"]),
+    ("/metrics", "metrics", ["GET"]), ("/api/events", "events", ["GET"]),
+    ("/api/models/{name}/activate", "activate", ["POST"]),
+    ("/api/streams", "streams", ["GET"]), ("/api/streams", "add", ["POST"]),
+    ("/api/streams/{id}", "one", ["GET"]), ("/api/streams/{id}", "remove", ["DELETE"]),
+    ("/api/streams/{id}/restart", "restart", ["POST"]),
+    ("/api/streams/{id}/snapshot.jpg", "snapshot", ["GET"]), ("/api/streams/{id}/preview.mjpeg", "preview", ["GET"]),
+)
+
+
+def build_app(handlers: dict[str, Any], *, token: str | None) -> Any:
+    """The Starlette application of :data:`ROUTES` over ``handlers`` (one per handler name), behind the token."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    app = Starlette(routes=[Route(path, handlers[name], methods=methods) for path, name, methods in ROUTES])
     if token:
-        app.add_middleware(_TokenCheck, token=token)
+        app.add_middleware(TokenCheck, token=token)
     return app
 
 
-class _TokenCheck:
+async def read_stream(request: Any, *, check: bool = True) -> Any:
+    """``(config, its JSON)`` of the stream a ``POST /api/streams`` carries, or the 400 response that says in one
+    line what is wrong with it (``check``: its values too, as the config file's are)."""
+    from starlette.responses import JSONResponse
+
+    from edgecv.config import from_mapping
+    from edgecv.service.config import StreamConfig, check_stream
+
+    try:
+        body = await request.json()
+    except ValueError:
+        return JSONResponse({"error": "expected a JSON object with the stream's config"}, status_code=400)
+    try:
+        config = from_mapping(StreamConfig, body, "stream")
+        if check:
+            check_stream(config, "stream")
+    except ConfigError as exc:
+        return JSONResponse({"error": str(exc)}, status_code=400)
+    return config, body
+
+
+def page_response() -> Any:
+    """The web page (``GET /``)."""
+    from starlette.responses import HTMLResponse
+
+    html = resources.files("edgecv.service").joinpath("page.html").read_text(encoding="utf-8")
+    return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+
+class TokenCheck:
     """ASGI middleware: every HTTP request but ``/healthz`` carries the token (header or ``?token=``)."""
 
     def __init__(self, app: Any, token: str) -> None:

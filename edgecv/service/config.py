@@ -41,11 +41,14 @@ STREAM_SINKS = ("jsonl", "mot")
 @dataclass(frozen=True)
 class ServerConfig:
     """Where the HTTP API listens. ``host``: 127.0.0.1 unless told otherwise; any other address needs ``token``
-    (clients send ``Authorization: Bearer TOKEN``)."""
+    (clients send ``Authorization: Bearer TOKEN``). ``processes``: run the streams in that many worker
+    processes (stream i in worker i mod N; each loads its own copy of a model), behind one API: one process's
+    Python stages share one interpreter lock, and past its saturation more processes use more of the cores."""
 
     host: str = "127.0.0.1"
     port: int = 8080
     token: str | None = None
+    processes: int = 1
 
 
 @dataclass(frozen=True)
@@ -176,6 +179,8 @@ def check_config(config: ServeConfig, at: str) -> None:
     if not is_loopback(srv.host) and not srv.token:
         raise ConfigError(f"{at}: server.host {srv.host!r} is reachable from other machines: set server.token "
                           f"(clients then send 'Authorization: Bearer TOKEN'), or bind 127.0.0.1")
+    if not 1 <= srv.processes <= 64:
+        raise ConfigError(f"{at}: server.processes: expected 1..64, got {srv.processes}")
     if srv.token is not None and len(srv.token) < 16:
         raise ConfigError(f"{at}: server.token: expected at least 16 characters, got {len(srv.token)}")
     if not 1 <= batch.max_size <= 64:

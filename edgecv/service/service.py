@@ -72,9 +72,11 @@ class Service:
     """Runs the streams of ``config`` (see the module docstring); ``start`` loads the models and starts every
     stream, ``stop`` stops them and closes every sink."""
 
-    def __init__(self, config: ServeConfig, *, listeners: list[Listener] | None = None) -> None:
+    def __init__(self, config: ServeConfig, *, listeners: list[Listener] | None = None,
+                 mqtt_queue: Path | None = None) -> None:
         self.config = config
         self.out = Path(config.out)
+        self.mqtt_queue = mqtt_queue or self.out / "mqtt-queue"  # events waiting for the broker, on disk
         self.listeners: list[Listener] = list(listeners or [])
         self.streams: dict[str, ServedStream] = {}
         self.models: dict[tuple, SharedModel] = {}
@@ -96,7 +98,7 @@ class Service:
             if self.config.mqtt is not None:
                 from edgecv.service.mqtt import MqttPublisher
 
-                self.publisher = MqttPublisher(self.config.mqtt, folder=self.out / "mqtt-queue").start()
+                self.publisher = MqttPublisher(self.config.mqtt, folder=self.mqtt_queue).start()
                 self.listeners.append(self.publisher.publish)
             for s in self.config.streams:
                 self.add_stream(s, checked=True)

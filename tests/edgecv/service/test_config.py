@@ -60,6 +60,7 @@ STREAM = "streams:\n  - {id: a, source: synthetic, model: m.onnx}\n"
     (STREAM + "server: {host: 0.0.0.0}\n", "server.host '0.0.0.0' is reachable from other machines: set server.token"),
     (STREAM + "server: {host: 0.0.0.0, token: short}\n", "server.token: expected at least 16 characters, got 5"),
     (STREAM + "server: {port: 70000}\n", "server.port: expected 0..65535, got 70000"),
+    (STREAM + "server: {processes: 0}\n", "server.processes: expected 1..64, got 0"),
     (STREAM + "server: {port: eighty}\n", "server.port: expected an integer, got 'eighty'"),
     (STREAM + "batch: {max_size: 0}\n", "batch.max_size: expected 1..64, got 0"),
     ("streams:\n  - {id: a, source: synthetic, model: m, lines: ['1,2,1,2']}\n", "stream 'a': line '1,2,1,2': expected two different end points"),

@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.edgecv.detection.test_detector import make_fake_detector, write_fake_spec
 from tests.edgecv.pipeline.test_stream import FFMPEG, _free_port, _serve, _wait_listening
 
 cv2 = pytest.importorskip("cv2")
@@ -94,12 +93,6 @@ class Served:
 
 def by_id(figures: dict) -> dict[str, dict]:
     return {s["id"]: s for s in figures["streams"]}
-
-
-@pytest.fixture(scope="module")
-def fake(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fake")
-    return {"model": make_fake_detector(root / "fake.onnx"), "spec": write_fake_spec(root / "fake.yaml")}
 
 
 def write_config(path: Path, port: int, fake: dict, streams: list[dict], token: str | None = None) -> Path:
