@@ -20,7 +20,7 @@ about 8 CPU ms on the 2-core test machine, so past saturation this decides much 
 
 One ``serve`` process runs its streams' Python stages under one interpreter lock: past saturation it uses less
 than the 2 cores that separate processes share out. ``--serve-processes 1,2`` runs ``serve`` once with one process
-and once with the cameras split over two (camera i to process i mod 2), beside the separate processes.
+and once with ``server.processes: 2`` (camera i in worker i mod 2, behind one API), beside the separate processes.
 
 Once every camera produces, frames are counted for ``--seconds`` (lines of each stream's JSON lines: one per
 processed frame; the files are flushed every second, so each count is within a second's frames), then the
@@ -115,36 +115,31 @@ def stop(procs: list[subprocess.Popen]) -> list[str]:
 
 
 def run_serve(n: int, args, model: Path, spec: str | None, tmp: Path, processes: int = 1) -> dict:
-    """``n`` cameras served by ``processes`` ``edgecv serve`` processes, camera i by process i mod that count
-    (each with its own port and folder)."""
+    """``n`` cameras served by one ``edgecv serve``, its streams in ``server.processes`` worker processes (camera i
+    in worker i mod that count)."""
     import yaml
 
     k = min(processes, n)
-    procs, ports, files = [], [], []
-    for j in range(k):
-        out, port = tmp / f"serve{n}-{k}-{j}", free_port()
-        ids = range(j, n, k)
-        streams = [{"id": f"cam{i}", "source": source(i, args.fps, args.size), "model": str(model), "sinks": ["jsonl"],
-                    "source_process": args.serve_sources == "process",
-                    **({"spec": spec} if spec else {})} for i in ids]
-        config = tmp / f"serve{n}-{k}-{j}.yaml"
-        config.write_text(yaml.safe_dump({"server": {"port": port}, "batch": {"max_size": 8, "max_wait_ms": 5},
-                                          "out": str(out), "streams": streams}))
-        procs.append(subprocess.Popen([PYTHON, "-m", "edgecv", "serve", str(config), "--json"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO))
-        ports.append(port)
-        files += [out / f"cam{i}" / "tracks.jsonl" for i in ids]
+    out, port = tmp / f"serve{n}-{k}", free_port()
+    streams = [{"id": f"cam{i}", "source": source(i, args.fps, args.size), "model": str(model), "sinks": ["jsonl"],
+                "source_process": args.serve_sources == "process", **({"spec": spec} if spec else {})}
+               for i in range(n)]
+    config = tmp / f"serve{n}-{k}.yaml"
+    config.write_text(yaml.safe_dump({"server": {"port": port, "processes": k},
+                                      "batch": {"max_size": 8, "max_wait_ms": 5}, "out": str(out),
+                                      "streams": streams}))
+    proc = subprocess.Popen([PYTHON, "-m", "edgecv", "serve", str(config), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    files = [out / f"cam{i}" / "tracks.jsonl" for i in range(n)]
     try:
-        wait_producing(files, procs)
+        wait_producing(files, [proc])
         rates = count(files, args.seconds)
-        rss = rss_mb(procs)
-        models = []
-        for port in ports:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as r:
-                models += json.loads(r.read())["models"]
+        rss = rss_mb([proc])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/streams", timeout=10) as r:
+            models = json.loads(r.read())["models"]
     finally:
-        printed = stop(procs)  # each: "serving ..." then the final figures as JSON
-    status = [s for text in printed for s in json.loads(text[text.index("{"):]).get("streams", [])]
+        (printed,) = stop([proc])  # "serving ..." then the final figures as JSON
+    status = json.loads(printed[printed.index("{"):]).get("streams", [])
     calls = sum(m["calls"] for m in models)
     return {"rates": rates, "latency": [s["latency_ms"] for s in status], "dropped": sum(s["dropped"] for s in status),
             "mean_batch": round(sum(m["frames"] for m in models) / calls, 2) if calls else None, "rss_mb": rss,
@@ -188,8 +183,8 @@ def main() -> None:
     p.add_argument("--serve-sources", choices=("process", "thread"), default="process",
                    help="serve's cameras each in a child process (its default) or in a thread, as track's are")
     p.add_argument("--serve-processes", default="1",
-                   help="comma-separated: serve runs once per count, the cameras split over that many serve "
-                        "processes (camera i to process i mod N)")
+                   help="comma-separated: serve runs once per count, with server.processes at that count "
+                        "(camera i in worker i mod N)")
     p.add_argument("--json", action="store_true")
     args = p.parse_args()
     try:
