@@ -78,3 +78,7 @@ class ManifestError(EdgeCVError):
 
 class ConfigError(EdgeCVError):
     """An option, a profile or a configuration file has an invalid value."""
+
+
+class WorkerDown(EdgeCVError):
+    """A worker process of a split ``edgecv serve`` does not answer (it died, or is starting again)."""

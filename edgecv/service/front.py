@@ -36,7 +36,7 @@ import time
 from dataclasses import asdict, replace
 from typing import Any
 
-from edgecv.errors import EdgeCVError
+from edgecv.errors import EdgeCVError, WorkerDown
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,6 @@ def merge_metrics(texts: list[str]) -> bytes:
     return generate_latest(registry)
 
 
-class WorkerDown(EdgeCVError):
-    """A worker does not answer (it died, or is starting again)."""
-
-
 class Worker:
     """One worker process: its streams' configs, its socket (kept across restarts) and its process."""
 
@@ -121,8 +117,12 @@ class Worker:
             if proc.poll() is None:
                 proc.kill()
             code = proc.wait()
-            raise EdgeCVError(answer.get("error") or f"serve worker {self.index} ended with code {code} before its "
-                                                     f"streams started (its log is above)")
+            if answer.get("error"):  # the worker's own line, and the exit code the single process would give
+                failure = EdgeCVError(answer["error"])
+                failure.exit_code = int(answer.get("exit_code") or EdgeCVError.exit_code)
+                raise failure
+            raise EdgeCVError(f"serve worker {self.index} ended with code {code} before its streams started "
+                              f"(its log is above)")
         self.ready = True
 
     def alive(self) -> bool:

@@ -75,7 +75,7 @@ def main() -> int:
         service = Service(config, mqtt_queue=Path(config.out) / f"mqtt-queue-worker-{index}")
         service.start()
     except EdgeCVError as exc:
-        _say({"error": str(exc)})
+        _say({"error": str(exc), "exit_code": exc.exit_code})
         return 1
     closing = threading.Event()
     stopped_by = None

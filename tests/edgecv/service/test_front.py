@@ -175,3 +175,31 @@ def test_sigterm_stops_both_workers_and_closes_every_sink(fake, tmp_path):
         lines = (tmp_path / "out" / st["id"] / "tracks.jsonl").read_text().splitlines()
         end = json.loads(lines[-1])
         assert st["state"] == "stopped" and end["end"] == "stopped" and end["frames"] == st["frames"] == len(lines) - 1
+
+
+def test_a_stream_a_worker_cannot_start_is_one_line_and_nothing_is_left_running(fake, tmp_path):
+    from tests.edgecv.service.test_serve import run_cli
+
+    config = write_config(tmp_path / "serve.yaml", _free_port(), fake, [
+        {"id": "a", "source": "synthetic:frames=0,size=64x64,fps=10"},
+        {"id": "b", "source": "synthetic:frames=0,size=64x64,fps=10", "model": str(tmp_path / "none.onnx")}])
+    config.write_text(config.read_text().replace("server:\n", "server:\n  processes: 2\n"))
+    before = worker_pids()
+    done = run_cli(str(config))
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.strip().splitlines() == [f"edgecv: error: stream 'b': model {tmp_path / 'none.onnx'}: no such "
+                                                "file or folder"]
+    assert worker_pids() <= before
+
+
+def worker_pids() -> set[int]:
+    import psutil
+
+    pids = set()
+    for p in psutil.process_iter():
+        try:
+            if "edgecv.service.worker" in " ".join(p.cmdline()):
+                pids.add(p.pid)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return pids
