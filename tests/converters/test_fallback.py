@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -140,7 +142,16 @@ def test_fallback_costs_are_timed_as_edgecv_bench_times(tmp_path, monkeypatch):
 
     calls = []
     real = edgecv.bench.benchmark
-    monkeypatch.setattr(edgecv.bench, "benchmark", lambda path, **kw: calls.append(kw) or real(path, **kw))
+
+    def timed(path, **kw):
+        calls.append(kw)
+        r = real(path, **kw)
+        # Whether int8 with one float layer beats fp32 on a 0.1 ms model is a coin toss under load (CI once
+        # measured 0.0988 against 0.0755 ms and failed the artifact): this test is about how the costs are
+        # timed, so fp32 is made clearly slower. The verdict itself has its own tests.
+        return dataclasses.replace(r, p50_ms=r.p50_ms + 1.0) if "-fp32-latency" in str(path) else r
+
+    monkeypatch.setattr(edgecv.bench, "benchmark", timed)
     np.save(tmp_path / "pixels.npy", np.random.default_rng(0).integers(0, 256, (64, 8, 8, 3), dtype=np.uint8))
     report = export(make_outlier_onnx(tmp_path / "outlier.onnx"), to="onnx", quant="int8", calib=tmp_path / "pixels.npy",
                     out=tmp_path / "out", preprocess=Preprocess(mean=(127.5,), std=(127.5,)),
