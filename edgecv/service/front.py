@@ -147,8 +147,7 @@ class Worker:
             conn.close()
 
     def json(self, path: str) -> Any:
-        status, _, body = self.call("GET", path)
-        return json.loads(body)
+        return json.loads(self.call("GET", path)[2])
 
     def stop(self) -> None:
         """SIGTERM the process, wait for its sinks to close and keep its final figures."""
